@@ -1,0 +1,358 @@
+"""Equipment agent: a PackML unit with parallel servers, batches, changeovers and failures.
+
+Each server is a SimPy process (``Equipment._server``) that loads a batch from the input buffer,
+changes over if the product differs from its last one, processes, and unloads the outputs to the
+destinations its router picks (blocking after service when a buffer is full).
+
+PackML behaviour (ISA-TR88.00.02):
+
+* the unit produces only in Execute; when no server is busy because the input is empty
+  (starved) or an output buffer is full (blocked), the unit issues Suspend itself and Unsuspend
+  when work is possible again;
+* a failure mode whose time to failure (operating time = time in Execute) has elapsed issues
+  Hold (reaction ``hold``: in-process work is kept and resumes after Unhold) or Abort
+  (``abort``: the material in the unit is scrapped; recovery is Clear → Reset → Start);
+* acting states last ``acting_state_s[state]`` seconds (default 0) and end on state complete;
+* an illegal command is rejected and logged (``command_rejected``), never applied.
+
+Machine-shop idiom: a failure interrupts busy server processes, which keep their remaining work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import simpy
+from mesa.discrete_space import FixedAgent
+
+from darkfab.factory.buffers import Buffer
+from darkfab.factory.distributions import Sampler
+from darkfab.factory.kpis import ActivePeriods, StateTimer
+from darkfab.factory.packml import ACTING_STATES, Command, PackMLStateMachine, State
+
+from .flow import Router, Sink
+from .model import PlantModel
+
+__all__ = ["Equipment", "FailureMode", "Transform"]
+
+S = State
+# server statuses
+WAITING, STARVED, BLOCKED, SETUP, BUSY = "waiting", "starved", "blocked", "setup", "busy"
+_WORKING = (SETUP, BUSY)
+
+_CONDITION = {
+    S.EXECUTE: "producing",
+    S.HOLDING: "down", S.HELD: "down", S.UNHOLDING: "down",
+    S.ABORTING: "down", S.ABORTED: "down", S.CLEARING: "down",
+}
+"""Equipment condition per PackML state; Suspend* states take the starved/blocked reason and
+every other state counts as ``stopped``."""
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    name: str
+    time_to_failure: Sampler  # operating seconds
+    repair_time: Sampler
+    reaction: str = "hold"  # or "abort"
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Each cycle turns the loaded batch into ``units`` new units of ``product``."""
+
+    product: str
+    units: int = 1
+    container: bool = False
+
+
+Listener = Callable[["Equipment", str, str], None]
+
+
+class Equipment(FixedAgent):
+    """A production unit at a plant node; see the module docstring for its behaviour."""
+
+    def __init__(self, model: PlantModel, name: str, node: str, input_buffer: Buffer,
+                 process_time: Sampler, router: Router, *, servers: int = 1,
+                 batch_size: int = 1, ideal_cycle_time_s: float | None = None,
+                 transform: Transform | None = None, changeover: Sampler | None = None,
+                 reject_probability: float = 0.0, reject_to: Sink | None = None,
+                 reject_draw: Sampler | None = None,
+                 failures: Sequence[FailureMode] = (),
+                 acting_state_s: dict[State, float] | None = None,
+                 disabled_states: dict[str, Sequence[State]] | None = None) -> None:
+        super().__init__(model)
+        self.cell = model.node_cell(node)
+        self.name = name
+        self.node = node
+        self.env: simpy.Environment = model.env
+        self.input = input_buffer
+        self.process_time = process_time
+        self.router = router
+        self.servers = servers
+        self.batch_size = batch_size
+        self.ideal_cycle_time_s = ideal_cycle_time_s or process_time.mean
+        self.transform = transform
+        self.changeover = changeover
+        self.reject_probability = reject_probability
+        self.reject_to = reject_to
+        self._reject_draw = reject_draw
+        self.failures = list(failures)
+        self.acting_state_s = dict(acting_state_s or {})
+        self.sm = PackMLStateMachine(disabled=dict(disabled_states or {}))
+        self.sm.add_listener(self._on_state)
+        self._listeners: list[Listener] = []
+        now, w = self.env.now, model.warmup_s
+        # results accumulators (constant memory)
+        self.state_time = StateTimer(name, self.sm.state.value, now, w, model.states)
+        self.condition = StateTimer(name, "stopped", now, w, None)
+        self.active = ActivePeriods(w)
+        self._server_time = [StateTimer(f"{name}#{k}", WAITING, now, w, None)
+                             for k in range(servers)]
+        self.cycles = 0  # produced cycles after warm-up (ISO 22400 PQ in cycles)
+        self.units_out = 0
+        self.units_good = 0
+        self.faults = 0
+        self.commands_rejected = 0
+        # run-time state
+        self._status = [WAITING] * servers
+        self._busy = 0
+        self._procs: list[simpy.Process] = []
+        self._interrupted = [False] * servers
+        self._loaded = [False] * servers  # server holds a batch not yet unloaded
+        self._last_product: list[str | None] = [None] * servers
+        self._aborts = 0
+        self._suspend_reason = STARVED
+        self._exec_ev = self.env.event()
+        self._op_accum = 0.0  # operating (Execute) seconds before _op_since
+        self._op_since: float | None = None
+        self._sc_token = 0
+
+    # --- public interface ------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self.sm.state
+
+    def subscribe(self, fn: Listener) -> None:
+        """``fn(equipment, kind, detail)`` for kind ``state`` (new state) and ``repaired``."""
+        self._listeners.append(fn)
+
+    def command(self, command: Command, issuer: str = "supervisor") -> bool:
+        """Apply a PackML command if legal now; a rejected command is logged, never applied."""
+        now = self.env.now
+        if self.sm.target(command) is None:
+            self.commands_rejected += 1
+            self.model.log.record(now, "command_rejected", self.name, -1, "", issuer,
+                                  f"{command.value} in {self.sm.state.value}")
+            return False
+        self.model.log.record(now, "command", self.name, -1, "", issuer, command.value)
+        return self.sm.command(command)
+
+    def change_mode(self, mode: str, issuer: str = "supervisor") -> bool:
+        ok = self.sm.change_mode(mode)
+        kind = "mode" if ok else "command_rejected"
+        self.model.log.record(self.env.now, kind, self.name, -1, "", issuer,
+                              mode if ok else f"mode {mode} in {self.sm.state.value}")
+        if ok:
+            self.condition.change(self.env.now, self._condition(self.sm.state))
+        return ok
+
+    def operating_time(self) -> float:
+        """Seconds spent in Execute so far (the clock failure modes count)."""
+        if self._op_since is None:
+            return self._op_accum
+        return self._op_accum + self.env.now - self._op_since
+
+    def start_processes(self) -> None:
+        env = self.env
+        self._procs = [env.process(self._server(k)) for k in range(self.servers)]
+        for mode in self.failures:
+            env.process(self._failure(mode))
+
+    # --- PackML plumbing -------------------------------------------------------------------
+    def _condition(self, state: State) -> str:
+        if self.sm.mode != "Production":
+            return "planned_downtime"
+        if state in (S.SUSPENDING, S.SUSPENDED, S.UNSUSPENDING):
+            return self._suspend_reason
+        return _CONDITION.get(state, "stopped")
+
+    def _on_state(self, old: State, new: State) -> None:
+        env = self.env
+        now = env.now
+        self.model.log.record(now, "state", self.name, -1, "", "", new.value)
+        self.state_time.change(now, new.value)
+        cond = self._condition(new)
+        self.condition.change(now, cond)
+        self.active.set(now, cond in ("producing", "down"))
+        if old is S.EXECUTE:
+            self._op_accum += now - self._op_since  # type: ignore[operator]
+            self._op_since = None
+            self._exec_ev = env.event()
+            cause = "abort" if new in (S.ABORTING, S.ABORTED) else "hold"
+            for k, st in enumerate(self._status):
+                if st in _WORKING and not self._interrupted[k]:
+                    self._interrupted[k] = True
+                    self._procs[k].interrupt(cause)
+        if new in (S.ABORTING, S.ABORTED):
+            self._aborts += 1
+        if new is S.EXECUTE:
+            self._op_since = now
+            self._exec_ev.succeed()
+        for fn in self._listeners:
+            fn(self, "state", new.value)
+        if new is S.SUSPENDED and WAITING in self._status and self._has_loaded_batch():
+            self._internal(Command.UNSUSPEND)
+        elif new in ACTING_STATES:  # last: may re-enter this listener
+            d = self.acting_state_s.get(new, 0.0)
+            if d <= 0:
+                self.sm.state_complete()
+            else:
+                self._sc_token += 1
+                token = self._sc_token
+                env.timeout(d).callbacks.append(lambda _e: self._complete(token, new))
+
+    def _complete(self, token: int, state: State) -> None:
+        if token == self._sc_token and self.sm.state is state:
+            self.sm.state_complete()
+
+    def _internal(self, command: Command) -> None:
+        self.command(command, issuer=self.name)
+
+    def _has_loaded_batch(self) -> bool:
+        return any(self._loaded)
+
+    def _set_status(self, k: int, status: str) -> None:
+        old = self._status[k]
+        if old == status:
+            return
+        self._status[k] = status
+        self._server_time[k].change(self.env.now, status)
+        if old in _WORKING:
+            self._busy -= 1
+        if status in _WORKING:
+            self._busy += 1
+        elif self._busy == 0 and self.sm.state is S.EXECUTE and status in (STARVED, BLOCKED):
+            self._suspend_reason = BLOCKED if BLOCKED in self._status else STARVED
+            self._internal(Command.SUSPEND)
+
+    # --- server process --------------------------------------------------------------------
+    def _server(self, k: int):
+        env, m = self.env, self.model
+        log = m.log.record
+        name, inp = self.name, self.input
+        while True:
+            batch = []
+            for _ in range(self.batch_size):
+                ev = inp.get()
+                if not ev.triggered:
+                    self._set_status(k, STARVED)
+                    yield ev
+                batch.append(ev.value)
+            self._loaded[k] = True
+            aborts = self._aborts
+            for u in batch:
+                log(env.now, "load", name, u.id, u.product, name, inp.name)
+            ok = yield from self._await_execute(k)
+            product = batch[0].product
+            if ok and self.changeover is not None and self._last_product[k] not in (None, product):
+                log(env.now, "changeover", name, -1, product, name, self._last_product[k] or "")
+                ok = yield from self._work(k, self.changeover(), SETUP, aborts)
+            self._last_product[k] = product
+            if ok:
+                ok = yield from self._work(k, self.process_time(), BUSY, aborts)
+            self._loaded[k] = False
+            if not ok:  # aborted: the material in the unit is scrapped
+                for u in batch:
+                    log(env.now, "scrap", name, u.id, u.product, name, "abort")
+                    m.unit_left(env.now, u, False)
+                continue
+            yield from self._unload(k, batch)
+
+    def _await_execute(self, k: int):
+        """Wait until the unit is in Execute (unsuspending it if needed); ``False`` if the unit
+        was aborted meanwhile."""
+        aborts = self._aborts
+        while self.sm.state is not S.EXECUTE:
+            if self.sm.state is S.SUSPENDED:
+                self._internal(Command.UNSUSPEND)
+                continue
+            self._set_status(k, WAITING)
+            yield self._exec_ev
+        return self._aborts == aborts
+
+    def _work(self, k: int, duration: float, status: str, aborts: int):
+        env = self.env
+        remaining = duration
+        while True:
+            self._set_status(k, status)
+            start = env.now
+            try:
+                yield env.timeout(remaining)
+                return True
+            except simpy.Interrupt:
+                self._interrupted[k] = False
+                remaining -= env.now - start
+                self._set_status(k, WAITING)
+                while self.sm.state is not S.EXECUTE:
+                    yield self._exec_ev
+                if self._aborts != aborts:
+                    return False
+
+    def _unload(self, k: int, batch: list):
+        env, m = self.env, self.model
+        now = env.now
+        if self.transform is not None:
+            t = self.transform
+            outs = m.material.transform(now, batch, t.product, t.units, self.name, t.container)
+            m.units_entered(now, len(outs) - len(batch))
+        else:
+            outs = batch
+        counted = now >= m.warmup_s
+        if counted:
+            self.cycles += 1
+            self.units_out += len(outs)
+        for u in outs:
+            if self.reject_to is not None and self._reject_draw() < self.reject_probability:
+                self.reject_to.absorb(u, self.name)
+                continue
+            if counted:
+                self.units_good += 1
+            dest = self.router()
+            if isinstance(dest, Sink):
+                dest.absorb(u, self.name)
+                continue
+            ev = dest.put(u)
+            if not ev.triggered:
+                self._set_status(k, BLOCKED)
+                yield ev
+            m.log.record(env.now, "unload", self.name, u.id, u.product, dest.name, "")
+
+    # --- failures (operating-time based) ---------------------------------------------------
+    def _failure(self, mode: FailureMode):
+        env = self.env
+        while True:
+            need = mode.time_to_failure()
+            tol = 1e-9 * max(1.0, need)
+            while need > tol or self.sm.state is not S.EXECUTE:
+                if self.sm.state is not S.EXECUTE:
+                    yield self._exec_ev
+                    continue
+                t0 = self.operating_time()
+                yield env.timeout(need)
+                need -= self.operating_time() - t0
+            self.faults += env.now >= self.model.warmup_s
+            self.model.log.record(env.now, "fault", self.name, -1, "", self.name, mode.name)
+            self._internal(Command.ABORT if mode.reaction == "abort" else Command.HOLD)
+            yield env.timeout(mode.repair_time())
+            self.model.log.record(env.now, "repair", self.name, -1, "", self.name, mode.name)
+            for fn in self._listeners:
+                fn(self, "repaired", mode.name)
+
+    # --- end of run ------------------------------------------------------------------------
+    def finish(self, now: float) -> None:
+        self.state_time.finish(now)
+        self.condition.finish(now)
+        for t in self._server_time:
+            t.finish(now)

@@ -1,0 +1,96 @@
+"""Sources, sinks and routing: where discrete material enters, leaves and which way it goes."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+from mesa.discrete_space import FixedAgent
+
+from darkfab.factory.buffers import Buffer
+from darkfab.factory.distributions import Sampler
+from darkfab.factory.material import Unit
+
+from .model import PlantModel
+
+__all__ = ["Source", "Sink", "Router"]
+
+
+class Sink(FixedAgent):
+    """Where units leave the plant: ``product`` sinks count as completed, ``scrap`` as rejected."""
+
+    def __init__(self, model: PlantModel, name: str, node: str, good: bool = True) -> None:
+        super().__init__(model)
+        self.cell = model.node_cell(node)
+        self.name = name
+        self.node = node
+        self.good = good
+        self.received = 0
+        self._kind = "complete" if good else "scrap"
+
+    def absorb(self, unit: Unit, origin: str) -> None:
+        m = self.model
+        now = m.env.now
+        m.log.record(now, self._kind, self.name, unit.id, unit.product, self.name, origin)
+        self.received += 1
+        m.unit_left(now, unit, self.good)
+
+
+class Router:
+    """Chooses the next destination: fixed, or by probabilities drawn from its own stream."""
+
+    __slots__ = ("targets", "_cum", "_u")
+
+    def __init__(self, targets: Sequence[Buffer | Sink], probabilities: Sequence[float],
+                 uniform: Sampler | None) -> None:
+        self.targets = list(targets)
+        cum = np.cumsum(probabilities) / float(np.sum(probabilities))
+        self._cum = cum.tolist()
+        self._u = uniform if len(self.targets) > 1 else None
+
+    def __call__(self) -> Buffer | Sink:
+        if self._u is None:
+            return self.targets[0]
+        i = bisect.bisect_right(self._cum, self._u())
+        return self.targets[min(i, len(self.targets) - 1)]
+
+
+class Source(FixedAgent):
+    """Releases lots of ``lot_size`` units into a buffer at random inter-arrival times; a full
+    buffer blocks the source (a saturated source is ``constant`` 0 s into a finite buffer)."""
+
+    def __init__(self, model: PlantModel, name: str, node: str, to: Buffer,
+                 interarrival: Sampler, products: Sequence[str], product_choice: Router | None,
+                 lot_size: int = 1, max_units: int | None = None) -> None:
+        super().__init__(model)
+        self.cell = model.node_cell(node)
+        self.name = name
+        self.node = node
+        self.to = to
+        self.interarrival = interarrival
+        self.products = list(products)
+        self.product_choice = product_choice
+        self.lot_size = lot_size
+        self.max_units = max_units
+        self.released = 0
+
+    def run(self):
+        m = self.model
+        env, log, mat = m.env, m.log, m.material
+        to, name = self.to, self.name
+        while self.max_units is None or self.released < self.max_units:
+            yield env.timeout(self.interarrival())
+            lot = mat.new_lot(name)
+            n = self.lot_size if self.max_units is None else min(
+                self.lot_size, self.max_units - self.released)
+            for _ in range(n):
+                product = self.products[0] if self.product_choice is None \
+                    else self.product_choice()
+                unit = mat.new_unit(product, lot, env.now)
+                self.released += 1
+                m.units_entered(env.now, 1)
+                log.record(env.now, "create", name, unit.id, product, to.name, lot)
+                ev = to.put(unit)
+                if not ev.triggered:
+                    yield ev

@@ -1,0 +1,136 @@
+"""Results tables written to Parquet in batches with explicit pyarrow schemas.
+
+Rows are appended to column lists and flushed to a ``ParquetWriter`` every ``batch_rows`` rows,
+so memory stays bounded whatever the horizon; closing (also on an interrupted run) writes the
+rest and leaves a readable file. Columns ``run_id`` and ``replication`` are constant per run and
+are added at flush time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TableWriter",
+    "EventLog", "write_table",
+]
+
+_RUN = [pa.field("run_id", pa.string(), nullable=False),
+        pa.field("replication", pa.int32(), nullable=False)]
+
+EVENTS_SCHEMA = pa.schema(_RUN + [
+    pa.field("time_s", pa.float64(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("entity", pa.string(), nullable=False),
+    pa.field("unit_id", pa.int64(), nullable=False),  # -1 when the event concerns no unit
+    pa.field("product", pa.string(), nullable=False),
+    pa.field("location", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+])
+"""Event log. ``kind`` is one of: create, load, unload, complete, scrap, state, command,
+command_rejected, fault, repair, changeover, mode."""
+
+STATES_SCHEMA = pa.schema(_RUN + [
+    pa.field("entity", pa.string(), nullable=False),
+    pa.field("state", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("duration_s", pa.float64(), nullable=False),
+])
+"""State intervals: one row per PackML state (and per equipment condition) interval."""
+
+GENEALOGY_SCHEMA = pa.schema(_RUN + [
+    pa.field("time_s", pa.float64(), nullable=False),
+    pa.field("child_id", pa.int64(), nullable=False),
+    pa.field("child_product", pa.string(), nullable=False),
+    pa.field("parent_id", pa.int64(), nullable=False),
+    pa.field("parent_lot", pa.string(), nullable=False),
+    pa.field("equipment", pa.string(), nullable=False),
+])
+
+KPIS_SCHEMA = pa.schema(_RUN + [
+    pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name
+    pa.field("kpi", pa.string(), nullable=False),
+    pa.field("value", pa.float64(), nullable=True),
+    pa.field("unit", pa.string(), nullable=False),
+])
+
+
+class TableWriter:
+    """Batched, append-only Parquet writer for one schema."""
+
+    def __init__(self, path: Path | str, schema: pa.Schema, run_id: str, replication: int,
+                 batch_rows: int = 65_536) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self._names = [f.name for f in schema][2:]
+        self._types = [f.type for f in schema][2:]
+        self.columns: list[list] = [[] for _ in self._names]
+        self._run_id = run_id
+        self._replication = replication
+        self._batch = batch_rows
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self.path, schema, compression="zstd", write_statistics=True)
+        self.rows_written = 0
+
+    def __len__(self) -> int:
+        return self.rows_written + len(self.columns[0])
+
+    def append(self, *row) -> None:
+        for col, v in zip(self.columns, row):
+            col.append(v)
+        if len(self.columns[0]) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        n = len(self.columns[0])
+        if n == 0 or self._writer is None:
+            return
+        arrays = [pa.array([self._run_id] * n, pa.string()),
+                  pa.array([self._replication] * n, pa.int32())]
+        arrays += [pa.array(c, t) for c, t in zip(self.columns, self._types)]
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.rows_written += n
+        for c in self.columns:
+            c.clear()
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self.flush()
+        self._writer.close()
+        self._writer = None
+
+
+class EventLog(TableWriter):
+    """The event log; ``record`` is on the hot path and appends straight to the column lists."""
+
+    def __init__(self, path: Path | str, run_id: str, replication: int,
+                 batch_rows: int = 65_536) -> None:
+        super().__init__(path, EVENTS_SCHEMA, run_id, replication, batch_rows)
+        (self._t, self._kind, self._entity, self._unit, self._product, self._loc,
+         self._detail) = self.columns
+
+    def record(self, t: float, kind: str, entity: str, unit_id: int = -1, product: str = "",
+               location: str = "", detail: str = "") -> None:
+        self._t.append(t)
+        self._kind.append(kind)
+        self._entity.append(entity)
+        self._unit.append(unit_id)
+        self._product.append(product)
+        self._loc.append(location)
+        self._detail.append(detail)
+        if len(self._t) >= self._batch:
+            self.flush()
+
+
+def write_table(path: Path | str, schema: pa.Schema, rows: list[tuple], run_id: str,
+                replication: int) -> None:
+    """Write a small table in one go (e.g. the KPI table)."""
+    w = TableWriter(path, schema, run_id, replication, batch_rows=max(1, len(rows) + 1))
+    for r in rows:
+        w.append(*r)
+    w.close()

@@ -1,0 +1,117 @@
+"""``darkfab`` command line: run, check and list scenarios.
+
+Exit codes: 0 success; 2 invalid scenario or usage (one line per problem, no traceback);
+1 the run failed (results written so far stay readable); 130 interrupted (partial results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .loader import ScenarioError, load_scenario, shipped_scenarios
+from .runner import fmt, run_scenario
+
+__all__ = ["main"]
+
+DEFAULT_SCENARIO = "packaging-line"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="darkfab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a scenario (default: %s)" % DEFAULT_SCENARIO)
+    r.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                   help="shipped scenario name or path to a .toml file")
+    h = r.add_mutually_exclusive_group()
+    h.add_argument("--days", type=float, help="horizon in simulated days")
+    h.add_argument("--hours", type=float, help="horizon in simulated hours")
+    r.add_argument("--seed", type=int, help="base seed (default: the scenario's)")
+    r.add_argument("--replication", type=int, default=0, help="replication index (default 0)")
+    r.add_argument("--out", type=Path, help="output folder (default results/runs/<scenario>/<run-id>)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario field, e.g. equipment.cartoner.servers=2")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
+    c = sub.add_parser("check", help="validate a scenario file without running it")
+    c.add_argument("scenario")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    sub.add_parser("list", help="list the shipped scenarios")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "list":
+            return _list()
+        if args.cmd == "check":
+            s = load_scenario(args.scenario, args.overrides)
+            print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
+                  f"{len(s.buffers)} buffers, {len(s.nodes)} nodes)")
+            return 0
+        return _run(args)
+    except ScenarioError as e:
+        for problem in e.problems:
+            print(problem.format(e.file), file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    from .loader import load_scenario as load
+    for name, path in sorted(shipped_scenarios().items()):
+        desc = load(path).scenario.description
+        print(f"{name:20s} {desc}")
+    return 0
+
+
+def _run(args) -> int:
+    overrides = list(args.overrides)
+    if args.days is not None:
+        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
+    if args.hours is not None:
+        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    if args.seed is not None and args.seed < 0 or args.replication < 0:
+        print("--seed and --replication must be non-negative", file=sys.stderr)
+        return 2
+    s = load_scenario(args.scenario, overrides)
+    show = not args.quiet and sys.stderr.isatty()
+    try:
+        res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
+                           progress=show)
+    except Exception as e:  # noqa: BLE001
+        print(f"darkfab: run failed: {type(e).__name__}: {e} (partial results kept)",
+              file=sys.stderr)
+        return 1
+    if not args.quiet:
+        _print_table(res.summary)
+    print(f"results: {res.out_dir}")
+    if res.summary["partial"]:
+        print("run interrupted: partial results written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_table(k: dict) -> None:
+    lt = k["lead_time_s"]
+    print(f"\n{k['scenario']}  seed {k['seed']}  replication {k['replication']}  "
+          f"horizon {k['horizon_s'] / 86400:.3g} d  warm-up {k['warmup_s'] / 3600:.3g} h  "
+          f"{k['events']:,} events in {k['wall_s']:.2f} s wall")
+    print(f"throughput {fmt(k['throughput_per_h'])} units/h   completed {k['units_completed']:,}"
+          f"   scrapped {k['units_scrapped']:,}   WIP {fmt(k['wip_mean'])}")
+    print(f"lead time s: mean {fmt(lt['mean'])}  p50 {fmt(lt['p50'])}  p95 {fmt(lt['p95'])}")
+    hdr = ("equipment", "util", "avail", "perf", "qual", "OEE", "starved h", "blocked h",
+           "down h", "faults")
+    print("\n" + "{:16s}" .format(hdr[0]) + "".join(f"{h:>10s}" for h in hdr[1:]))
+    for name in k["bottleneck_ranking"]:
+        e = k["equipment"][name]
+        vals = [e["utilization"], e["availability"], e["performance"], e["quality"], e["oee"]]
+        cells = [f"{v:10.3f}" if v is not None else f"{'-':>10s}" for v in vals]
+        cells += [f"{e[x] / 3600:10.2f}" for x in ("starved_s", "blocked_s", "down_s")]
+        cells.append(f"{e['faults']:10d}")
+        print(f"{name:16s}" + "".join(cells))
+    print("(equipment listed by bottleneck rank: longest mean active period first)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Load a scenario: TOML → ``--set`` overrides → strict validation → cross-reference checks.
+
+All problems are collected and reported together, one line each, as
+``FILE:LINE: path.to.field: message`` (the line where the TOML locator can find the key).
+A scenario file is data: it is parsed, never executed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .schema import DIST_TAGS, Scenario, reference_errors
+
+__all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
+           "apply_overrides", "parse_override"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def format(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line else file
+        return f"{where}: {self.path}: {self.message}"
+
+
+class ScenarioError(Exception):
+    """One or more problems in a scenario file or its overrides."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(p.format(file) for p in problems))
+
+
+def shipped_scenarios() -> dict[str, Path]:
+    """Names and paths of the scenarios shipped as package data."""
+    root = resources.files("darkfab.scenarios") / "files"
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".toml")}
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """A shipped scenario name or a file path; an unknown name lists the shipped ones."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ScenarioError(str(p), [Problem("<file>", "no such scenario file")])
+        return p
+    shipped = shipped_scenarios()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    names = ", ".join(sorted(shipped))
+    raise ScenarioError(name_or_path, [Problem(
+        "<scenario>", f"unknown scenario {name_or_path!r}; shipped scenarios: {names}")])
+
+
+# --- overrides ----------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``a.b[2].c=value`` → (['a', 'b', 2, 'c'], value); the value is read as a TOML value
+    (``30``, ``1.5``, ``true``, ``"x"``, ``{dist = "constant", value_s = 1}``), else a string."""
+    if "=" not in text:
+        raise ValueError(f"--set {text!r}: expected path.to.field=value")
+    path_s, raw = text.split("=", 1)
+    path: list[str | int] = []
+    for part in path_s.strip().split("."):
+        m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", part)
+        if not m:
+            raise ValueError(f"--set {text!r}: bad path element {part!r}")
+        path.append(m.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> list[Problem]:
+    """Apply ``--set`` overrides in place; return problems with paths that cannot be set."""
+    problems = []
+    for text in overrides:
+        try:
+            path, value = parse_override(text)
+        except ValueError as e:
+            problems.append(Problem("--set", str(e)))
+            continue
+        node: Any = data
+        for i, key in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(key, int):
+                if not isinstance(node, list) or key >= len(node):
+                    problems.append(Problem(_dotted(path[:i + 1]), "no such list element"))
+                    break
+                node = node[key]
+            else:
+                if not isinstance(node, dict):
+                    problems.append(Problem(_dotted(path[:i + 1]), "not a table"))
+                    break
+                node = node.setdefault(key, [] if isinstance(nxt, int) else {})
+        else:
+            last = path[-1]
+            if isinstance(last, int):
+                if not isinstance(node, list) or last >= len(node):
+                    problems.append(Problem(_dotted(path), "no such list element"))
+                    continue
+                node[last] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                problems.append(Problem(_dotted(path), "not a table"))
+    return problems
+
+
+# --- loading ------------------------------------------------------------------------------
+def load_scenario(source: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
+    problem."""
+    path = resolve_path(str(source))
+    file = str(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ScenarioError(file, [Problem("<toml>", f"not valid TOML: {e}",
+                                           int(m.group(1)) if m else None)]) from None
+    lines = _KeyLines(text)
+    problems = apply_overrides(data, list(overrides or []))
+    set_paths = {tuple(parse_override(o)[0]) for o in overrides or [] if "=" in o}
+    if problems:
+        raise ScenarioError(file, problems)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
+    problems = [Problem(p, m, lines.find(p)) for p, m in reference_errors(scenario)]
+    if problems:
+        raise ScenarioError(file, problems)
+    return scenario
+
+
+def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
+    loc = [x for i, x in enumerate(err["loc"]) if not (i > 0 and x in DIST_TAGS)]
+    loc = [x for x in loc if not (isinstance(x, str) and x.startswith("function-"))]
+    path = _dotted(loc) or "<root>"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif "input" in err and err["type"] not in ("union_tag_invalid",):
+        inp = err["input"]
+        if not isinstance(inp, (dict, list)):
+            msg = f"{msg} (got {inp!r})"
+    if any(tuple(loc[:len(sp)]) == sp for sp in set_paths):
+        return Problem(path, msg + " [from --set]")
+    return Problem(path, msg, lines.find(path))
+
+
+def _dotted(path: list) -> str:
+    out = ""
+    for x in path:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out
+
+
+class _KeyLines:
+    """Best-effort map from a dotted field path to the line that defines it in a TOML text."""
+
+    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _key = re.compile(r"^\s*([A-Za-z0-9_\-\.\"']+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.paths: dict[str, int] = {}
+        table = ""
+        counts: dict[str, int] = {}
+        for no, line in enumerate(text.splitlines(), start=1):
+            h = self._header.match(line)
+            if h:
+                name = h.group(2).replace('"', "").replace("'", "")
+                if h.group(1) == "[[":
+                    i = counts.get(name, 0)
+                    counts[name] = i + 1
+                    table = f"{name}[{i}]"
+                else:
+                    table = name
+                self.paths.setdefault(table, no)
+                continue
+            k = self._key.match(line)
+            if k:
+                key = k.group(1).replace('"', "").replace("'", "")
+                full = f"{table}.{key}" if table else key
+                self.paths.setdefault(full, no)
+                # inline tables / arrays: register keys written on the same line
+                for sub in re.findall(r"([A-Za-z0-9_]+)\s*=", line[k.end():]):
+                    self.paths.setdefault(f"{full}.{sub}", no)
+
+    def find(self, path: str) -> int | None:
+        p = path
+        while p:
+            if p in self.paths:
+                return self.paths[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return None

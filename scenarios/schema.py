@@ -1,0 +1,374 @@
+"""Scenario file schema: frozen, strict pydantic models with units in field names.
+
+Every table forbids unknown keys; cross-references (buffers, sinks, nodes, products) and the
+reachability of every material hop on the plant graph are checked after the fields, each problem
+reported with its own field path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+import networkx as nx
+import numpy as np
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat,
+                      PositiveInt, model_validator)
+from pydantic_core import PydanticCustomError
+
+from darkfab.factory.distributions import Sampler, make_sampler
+from darkfab.factory.packml import ACTING_STATES, State
+
+__all__ = ["Scenario", "Distribution", "DIST_TAGS", "reference_errors"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- distributions ------------------------------------------------------------------------
+class _Dist(Strict):
+    def params(self) -> dict:
+        """Parameters without the unit suffix, as :func:`make_sampler` takes them."""
+        out = {}
+        for k, v in self.model_dump(exclude={"dist"}, exclude_none=True).items():
+            out[k[:-2] if k.endswith("_s") else k] = v
+        return out
+
+    def sampler(self, name: str, rng: np.random.Generator) -> Sampler:
+        return make_sampler(name, self.dist, self.params(), rng)  # type: ignore[attr-defined]
+
+
+class Constant(_Dist):
+    dist: Literal["constant"]
+    value_s: NonNegativeFloat
+
+
+class Exponential(_Dist):
+    dist: Literal["exponential"]
+    mean_s: PositiveFloat
+
+
+class Uniform(_Dist):
+    dist: Literal["uniform"]
+    low_s: NonNegativeFloat
+    high_s: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.high_s < self.low_s:
+            raise PydanticCustomError("order", "high_s must be >= low_s")
+        return self
+
+
+class Triangular(_Dist):
+    dist: Literal["triangular"]
+    low_s: NonNegativeFloat
+    mode_s: NonNegativeFloat
+    high_s: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _order(self):
+        if not self.low_s <= self.mode_s <= self.high_s:
+            raise PydanticCustomError("order", "need low_s <= mode_s <= high_s")
+        return self
+
+
+class Normal(_Dist):
+    """Normal truncated to [low_s, high_s] (default [0, ∞))."""
+
+    dist: Literal["normal"]
+    mean_s: NonNegativeFloat
+    sd_s: NonNegativeFloat
+    low_s: NonNegativeFloat = 0.0
+    high_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _order(self):
+        hi = math.inf if self.high_s is None else self.high_s
+        if hi <= self.low_s:
+            raise PydanticCustomError("order", "high_s must be > low_s")
+        return self
+
+
+class Lognormal(_Dist):
+    dist: Literal["lognormal"]
+    mean_s: PositiveFloat
+    cv: PositiveFloat
+
+
+class Gamma(_Dist):
+    dist: Literal["gamma"]
+    mean_s: PositiveFloat
+    cv: PositiveFloat
+
+
+class Weibull(_Dist):
+    dist: Literal["weibull"]
+    shape: PositiveFloat
+    scale_s: PositiveFloat
+
+
+class Empirical(_Dist):
+    dist: Literal["empirical"]
+    values_s: Annotated[list[NonNegativeFloat], Field(min_length=1)]
+    weights: list[PositiveFloat] | None = None
+
+    @model_validator(mode="after")
+    def _len(self):
+        if self.weights is not None and len(self.weights) != len(self.values_s):
+            raise PydanticCustomError("length", "weights must have as many entries as values_s")
+        return self
+
+
+Distribution = Annotated[
+    Union[Constant, Exponential, Uniform, Triangular, Normal, Lognormal, Gamma, Weibull,
+          Empirical],
+    Field(discriminator="dist"),
+]
+DIST_TAGS = frozenset({"constant", "exponential", "uniform", "triangular", "normal",
+                       "lognormal", "gamma", "weibull", "empirical"})
+
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+# --- plant --------------------------------------------------------------------------------
+class Meta(Strict):
+    name: Name
+    description: str = ""
+    horizon_s: PositiveFloat
+    warmup_s: NonNegativeFloat = 0.0
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _warmup(self):
+        if self.warmup_s >= self.horizon_s:
+            raise PydanticCustomError("warmup", "warmup_s must be smaller than horizon_s")
+        return self
+
+
+class Product(Strict):
+    description: str = ""
+
+
+class Node(Strict):
+    x_m: float
+    y_m: float
+    role: Literal["station", "waypoint", "storage", "dock"] = "station"
+
+
+class Link(Strict):
+    a: Name
+    b: Name
+    directed: bool = False
+    length_m: PositiveFloat | None = None
+
+
+class BufferSpec(Strict):
+    node: Name
+    capacity_units: PositiveInt | None = None  # omitted: unbounded
+
+
+class SourceSpec(Strict):
+    node: Name
+    to: Name
+    product: Name | None = None
+    product_mix: dict[Name, PositiveFloat] | None = None
+    interarrival: Distribution
+    lot_size_units: PositiveInt = 1
+    max_units: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _product(self):
+        if (self.product is None) == (self.product_mix is None):
+            raise PydanticCustomError("product", "give exactly one of product or product_mix")
+        return self
+
+
+class SinkSpec(Strict):
+    node: Name
+    kind: Literal["product", "scrap"] = "product"
+
+
+class Branch(Strict):
+    to: Name
+    probability: Annotated[float, Field(gt=0, le=1)]
+
+
+class OutputSpec(Strict):
+    """Transformation: each cycle turns its batch into ``units`` new units of ``product``."""
+
+    product: Name
+    units: PositiveInt = 1
+    container: bool = False
+
+
+class FailureMode(Strict):
+    name: Name
+    time_to_failure: Distribution  # operating time
+    repair_time: Distribution
+    reaction: Literal["hold", "abort"] = "hold"
+
+
+ActingStateName = Literal[tuple(s.value.lower() for s in ACTING_STATES)]  # type: ignore[valid-type]
+StateName = Literal[tuple(s.value for s in State)]  # type: ignore[valid-type]
+
+
+class EquipmentSpec(Strict):
+    node: Name
+    input: Name
+    servers: PositiveInt = 1
+    process_time: Distribution
+    batch_size_units: PositiveInt = 1
+    ideal_cycle_time_s: PositiveFloat | None = None  # default: mean process time
+    output: OutputSpec | None = None  # default: units pass through unchanged
+    changeover: Distribution | None = None
+    next: Name | Annotated[list[Branch], Field(min_length=1)]
+    reject_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    reject_to: Name | None = None
+    failures: list[FailureMode] = []
+    acting_state_s: dict[ActingStateName, NonNegativeFloat] = {}
+    disabled_states: dict[Name, list[StateName]] = {}
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if isinstance(self.next, list):
+            total = sum(b.probability for b in self.next)
+            if abs(total - 1.0) > 1e-9:
+                raise PydanticCustomError("probability",
+                                          "next: branch probabilities sum to {total}, not 1",
+                                          {"total": round(total, 12)})
+        if self.reject_probability > 0 and self.reject_to is None:
+            raise PydanticCustomError("reject", "reject_probability > 0 needs reject_to")
+        names = [f.name for f in self.failures]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("dup", "failure mode names must be unique")
+        return self
+
+    def branches(self) -> list[tuple[str, float]]:
+        if isinstance(self.next, str):
+            return [(self.next, 1.0)]
+        return [(b.to, b.probability) for b in self.next]
+
+
+class ControllerSpec(Strict):
+    name: Name = "auto-recovery"
+    decision_latency_s: NonNegativeFloat = 0.0
+
+
+class Scenario(Strict):
+    scenario: Meta
+    products: Annotated[dict[Name, Product], Field(min_length=1)]
+    nodes: Annotated[dict[Name, Node], Field(min_length=1)]
+    links: list[Link] = []
+    buffers: dict[Name, BufferSpec] = {}
+    sources: Annotated[dict[Name, SourceSpec], Field(min_length=1)]
+    sinks: Annotated[dict[Name, SinkSpec], Field(min_length=1)]
+    equipment: dict[Name, EquipmentSpec] = {}
+    controller: ControllerSpec = ControllerSpec()
+
+    def graph(self) -> nx.DiGraph:
+        """The plant graph: nodes with coordinates (m), links as arcs with ``length_m``."""
+        g = nx.DiGraph()
+        for n, spec in self.nodes.items():
+            g.add_node(n, x_m=spec.x_m, y_m=spec.y_m, role=spec.role)
+        for link in self.links:
+            if link.a not in self.nodes or link.b not in self.nodes:
+                continue
+            a, b = self.nodes[link.a], self.nodes[link.b]
+            length = link.length_m or math.hypot(a.x_m - b.x_m, a.y_m - b.y_m)
+            g.add_edge(link.a, link.b, length_m=length)
+            if not link.directed:
+                g.add_edge(link.b, link.a, length_m=length)
+        return g
+
+
+def reference_errors(s: Scenario):
+    """Yield ``(path, message)`` for every dangling reference and unreachable material hop."""
+    kinds = {"buffer": s.buffers, "sink": s.sinks, "equipment": s.equipment,
+             "source": s.sources}
+    seen: dict[str, str] = {}
+    for kind, table in kinds.items():
+        for name in table:
+            if name in seen:
+                yield (f"{_plural(kind)}.{name}",
+                       f"name {name!r} is already used by a {seen[name]}")
+            seen[name] = kind
+    from darkfab.control import CONTROLLERS
+    if s.controller.name not in CONTROLLERS:
+        yield ("controller.name", f"unknown controller {s.controller.name!r}; known: "
+               + ", ".join(sorted(CONTROLLERS)))
+    for i, link in enumerate(s.links):
+        for end in ("a", "b"):
+            if getattr(link, end) not in s.nodes:
+                yield (f"links[{i}].{end}", f"unknown node {getattr(link, end)!r}")
+
+    def node_of(path: str, node: str):
+        if node not in s.nodes:
+            return [(path, f"unknown node {node!r}")]
+        return []
+
+    for kind, table in kinds.items():
+        for name, spec in table.items():
+            yield from node_of(f"{_plural(kind)}.{name}.node", spec.node)
+
+    g = s.graph()
+
+    def hop(path: str, a: str, b: str, what: str):
+        if a in g and b in g and not nx.has_path(g, a, b):
+            yield (path, f"{what}: node {b!r} is unreachable from node {a!r} on the plant graph")
+
+    for name, src in s.sources.items():
+        p = f"sources.{name}"
+        if src.to not in s.buffers:
+            yield (f"{p}.to", f"unknown buffer {src.to!r}")
+        else:
+            yield from hop(f"{p}.to", src.node, s.buffers[src.to].node, f"buffer {src.to!r}")
+        prods = [src.product] if src.product else list(src.product_mix or {})
+        for prod in prods:
+            if prod not in s.products:
+                field = "product" if src.product else f"product_mix.{prod}"
+                yield (f"{p}.{field}", f"unknown product {prod!r}")
+    fed = {}
+    for name, eq in s.equipment.items():
+        p = f"equipment.{name}"
+        if eq.input not in s.buffers:
+            yield (f"{p}.input", f"unknown buffer {eq.input!r}")
+        else:
+            if eq.input in fed:
+                yield (f"{p}.input", f"buffer {eq.input!r} already feeds {fed[eq.input]!r}")
+            fed[eq.input] = name
+            yield from hop(f"{p}.input", s.buffers[eq.input].node, eq.node,
+                           f"buffer {eq.input!r}")
+        targets = eq.branches()
+        for i, (to, _) in enumerate(targets):
+            tp = f"{p}.next" if isinstance(eq.next, str) else f"{p}.next[{i}].to"
+            yield from _target(s, g, tp, eq.node, to, hop)
+        if eq.reject_to is not None:
+            if eq.reject_to not in s.sinks:
+                yield (f"{p}.reject_to", f"unknown sink {eq.reject_to!r}")
+            else:
+                yield from hop(f"{p}.reject_to", eq.node, s.sinks[eq.reject_to].node,
+                               f"sink {eq.reject_to!r}")
+        if eq.output is not None and eq.output.product not in s.products:
+            yield (f"{p}.output.product", f"unknown product {eq.output.product!r}")
+    for b in s.buffers:
+        if b not in fed:
+            yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
+        if not any(src.to == b for src in s.sources.values()) and not any(
+                to == b for eq in s.equipment.values() for to, _ in eq.branches()):
+            yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
+
+
+def _target(s: Scenario, g, path: str, origin: str, to: str, hop):
+    if to in s.buffers:
+        yield from hop(path, origin, s.buffers[to].node, f"buffer {to!r}")
+    elif to in s.sinks:
+        yield from hop(path, origin, s.sinks[to].node, f"sink {to!r}")
+    else:
+        yield (path, f"unknown buffer or sink {to!r}")
+
+
+def _plural(kind: str) -> str:
+    return {"buffer": "buffers", "sink": "sinks", "equipment": "equipment",
+            "source": "sources"}[kind]
