@@ -204,6 +204,10 @@ class Equipment(FixedAgent):
             fn(self, "state", new.value)
         if new is S.SUSPENDED and WAITING in self._status and self._has_loaded_batch():
             self._internal(Command.UNSUSPEND)
+        elif new is S.EXECUTE and self._busy == 0 and not self._has_loaded_batch():
+            # (re)started with nothing to work on: starved or blocked from the outset
+            self._suspend_reason = BLOCKED if BLOCKED in self._status else STARVED
+            self._internal(Command.SUSPEND)
         elif new in ACTING_STATES:  # last: may re-enter this listener
             d = self.acting_state_s.get(new, 0.0)
             if d <= 0:
