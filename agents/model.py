@@ -6,17 +6,16 @@ SimPy's ``Environment`` is the only clock; the Mesa ``Model`` only registers age
 
 from __future__ import annotations
 
-import math
-
 import mesa
 import networkx as nx
 import simpy
 from mesa.discrete_space import Network
 
-from darkfab.factory.kpis import LogHistogram, TimeAverage
+from darkfab.factory.kpis import LogHistogram, TimeAverage, Timeseries
 from darkfab.factory.material import MaterialFactory, Unit
 from darkfab.factory.random_streams import RandomStreams
-from darkfab.factory.recorder import GENEALOGY_SCHEMA, STATES_SCHEMA, EventLog, TableWriter
+from darkfab.factory.recorder import (GENEALOGY_SCHEMA, STATES_SCHEMA, TIMESERIES_SCHEMA,
+                                      EventLog, TableWriter)
 
 __all__ = ["PlantModel"]
 
@@ -25,7 +24,8 @@ class PlantModel(mesa.Model):
     """Everything the agents share: clock, graph, streams, material ids, logs, plant KPIs."""
 
     def __init__(self, graph: nx.DiGraph, streams: RandomStreams, out_dir, run_id: str,
-                 warmup_s: float, batch_rows: int = 65_536) -> None:
+                 warmup_s: float, series_interval_s: float,
+                 batch_rows: int = 65_536) -> None:
         # Mesa's own RNG is seeded but never used for model randomness (named streams are).
         super().__init__(seed=streams.seed)
         self.env = simpy.Environment()
@@ -40,6 +40,9 @@ class PlantModel(mesa.Model):
                                   batch_rows)
         self.genealogy = TableWriter(out_dir / "genealogy.parquet", GENEALOGY_SCHEMA, run_id,
                                      rep, batch_rows)
+        self.series_table = TableWriter(out_dir / "timeseries.parquet", TIMESERIES_SCHEMA,
+                                        run_id, rep, batch_rows)
+        self.series = Timeseries(series_interval_s, self.series_table)
         self.material = MaterialFactory(self._record_genealogy)
         self.wip = TimeAverage(warmup_s)
         self.lead_time = LogHistogram()
@@ -53,9 +56,13 @@ class PlantModel(mesa.Model):
     # --- material accounting (called by agents) -------------------------------------------
     def units_entered(self, now: float, n: int) -> None:
         self.wip.add(now, n)
+        self.series.level(now, self.wip.value)
 
     def unit_left(self, now: float, unit: Unit, good: bool) -> None:
         self.wip.add(now, -1)
+        self.series.level(now, self.wip.value)
+        if good:
+            self.series.completed(now)
         if now >= self.warmup_s:
             if good:
                 self.units_completed += 1
@@ -68,12 +75,14 @@ class PlantModel(mesa.Model):
 
     def close(self) -> None:
         """Flush and close every table (safe to call twice, also after an interruption)."""
-        for w in (self.log, self.states, self.genealogy):
+        for w in (self.log, self.states, self.genealogy, self.series_table):
             w.close()
 
-    @property
-    def now(self) -> float:
-        return self.env.now
-
-    def horizon_ok(self, horizon_s: float) -> bool:
-        return math.isfinite(horizon_s) and horizon_s > 0
+    def finish(self, end: float) -> None:
+        """Close the open intervals and buckets at the end of the run, then the tables."""
+        for agent in self.agents:
+            finish = getattr(agent, "finish", None)
+            if finish is not None:
+                finish(end)
+        self.series.finish(end)
+        self.close()

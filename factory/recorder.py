@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
-    "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TableWriter",
+    "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA", "TableWriter",
     "EventLog", "write_table",
 ]
 
@@ -50,6 +50,14 @@ GENEALOGY_SCHEMA = pa.schema(_RUN + [
     pa.field("parent_lot", pa.string(), nullable=False),
     pa.field("equipment", pa.string(), nullable=False),
 ])
+
+TIMESERIES_SCHEMA = pa.schema(_RUN + [
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("wip_mean", pa.float64(), nullable=False),
+    pa.field("completed", pa.int64(), nullable=False),
+])
+"""Plant WIP (time average) and completions per bucket of ``series_interval_s``."""
 
 KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name

@@ -50,7 +50,8 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
                 batch_rows: int = 65_536) -> Plant:
     streams = RandomStreams(seed, replication)
     warmup = s.scenario.warmup_s
-    model = PlantModel(s.graph(), streams, out_dir, run_id, warmup, batch_rows)
+    interval = s.scenario.series_interval_s or s.scenario.horizon_s / 500.0
+    model = PlantModel(s.graph(), streams, out_dir, run_id, warmup, interval, batch_rows)
 
     def sampler(name, spec):
         return spec.sampler(name, streams.stream(name))

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .schema import DIST_TAGS, Scenario, reference_errors
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
-           "apply_overrides", "parse_override"]
+           "apply_overrides", "parse_override", "Override"]
 
 
 @dataclass(frozen=True)
@@ -64,19 +64,21 @@ def resolve_path(name_or_path: str) -> Path:
 
 
 # --- overrides ----------------------------------------------------------------------------
-def parse_override(text: str) -> tuple[list[str | int], Any]:
+Override = str | tuple[str, Any]
+"""``"path.to.field=value"`` (value read as TOML) or ``("path.to.field", value)``."""
+
+
+def parse_override(item: Override) -> tuple[list[str | int], Any]:
     """``a.b[2].c=value`` → (['a', 'b', 2, 'c'], value); the value is read as a TOML value
-    (``30``, ``1.5``, ``true``, ``"x"``, ``{dist = "constant", value_s = 1}``), else a string."""
+    (``30``, ``1.5``, ``true``, ``"x"``, ``{dist = "constant", value_s = 1}``), else a string.
+    A ``(path, value)`` pair takes the value as it is."""
+    if isinstance(item, tuple):
+        return _parse_path(item[0], item[0]), item[1]
+    text = item
     if "=" not in text:
         raise ValueError(f"--set {text!r}: expected path.to.field=value")
     path_s, raw = text.split("=", 1)
-    path: list[str | int] = []
-    for part in path_s.strip().split("."):
-        m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", part)
-        if not m:
-            raise ValueError(f"--set {text!r}: bad path element {part!r}")
-        path.append(m.group(1))
-        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    path = _parse_path(path_s, text)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -84,7 +86,18 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     return path, value
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> list[Problem]:
+def _parse_path(path_s: str, text: str) -> list[str | int]:
+    path: list[str | int] = []
+    for part in path_s.strip().split("."):
+        m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", part)
+        if not m:
+            raise ValueError(f"--set {text!r}: bad path element {part!r}")
+        path.append(m.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return path
+
+
+def apply_overrides(data: dict, overrides: list[Override]) -> list[Problem]:
     """Apply ``--set`` overrides in place; return problems with paths that cannot be set."""
     problems = []
     for text in overrides:
@@ -121,7 +134,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> list[Problem]:
 
 
 # --- loading ------------------------------------------------------------------------------
-def load_scenario(source: str | Path, overrides: list[str] | None = None) -> Scenario:
+def load_scenario(source: str | Path, overrides: list[Override] | None = None) -> Scenario:
     """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
     problem."""
     path = resolve_path(str(source))
@@ -135,7 +148,8 @@ def load_scenario(source: str | Path, overrides: list[str] | None = None) -> Sce
                                            int(m.group(1)) if m else None)]) from None
     lines = _KeyLines(text)
     problems = apply_overrides(data, list(overrides or []))
-    set_paths = {tuple(parse_override(o)[0]) for o in overrides or [] if "=" in o}
+    set_paths = {tuple(parse_override(o)[0]) for o in overrides or []
+                 if isinstance(o, tuple) or "=" in o}
     if problems:
         raise ScenarioError(file, problems)
     try:

@@ -98,9 +98,7 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
             wall0: float, partial: bool, reason: str) -> dict[str, Any]:
     env = plant.model.env
     end = min(env.now, s.scenario.horizon_s) if partial else s.scenario.horizon_s
-    for eq in plant.equipment.values():
-        eq.finish(end)
-    plant.model.close()
+    plant.model.finish(end)
     k = plant_kpis(plant, end)
     write_table(out / "kpis.parquet", KPIS_SCHEMA, kpi_rows(k), run_id, replication)
     summary: dict[str, Any] = {

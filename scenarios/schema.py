@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 import networkx as nx
 import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat,
-                      PositiveInt, model_validator)
+                      PositiveInt, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from darkfab.factory.distributions import Sampler, make_sampler
@@ -139,12 +139,16 @@ class Meta(Strict):
     horizon_s: PositiveFloat
     warmup_s: NonNegativeFloat = 0.0
     seed: Annotated[int, Field(ge=0)] = 0
+    series_interval_s: PositiveFloat | None = None  # WIP/throughput buckets; default horizon/500
 
-    @model_validator(mode="after")
-    def _warmup(self):
-        if self.warmup_s >= self.horizon_s:
-            raise PydanticCustomError("warmup", "warmup_s must be smaller than horizon_s")
-        return self
+    @field_validator("warmup_s")
+    @classmethod
+    def _warmup(cls, v: float, info: ValidationInfo) -> float:
+        horizon = info.data.get("horizon_s")
+        if horizon is not None and v >= horizon:
+            raise PydanticCustomError(
+                "warmup", f"must be smaller than horizon_s ({horizon:g} s)")
+        return v
 
 
 class Product(Strict):
