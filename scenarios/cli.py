@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .engines import ENGINES
 from .loader import ScenarioError, load_scenario, shipped_scenarios
 from .runner import fmt, run_scenario
 
@@ -37,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("scenario")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     sub.add_parser("list", help="list the shipped scenarios")
+    x = sub.add_parser("experiment", help="run factors x replications with confidence intervals")
+    x.add_argument("file", help="experiment .toml file")
+    x.add_argument("--engine", choices=ENGINES, default="processes",
+                   help="serial, processes (default: all cores) or dask")
+    x.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    x.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    x.add_argument("--replications", type=int, help="override the file's replications")
+    x.add_argument("--out", type=Path, help="output folder (default results/experiments/<name>)")
+    x.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -45,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "list":
             return _list()
+        if args.cmd == "experiment":
+            return _experiment(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
             print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
@@ -90,6 +102,35 @@ def _run(args) -> int:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
     return 0
+
+
+def _experiment(args) -> int:
+    from .experiment import run_experiment
+
+    if args.replications is not None and args.replications < 1:
+        print("--replications must be at least 1", file=sys.stderr)
+        return 2
+    res = run_experiment(args.file, engine=args.engine, workers=args.workers,
+                         scheduler=args.scheduler, out_dir=args.out,
+                         replications=args.replications, progress=not args.quiet)
+    sm = res.summary
+    if not args.quiet:
+        print(f"\nexperiment {sm['experiment']}: {sm['runs_ok']} runs ok, "
+              f"{sm['runs_failed']} failed, {sm['wall_s']:.1f} s wall, engine {sm['engine']}, "
+              f"{sm['confidence']:.0%} intervals, warm-up {sm['warmup']}")
+        for pt in sm["points"]:
+            desc = ", ".join(f"{k}={v}" for k, v in pt["factors"].items()) or "base"
+            print(f"\n point {pt['point']}: {desc}  ({pt['runs_ok']} runs)")
+            for kpi, ci in pt["kpis"].items():
+                hw = ci["half_width"]
+                print(f"   {kpi:40s} {fmt(ci['mean']):>12s} ± {fmt(hw) if hw is not None else '-'}")
+        for f in sm["failed_runs"]:
+            print(f"failed: point {f['point']} replication {f['replication']}: {f['error']}",
+                  file=sys.stderr)
+    print(f"results: {res.out_dir}")
+    if sm["partial"]:
+        return 130
+    return 1 if sm["runs_failed"] else 0
 
 
 def _print_table(k: dict) -> None:

@@ -1,0 +1,439 @@
+"""Experiments: factors × replications with common random numbers, confidence intervals,
+paired comparisons, optional MSER-5 warm-up detection and sequential replications.
+
+An experiment file (TOML) names a scenario, factors (any scenario field, with levels), the
+number of replications and a seed. Every design point runs the same replication indices with
+the same seed, so named random streams give common random numbers across points and paired
+differences have small variance. Outputs in the experiment folder:
+
+* ``runs.parquet``: one row per run and KPI (scenario, point, factor values, replication, seed);
+* ``summary.parquet``: per point and KPI the mean and t-interval;
+* ``comparisons.parquet``: per point and KPI the paired difference to the baseline point 0;
+* ``summary.json``: all of that plus failed runs with their errors, warm-up and engine;
+* ``runs/p###-r###/``: each run's own folder (events, states, KPIs, summary).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from darkfab.factory.statistics import mser5, t_interval
+
+from .engines import run_tasks
+from .loader import Problem, ScenarioError, _dotted, load_scenario, resolve_path
+from .runner import darkfab_version
+
+__all__ = ["ExperimentSpec", "load_experiment", "run_experiment", "ExperimentResult",
+           "RunTask", "execute_run"]
+
+PLANT_KPIS = ("throughput_per_h", "units_completed", "wip_mean", "lead_time_s.mean",
+              "lead_time_s.p95")
+EQUIPMENT_KPIS = ("utilization", "availability", "performance", "quality", "oee")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class FactorSpec(_Strict):
+    path: Annotated[str, Field(min_length=1)]
+    levels: Annotated[list[Any], Field(min_length=1)]
+
+
+class SequentialSpec(_Strict):
+    """Add replications until the half-width of ``kpi`` is at most the target at every point."""
+
+    kpi: str
+    half_width: PositiveFloat | None = None
+    relative_half_width: PositiveFloat | None = None
+    max_replications: PositiveInt = 50
+    step: PositiveInt = 2
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.half_width is None) == (self.relative_half_width is None):
+            raise PydanticCustomError("target",
+                                      "give exactly one of half_width or relative_half_width")
+        return self
+
+
+class ExperimentMeta(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    scenario: str
+    replications: PositiveInt = 5
+    seed: Annotated[int, Field(ge=0)] | None = None
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    set: list[str] = []
+    kpis: list[str] | None = None
+    warmup: Literal["scenario", "mser5"] = "scenario"
+    pilot_replications: PositiveInt = 3
+
+
+class ExperimentSpec(_Strict):
+    experiment: ExperimentMeta
+    factors: list[FactorSpec] = []
+    sequential: SequentialSpec | None = None
+
+
+@dataclass(frozen=True)
+class RunTask:
+    scenario: str
+    overrides: tuple
+    seed: int
+    replication: int
+    point: int
+    out_dir: str
+    kpis: tuple[str, ...]
+
+
+def execute_run(task: RunTask) -> dict[str, Any]:
+    """Run one replication of one design point; never raises (errors are recorded)."""
+    from .runner import run_scenario
+
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {"point": task.point, "replication": task.replication,
+                           "seed": task.seed, "out_dir": task.out_dir}
+    try:
+        s = load_scenario(task.scenario, list(task.overrides))
+        res = run_scenario(s, seed=task.seed, replication=task.replication,
+                           out_dir=task.out_dir)
+        rec["kpis"] = {k: _lookup(res.summary, k) for k in task.kpis}
+        rec["ok"], rec["error"] = True, ""
+    except Exception as e:  # noqa: BLE001 - isolate the failure, keep going
+        rec["kpis"], rec["ok"], rec["error"] = {}, False, f"{type(e).__name__}: {e}"
+    rec["wall_s"] = time.perf_counter() - t0
+    return rec
+
+
+def _lookup(summary: dict, path: str) -> float | None:
+    x: Any = summary
+    for part in path.split("."):
+        x = x.get(part) if isinstance(x, dict) else None
+    return float(x) if isinstance(x, (int, float)) else None
+
+
+# --- loading and planning -----------------------------------------------------------------
+def load_experiment(path: str | Path) -> ExperimentSpec:
+    p = Path(path)
+    file = str(p)
+    if not p.is_file():
+        raise ScenarioError(file, [Problem("<file>", "no such experiment file")])
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(file, [Problem("<toml>", f"not valid TOML: {e}")]) from None
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(file, [Problem(_dotted(list(err["loc"])) or "<root>", err["msg"])
+                                   for err in e.errors()]) from None
+
+
+@dataclass
+class _Plan:
+    scenario_path: Path
+    points: list[dict[str, Any]]
+    kpis: tuple[str, ...]
+    seed: int
+
+
+def _plan(spec: ExperimentSpec, file: str, base_dir: Path) -> _Plan:
+    meta = spec.experiment
+    scen = Path(meta.scenario)
+    if not scen.is_absolute() and (base_dir / scen).is_file():
+        scen = base_dir / scen
+    try:
+        scen_path = resolve_path(str(scen)).resolve()
+    except ScenarioError as e:
+        raise ScenarioError(file, [Problem("experiment.scenario", p.message)
+                                   for p in e.problems]) from None
+    levels = [f.levels for f in spec.factors]
+    points = [dict(zip([f.path for f in spec.factors], combo))
+              for combo in itertools.product(*levels)]
+    problems = []
+    base = None
+    for i, point in enumerate(points):
+        try:
+            s = load_scenario(scen_path, list(meta.set) + list(point.items()))
+            base = base or s
+        except ScenarioError as e:
+            desc = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "base scenario"
+            problems += [Problem(f"design point {i} ({desc}): {p.path}", p.message)
+                         for p in e.problems]
+    if problems:
+        raise ScenarioError(file, problems)
+    assert base is not None
+    if meta.kpis is not None:
+        kpis = tuple(meta.kpis)
+        for i, k in enumerate(kpis):
+            if not _kpi_known(k, base):
+                problems.append(Problem(f"experiment.kpis[{i}]", f"unknown KPI path {k!r}"))
+    else:
+        kpis = PLANT_KPIS + tuple(f"equipment.{e}.{k}" for e in base.equipment
+                                  for k in ("utilization", "oee"))
+    if spec.sequential is not None and not _kpi_known(spec.sequential.kpi, base):
+        problems.append(Problem("sequential.kpi", f"unknown KPI path {spec.sequential.kpi!r}"))
+    if problems:
+        raise ScenarioError(file, problems)
+    seed = meta.seed if meta.seed is not None else base.scenario.seed
+    return _Plan(scen_path, points, kpis, seed)
+
+
+def _kpi_known(path: str, s) -> bool:
+    parts = path.split(".")
+    if len(parts) == 1:
+        return parts[0] in ("throughput_per_h", "units_completed", "units_scrapped", "wip_mean",
+                            "events", "wall_s")
+    if parts[0] == "lead_time_s":
+        return len(parts) == 2 and parts[1] in ("mean", "p50", "p95", "max")
+    if parts[0] == "equipment" and len(parts) == 3:
+        return parts[1] in s.equipment
+    if parts[0] == "equipment" and len(parts) == 4 and parts[2] == "state_time_s":
+        return parts[1] in s.equipment
+    if parts[0] == "buffers" and len(parts) == 3:
+        return parts[1] in s.buffers and parts[2] in ("level_mean", "level_end")
+    return False
+
+
+# --- running ------------------------------------------------------------------------------
+@dataclass
+class ExperimentResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_experiment(path: str | Path, *, engine: str = "processes", workers: int | None = None,
+                   scheduler: str | None = None, out_dir: str | Path | None = None,
+                   replications: int | None = None, progress: bool = False) -> ExperimentResult:
+    """Plan, run and summarise an experiment file (see the module docstring)."""
+    file = str(path)
+    spec = load_experiment(path)
+    plan = _plan(spec, file, Path(path).resolve().parent)
+    meta = spec.experiment
+    out = Path(out_dir) if out_dir else Path("results/experiments") / meta.name
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    fixed: list = list(meta.set)
+    warmup_info: dict[str, Any] = {"method": meta.warmup}
+    if meta.warmup == "mser5":
+        warmup_info.update(_detect_warmup(plan, fixed, meta, out, engine, workers, scheduler))
+        fixed.append(("scenario.warmup_s", warmup_info["warmup_s"]))
+    reps = replications or meta.replications
+    records: list[dict[str, Any]] = []
+    done: dict[int, int] = {i: 0 for i in range(len(plan.points))}
+    bar = _Progress(progress)
+
+    def tasks_for(point_reps: dict[int, range]) -> list[RunTask]:
+        return [RunTask(str(plan.scenario_path),
+                        tuple(fixed) + tuple(plan.points[i].items()), plan.seed, r, i,
+                        str(out / "runs" / f"p{i:03d}-r{r:03d}"), plan.kpis)
+                for i, rr in point_reps.items() for r in rr]
+
+    pending = {i: range(0, reps) for i in done}
+    interrupted = False
+    try:
+        while pending:
+            tasks = tasks_for(pending)
+            bar.add(len(tasks))
+            for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
+                records.append(rec)
+                bar.step()
+            for i, rr in pending.items():
+                done[i] = rr.stop
+            pending = _more(spec.sequential, records, done, meta.confidence)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        summary = _summarise(spec, plan, records, warmup_info, engine, out,
+                             time.perf_counter() - t0, interrupted)
+    return ExperimentResult(out, summary, records)
+
+
+def _more(seq: SequentialSpec | None, records, done: dict[int, int],
+          confidence: float) -> dict[int, range]:
+    if seq is None:
+        return {}
+    out = {}
+    for i, n in done.items():
+        vals = [r["kpis"].get(seq.kpi) for r in records if r["point"] == i and r["ok"]]
+        ci = t_interval(vals, confidence)
+        target = seq.half_width if seq.half_width is not None else \
+            seq.relative_half_width * abs(ci.mean)  # type: ignore[operator]
+        if n < seq.max_replications and not (ci.half_width <= target):
+            out[i] = range(n, min(n + seq.step, seq.max_replications))
+    return out
+
+
+def _detect_warmup(plan: _Plan, fixed: list, meta: ExperimentMeta, out: Path, engine: str,
+                   workers, scheduler) -> dict[str, Any]:
+    """Pilot runs of point 0 without warm-up; MSER-5 on their WIP series; take the largest."""
+    tasks = [RunTask(str(plan.scenario_path),
+                     tuple(fixed) + tuple(plan.points[0].items()) + (("scenario.warmup_s", 0.0),),
+                     plan.seed, 10_000 + r, 0, str(out / "pilot" / f"r{r:03d}"), ())
+             for r in range(meta.pilot_replications)]
+    cuts, reliable = [], True
+    for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
+        if not rec["ok"]:
+            raise RuntimeError(f"pilot run failed: {rec['error']}")
+        ts = pq.read_table(Path(rec["out_dir"]) / "timeseries.parquet",
+                           columns=["end_s", "wip_mean"]).to_pydict()
+        res = mser5(ts["wip_mean"])
+        reliable &= res.reliable
+        cuts.append(ts["end_s"][res.truncate - 1] if res.truncate > 0 else 0.0)
+    return {"warmup_s": max(cuts), "pilot_warmups_s": cuts, "reliable": reliable,
+            "pilot_replications": meta.pilot_replications}
+
+
+def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_info: dict,
+               engine: str, out: Path, wall_s: float, interrupted: bool) -> dict[str, Any]:
+    meta = spec.experiment
+    records.sort(key=lambda r: (r["point"], r["replication"]))
+    factor_paths = [f.path for f in spec.factors]
+    # runs.parquet: one row per run and KPI
+    cols: dict[str, list] = {c: [] for c in ("experiment", "scenario", "point", "replication",
+                                             "seed", "kpi", "value", "wall_s")}
+    fcols: dict[str, list] = {f"factor:{p}": [] for p in factor_paths}
+    for r in records:
+        if not r["ok"]:
+            continue
+        for k, v in r["kpis"].items():
+            cols["experiment"].append(meta.name)
+            cols["scenario"].append(str(plan.scenario_path.stem))
+            cols["point"].append(r["point"])
+            cols["replication"].append(r["replication"])
+            cols["seed"].append(r["seed"])
+            cols["kpi"].append(k)
+            cols["value"].append(v)
+            cols["wall_s"].append(r["wall_s"])
+            for p in factor_paths:
+                fcols[f"factor:{p}"].append(json.dumps(plan.points[r["point"]][p]))
+    schema = pa.schema([("experiment", pa.string()), ("scenario", pa.string()),
+                        ("point", pa.int32()), ("replication", pa.int32()), ("seed", pa.int64()),
+                        ("kpi", pa.string()), ("value", pa.float64()), ("wall_s", pa.float64())]
+                       + [(c, pa.string()) for c in fcols])
+    pq.write_table(pa.Table.from_pydict({**cols, **fcols}, schema=schema), out / "runs.parquet")
+
+    points, comparisons = [], []
+    by_point: dict[int, dict[int, dict]] = {}
+    for r in records:
+        if r["ok"]:
+            by_point.setdefault(r["point"], {})[r["replication"]] = r["kpis"]
+    base = by_point.get(0, {})
+    srows: list[tuple] = []
+    crows: list[tuple] = []
+    for i, factors in enumerate(plan.points):
+        runs = by_point.get(i, {})
+        kpis = {}
+        for k in plan.kpis:
+            ci = t_interval([v[k] for v in runs.values() if v.get(k) is not None],
+                            meta.confidence)
+            kpis[k] = {"mean": ci.mean, "half_width": ci.half_width, "low": ci.low,
+                       "high": ci.high, "n": ci.n}
+            srows.append((i, json.dumps(factors), k, ci.n, ci.mean, ci.half_width, ci.low,
+                          ci.high))
+            if i > 0:
+                pairs = [runs[rep][k] - base[rep][k] for rep in runs
+                         if rep in base and runs[rep].get(k) is not None
+                         and base[rep].get(k) is not None]
+                d = t_interval(pairs, meta.confidence)
+                sig = bool(d.n >= 2 and math.isfinite(d.half_width) and not d.contains(0.0))
+                comparisons.append({"point": i, "baseline": 0, "kpi": k, "mean_difference":
+                                    d.mean, "half_width": d.half_width, "low": d.low,
+                                    "high": d.high, "pairs": d.n, "significant": sig})
+                crows.append((i, 0, k, d.n, d.mean, d.half_width, d.low, d.high, sig))
+        points.append({"point": i, "factors": factors, "runs_ok": len(runs), "kpis": kpis})
+    stat = [("n", pa.int32()), ("mean", pa.float64()), ("half_width", pa.float64()),
+            ("low", pa.float64()), ("high", pa.float64())]
+    pq.write_table(pa.Table.from_pylist(
+        [dict(zip(["point", "factors", "kpi", "n", "mean", "half_width", "low", "high"], r))
+         for r in srows],
+        schema=pa.schema([("point", pa.int32()), ("factors", pa.string()), ("kpi", pa.string())]
+                         + stat)), out / "summary.parquet")
+    pq.write_table(pa.Table.from_pylist(
+        [dict(zip(["point", "baseline", "kpi", "pairs", "mean_difference", "half_width", "low",
+                   "high", "significant"], r)) for r in crows],
+        schema=pa.schema([("point", pa.int32()), ("baseline", pa.int32()), ("kpi", pa.string()),
+                          ("pairs", pa.int32()), ("mean_difference", pa.float64()),
+                          ("half_width", pa.float64()), ("low", pa.float64()),
+                          ("high", pa.float64()), ("significant", pa.bool_())])),
+        out / "comparisons.parquet")
+    failed = [{"point": r["point"], "replication": r["replication"], "error": r["error"],
+               "out_dir": r["out_dir"]} for r in records if not r["ok"]]
+    summary = {
+        "experiment": meta.name,
+        "scenario": str(plan.scenario_path),
+        "seed": plan.seed,
+        "confidence": meta.confidence,
+        "factors": factor_paths,
+        "kpis": list(plan.kpis),
+        "engine": engine,
+        "warmup": warmup_info,
+        "runs_ok": sum(r["ok"] for r in records),
+        "runs_failed": len(failed),
+        "failed_runs": failed,
+        "partial": interrupted,
+        "wall_s": wall_s,
+        "points": points,
+        "comparisons": comparisons,
+        "darkfab_version": darkfab_version(),
+        "spec": spec.model_dump(mode="json"),
+    }
+    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    return summary
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class _Progress:
+    """A one-line progress bar over runs on stderr (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total = 0
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, n: int) -> None:
+        self.total += n
+        self._draw()
+
+    def step(self) -> None:
+        self.done += 1
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled or self.total == 0:
+            return
+        w = 30
+        k = int(w * self.done / self.total)
+        sys.stderr.write(f"\r  runs [{'#' * k}{'.' * (w - k)}] {self.done}/{self.total}"
+                         f"  {time.perf_counter() - self.t0:6.1f} s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
