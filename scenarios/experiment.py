@@ -112,7 +112,9 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         res = run_scenario(s, seed=task.seed, replication=task.replication,
                            out_dir=task.out_dir)
         rec["kpis"] = {k: _lookup(res.summary, k) for k in task.kpis}
-        rec["ok"], rec["error"] = True, ""
+        partial = res.summary["partial"]
+        rec["ok"] = not partial
+        rec["error"] = res.summary.get("partial_reason", "") if partial else ""
     except Exception as e:  # noqa: BLE001 - isolate the failure, keep going
         rec["kpis"], rec["ok"], rec["error"] = {}, False, f"{type(e).__name__}: {e}"
     rec["wall_s"] = time.perf_counter() - t0

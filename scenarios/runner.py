@@ -1,16 +1,19 @@
 """Run one replication of a scenario: build, simulate, write Parquet tables and ``summary.json``.
 
-An interrupted run (Ctrl-C, SIGTERM) or a failing component still closes every Parquet file and
-writes a ``summary.json`` marked ``"partial": true`` with the KPIs up to the interruption.
+An interrupted run (Ctrl-C, SIGTERM) stops cleanly at the next slice of simulated time; it, like a
+failing component, still closes every Parquet file and writes a ``summary.json`` marked
+``"partial": true`` with the KPIs up to the stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -48,10 +51,6 @@ def run_id_for(s: Scenario, seed: int, replication: int) -> str:
     return f"{s.scenario.name}-s{seed}-r{replication}-{digest}"
 
 
-class _Stop(Exception):
-    pass
-
-
 def run_scenario(s: Scenario, *, seed: int | None = None, replication: int = 0,
                  out_dir: Path | str | None = None, progress: bool = False,
                  batch_rows: int = 65_536) -> RunResult:
@@ -65,33 +64,69 @@ def run_scenario(s: Scenario, *, seed: int | None = None, replication: int = 0,
     env = plant.model.env
     wall0 = time.perf_counter()
     partial, reason = False, ""
-
-    def on_term(signum, frame):  # SIGTERM → same clean path as Ctrl-C
-        raise _Stop()
-
-    old = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    stop = _StopFlag()
     try:
-        plant.start()
-        if progress:
-            _run_with_progress(env, horizon)
-        else:
-            env.run(until=horizon)
-    except (KeyboardInterrupt, _Stop):
+        with stop.installed():
+            plant.start()
+            if not _simulate(env, horizon, progress, stop):
+                partial, reason = True, f"interrupted ({stop.signal_name})"
+    except KeyboardInterrupt:
         partial, reason = True, "interrupted"
     except Exception as e:  # noqa: BLE001 - keep results readable, then re-raise
         partial, reason = True, f"error: {type(e).__name__}: {e}"
         _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason)
         raise
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
     summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason)
     return RunResult(out, summary, plant)
 
 
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag that the run loop checks between slices of simulated time, so
+    an interruption never lands inside the event loop or a Parquet write."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+
+SLICES = 1000
+"""The horizon is simulated in this many slices; between them the run checks for a stop
+request and redraws the progress bar (the cost is one SimPy event per slice)."""
+
+
+def _simulate(env, horizon: float, progress: bool, stop: _StopFlag) -> bool:
+    """Run to the horizon; ``False`` if a stop was requested first."""
+    width = 30
+    for i in range(1, SLICES + 1):
+        env.run(until=horizon * i / SLICES)
+        if stop.requested:
+            if progress:
+                sys.stderr.write("\n")
+            return False
+        if progress and (i % 5 == 0 or i == SLICES):
+            done = int(width * i / SLICES)
+            sys.stderr.write(f"\r  [{'#' * done}{'.' * (width - done)}] {100 * i / SLICES:5.1f}%"
+                             f"  {env.now / 86400.0:8.2f} / {horizon / 86400.0:.2f} simulated days")
+            sys.stderr.flush()
+    if progress:
+        sys.stderr.write("\n")
+    return True
 
 
 def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str, out: Path,
@@ -128,20 +163,6 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, list):
         return [_json_safe(v) for v in x]
     return finite(x)
-
-
-def _run_with_progress(env, horizon: float) -> None:
-    """Run in 200 slices of simulated time and draw a one-line bar on stderr."""
-    width = 30
-    steps = 200
-    for i in range(1, steps + 1):
-        env.run(until=horizon * i / steps)
-        done = int(width * i / steps)
-        days = env.now / 86400.0
-        sys.stderr.write(f"\r  [{'#' * done}{'.' * (width - done)}] {100 * i / steps:5.1f}%"
-                         f"  {days:7.2f} / {horizon / 86400.0:.2f} simulated days")
-        sys.stderr.flush()
-    sys.stderr.write("\n")
 
 
 def fmt(x: float) -> str:
