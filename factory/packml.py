@@ -3,8 +3,9 @@
 The machine knows the 17 states, the 9 commands and the *state complete* (SC) transitions that end
 acting ("-ing") states. It rejects an illegal command (returns ``False``) and never applies it.
 Unit modes (Production, Maintenance, Manual, or user-defined) may disable states: a disabled
-acting state is passed straight through to its SC target; a command leading into a disabled wait
-state is rejected. Listeners are called ``(old, new)`` after every state change.
+acting state is passed straight through to its SC target; a command or SC whose path ends in a
+disabled wait state is rejected (e.g. with Held disabled, Hold is illegal). Stopped, Idle,
+Execute and Aborted cannot be disabled. Listeners are called ``(old, new)`` after every state change.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import Enum
 
 __all__ = [
     "State", "Command", "Mode", "COMMAND_TRANSITIONS", "SC_TRANSITIONS", "ACTING_STATES",
-    "MODE_CHANGE_STATES", "PackMLStateMachine",
+    "MODE_CHANGE_STATES", "MANDATORY_STATES", "PackMLStateMachine",
 ]
 
 
@@ -90,6 +91,8 @@ SC_TRANSITIONS: dict[State, State] = {
 
 ACTING_STATES = frozenset(s for s in SC_TRANSITIONS if s is not S.EXECUTE)
 MODE_CHANGE_STATES = frozenset({S.STOPPED, S.IDLE, S.ABORTED, S.COMPLETE})
+MANDATORY_STATES = frozenset({S.STOPPED, S.IDLE, S.EXECUTE, S.ABORTED})
+"""States no mode may disable: without them a unit could never start, run or be made safe."""
 """Wait states in which the unit mode may be changed."""
 
 Listener = Callable[[State, State], None]
@@ -108,8 +111,9 @@ class PackMLStateMachine:
             m: frozenset(v) for m, v in (disabled or {}).items()
         }
         for m, states in self._disabled.items():
-            if S.STOPPED in states or S.ABORTED in states or S.EXECUTE in states:
-                raise ValueError(f"mode {m}: Stopped, Execute and Aborted cannot be disabled")
+            if states & MANDATORY_STATES:
+                names = ", ".join(sorted(s.value for s in states & MANDATORY_STATES))
+                raise ValueError(f"mode {m}: {names} cannot be disabled")
         self._listeners: list[Listener] = []
 
     def add_listener(self, fn: Listener) -> None:
@@ -121,13 +125,20 @@ class PackMLStateMachine:
     def target(self, command: Command) -> State | None:
         """The state ``command`` would lead to now, or ``None`` if it is illegal here."""
         nxt = COMMAND_TRANSITIONS[command].get(self.state)
-        if nxt is None:
-            return None
-        while not self.is_enabled(nxt):
-            if nxt not in ACTING_STATES:
+        return None if nxt is None else self._settle(nxt, self.mode)
+
+    def _settle(self, state: State, mode: str) -> State | None:
+        """Where entering ``state`` ends up in ``mode``: disabled acting states are passed
+        through to their SC target; ``None`` if the path ends in a disabled wait state (then the
+        transition is not allowed at all)."""
+        while not self.is_enabled_in(mode, state):
+            if state not in ACTING_STATES:
                 return None
-            nxt = SC_TRANSITIONS[nxt]
-        return nxt
+            state = SC_TRANSITIONS[state]
+        end = state
+        while end in ACTING_STATES:  # the wait state this acting state will complete into
+            end = SC_TRANSITIONS[end]
+        return state if self.is_enabled_in(mode, end) else None
 
     def command(self, command: Command) -> bool:
         """Apply ``command`` if legal in the current state and mode; return whether it was."""
@@ -138,12 +149,14 @@ class PackMLStateMachine:
         return True
 
     def state_complete(self) -> bool:
-        """Signal SC for the current acting state (or Execute); ``False`` in a wait state."""
+        """Signal SC for the current acting state (or Execute); ``False`` in a wait state or
+        when the SC target is disabled in this mode."""
         nxt = SC_TRANSITIONS.get(self.state)
         if nxt is None:
             return False
-        while not self.is_enabled(nxt):
-            nxt = SC_TRANSITIONS[nxt]
+        nxt = self._settle(nxt, self.mode)
+        if nxt is None:
+            return False
         self._enter(nxt)
         return True
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .schema import DIST_TAGS, Scenario, reference_errors
+from .schema import DIST_TAGS, UNION_TAGS, Scenario, reference_errors
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
            "apply_overrides", "parse_override", "Override"]
@@ -163,8 +163,7 @@ def load_scenario(source: str | Path, overrides: list[Override] | None = None) -
 
 
 def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
-    loc = [x for i, x in enumerate(err["loc"]) if not (i > 0 and x in DIST_TAGS)]
-    loc = [x for x in loc if not (isinstance(x, str) and x.startswith("function-"))]
+    loc = [x for i, x in enumerate(err["loc"]) if not (i > 0 and _is_tag(x))]
     path = _dotted(loc) or "<root>"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -178,6 +177,16 @@ def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
     if any(tuple(loc[:len(sp)]) == sp for sp in set_paths):
         return Problem(path, msg + " [from --set]")
     return Problem(path, msg, lines.find(path))
+
+
+_PYDANTIC_TAG = re.compile(r"^(constrained-str|str|int|float|bool|\[key\]|function-.*|"
+                           r"(list|dict|tagged-union|union)\[.*\])$")
+
+
+def _is_tag(x) -> bool:
+    """Union members, discriminator tags and key markers pydantic puts into error locations."""
+    return isinstance(x, str) and (x in DIST_TAGS or x in UNION_TAGS
+                                   or _PYDANTIC_TAG.match(x) is not None)
 
 
 def _dotted(path: list) -> str:
@@ -207,7 +216,9 @@ class _KeyLines:
                     table = f"{name}[{i}]"
                 else:
                     table = name
-                self.paths.setdefault(table, no)
+                parts = table.split(".")
+                for i in range(1, len(parts) + 1):
+                    self.paths.setdefault(".".join(parts[:i]), no)
                 continue
             k = self._key.match(line)
             if k:

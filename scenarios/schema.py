@@ -12,14 +12,14 @@ from typing import Annotated, Literal, Union
 
 import networkx as nx
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat,
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat,
                       PositiveInt, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from darkfab.factory.distributions import Sampler, make_sampler
-from darkfab.factory.packml import ACTING_STATES, State
+from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
-__all__ = ["Scenario", "Distribution", "DIST_TAGS", "reference_errors"]
+__all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors"]
 
 
 class Strict(BaseModel):
@@ -126,10 +126,19 @@ Distribution = Annotated[
           Empirical],
     Field(discriminator="dist"),
 ]
+UNION_TAGS = frozenset({"next-name", "next-branches"})
 DIST_TAGS = frozenset({"constant", "exponential", "uniform", "triangular", "normal",
                        "lognormal", "gamma", "weibull", "empirical"})
 
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+def _name_or_list(v) -> str | None:
+    if isinstance(v, str):
+        return "next-name"
+    if isinstance(v, list):
+        return "next-branches"
+    return None
 
 
 # --- plant --------------------------------------------------------------------------------
@@ -214,7 +223,7 @@ class FailureMode(Strict):
     reaction: Literal["hold", "abort"] = "hold"
 
 
-ActingStateName = Literal[tuple(s.value.lower() for s in ACTING_STATES)]  # type: ignore[valid-type]
+ActingStateName = Literal[tuple(sorted(s.value.lower() for s in ACTING_STATES))]  # type: ignore[valid-type]
 StateName = Literal[tuple(s.value for s in State)]  # type: ignore[valid-type]
 
 
@@ -227,21 +236,41 @@ class EquipmentSpec(Strict):
     ideal_cycle_time_s: PositiveFloat | None = None  # default: mean process time
     output: OutputSpec | None = None  # default: units pass through unchanged
     changeover: Distribution | None = None
-    next: Name | Annotated[list[Branch], Field(min_length=1)]
+    next: Annotated[
+        Union[Annotated[Name, Tag("next-name")],
+              Annotated[list[Branch], Field(min_length=1), Tag("next-branches")]],
+        Discriminator(_name_or_list, custom_error_type="next",
+                      custom_error_message="must be a buffer or sink name, or a list of "
+                                           "{ to, probability } branches")]
     reject_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
     reject_to: Name | None = None
     failures: list[FailureMode] = []
     acting_state_s: dict[ActingStateName, NonNegativeFloat] = {}
     disabled_states: dict[Name, list[StateName]] = {}
 
+    @field_validator("next")
+    @classmethod
+    def _probabilities(cls, v):
+        if isinstance(v, list):
+            total = sum(b.probability for b in v)
+            if abs(total - 1.0) > 1e-9:
+                raise PydanticCustomError(
+                    "probability", f"branch probabilities sum to {round(total, 12)}, not 1")
+        return v
+
+    @field_validator("disabled_states")
+    @classmethod
+    def _mandatory(cls, v):
+        for mode, states in v.items():
+            bad = sorted(set(states) & {s.value for s in MANDATORY_STATES})
+            if bad:
+                raise PydanticCustomError(
+                    "disabled", f"mode {mode}: {', '.join(bad)} cannot be disabled "
+                    "(Stopped, Idle, Execute and Aborted are mandatory)")
+        return v
+
     @model_validator(mode="after")
     def _checks(self):
-        if isinstance(self.next, list):
-            total = sum(b.probability for b in self.next)
-            if abs(total - 1.0) > 1e-9:
-                raise PydanticCustomError("probability",
-                                          "next: branch probabilities sum to {total}, not 1",
-                                          {"total": round(total, 12)})
         if self.reject_probability > 0 and self.reject_to is None:
             raise PydanticCustomError("reject", "reject_probability > 0 needs reject_to")
         names = [f.name for f in self.failures]

@@ -47,7 +47,10 @@ _SC = {"Resetting": "Idle", "Starting": "Execute", "Execute": "Completing",
        "Aborting": "Aborted", "Clearing": "Stopped"}
 _MODE_CHANGE = {"Stopped", "Idle", "Aborted", "Complete"}
 # Stopped, Execute and Aborted may never be disabled (the machine refuses them).
-DISABLEABLE = [s for s in STATES if s not in ("Stopped", "Execute", "Aborted")]
+# Stopped, Idle, Execute and Aborted are mandatory: without them a unit could never start, run
+# or be made safe (darkfab's rule; the standard leaves the set of disableable states open).
+MANDATORY = ("Stopped", "Idle", "Execute", "Aborted")
+DISABLEABLE = [s for s in STATES if s not in MANDATORY]
 
 
 def is_acting(state: str) -> bool:
@@ -284,13 +287,14 @@ def test_disabled_states_apply_only_in_their_mode():
 
 
 def test_mode_change_refused_into_a_mode_where_the_current_state_is_disabled():
-    sm = PackMLStateMachine(state=State.IDLE, disabled={"Manual": [State.IDLE]})
+    sm = PackMLStateMachine(state=State.COMPLETE, disabled={"Manual": [State.COMPLETE]})
     assert not sm.change_mode("Manual")
     assert sm.mode == "Production"
+    assert sm.state is State.COMPLETE
 
 
-@pytest.mark.parametrize("state", [State.STOPPED, State.EXECUTE, State.ABORTED])
-def test_stopped_execute_aborted_cannot_be_disabled(state):
+@pytest.mark.parametrize("state", [State.STOPPED, State.IDLE, State.EXECUTE, State.ABORTED])
+def test_mandatory_states_cannot_be_disabled(state):
     with pytest.raises(ValueError):
         PackMLStateMachine(disabled={"Manual": [state]})
 

@@ -102,8 +102,8 @@ def test_byte_identical_across_processes_with_different_hash_seeds(tmp_path):
     for h in ("0", "12345"):
         out = tmp_path / f"h{h}"
         r = subprocess.run(
-            [sys.executable, "-m", "darkfab.scenarios.cli", "run", "packaging-line", "--set",
-             PACKAGING_SHORT[0], "--out", str(out), "--quiet"],
+            [sys.executable, "-m", "darkfab.scenarios.cli", "run", "packaging-line",
+             "--hours", "12", "--set", "scenario.warmup_s=3600", "--out", str(out), "--quiet"],
             capture_output=True, text=True, timeout=120,
             env={**os.environ, "PYTHONHASHSEED": h})
         assert r.returncode == 0, r.stderr
