@@ -9,7 +9,8 @@ differences have small variance. Outputs in the experiment folder:
 * ``runs.parquet``: one row per run and KPI (scenario, point, factor values, replication, seed);
 * ``summary.parquet``: per point and KPI the mean and t-interval;
 * ``comparisons.parquet``: per point and KPI the paired difference to the baseline point 0;
-* ``summary.json``: all of that plus failed runs with their errors, warm-up and engine;
+* ``summary.json``: all of that, main effects per factor level (replication-wise averages over
+  the points at that level, with t-intervals), failed runs with their errors, warm-up, engine;
 * ``runs/p###-r###/``: each run's own folder (events, states, KPIs, summary).
 """
 
@@ -375,6 +376,7 @@ def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_in
                           ("half_width", pa.float64()), ("low", pa.float64()),
                           ("high", pa.float64()), ("significant", pa.bool_())])),
         out / "comparisons.parquet")
+    levels = _factor_levels(spec, plan, by_point, meta.confidence)
     failed = [{"point": r["point"], "replication": r["replication"], "error": r["error"],
                "out_dir": r["out_dir"]} for r in records if not r["ok"]]
     summary = {
@@ -392,12 +394,38 @@ def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_in
         "partial": interrupted,
         "wall_s": wall_s,
         "points": points,
+        "factor_levels": levels,
         "comparisons": comparisons,
         "darkfab_version": darkfab_version(),
         "spec": spec.model_dump(mode="json"),
     }
     (out / "summary.json").write_text(json.dumps(_clean(summary), indent=2) + "\n")
     return summary
+
+
+def _factor_levels(spec: ExperimentSpec, plan: _Plan, by_point: dict[int, dict[int, dict]],
+                   confidence: float) -> dict[str, list[dict]]:
+    """Main effects: for each factor level, per replication the KPI averaged over the design
+    points at that level (same replication index, so CRN pairs them), then a t-interval."""
+    out: dict[str, list[dict]] = {}
+    for f in spec.factors:
+        rows = []
+        for level in f.levels:
+            pts = [i for i, p in enumerate(plan.points) if p[f.path] == level]
+            reps = set.intersection(*(set(by_point.get(i, {})) for i in pts)) if pts else set()
+            kpis = {}
+            for k in plan.kpis:
+                vals = []
+                for r in sorted(reps):
+                    xs = [by_point[i][r].get(k) for i in pts]
+                    if all(x is not None for x in xs):
+                        vals.append(sum(xs) / len(xs))
+                ci = t_interval(vals, confidence)
+                kpis[k] = {"mean": ci.mean, "half_width": ci.half_width, "low": ci.low,
+                           "high": ci.high, "n": ci.n}
+            rows.append({"level": level, "points": pts, "kpis": kpis})
+        out[f.path] = rows
+    return out
 
 
 def _clean(x: Any) -> Any:

@@ -137,3 +137,13 @@ def test_bad_experiment_file_names_the_problem(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "design point 0" in out.stderr
+
+
+def test_main_effects_average_the_points_at_each_level(tmp_path):
+    res = run_experiment(write(tmp_path, reps=3), engine="serial", out_dir=tmp_path / "out")
+    levels = res.summary["factor_levels"]["equipment.server.process_time.mean_s"]
+    assert [lv["level"] for lv in levels] == [0.5, 0.8]
+    for lv, pt in zip(levels, res.summary["points"]):
+        # one factor: the main effect of a level is that design point itself
+        a, b = lv["kpis"]["lead_time_s.mean"], pt["kpis"]["lead_time_s.mean"]
+        assert a["mean"] == pytest.approx(b["mean"]) and a["n"] == b["n"] == 3
