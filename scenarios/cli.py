@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--replications", type=int, help="override the file's replications")
     x.add_argument("--out", type=Path, help="output folder (default results/experiments/<name>)")
     x.add_argument("--quiet", action="store_true")
+    rp = sub.add_parser("report", help="write a self-contained HTML report of a run or experiment")
+    rp.add_argument("folder", type=Path, help="a run folder or an experiment folder")
+    rp.add_argument("--out", type=Path, help="HTML file (default FOLDER/report.html)")
     return p
 
 
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.cmd == "experiment":
             return _experiment(args)
+        if args.cmd == "report":
+            return _report(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
             print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
@@ -101,6 +106,18 @@ def _run(args) -> int:
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    try:
+        path = write_report(args.folder, args.out)
+    except ValueError as e:
+        print(f"darkfab report: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
     return 0
 
 

@@ -79,7 +79,7 @@ _UNITS = {"utilization": "1", "availability": "1", "performance": "1", "quality"
 def kpi_rows(k: dict) -> list[tuple]:
     """Tidy rows (scope, kpi, value, unit) for ``kpis.parquet``."""
     rows = [
-        ("plant", "throughput", k["throughput_per_h"], "units/h"),
+        ("plant", "throughput_per_h", k["throughput_per_h"], "units/h"),
         ("plant", "units_completed", k["units_completed"], "count"),
         ("plant", "units_scrapped", k["units_scrapped"], "count"),
         ("plant", "wip_mean", k["wip_mean"], "units"),

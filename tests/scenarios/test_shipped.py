@@ -114,7 +114,7 @@ def test_kpi_table_agrees_with_summary(shipped_run):
     k = json.loads((out / "summary.json").read_text())
     rows = pq.read_table(out / "kpis.parquet").to_pylist()
     table = {(r["scope"], r["kpi"]): r["value"] for r in rows}
-    assert table[("plant", "throughput")] == pytest.approx(k["throughput_per_h"])
+    assert table[("plant", "throughput_per_h")] == pytest.approx(k["throughput_per_h"])
     assert table[("plant", "units_completed")] == k["units_completed"]
     for name, e in k["equipment"].items():
         if e["oee"] is not None:
