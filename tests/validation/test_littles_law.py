@@ -17,6 +17,7 @@ them, so nothing is simulated twice.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,22 @@ EXACT = 1e-9  # relative: floating-point summation order is the only difference 
 SCENARIOS = ["mm1", "jackson"]
 
 
-def sample_path(path, T: float):
+@dataclass
+class SamplePath:
+    """What the checks need from one replication's event log (the log itself is dropped)."""
+
+    T: float
+    a: np.ndarray  # arrival (create) time per unit
+    d: np.ndarray  # departure (complete/scrap) time per unit, ∞ if inside at T
+    times: np.ndarray  # times of the create/complete/scrap events, in log order
+    n_after: np.ndarray  # N(t) just after each of them
+    completions: np.ndarray  # time of each ``complete`` event
+    sojourn: np.ndarray  # time in the plant of the unit of each ``complete`` event
+    scraps: np.ndarray  # time of each ``scrap`` event
+    busy: pd.DataFrame  # equipment, start, end of every service (see busy_intervals)
+
+
+def sample_path(path, T: float) -> SamplePath:
     """Per-unit arrival/departure times and the piecewise-constant N(t) from an event log."""
     ev = pd.read_parquet(path, columns=["time_s", "kind", "entity", "unit_id", "detail"])
     t = ev["time_s"].to_numpy()
@@ -43,11 +59,16 @@ def sample_path(path, T: float):
     assert (d.to_numpy() >= a.to_numpy()).all(), "a unit left before it arrived"
     # N(t) as a step function: +1 at each create, −1 at each departure
     flow = ev[ev.kind.isin(["create", "complete", "scrap"])]
-    times = flow["time_s"].to_numpy()
     steps = np.where(flow["kind"].to_numpy() == "create", 1, -1)
     n_after = np.cumsum(steps)
     assert n_after.min() >= 0, "N(t) went negative"
-    return ev, a.to_numpy(), d.to_numpy(), times, n_after
+    done = ev[ev.kind == "complete"]
+    return SamplePath(
+        T=T, a=a.to_numpy(), d=d.to_numpy(), times=flow["time_s"].to_numpy(), n_after=n_after,
+        completions=done["time_s"].to_numpy(),
+        sojourn=done["time_s"].to_numpy() - a.loc[done.unit_id].to_numpy(),
+        scraps=ev.loc[ev.kind == "scrap", "time_s"].to_numpy(),
+        busy=busy_intervals(ev))
 
 
 def integral_N(times, n_after, lo: float, hi: float) -> float:
@@ -80,49 +101,45 @@ def busy_intervals(ev: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def paths(request, replications):
-    """(scenario key, Replications, per-replication sample paths) for each scenario."""
+    """(Replications, [(summary, SamplePath) per replication]) for each scenario."""
     reps = replications(request.param)
     out = []
     for summary, out_dir in zip(reps.summaries, reps.out_dirs):
         T = summary["simulated_s"]
         assert T == summary["horizon_s"]
-        out.append((summary, T, sample_path(out_dir / "events.parquet", T)))
-    return request.param, reps, out
+        out.append((summary, sample_path(out_dir / "events.parquet", T)))
+    return reps, out
 
 
 def test_sample_path_identity_whole_run(paths):
-    _, _, runs = paths
-    for _, T, (_, a, d, times, n_after) in runs:
-        lhs = integral_N(times, n_after, 0.0, T)
-        rhs = math.fsum(np.minimum(d, T) - a)
-        assert lhs == pytest.approx(rhs, rel=EXACT)
+    for _, p in paths[1]:
+        lhs = integral_N(p.times, p.n_after, 0.0, p.T)
+        rhs = math.fsum(np.minimum(p.d, p.T) - p.a)
         assert lhs > 0
+        assert lhs == pytest.approx(rhs, rel=EXACT)
 
 
 def test_sample_path_identity_after_warmup(paths):
-    _, _, runs = paths
-    for s, T, (_, a, d, times, n_after) in runs:
-        w = s["warmup_s"]
-        lhs = integral_N(times, n_after, w, T)
-        rhs = math.fsum(np.maximum(np.minimum(d, T) - np.maximum(a, w), 0.0))
+    for s, p in paths[1]:
+        w, T = s["warmup_s"], p.T
+        lhs = integral_N(p.times, p.n_after, w, T)
+        rhs = math.fsum(np.maximum(np.minimum(p.d, T) - np.maximum(p.a, w), 0.0))
         assert lhs == pytest.approx(rhs, rel=EXACT)
 
 
 def test_littles_law_after_warmup(paths):
     """L̂ = λ̂·Ŵ on [w, T]: λ̂ = arrivals in the window/(T − w), Ŵ = mean sojourn of those of them
-    that left by T. The gap is the edge effect: units inside at w (counted in L̂, not in λ̂Ŵ)
-    minus the censored ones at T; bound it by the actual edge work, and by 1 % outright."""
-    _, _, runs = paths
-    for s, T, (_, a, d, times, n_after) in runs:
-        w = s["warmup_s"]
+    that left by T. The gap is exactly the edge work (time in the window of units that arrived
+    before w, and the censoring at T), which is bounded here; and it must be below 1 %."""
+    for s, p in paths[1]:
+        w, T = s["warmup_s"], p.T
+        a, d = p.a, p.d
         span = T - w
-        L = integral_N(times, n_after, w, T) / span
-        arrived = (a >= w) & (a <= T)
+        L = integral_N(p.times, p.n_after, w, T) / span
+        arrived = a >= w
         lam = arrived.sum() / span
         finished = arrived & (d <= T)
         W = float(np.mean(d[finished] - a[finished]))
-        # edge work: time spent in [w, T] by units that arrived before w, and the time after T
-        # that censored units would still need (their observed part is at most T - a_i)
         before = a < w
         edge_in = math.fsum(np.maximum(np.minimum(d[before], T) - w, 0.0)) / span
         censored = arrived & (d > T)
@@ -133,49 +150,85 @@ def test_littles_law_after_warmup(paths):
 
 def test_wip_kpi_matches_log(paths):
     """summary wip_mean is the online time-average of the same N(t) over [w, T]."""
-    _, _, runs = paths
-    for s, T, (_, _, _, times, n_after) in runs:
-        w = s["warmup_s"]
-        assert s["wip_mean"] == pytest.approx(integral_N(times, n_after, w, T) / (T - w),
+    for s, p in paths[1]:
+        w, T = s["warmup_s"], p.T
+        assert s["wip_mean"] == pytest.approx(integral_N(p.times, p.n_after, w, T) / (T - w),
                                               rel=EXACT)
 
 
 def test_completion_kpis_match_log(paths):
     """units_completed, throughput and the lead-time mean/max count the units that left at a
     product sink at or after the warm-up."""
-    _, _, runs = paths
-    for s, T, (ev, a, d, _, _) in runs:
-        w = s["warmup_s"]
-        done = ev[(ev.kind == "complete") & (ev.time_s >= w)]
-        assert s["units_completed"] == len(done)
-        assert s["units_scrapped"] == int(((ev.kind == "scrap") & (ev.time_s >= w)).sum())
-        assert s["throughput_per_h"] == pytest.approx(len(done) / (T - w) * 3600.0, rel=EXACT)
-        created = ev[ev.kind == "create"].set_index("unit_id")["time_s"]
-        sojourn = done["time_s"].to_numpy() - created.loc[done.unit_id].to_numpy()
-        assert s["lead_time_s"]["mean"] == pytest.approx(math.fsum(sojourn) / len(sojourn),
-                                                         rel=EXACT)
-        assert s["lead_time_s"]["max"] == pytest.approx(sojourn.max(), rel=EXACT)
+    for s, p in paths[1]:
+        w, T = s["warmup_s"], p.T
+        after = p.completions >= w
+        n = int(after.sum())
+        assert s["units_completed"] == n
+        assert s["units_scrapped"] == int((p.scraps >= w).sum())
+        assert s["throughput_per_h"] == pytest.approx(n / (T - w) * 3600.0, rel=EXACT)
+        soj = p.sojourn[after]
+        assert s["lead_time_s"]["mean"] == pytest.approx(math.fsum(soj) / n, rel=EXACT)
+        assert s["lead_time_s"]["max"] == pytest.approx(soj.max(), rel=EXACT)
 
 
 def test_utilization_kpi_matches_log(paths):
     """Utilization = busy server-seconds in [w, T] / (servers × (T − w)), busy meaning between
     a unit's load and its departure from the machine (no blocking in these scenarios)."""
-    _, reps, runs = paths
+    reps, runs = paths
     scen = reps.scenario
-    for s in scen.buffers.values():
-        assert s.capacity_units is None
+    for b in scen.buffers.values():
+        assert b.capacity_units is None
     for e in scen.equipment.values():
         assert e.changeover is None and not e.failures
-    for s, T, (ev, _, _, _, _) in runs:
-        w = s["warmup_s"]
-        iv = busy_intervals(ev)
-        iv["busy"] = np.maximum(np.minimum(iv.end, T) - np.maximum(iv.start, w), 0.0)
-        # at most `servers` units in service at once
+    for s, p in runs:
+        w, T = s["warmup_s"], p.T
+        iv = p.busy
+        busy = np.maximum(np.minimum(iv.end, T) - np.maximum(iv.start, w), 0.0)
         for name, e in scen.equipment.items():
-            sub = iv[iv.equipment == name]
-            ts = np.concatenate([sub.start.to_numpy(), sub.end.to_numpy()])
-            dn = np.concatenate([np.ones(len(sub)), -np.ones(len(sub))])
+            mine = (iv.equipment == name).to_numpy()
+            # never more than `servers` units in service at once
+            ts = np.concatenate([iv.start[mine], iv.end[mine]])
+            dn = np.concatenate([np.ones(mine.sum()), -np.ones(mine.sum())])
             order = np.lexsort((dn, ts))  # at equal times, ends before starts
             assert np.cumsum(dn[order]).max() <= e.servers
-            util = math.fsum(sub.busy) / (e.servers * (T - w))
+            util = math.fsum(busy[mine]) / (e.servers * (T - w))
             assert s["equipment"][name]["utilization"] == pytest.approx(util, rel=EXACT)
+
+
+def test_material_balance_through_transformations(run):
+    """On a line that transforms, packs, rejects and aborts (packaging-line, two days), units
+    are born at a source (``create``) or by a transformation (genealogy child) and die at a sink
+    (``complete``/``scrap``) or when consumed (genealogy parent). The event log plus the
+    genealogy table must close that balance, satisfy the sample-path identity, and give the
+    summary's wip_mean."""
+    res = run("packaging-line", ["scenario.horizon_s=172800.0", "scenario.warmup_s=43200.0"])
+    s = res.summary
+    T, w = s["simulated_s"], s["warmup_s"]
+    ev = pd.read_parquet(res.out_dir / "events.parquet", columns=["time_s", "kind", "unit_id"])
+    gen = pd.read_parquet(res.out_dir / "genealogy.parquet",
+                          columns=["time_s", "child_id", "parent_id", "equipment"])
+    assert len(gen) and s["units_scrapped"] > 0, "scenario no longer exercises the balance"
+    # a parent is consumed once: all its genealogy rows share one time and one machine
+    per_parent = gen.groupby("parent_id").agg(t=("time_s", "nunique"), m=("equipment", "nunique"))
+    assert (per_parent.t == 1).all() and (per_parent.m == 1).all()
+    born = pd.concat([ev.loc[ev.kind == "create", ["unit_id", "time_s"]],
+                      gen.drop_duplicates("child_id").rename(columns={"child_id": "unit_id"})
+                      [["unit_id", "time_s"]]])
+    died = pd.concat([ev.loc[ev.kind.isin(["complete", "scrap"]), ["unit_id", "time_s"]],
+                      gen.drop_duplicates("parent_id").rename(columns={"parent_id": "unit_id"})
+                      [["unit_id", "time_s"]]])
+    assert born.unit_id.is_unique, "a unit was born twice"
+    assert died.unit_id.is_unique, "a unit left or was consumed twice"
+    a = born.set_index("unit_id")["time_s"]
+    d = died.set_index("unit_id")["time_s"]
+    assert d.index.isin(a.index).all(), "a unit died without being born"
+    d = d.reindex(a.index, fill_value=math.inf)
+    assert (d.to_numpy() >= a.to_numpy()).all()
+    flow = pd.concat([pd.DataFrame({"time_s": a.to_numpy(), "dn": 1}),
+                      pd.DataFrame({"time_s": d[np.isfinite(d)].to_numpy(), "dn": -1})])
+    flow = flow.sort_values(["time_s", "dn"], ascending=[True, False], kind="stable")
+    times, n_after = flow.time_s.to_numpy(), np.cumsum(flow.dn.to_numpy())
+    assert n_after.min() >= 0, "N(t) went negative"
+    lhs = integral_N(times, n_after, 0.0, T)
+    assert lhs == pytest.approx(math.fsum(np.minimum(d.to_numpy(), T) - a.to_numpy()), rel=EXACT)
+    assert s["wip_mean"] == pytest.approx(integral_N(times, n_after, w, T) / (T - w), rel=EXACT)

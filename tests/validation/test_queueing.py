@@ -98,8 +98,8 @@ def single_station(s) -> tuple[float, float, int, str]:
 
 
 def test_theory_helpers_agree_with_each_other():
-    """Erlang C with one server reduces to the M/M/1 formulas; the Jackson solver on a network
-    without feedback gives each node its own arrival rate (pure algebra, no simulation)."""
+    """Erlang C with one server reduces to the M/M/1 formulas and is a probability increasing
+    in the load (pure algebra, no simulation)."""
     lam, mu = 0.7, 1.3
     one, c1 = mm1(lam, mu), mmc(lam, mu, 1)
     assert erlang_c(1, lam / mu) == pytest.approx(lam / mu)
@@ -135,13 +135,13 @@ def test_mm1_number_in_system(mm1_runs, check_ci):
 def test_mm1_utilization(mm1_runs, check_ci):
     lam, mu, _, name = single_station(mm1_runs.scenario)
     check_ci("mm1", "utilization = rho", mm1(lam, mu)["rho"],
-             mm1_runs.kpi(lambda s: s["equipment"][name]["utilization"]), 0.02)
+             mm1_runs.kpi(lambda s: s["equipment"][name]["utilization"]), 0.01)
 
 
 def test_mm1_throughput(mm1_runs, check_ci):
     lam, _, _, _ = single_station(mm1_runs.scenario)
     check_ci("mm1", "throughput = lambda [1/h]", lam * 3600.0,
-             mm1_runs.kpi(lambda s: s["throughput_per_h"]), 0.02)
+             mm1_runs.kpi(lambda s: s["throughput_per_h"]), 0.005)
 
 
 @pytest.mark.parametrize("q", [0.5, 0.95])
@@ -151,8 +151,9 @@ def test_mm1_sojourn_quantiles(mm1_runs, check_ci, q):
     lam, mu, _, _ = single_station(mm1_runs.scenario)
     theory = -math.log1p(-q) / mm1(lam, mu)["sojourn_rate"]
     key = {0.5: "p50", 0.95: "p95"}[q]
+    guard = {0.5: 0.06, 0.95: 0.12}[q]
     check_ci("mm1", f"sojourn {key} [s]", theory,
-             mm1_runs.kpi(lambda s: s["lead_time_s"][key]), 0.08)
+             mm1_runs.kpi(lambda s: s["lead_time_s"][key]), guard)
 
 
 # --- M/M/c (Erlang C) ---------------------------------------------------------------------
@@ -173,13 +174,13 @@ def test_mmc_sojourn_time_erlang_c(mmc_runs, check_ci):
 def test_mmc_number_in_system(mmc_runs, check_ci):
     lam, mu, c, _ = single_station(mmc_runs.scenario)
     check_ci("mmc", "L (wip_mean)", mmc(lam, mu, c)["L"],
-             mmc_runs.kpi(lambda s: s["wip_mean"]), 0.05)
+             mmc_runs.kpi(lambda s: s["wip_mean"]), 0.055)
 
 
 def test_mmc_utilization(mmc_runs, check_ci):
     lam, mu, c, name = single_station(mmc_runs.scenario)
     check_ci("mmc", "utilization = a/c", mmc(lam, mu, c)["rho"],
-             mmc_runs.kpi(lambda s: s["equipment"][name]["utilization"]), 0.02)
+             mmc_runs.kpi(lambda s: s["equipment"][name]["utilization"]), 0.01)
 
 
 # --- open Jackson network with rework ------------------------------------------------------
@@ -200,19 +201,19 @@ def test_jackson_network_has_feedback(jackson_runs):
 def test_jackson_sojourn_time(jackson_runs, check_ci):
     th = jackson(jackson_runs.scenario)
     check_ci("jackson", "W = sum(L_i)/gamma [s]", th["W"],
-             jackson_runs.kpi(lambda s: s["lead_time_s"]["mean"]), 0.06)
+             jackson_runs.kpi(lambda s: s["lead_time_s"]["mean"]), 0.08)
 
 
 def test_jackson_number_in_system(jackson_runs, check_ci):
     th = jackson(jackson_runs.scenario)
     check_ci("jackson", "L = sum(L_i) (wip_mean)", th["L"],
-             jackson_runs.kpi(lambda s: s["wip_mean"]), 0.06)
+             jackson_runs.kpi(lambda s: s["wip_mean"]), 0.09)
 
 
 def test_jackson_throughput(jackson_runs, check_ci):
     th = jackson(jackson_runs.scenario)
     check_ci("jackson", "throughput = gamma [1/h]", th["gamma"] * 3600.0,
-             jackson_runs.kpi(lambda s: s["throughput_per_h"]), 0.03)
+             jackson_runs.kpi(lambda s: s["throughput_per_h"]), 0.015)
 
 
 @pytest.mark.parametrize("node", ["a", "b", "c"])
@@ -222,7 +223,7 @@ def test_jackson_node_utilization(jackson_runs, check_ci, node):
     th = jackson(jackson_runs.scenario)
     assert node in th["nodes"], f"scenario has no equipment {node!r}"
     check_ci("jackson", f"utilization {node} = lam_i/(c_i mu_i)", th["nodes"][node]["rho"],
-             jackson_runs.kpi(lambda s: s["equipment"][node]["utilization"]), 0.03)
+             jackson_runs.kpi(lambda s: s["equipment"][node]["utilization"]), 0.025)
 
 
 # --- tandem line: throughput = bottleneck rate ---------------------------------------------
@@ -263,7 +264,7 @@ def test_tandem_throughput_is_bottleneck_rate(tandem_runs, check_ci):
     order = serial_line(s)
     x = min(station_rate(s.equipment[n]) for n in order)
     check_ci("tandem", "throughput = min rate [1/h]", x * 3600.0,
-             tandem_runs.kpi(lambda r: r["throughput_per_h"]), 0.03)
+             tandem_runs.kpi(lambda r: r["throughput_per_h"]), 0.02)
 
 
 def test_tandem_station_utilization(tandem_runs, check_ci):
@@ -276,4 +277,4 @@ def test_tandem_station_utilization(tandem_runs, check_ci):
         r = station_rate(s.equipment[n])
         upstream_min = min(upstream_min, r)
         check_ci("tandem", f"utilization {n}", upstream_min / r,
-                 tandem_runs.kpi(lambda res, n=n: res["equipment"][n]["utilization"]), 0.03)
+                 tandem_runs.kpi(lambda res, n=n: res["equipment"][n]["utilization"]), 0.025)
