@@ -311,6 +311,11 @@ class Equipment(FixedAgent):
             t = self.transform
             outs = m.material.transform(now, batch, t.product, t.units, self.name, t.container)
             m.units_entered(now, len(outs) - len(batch))
+            log = m.log.record
+            for u in batch:
+                log(now, "consume", self.name, u.id, u.product, self.name, "")
+            for u in outs:
+                log(now, "produce", self.name, u.id, u.product, self.name, u.lot)
         else:
             outs = batch
         counted = now >= m.warmup_s

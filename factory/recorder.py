@@ -30,8 +30,9 @@ EVENTS_SCHEMA = pa.schema(_RUN + [
     pa.field("location", pa.string(), nullable=False),
     pa.field("detail", pa.string(), nullable=False),
 ])
-"""Event log. ``kind`` is one of: create, load, unload, complete, scrap, state, command,
-command_rejected, fault, repair, changeover, mode."""
+"""Event log. ``kind`` is one of: create, load, consume, produce, unload, complete, scrap, state,
+command, command_rejected, fault, repair, changeover, mode. Units in the plant at any time =
+create + produce − consume − complete − scrap so far."""
 
 STATES_SCHEMA = pa.schema(_RUN + [
     pa.field("entity", pa.string(), nullable=False),
