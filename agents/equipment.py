@@ -81,7 +81,8 @@ class Equipment(FixedAgent):
                  reject_draw: Sampler | None = None,
                  failures: Sequence[FailureMode] = (),
                  acting_state_s: dict[State, float] | None = None,
-                 disabled_states: dict[str, Sequence[State]] | None = None) -> None:
+                 disabled_states: dict[str, Sequence[State]] | None = None,
+                 arm=None) -> None:
         super().__init__(model)
         self.cell = model.node_cell(node)
         self.name = name
@@ -99,6 +100,7 @@ class Equipment(FixedAgent):
         self.reject_to = reject_to
         self._reject_draw = reject_draw
         self.failures = list(failures)
+        self.arm = arm  # a RobotArm that loads and unloads this unit, or None
         self.acting_state_s = dict(acting_state_s or {})
         self.sm = PackMLStateMachine(disabled=dict(disabled_states or {}))
         self.sm.add_listener(self._on_state)
@@ -254,6 +256,8 @@ class Equipment(FixedAgent):
                     self._set_status(k, STARVED)
                     yield ev
                 batch.append(ev.value)
+            if self.arm is not None:
+                yield from self.arm.handle(batch, "load", name)
             self._loaded[k] = True
             aborts = self._aborts
             for u in batch:
@@ -318,7 +322,9 @@ class Equipment(FixedAgent):
                 log(now, "produce", self.name, u.id, u.product, self.name, u.lot)
         else:
             outs = batch
-        counted = now >= m.warmup_s
+        if self.arm is not None:
+            yield from self.arm.handle(outs, "unload", self.name)
+        counted = env.now >= m.warmup_s
         if counted:
             self.cycles += 1
             self.units_out += len(outs)

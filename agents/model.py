@@ -43,6 +43,7 @@ class PlantModel(mesa.Model):
         self.series_table = TableWriter(out_dir / "timeseries.parquet", TIMESERIES_SCHEMA,
                                         run_id, rep, batch_rows)
         self.series = Timeseries(series_interval_s, self.series_table)
+        self.extra_writers: list[TableWriter] = []
         self.material = MaterialFactory(self._record_genealogy)
         self.wip = TimeAverage(warmup_s)
         self.lead_time = LogHistogram()
@@ -75,7 +76,7 @@ class PlantModel(mesa.Model):
 
     def close(self) -> None:
         """Flush and close every table (safe to call twice, also after an interruption)."""
-        for w in (self.log, self.states, self.genealogy, self.series_table):
+        for w in (self.log, self.states, self.genealogy, self.series_table, *self.extra_writers):
             w.close()
 
     def finish(self, end: float) -> None:

@@ -27,13 +27,19 @@ class Buffer(simpy.Store):
         self.name = name
         self.node = node
         self._on_level = on_level
+        self.reserved = 0  # places promised to units in transit to this buffer
 
     @property
     def level(self) -> int:
         return len(self.items)
 
+    @property
+    def free(self) -> float:
+        """Places neither filled nor promised to a unit in transit."""
+        return self._capacity - len(self.items) - self.reserved
+
     def _do_put(self, event):  # type: ignore[override]
-        if len(self.items) < self._capacity:
+        if len(self.items) + self.reserved < self._capacity or getattr(event, "reserved", False):
             self.items.append(event.item)
             event.succeed()
             if self._on_level is not None:

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
-    "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA", "TableWriter",
+    "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
+    "TRANSPORT_SCHEMA", "TableWriter",
     "EventLog", "write_table",
 ]
 
@@ -59,6 +60,22 @@ TIMESERIES_SCHEMA = pa.schema(_RUN + [
     pa.field("completed", pa.int64(), nullable=False),
 ])
 """Plant WIP (time average) and completions per bucket of ``series_interval_s``."""
+
+TRANSPORT_SCHEMA = pa.schema(_RUN + [
+    pa.field("task_id", pa.int64(), nullable=False),
+    pa.field("origin", pa.string(), nullable=False),
+    pa.field("destination", pa.string(), nullable=False),
+    pa.field("pickup_node", pa.string(), nullable=False),
+    pa.field("drop_node", pa.string(), nullable=False),
+    pa.field("units", pa.int64(), nullable=False),
+    pa.field("requested_s", pa.float64(), nullable=False),
+    pa.field("assigned_s", pa.float64(), nullable=False),   # -1: not yet
+    pa.field("picked_up_s", pa.float64(), nullable=False),
+    pa.field("delivered_s", pa.float64(), nullable=False),
+    pa.field("robot", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+])
+"""Transport tasks: one row per task when delivered, or at the end of the run if still open."""
 
 KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name

@@ -11,14 +11,21 @@ from pathlib import Path
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
 from darkfab.agents.model import PlantModel
+from darkfab.agents.robot import Amr, AmrSpec, RobotArm, StallMode
 from darkfab.control import make_controller
+from darkfab.control.fleet import FleetManager
+from darkfab.control.traffic import Lane
+from darkfab.factory.battery import Battery
+from darkfab.factory.occupancy import Occupancy, lane_key
+from darkfab.factory.recorder import TRANSPORT_SCHEMA, TableWriter
+from darkfab.factory.transport import Staging
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import make_sampler
 from darkfab.factory.kpis import TimeAverage
 from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
-from .schema import Scenario
+from .schema import Scenario, transport_hops
 
 __all__ = ["Plant", "build_plant"]
 
@@ -33,6 +40,10 @@ class Plant:
     sinks: dict[str, Sink]
     equipment: dict[str, Equipment]
     controller: object
+    fleet: FleetManager | None = None
+    robots: dict[str, Amr] = field(default_factory=dict)
+    arms: dict[str, RobotArm] = field(default_factory=dict)
+    staging: dict[str, Staging] = field(default_factory=dict)
     started: bool = field(default=False)
 
     def start(self) -> None:
@@ -43,11 +54,13 @@ class Plant:
         for eq in self.equipment.values():
             eq.start_processes()
         self.controller.reset(env, list(self.equipment.values()))  # type: ignore[attr-defined]
+        if self.fleet is not None:
+            self.fleet.start()
         self.started = True
 
 
 def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id: str,
-                batch_rows: int = 65_536) -> Plant:
+                batch_rows: int = 65_536, check_invariants: bool = False) -> Plant:
     streams = RandomStreams(seed, replication)
     warmup = s.scenario.warmup_s
     interval = s.scenario.series_interval_s or s.scenario.horizon_s / 500.0
@@ -59,11 +72,29 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     def uniform(name):
         return make_sampler(name, "uniform", {"low": 0.0, "high": 1.0}, streams.stream(name))
 
+    fleet = _build_fleet(s, model, out_dir, run_id, replication, batch_rows, check_invariants)
+    hops = transport_hops(s) if fleet is not None else []
+    destinations = {b for _, _, b in hops}
     buffers, levels = {}, {}
     for name, b in s.buffers.items():
         lvl = TimeAverage(warmup)
         levels[name] = lvl
-        buffers[name] = Buffer(model.env, name, b.node, b.capacity_units, on_level=lvl.update)
+        on_level = lvl.update
+        if name in destinations:
+            on_level = _notify_space(lvl, fleet, buffers, name)
+        buffers[name] = Buffer(model.env, name, b.node, b.capacity_units, on_level=on_level)
+    staging: dict[str, Staging] = {}
+    remote: dict[tuple[str, str], Staging] = {}
+    for origin, node, dest in hops:
+        st = Staging(model.env, origin, node, buffers[dest], s.fleet.staging_capacity_units,
+                     fleet.on_staged)
+        staging[st.name] = st
+        remote[(origin, dest)] = st
+
+    def to(origin: str, target: str):
+        """Where ``origin`` puts a unit for ``target``: a staging area if a robot carries it."""
+        return remote.get((origin, target)) or buffers.get(target) or sinks[target]
+
     sinks = {name: Sink(model, name, k.node, good=k.kind == "product") for name, k in
              s.sinks.items()}
     sources = {}
@@ -75,14 +106,19 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
             products = list(mix)
             choice = Router(products, list(mix.values()),  # type: ignore[arg-type]
                             uniform(f"sources.{name}.product_mix"))
-        sources[name] = Source(model, name, src.node, buffers[src.to],
+        sources[name] = Source(model, name, src.node, to(name, src.to),
                                sampler(f"sources.{name}.interarrival", src.interarrival),
                                products, choice, src.lot_size_units, src.max_units)
+    arms = {name: RobotArm(model, name, a.node,
+                           a.cycle_time.sampler(f"arms.{name}.cycle_time",
+                                                streams.stream(f"arms.{name}.cycle_time")))
+            for name, a in s.arms.items()}
+    arm_of = {e: arms[name] for name, a in s.arms.items() for e in a.equipment}
     equipment = {}
     for name, e in s.equipment.items():
         p = f"equipment.{name}"
         branches = e.branches()
-        router = Router([buffers.get(to) or sinks[to] for to, _ in branches],
+        router = Router([to(name, target) for target, _ in branches],
                         [pr for _, pr in branches], uniform(f"{p}.next") if len(branches) > 1
                         else None)
         failures = [FailureMode(f.name, sampler(f"{p}.failures.{f.name}.time_to_failure",
@@ -102,6 +138,69 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
             failures=failures,
             acting_state_s={State(k.capitalize()): v for k, v in e.acting_state_s.items()},
             disabled_states={m: [State(x) for x in v] for m, v in e.disabled_states.items()},
+            arm=arm_of.get(name),
         )
     controller = make_controller(s.controller.name, s.controller.decision_latency_s)
-    return Plant(s, model, buffers, levels, sources, sinks, equipment, controller)
+    robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
+    return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
+                 robots, arms, staging)
+
+
+def _notify_space(lvl: TimeAverage, fleet: FleetManager, buffers: dict, name: str):
+    def on_level(now: float, level: int) -> None:
+        lvl.update(now, level)
+        fleet.on_space(buffers[name])
+    return on_level
+
+
+def _build_fleet(s: Scenario, model: PlantModel, out_dir: Path, run_id: str, replication: int,
+                 batch_rows: int, check_invariants: bool) -> FleetManager | None:
+    f = s.fleet
+    if f is None:
+        return None
+    streams = model.streams
+    lanes, directed, lane_cap = [], {}, {}
+    for link in s.links:
+        if link.conveyor:
+            continue
+        key = lane_key(link.a, link.b, link.directed)
+        if key in lane_cap:  # a second link between the same nodes widens the lane
+            lane_cap[key] += link.capacity_robots
+            continue
+        lane_cap[key] = link.capacity_robots
+        directed[key] = link.directed
+        lanes.append(Lane(key, link.a, link.b, s.link_length(link),
+                          link.speed_limit_m_s or float("inf")))
+    occupancy = Occupancy(model.env, {n: 1 for n in s.nodes}, lane_cap)
+    writer = TableWriter(out_dir / "transport.parquet", TRANSPORT_SCHEMA, run_id, replication,
+                         batch_rows)
+    model.extra_writers.append(writer)
+    chargers = sorted(n for n, spec in s.nodes.items() if spec.role == "charger")
+    fleet = FleetManager(model.env, lanes, directed, occupancy, chargers,
+                         allocation=f.task_allocation, traffic=f.traffic == "reservations",
+                         charge_below_soc=f.charge_below_soc,
+                         charge_target_soc=f.charge_target_soc,
+                         opportunistic_below_soc=f.opportunistic_below_soc,
+                         check_invariants=check_invariants, transport_writer=writer,
+                         warmup_s=s.scenario.warmup_s)
+    robots = []
+    for i in range(f.count):
+        name = f"amr-{i + 1}"
+        p = f"fleet.{name}"
+        spec = AmrSpec(
+            f.speed_empty_m_s, f.speed_loaded_m_s, f.payload_units,
+            f.load_time.sampler(f"{p}.load_time", streams.stream(f"{p}.load_time")),
+            f.unload_time.sampler(f"{p}.unload_time", streams.stream(f"{p}.unload_time")),
+            tuple(StallMode(m.name,
+                            m.time_to_failure.sampler(f"{p}.stalls.{m.name}.ttf",
+                                                      streams.stream(f"{p}.stalls.{m.name}.ttf")),
+                            m.recovery_time.sampler(f"{p}.stalls.{m.name}.recovery",
+                                                    streams.stream(f"{p}.stalls.{m.name}.recovery")))
+                  for m in f.stalls))
+        b = f.battery
+        battery = Battery(b.capacity_kwh, b.initial_soc * b.capacity_kwh,
+                          b.consumption_empty_kwh_per_m, b.consumption_loaded_kwh_per_m,
+                          b.base_kw, b.charging_kw, model.env.now)
+        robots.append(Amr(model, name, f.homes[i], spec, battery, occupancy, fleet))
+    fleet.attach(robots)
+    return fleet

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. equipment.cartoner.servers=2")
     r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
+    r.add_argument("--check-invariants", action="store_true",
+                   help="stop at the first broken fleet invariant (collision, jump, charge)")
     c = sub.add_parser("check", help="validate a scenario file without running it")
     c.add_argument("scenario")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
@@ -95,7 +97,7 @@ def _run(args) -> int:
     show = not args.quiet and sys.stderr.isatty()
     try:
         res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
-                           progress=show)
+                           progress=show, check_invariants=args.check_invariants)
     except Exception as e:  # noqa: BLE001
         print(f"darkfab: run failed: {type(e).__name__}: {e} (partial results kept)",
               file=sys.stderr)

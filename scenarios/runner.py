@@ -53,14 +53,14 @@ def run_id_for(s: Scenario, seed: int, replication: int) -> str:
 
 def run_scenario(s: Scenario, *, seed: int | None = None, replication: int = 0,
                  out_dir: Path | str | None = None, progress: bool = False,
-                 batch_rows: int = 65_536) -> RunResult:
+                 batch_rows: int = 65_536, check_invariants: bool = False) -> RunResult:
     """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results."""
     seed = s.scenario.seed if seed is None else seed
     run_id = run_id_for(s, seed, replication)
     out = Path(out_dir) if out_dir else Path("results/runs") / s.scenario.name / run_id
     out.mkdir(parents=True, exist_ok=True)
     horizon = s.scenario.horizon_s
-    plant = build_plant(s, seed, replication, out, run_id, batch_rows)
+    plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants)
     env = plant.model.env
     wall0 = time.perf_counter()
     partial, reason = False, ""
@@ -133,6 +133,8 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
             wall0: float, partial: bool, reason: str) -> dict[str, Any]:
     env = plant.model.env
     end = min(env.now, s.scenario.horizon_s) if partial else s.scenario.horizon_s
+    if plant.fleet is not None:
+        plant.fleet.finish(end)
     plant.model.finish(end)
     k = plant_kpis(plant, end)
     write_table(out / "kpis.parquet", KPIS_SCHEMA, kpi_rows(k), run_id, replication)

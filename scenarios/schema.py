@@ -19,7 +19,8 @@ from pydantic_core import PydanticCustomError
 from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
-__all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors"]
+__all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
+           "transport_hops"]
 
 
 class Strict(BaseModel):
@@ -164,17 +165,26 @@ class Product(Strict):
     description: str = ""
 
 
+ROBOT_HOME_ROLES = ("parking", "holding", "charger")
+
+
 class Node(Strict):
     x_m: float
     y_m: float
-    role: Literal["station", "waypoint", "storage", "dock"] = "station"
+    role: Literal["station", "port", "waypoint", "storage", "dock", "charger", "parking",
+                  "holding"] = "station"
 
 
 class Link(Strict):
+    """A lane (robots drive it) or a conveyor (material moves along it without robots)."""
+
     a: Name
     b: Name
     directed: bool = False
     length_m: PositiveFloat | None = None
+    speed_limit_m_s: PositiveFloat | None = None
+    capacity_robots: PositiveInt = 1
+    conveyor: bool = False
 
 
 class BufferSpec(Strict):
@@ -284,6 +294,61 @@ class EquipmentSpec(Strict):
         return [(b.to, b.probability) for b in self.next]
 
 
+class BatterySpec(Strict):
+    capacity_kwh: PositiveFloat
+    initial_soc: Annotated[float, Field(gt=0, le=1)] = 1.0
+    consumption_empty_kwh_per_m: NonNegativeFloat
+    consumption_loaded_kwh_per_m: NonNegativeFloat
+    base_kw: NonNegativeFloat = 0.0  # electronics and sensors, whenever not charging
+    charging_kw: PositiveFloat
+
+
+class StallSpec(Strict):
+    name: Name
+    time_to_failure: Distribution  # seconds of travel
+    recovery_time: Distribution
+
+
+class FleetSpec(Strict):
+    """A fleet of identical AMRs; robot i starts at homes[i]."""
+
+    count: PositiveInt
+    homes: Annotated[list[Name], Field(min_length=1)]
+    speed_empty_m_s: PositiveFloat
+    speed_loaded_m_s: PositiveFloat
+    payload_units: PositiveInt = 1
+    battery: BatterySpec
+    load_time: Distribution
+    unload_time: Distribution
+    stalls: list[StallSpec] = []
+    task_allocation: Literal["nearest-idle", "battery-aware"] = "nearest-idle"
+    traffic: Literal["reservations", "none"] = "reservations"
+    charge_below_soc: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    charge_target_soc: Annotated[float, Field(gt=0, le=1)] = 0.95
+    opportunistic_below_soc: Annotated[float, Field(ge=0, le=1)] = 0.8
+    staging_capacity_units: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _homes(self):
+        if len(self.homes) < self.count:
+            raise PydanticCustomError(
+                "homes", f"{self.count} robots need at least {self.count} homes "
+                         f"(got {len(self.homes)}): one robot per node")
+        if len(set(self.homes)) != len(self.homes):
+            raise PydanticCustomError("homes", "homes must be distinct nodes")
+        if self.charge_target_soc <= self.charge_below_soc:
+            raise PydanticCustomError("soc", "charge_target_soc must exceed charge_below_soc")
+        return self
+
+
+class ArmSpec(Strict):
+    """A fixed robot arm that loads and unloads the listed equipment (one move per cycle)."""
+
+    node: Name
+    cycle_time: Distribution
+    equipment: Annotated[list[Name], Field(min_length=1)]
+
+
 class ControllerSpec(Strict):
     name: Name = "auto-recovery"
     decision_latency_s: NonNegativeFloat = 0.0
@@ -298,22 +363,38 @@ class Scenario(Strict):
     sources: Annotated[dict[Name, SourceSpec], Field(min_length=1)]
     sinks: Annotated[dict[Name, SinkSpec], Field(min_length=1)]
     equipment: dict[Name, EquipmentSpec] = {}
+    fleet: FleetSpec | None = None
+    arms: dict[Name, ArmSpec] = {}
     controller: ControllerSpec = ControllerSpec()
 
-    def graph(self) -> nx.DiGraph:
-        """The plant graph: nodes with coordinates (m), links as arcs with ``length_m``."""
+    def graph(self, lanes_only: bool = False) -> nx.DiGraph:
+        """The plant graph: nodes with coordinates (m), links as arcs with ``length_m``;
+        ``lanes_only`` leaves out conveyors (the graph robots drive on)."""
         g = nx.DiGraph()
         for n, spec in self.nodes.items():
             g.add_node(n, x_m=spec.x_m, y_m=spec.y_m, role=spec.role)
         for link in self.links:
             if link.a not in self.nodes or link.b not in self.nodes:
                 continue
-            a, b = self.nodes[link.a], self.nodes[link.b]
-            length = link.length_m or math.hypot(a.x_m - b.x_m, a.y_m - b.y_m)
-            g.add_edge(link.a, link.b, length_m=length)
+            if lanes_only and link.conveyor:
+                continue
+            length = self.link_length(link)
+            g.add_edge(link.a, link.b, length_m=length, conveyor=link.conveyor)
             if not link.directed:
-                g.add_edge(link.b, link.a, length_m=length)
+                g.add_edge(link.b, link.a, length_m=length, conveyor=link.conveyor)
         return g
+
+    def link_length(self, link: Link) -> float:
+        a, b = self.nodes[link.a], self.nodes[link.b]
+        return link.length_m or math.hypot(a.x_m - b.x_m, a.y_m - b.y_m) or 1e-3
+
+    def conveyor_joined(self, a: str, b: str) -> bool:
+        """True if material can pass from node ``a`` to ``b`` without a robot."""
+        if a == b:
+            return True
+        return any(link.conveyor and ((link.a, link.b) == (a, b) or
+                                      (not link.directed and (link.b, link.a) == (a, b)))
+                   for link in self.links)
 
 
 def reference_errors(s: Scenario):
@@ -385,12 +466,60 @@ def reference_errors(s: Scenario):
                                f"sink {eq.reject_to!r}")
         if eq.output is not None and eq.output.product not in s.products:
             yield (f"{p}.output.product", f"unknown product {eq.output.product!r}")
+    yield from _fleet_errors(s)
+    for name, arm in s.arms.items():
+        yield from node_of(f"arms.{name}.node", arm.node)
+        for i, e in enumerate(arm.equipment):
+            if e not in s.equipment:
+                yield (f"arms.{name}.equipment[{i}]", f"unknown equipment {e!r}")
     for b in s.buffers:
         if b not in fed:
             yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
         if not any(src.to == b for src in s.sources.values()) and not any(
                 to == b for eq in s.equipment.values() for to, _ in eq.branches()):
             yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
+
+
+def transport_hops(s: Scenario) -> list[tuple[str, str, str]]:
+    """(origin entity, origin node, destination buffer) for every hop a robot must carry."""
+    hops = []
+    for name, src in s.sources.items():
+        if src.to in s.buffers and not s.conveyor_joined(src.node, s.buffers[src.to].node):
+            hops.append((name, src.node, src.to))
+    for name, eq in s.equipment.items():
+        for to, _ in eq.branches():
+            if to in s.buffers and not s.conveyor_joined(eq.node, s.buffers[to].node):
+                hops.append((name, eq.node, to))
+    return hops
+
+
+def _fleet_errors(s: Scenario):
+    f = s.fleet
+    if f is None:
+        return
+    lanes = s.graph(lanes_only=True)
+    for i, h in enumerate(f.homes):
+        if h not in s.nodes:
+            yield (f"fleet.homes[{i}]", f"unknown node {h!r}")
+        elif s.nodes[h].role not in ROBOT_HOME_ROLES:
+            yield (f"fleet.homes[{i}]", f"node {h!r} has role {s.nodes[h].role!r}; a home must "
+                   f"be one of {', '.join(ROBOT_HOME_ROLES)}")
+    chargers = [n for n, spec in s.nodes.items() if spec.role == "charger"]
+    if not chargers:
+        yield ("fleet", "a fleet needs at least one node with role = \"charger\"")
+    ports = sorted({n for _, n, _ in transport_hops(s)} |
+                   {s.buffers[b].node for _, _, b in transport_hops(s)})
+    homes = [h for h in f.homes[: f.count] if h in s.nodes]
+    must = sorted(set(ports) | set(homes) | set(chargers))
+    if not must:
+        return
+    root = ports[0] if ports else must[0]
+    unreachable = [n for n in must if not (nx.has_path(lanes, root, n)
+                                           and nx.has_path(lanes, n, root))]
+    if unreachable:
+        yield ("fleet", f"robots cannot drive both ways between {root!r} and node(s) "
+               f"{', '.join(repr(n) for n in unreachable)} (ports, homes and chargers must all "
+               "be reachable from each other over lanes)")
 
 
 def _target(s: Scenario, g, path: str, origin: str, to: str, hop):

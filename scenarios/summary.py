@@ -68,7 +68,61 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         "buffers": {n: {"level_mean": lvl.mean(end), "level_end": plant.buffers[n].level}
                     for n, lvl in plant.buffer_levels.items()},
         "bottleneck_ranking": ranking,
+        **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
     }
+
+
+def fleet_kpis(plant: Plant, end: float) -> dict:
+    """Per-robot and fleet KPIs after warm-up, and lane usage (traversals per lane)."""
+    f = plant.fleet
+    assert f is not None
+    warm = plant.model.warmup_s
+    observed = max(end - warm, 0.0)
+    busy_states = ("travel_empty", "travel_loaded", "waiting_traffic", "loading", "unloading")
+    robots = {}
+    for name, r in plant.robots.items():
+        t = r.timer.time_s
+        dist = r.distance_m["empty"] + r.distance_m["loaded"]
+        b = r.battery
+        robots[name] = {
+            "utilization": ratio(sum(t.get(x, 0.0) for x in busy_states), observed),
+            "empty_travel_share": ratio(r.distance_m["empty"], dist),
+            "traffic_wait_s": t.get("waiting_traffic", 0.0),
+            "distance_m": dist,
+            "energy_kwh": b.drawn_travel_kwh + b.drawn_base_kwh,
+            "charged_kwh": b.charged_kwh,
+            "soc_end": b.soc,
+            "tasks": r.tasks_done,
+            "stalls": r.stalls,
+            "state_time_s": dict(sorted(t.items())),
+        }
+    n = len(robots) or 1
+    lt = f.lead_time
+    tot = sum(r["distance_m"] for r in robots.values())
+    fleet = {
+        "robots": len(robots),
+        "utilization": sum(r["utilization"] for r in robots.values()) / n,
+        "empty_travel_share": ratio(sum(r.distance_m["empty"] for r in plant.robots.values()),
+                                    tot),
+        "traffic_wait_s": sum(r["traffic_wait_s"] for r in robots.values()),
+        "energy_kwh": sum(r["energy_kwh"] for r in robots.values()),
+        "tasks_requested": f.tasks_requested,
+        "tasks_delivered": f.tasks_delivered,
+        "tasks_per_h": ratio(lt.n, observed) * 3600.0,
+        "transport_lead_time_s": {"mean": lt.mean(), "p50": lt.quantile(0.5),
+                                  "p95": lt.quantile(0.95)},
+        "deadlocks_resolved": f.deadlocks,
+        "backoffs": f.backoffs,
+        "task_allocation": f.allocation,
+        "traffic": "reservations" if f.traffic else "none",
+    }
+    lanes = [{"a": k[1], "b": k[2], "usage": u} for k, u in sorted(f.lane_usage.items())]
+    arms = {name: {"moves": a.moves, "utilization": ratio(a.busy_s, observed)}
+            for name, a in plant.arms.items()}
+    out = {"robots": robots, "fleet": fleet, "lanes": lanes}
+    if arms:
+        out["arms"] = arms
+    return out
 
 
 _UNITS = {"utilization": "1", "availability": "1", "performance": "1", "quality": "1",

@@ -1,0 +1,299 @@
+"""Mobile robots (AMRs) and robot arms.
+
+An :class:`Amr` lives on the robot layout: it is always on a node or on a lane, never in
+between. It executes jobs given by the fleet manager (transport, charge, park), follows the
+planned path step by step, and enters a lane only when the lane and the node at its end have
+room (:class:`~darkfab.factory.occupancy.Occupancy`), so it waits rather than collides when
+others are late. A stall (failure mode counting travel time) stops it on a lane until recovered.
+A :class:`RobotArm` is a fixed agent that equipment must hold to load or unload (cycle time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import simpy
+from mesa.discrete_space import CellAgent, FixedAgent
+
+from darkfab.factory.battery import Battery
+from darkfab.factory.distributions import Sampler
+from darkfab.factory.kpis import StateTimer
+from darkfab.factory.occupancy import Occupancy
+from darkfab.factory.transport import ReservedPut, TransportTask
+
+from .model import PlantModel
+
+__all__ = ["Amr", "AmrSpec", "Job", "RobotArm", "StallMode"]
+
+IDLE, TRAVEL_EMPTY, TRAVEL_LOADED, WAITING, LOADING, UNLOADING, CHARGING, FAILED = (
+    "idle", "travel_empty", "travel_loaded", "waiting_traffic", "loading", "unloading",
+    "charging", "failed")
+ROBOT_STATES = (IDLE, TRAVEL_EMPTY, TRAVEL_LOADED, WAITING, LOADING, UNLOADING, CHARGING, FAILED)
+
+
+@dataclass(frozen=True)
+class StallMode:
+    name: str
+    time_to_failure: Sampler  # seconds of travel
+    recovery_time: Sampler
+
+
+@dataclass(frozen=True)
+class AmrSpec:
+    speed_empty_m_s: float
+    speed_loaded_m_s: float
+    payload_units: int
+    load_time: Sampler
+    unload_time: Sampler
+    stalls: tuple[StallMode, ...] = ()
+
+
+@dataclass
+class Job:
+    kind: str  # "transport", "charge", "park"
+    node: str
+    task: TransportTask | None = None
+    target_soc: float = 1.0
+    done: simpy.Event | None = field(default=None, repr=False)
+
+
+class Amr(CellAgent):
+    """An autonomous mobile robot; see the module docstring. Its Mesa cell is the node it is on
+    (or last left, while on a lane)."""
+
+    def __init__(self, model: PlantModel, name: str, home: str, spec: AmrSpec, battery: Battery,
+                 occupancy: Occupancy, fleet) -> None:
+        super().__init__(model)
+        self.name = name
+        self.home = home
+        self.spec = spec
+        self.battery = battery
+        self.occ = occupancy
+        self.fleet = fleet
+        self.env: simpy.Environment = model.env
+        self.node: str | None = home  # None while on a lane
+        self.lane = None
+        self.cell = model.node_cell(home)
+        self.job: Job | None = None
+        self.inbox = simpy.Store(self.env)
+        self.timer = StateTimer(name, IDLE, self.env.now, model.warmup_s, model.states)
+        self.loaded_units: list = []
+        self.distance_m = {"empty": 0.0, "loaded": 0.0}
+        self.traffic_wait_s = 0.0
+        self.tasks_done = 0
+        self.stalls = 0
+        self._replan = False
+        self._wake: simpy.Event | None = None
+        self._ttf = [m.time_to_failure() for m in spec.stalls]
+        self.stalled_on = None
+        occupancy.place(home, name)
+
+    # --- state --------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self.timer.state
+
+    def _set(self, state: str) -> None:
+        if state != self.timer.state:
+            self.timer.change(self.env.now, state)
+            self.model.log.record(self.env.now, "robot", self.name, -1, "",
+                                  self.node or str(self.lane[1:]), state)
+
+    @property
+    def idle(self) -> bool:
+        return self.job is None
+
+    def assign(self, job: Job) -> None:
+        self.job = job
+        self.inbox.put(job)
+
+    def request_replan(self) -> None:
+        """Ask the robot to drop its plan and plan again at its next node."""
+        self._replan = True
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    # --- main process -------------------------------------------------------------------
+    def run(self):
+        while True:
+            job = yield self.inbox.get()
+            if job.kind == "transport":
+                yield from self._transport(job.task)
+            elif job.kind == "charge":
+                yield from self._travel(job.node, loaded=False)
+                yield from self._charge(job.target_soc)
+            else:  # park
+                yield from self._travel(job.node, loaded=False)
+            self.job = None
+            self._set(IDLE)
+            self.fleet.on_job_done(self, job)
+
+    def _transport(self, task: TransportTask):
+        m = self.model
+        yield from self._travel(task.pickup, loaded=False)
+        self._set(LOADING)
+        yield self.env.timeout(self.spec.load_time())
+        st = task.staging
+        n = min(task.units, len(st.items))
+        self.loaded_units = []
+        for _ in range(n):
+            self.loaded_units.append((yield st.get()))
+        # places reserved but not loaded (nothing staged any more) are given back
+        st.destination.reserved -= task.units - n
+        task.units = n
+        task.picked_up_s = self.env.now
+        task.status = "picked_up"
+        for u in self.loaded_units:
+            m.log.record(self.env.now, "pickup", self.name, u.id, u.product, task.pickup,
+                         f"task {task.id}")
+        self.fleet.on_picked_up(self, task)
+        yield from self._travel(task.drop, loaded=True)
+        self._set(UNLOADING)
+        yield self.env.timeout(self.spec.unload_time())
+        dest = st.destination
+        for u in self.loaded_units:
+            ReservedPut(dest, u)
+            m.log.record(self.env.now, "deliver", self.name, u.id, u.product, dest.name,
+                         f"task {task.id}")
+        self.loaded_units = []
+        task.delivered_s = self.env.now
+        task.status = "delivered"
+        self.tasks_done += 1
+
+    def _charge(self, target_soc: float):
+        """Charge to ``target_soc``; an opportunistic charge may be cut short by the fleet
+        manager (``interrupt_charge``) when a task needs this robot."""
+        self._set(CHARGING)
+        b = self.battery
+        b.set_charging(self.env.now, True)
+        self._charging = True
+        try:
+            yield self.env.timeout(b.time_to_charge_s(target_soc * b.capacity_kwh))
+        except simpy.Interrupt:
+            pass
+        self._charging = False
+        b.set_charging(self.env.now, False)
+
+    def interrupt_charge(self) -> bool:
+        if getattr(self, "_charging", False) and self._proc is not None:
+            self._charging = False
+            self._proc.interrupt("task")
+            return True
+        return False
+
+    def start(self) -> None:
+        self._proc = self.env.process(self.run())
+
+    # --- movement -----------------------------------------------------------------------
+    def _travel(self, goal: str, loaded: bool):
+        env, occ = self.env, self.occ
+        speed = self.spec.speed_loaded_m_s if loaded else self.spec.speed_empty_m_s
+        while self.node != goal:
+            self._replan = False
+            plan = self.fleet.plan(self, goal, speed)
+            if plan is None:  # no conflict-free path now: wait for the layout to change
+                self._set(WAITING)
+                t0 = env.now
+                self._wake = self.fleet.changed_event()
+                yield self._wake | env.timeout(self.fleet.retry_s)
+                self.traffic_wait_s += env.now - t0
+                continue
+            for step in plan:
+                if self._replan:
+                    break
+                lane = step.lane
+                while self.fleet.traffic and not occ.can_enter(lane.key, step.to, self.name):
+                    self._set(WAITING)
+                    t0 = env.now
+                    self._wake = occ.wait_event([lane.key, ("node", step.to)])
+                    if self.fleet.on_wait(self, lane, step.to):
+                        self._replan = True
+                    if self._replan:
+                        self.traffic_wait_s += env.now - t0
+                        break
+                    yield self._wake
+                    self.traffic_wait_s += env.now - t0
+                    if self._replan:
+                        break
+                if self._replan:
+                    break
+                yield from self._traverse(step, speed, loaded)
+            self.fleet.end_plan(self)
+
+    def _traverse(self, step, speed: float, loaded: bool):
+        env, lane = self.env, step.lane
+        frm = self.node
+        if self.fleet.traffic:
+            self.occ.enter_lane(lane.key, frm, step.to, self.name)
+        self.fleet.on_left(self, ("node", frm))
+        self.node, self.lane = None, lane.key
+        self.fleet.monitor_move(self, frm, lane, step.to)
+        self._set(TRAVEL_LOADED if loaded else TRAVEL_EMPTY)
+        remaining = lane.length_m / min(speed, lane.speed_limit_m_s)
+        ttf = self._ttf
+        while ttf and min(ttf) < remaining:
+            # a stall part-way along the lane (time to failure counts travel time only)
+            i = ttf.index(min(ttf))
+            dt = ttf[i]
+            yield env.timeout(dt)
+            remaining -= dt
+            for j in range(len(ttf)):
+                ttf[j] -= dt
+            mode = self.spec.stalls[i]
+            ttf[i] = mode.time_to_failure()
+            yield from self._stall(mode, lane)
+            self._set(TRAVEL_LOADED if loaded else TRAVEL_EMPTY)
+        for j in range(len(ttf)):
+            ttf[j] -= remaining
+        yield env.timeout(remaining)
+        self.battery.travel(env.now, lane.length_m, loaded)
+        self.distance_m["loaded" if loaded else "empty"] += lane.length_m
+        if self.fleet.traffic:
+            self.occ.leave_lane(lane.key, self.name)
+        self.fleet.on_left(self, lane.key)
+        self.node, self.lane = step.to, None
+        self.cell = self.model.node_cell(step.to)
+        self.fleet.monitor_arrive(self, lane, step.to)
+
+    def _stall(self, mode: StallMode, lane):
+        self.stalls += 1
+        self._set(FAILED)
+        self.stalled_on = lane.key
+        self.model.log.record(self.env.now, "fault", self.name, -1, "", str(lane.key[1:]),
+                              mode.name)
+        rec = mode.recovery_time()
+        self.fleet.on_stall(self, lane, self.env.now + rec)
+        yield self.env.timeout(rec)
+        self.stalled_on = None
+        self.model.log.record(self.env.now, "repair", self.name, -1, "", str(lane.key[1:]),
+                              mode.name)
+
+    def finish(self, now: float) -> None:
+        self.battery.advance(now)
+        self.timer.finish(now)
+
+
+class RobotArm(FixedAgent):
+    """A fixed arm that loads and unloads equipment; one move at a time."""
+
+    def __init__(self, model: PlantModel, name: str, node: str, cycle_time: Sampler) -> None:
+        super().__init__(model)
+        self.name = name
+        self.node = node
+        self.cell = model.node_cell(node)
+        self.cycle_time = cycle_time
+        self.resource = simpy.Resource(model.env, capacity=1)
+        self.moves = 0
+        self.busy_s = 0.0
+
+    def handle(self, units: Sequence, what: str, equipment: str):
+        """Process generator: wait for the arm, then move ``units`` (one cycle)."""
+        env = self.model.env
+        with self.resource.request() as req:
+            yield req
+            d = self.cycle_time()
+            yield env.timeout(d)
+            self.moves += 1
+            if env.now >= self.model.warmup_s:
+                self.busy_s += d

@@ -1,0 +1,436 @@
+"""Fleet management: task allocation, routing with reservations, deadlock handling, charging.
+
+* Tasks: one per staging area with units waiting and room reserved at the destination; FIFO.
+* Allocation (``task_allocation``): ``nearest-idle`` — the idle robot with the shortest path to
+  the pickup; ``battery-aware`` — the idle robot with the lowest marginal-cost bid: travel time
+  to the pickup and on to the drop, plus the time to recharge the energy the trip costs, and
+  robots that could not finish the trip and still reach a charger above the reserve do not bid.
+* Routing: SIPP against the reservation table (``traffic = "reservations"``), or plain shortest
+  paths that ignore other robots (``traffic = "none"``, for comparison only: robots may meet).
+* Deadlocks: when a robot starts waiting, the wait-for graph (robot → robots holding what it
+  needs) is searched for a cycle; the robot that closes a cycle re-plans around the others, or
+  backs off to a free neighbouring node when no such path exists.
+* A stalled robot's lane is blocked until its expected recovery: robots planned through it
+  re-plan.
+* Charging: below ``charge_below_soc`` after a job a robot goes to the nearest free charger and
+  charges to ``charge_target_soc``; an idle robot below ``opportunistic_below_soc`` charges while
+  idle and is taken off the charger when a task needs it. Chargers are claimed one robot each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Hashable
+
+import networkx as nx
+import simpy
+
+from darkfab.factory.kpis import LogHistogram
+from darkfab.factory.occupancy import Occupancy
+from darkfab.factory.recorder import TableWriter
+from darkfab.factory.transport import Staging, TransportTask
+
+from .traffic import INF, Lane, ReservationTable, Step, sipp_plan
+
+__all__ = ["FleetManager", "InvariantViolation", "ALLOCATIONS"]
+
+ALLOCATIONS = ("nearest-idle", "battery-aware")
+
+
+class InvariantViolation(RuntimeError):
+    """A broken fleet invariant: the run stops with this report (time, robots, place)."""
+
+
+class FleetManager:
+    retry_s = 5.0
+
+    def __init__(self, env: simpy.Environment, lanes: list[Lane], directed: dict[Hashable, bool],
+                 occupancy: Occupancy, chargers: list[str], *, allocation: str = "nearest-idle",
+                 traffic: bool = True, charge_below_soc: float = 0.3,
+                 charge_target_soc: float = 0.95, opportunistic_below_soc: float = 0.8,
+                 reserve_soc: float = 0.1, check_invariants: bool = False,
+                 transport_writer: TableWriter | None = None, warmup_s: float = 0.0) -> None:
+        if allocation not in ALLOCATIONS:
+            raise ValueError(f"unknown task allocation {allocation!r}")
+        self.env = env
+        self.occ = occupancy
+        self.allocation = allocation
+        self.traffic = traffic
+        self.charge_below_soc = charge_below_soc
+        self.charge_target_soc = charge_target_soc
+        self.opportunistic_below_soc = opportunistic_below_soc
+        self.reserve_soc = reserve_soc
+        self.check_invariants = check_invariants
+        self.warmup_s = warmup_s
+        self.adjacency: dict[str, list[tuple[str, Lane]]] = {}
+        self.graph = nx.DiGraph()
+        for lane in lanes:
+            self.adjacency.setdefault(lane.a, []).append((lane.b, lane))
+            self.graph.add_edge(lane.a, lane.b, length_m=lane.length_m, lane=lane)
+            if not directed[lane.key]:
+                back = Lane(lane.key, lane.b, lane.a, lane.length_m, lane.speed_limit_m_s)
+                self.adjacency.setdefault(lane.b, []).append((lane.a, back))
+                self.graph.add_edge(lane.b, lane.a, length_m=lane.length_m, lane=back)
+        self.dist = dict(nx.all_pairs_dijkstra_path_length(self.graph, weight="length_m"))
+        self.table = ReservationTable(dict(occupancy.capacity))
+        self.chargers = {c: None for c in chargers}
+        self.robots: list = []
+        self.pending: deque[TransportTask] = deque()
+        self._open: dict[Staging, TransportTask] = {}
+        self._space_wait: dict[object, list[Staging]] = {}
+        self._task_id = 0
+        self._writer = transport_writer
+        self._changed: list[simpy.Event] = []
+        self._waiting: dict[str, set[str]] = {}
+        self._blocked: dict[str, frozenset] = {}
+        self._stalled: dict[Hashable, float] = {}
+        self.lane_usage: dict[Hashable, int] = {lane.key: 0 for lane in lanes}
+        self.lead_time = LogHistogram()
+        self.deadlocks = 0
+        self.backoffs = 0
+        self.tasks_requested = 0
+        self.tasks_delivered = 0
+
+    # --- wiring -----------------------------------------------------------------------------
+    def attach(self, robots: list) -> None:
+        self.robots = list(robots)
+        for r in robots:
+            self.table.add(("node", r.node), self.env.now, INF, r.name)
+
+    def start(self) -> None:
+        for r in self.robots:
+            r.start()
+        self._dispatch()
+
+    # --- tasks ------------------------------------------------------------------------------
+    def on_staged(self, staging: Staging) -> None:
+        if staging not in self._open:
+            self._request(staging)
+
+    def on_space(self, buffer) -> None:
+        """A buffer lost a unit: staging areas waiting for room there may now get a task."""
+        for st in self._space_wait.pop(buffer, []):
+            if st not in self._open:
+                self._request(st)
+
+    def _request(self, staging: Staging) -> None:
+        payload = self.robots[0].spec.payload_units if self.robots else 1
+        dest = staging.destination
+        n = int(min(payload, staging.level, dest.free))
+        if staging.level == 0:
+            return
+        if n <= 0:
+            waiting = self._space_wait.setdefault(dest, [])
+            if staging not in waiting:
+                waiting.append(staging)
+            return
+        dest.reserved += n
+        self._task_id += 1
+        task = TransportTask(self._task_id, staging, self.env.now, units=n)
+        self.tasks_requested += 1
+        self._open[staging] = task
+        self.pending.append(task)
+        self._dispatch()
+
+    def on_picked_up(self, robot, task: TransportTask) -> None:
+        st = task.staging
+        if self._open.get(st) is task:
+            del self._open[st]
+        if st.level > 0:
+            self._request(st)
+
+    def _dispatch(self) -> None:
+        while self.pending:
+            task = self.pending[0]
+            robot = self._choose(task)
+            if robot is None:
+                return
+            self.pending.popleft()
+            task.assigned_s = self.env.now
+            task.robot = robot.name
+            task.status = "assigned"
+            if robot.job is not None and robot.job.kind == "charge":
+                robot.interrupt_charge()
+                self._release_charger(robot)
+                robot.job = None
+                robot.pending_task = task
+                continue
+            self._assign(robot, "transport", task.pickup, task)
+
+    def _assign(self, robot, kind: str, node: str, task=None, target_soc: float = 1.0) -> None:
+        from darkfab.agents.robot import Job  # lazy: the job type belongs to the robot agent
+
+        robot.assign(Job(kind, node, task, target_soc))
+
+    def _available(self) -> list:
+        out = []
+        for r in self.robots:
+            if r.job is None and getattr(r, "pending_task", None) is None:
+                out.append(r)
+            elif (r.job is not None and r.job.kind == "charge" and r.job.task is None
+                  and getattr(r, "_charging", False)
+                  and r.battery.soc >= self.charge_below_soc
+                  and getattr(r.job, "opportunistic", False)):
+                out.append(r)
+        return out
+
+    def _choose(self, task: TransportTask):
+        cands = self._available()
+        if not cands:
+            return None
+        if self.allocation == "nearest-idle":
+            cands = [r for r in cands if r.battery.soc >= self.charge_below_soc] or []
+            if not cands:
+                return None
+            return min(cands, key=lambda r: (self._d(self._where(r), task.pickup), r.name))
+        best, best_bid = None, INF
+        for r in cands:
+            to_pick = self._d(self._where(r), task.pickup)
+            trip = self._d(task.pickup, task.drop)
+            back = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
+            b = r.battery
+            energy = b.travel_energy(to_pick, False) + b.travel_energy(trip, True)
+            left = b.soc_kwh - energy - b.travel_energy(back, False)
+            if left < self.reserve_soc * b.capacity_kwh:
+                continue  # could not finish and still reach a charger: no bid
+            t = to_pick / r.spec.speed_empty_m_s + trip / r.spec.speed_loaded_m_s
+            bid = t + energy / b.charging_kw * 3600.0
+            if (bid, r.name) < (best_bid, best.name if best else ""):
+                best, best_bid = r, bid
+        return best
+
+    def _where(self, robot) -> str:
+        return robot.node if robot.node is not None else robot.lane[-1]
+
+    def _d(self, a: str, b: str) -> float:
+        return self.dist.get(a, {}).get(b, INF)
+
+    # --- job completion and charging --------------------------------------------------------
+    def on_job_done(self, robot, job) -> None:
+        now = self.env.now
+        if job.kind == "transport":
+            t = job.task
+            self.tasks_delivered += 1
+            if t.requested_s >= self.warmup_s:
+                self.lead_time.add(t.delivered_s - t.requested_s)
+            self._write(t)
+        if job.kind == "charge":
+            self._release_charger(robot)
+        task = getattr(robot, "pending_task", None)
+        if task is not None:
+            robot.pending_task = None
+            self._assign(robot, "transport", task.pickup, task)
+            return
+        if robot.battery.soc < self.charge_below_soc and self._to_charger(robot, False):
+            return
+        self._dispatch()
+        if robot.job is not None:
+            return
+        if (robot.battery.soc < self.opportunistic_below_soc
+                and self._to_charger(robot, True)):
+            return
+        if robot.node != robot.home and job.kind != "park":
+            self._assign(robot, "park", robot.home)
+        elif robot.battery.soc < self.charge_below_soc:
+            # no free charger: try again when one is released
+            self._charge_queue = getattr(self, "_charge_queue", deque())
+            if robot not in self._charge_queue:
+                self._charge_queue.append(robot)
+        del now
+
+    def _to_charger(self, robot, opportunistic: bool) -> bool:
+        free = [c for c, r in self.chargers.items() if r is None]
+        if not free:
+            return False
+        here = self._where(robot)
+        c = min(free, key=lambda n: (self._d(here, n), n))
+        if self._d(here, c) == INF:
+            return False
+        self.chargers[c] = robot.name
+        from darkfab.agents.robot import Job
+
+        job = Job("charge", c, None, self.charge_target_soc)
+        job.opportunistic = opportunistic  # type: ignore[attr-defined]
+        robot.assign(job)
+        return True
+
+    def _release_charger(self, robot) -> None:
+        for c, r in self.chargers.items():
+            if r == robot.name:
+                self.chargers[c] = None
+        queue = getattr(self, "_charge_queue", None)
+        while queue:
+            nxt = queue.popleft()
+            if nxt.job is None and self._to_charger(nxt, False):
+                break
+
+    def _write(self, t: TransportTask) -> None:
+        if self._writer is not None:
+            st = t.staging
+            self._writer.append(t.id, st.origin, st.destination.name, t.pickup, t.drop, t.units,
+                                t.requested_s, t.assigned_s, t.picked_up_s, t.delivered_s,
+                                t.robot, t.status)
+
+    # --- routing and traffic ----------------------------------------------------------------
+    def plan(self, robot, goal: str, speed: float) -> list[Step] | None:
+        now = self.env.now
+        name = robot.name
+        self.table.clear_robot(name)
+        if not self.traffic:
+            path = nx.shortest_path(self.graph, robot.node, goal, weight="length_m")
+            steps, t = [], now
+            for u, v in zip(path, path[1:]):
+                lane = self.graph[u][v]["lane"]
+                d = lane.length_m / min(speed, lane.speed_limit_m_s)
+                steps.append(Step(lane, u, v, t, t + d))
+                t += d
+            return steps
+        blocked = self._blocked.pop(name, frozenset()) | frozenset(
+            k for k, until in self._stalled.items() if until > now)
+        steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
+                          self.occ.holders, blocked)
+        if steps is None and blocked:
+            steps = self._back_off(robot, speed, blocked)
+        if steps is None:
+            self.table.add(("node", robot.node), now, INF, name)
+            return None
+        self._reserve(name, robot.node, now, steps)
+        return steps
+
+    def _reserve(self, name: str, start: str, now: float, steps: list[Step]) -> None:
+        t = now
+        node = start
+        for s in steps:
+            self.table.add(("node", node), t, s.depart_s, name)
+            self.table.add(s.lane.key, s.depart_s, s.arrive_s, name)
+            t, node = s.arrive_s, s.to
+        self.table.add(("node", node), t, INF, name)
+
+    def _back_off(self, robot, speed: float, blocked) -> list[Step] | None:
+        """Move one step to a free neighbouring node that is not blocked (deadlock escape)."""
+        now = self.env.now
+        for v, lane in sorted(self.adjacency.get(robot.node, ()), key=lambda x: x[0]):
+            if ("node", v) in blocked or lane.key in blocked:
+                continue
+            if self.occ.can_enter(lane.key, v, robot.name):
+                d = lane.length_m / min(speed, lane.speed_limit_m_s)
+                self.backoffs += 1
+                return [Step(lane, robot.node, v, now, now + d)]
+        return None
+
+    def end_plan(self, robot) -> None:
+        pass
+
+    def changed_event(self) -> simpy.Event:
+        ev = self.env.event()
+        self._changed.append(ev)
+        return ev
+
+    def on_left(self, robot, key: Hashable) -> None:
+        self.table.release(key, robot.name)
+        self._waiting.pop(robot.name, None)
+        if self._changed:
+            evs, self._changed = self._changed, []
+            for ev in evs:
+                if not ev.triggered:
+                    ev.succeed()
+
+    def on_wait(self, robot, lane: Lane, node: str) -> bool:
+        """Record what ``robot`` waits for; ``True`` if that closes a circular wait (then the
+        robot re-plans around the robots in the cycle)."""
+        blockers = self.occ.blockers(lane.key, node, robot.name)
+        self._waiting[robot.name] = blockers
+        cycle = self._cycle(robot.name)
+        if not cycle:
+            if any(self._stalled.get(k, 0) > self.env.now for k in (lane.key, ("node", node))):
+                return True  # waiting behind a stalled robot: re-plan around it
+            return False
+        self.deadlocks += 1
+        held = set()
+        for r in self.robots:
+            if r.name in cycle and r.name != robot.name:
+                if r.node is not None:
+                    held.add(("node", r.node))
+                if r.lane is not None:
+                    held.add(r.lane)
+        self._blocked[robot.name] = frozenset(held)
+        self._waiting.pop(robot.name, None)
+        return True
+
+    def _cycle(self, start: str) -> set[str]:
+        """Robots on a wait-for cycle through ``start`` (empty if none)."""
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            r, path = stack.pop()
+            for b in self._waiting.get(r, ()):
+                if b == start:
+                    return set(path)
+                if b not in seen:
+                    seen.add(b)
+                    stack.append((b, path + [b]))
+        return set()
+
+    def on_stall(self, robot, lane: Lane, until: float) -> None:
+        self._stalled[lane.key] = until
+        for w in self.table.windows[lane.key]:
+            if w[2] == robot.name:
+                w[1] = max(w[1], until)
+        for r in self.robots:
+            if r is not robot and any(w[2] == r.name for w in self.table.windows[lane.key]):
+                r.request_replan()
+
+    # --- invariant monitor ------------------------------------------------------------------
+    def monitor_move(self, robot, frm: str, lane: Lane, to: str) -> None:
+        if not self.check_invariants:
+            return
+        if (lane.a, lane.b) != (frm, to) or not any(
+                v == to and ln.key == lane.key for v, ln in self.adjacency.get(frm, ())):
+            self._violation(robot, f"moved from {frm} onto lane {lane.key} toward {to}: "
+                                   "not an adjacent move")
+        if self.traffic:
+            for key in (lane.key, ("node", to)):
+                occ = self.occ.holders(key)
+                if len(occ) > self.occ.capacity[key]:
+                    self._violation(robot, f"{key} holds {sorted(occ)} beyond capacity "
+                                           f"{self.occ.capacity[key]}")
+
+    def monitor_arrive(self, robot, lane: Lane, to: str) -> None:
+        self.lane_usage[lane.key] += 1
+        if not self.check_invariants:
+            return
+        b = robot.battery
+        b.advance(self.env.now)
+        if not (-1e-9 <= b.soc_kwh <= b.capacity_kwh + 1e-9):
+            self._violation(robot, f"state of charge {b.soc_kwh:.6f} kWh outside "
+                                   f"[0, {b.capacity_kwh}]")
+        if self.traffic:
+            here = [r.name for r in self.robots if r.node == to]
+            if len(here) > 1:
+                self._violation(robot, f"robots {here} on node {to} at once")
+
+    def _violation(self, robot, what: str) -> None:
+        place = robot.node or robot.lane
+        raise InvariantViolation(f"invariant violated at t={self.env.now:.3f} s: robot "
+                                 f"{robot.name} at {place}: {what}")
+
+    def check_tasks_at_end(self) -> list[str]:
+        """Tasks started but neither delivered nor failed (reported at the end of a run)."""
+        return [f"task {t.id} ({t.status}, robot {t.robot or '-'})"
+                for t in list(self._open.values()) + list(self.pending)
+                if t.status not in ("delivered", "failed")]
+
+    def finish(self, now: float) -> None:
+        """Write the tasks still open at the end of the run."""
+        seen = set()
+        for r in self.robots:
+            job = r.job
+            if job is not None and job.task is not None and job.task.status != "delivered":
+                job.task.status = "in_progress"
+                self._write(job.task)
+                seen.add(job.task.id)
+        for t in list(self.pending) + list(self._open.values()):
+            if t.id not in seen:
+                seen.add(t.id)
+                self._write(t)

@@ -1,0 +1,169 @@
+"""Time-windowed reservations of nodes and lanes, and SIPP path planning against them.
+
+Each robot's plan reserves windows [start, end) on every node and lane it will use: the node it
+stands on until it leaves, each lane while on it, each node it passes, and its goal from arrival
+on (open-ended, until its next plan). A new plan is made by Safe Interval Path Planning
+(Phillips & Likhachev, ICRA 2011): a Dijkstra search over (node, safe interval) states whose
+cost is arrival time, waiting at a node where that avoids another robot's window. Planning one
+robot at a time against the others' reservations is prioritized planning. Windows are removed
+when the robot leaves the node or lane, so the table holds only the future.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+__all__ = ["ReservationTable", "Step", "Lane", "sipp_plan"]
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Lane:
+    key: Hashable
+    a: str
+    b: str
+    length_m: float
+    speed_limit_m_s: float
+
+
+@dataclass(frozen=True)
+class Step:
+    lane: Lane
+    frm: str
+    to: str
+    depart_s: float
+    arrive_s: float
+
+
+class ReservationTable:
+    """Reserved windows per resource key: lists of [start, end, robot], sorted by start."""
+
+    def __init__(self, capacity: dict[Hashable, int]) -> None:
+        self.capacity = capacity
+        self.windows: dict[Hashable, list[list]] = {k: [] for k in capacity}
+        self._by_robot: dict[str, set[Hashable]] = {}
+
+    def add(self, key: Hashable, start: float, end: float, robot: str) -> None:
+        w = self.windows[key]
+        w.append([start, end, robot])
+        w.sort(key=lambda x: (x[0], x[2]))
+        self._by_robot.setdefault(robot, set()).add(key)
+
+    def release(self, key: Hashable, robot: str) -> None:
+        """Drop ``robot``'s windows on ``key`` (it has left)."""
+        self.windows[key] = [w for w in self.windows[key] if w[2] != robot]
+
+    def clear_robot(self, robot: str) -> None:
+        for key in self._by_robot.pop(robot, set()):
+            self.release(key, robot)
+
+    def others(self, key: Hashable, robot: str, now: float,
+               held: Callable[[Hashable], set[str]]) -> list[tuple[float, float]]:
+        """Others' windows on ``key``; a window of a robot still there extends to at least now."""
+        hs = held(key)
+        out = []
+        for s, e, r in self.windows[key]:
+            if r == robot:
+                continue
+            if r in hs and e <= now:
+                e = now + 1e-6
+            out.append((s, e))
+        for r in hs:  # a holder with no window (e.g. stalled, or never planned) blocks too
+            if r != robot and not any(w[2] == r for w in self.windows[key]):
+                out.append((-INF, INF))
+        return out
+
+    def safe_intervals(self, key, robot, now, held) -> list[tuple[float, float]]:
+        """Free intervals of a capacity-1 resource from ``now`` on."""
+        busy = sorted(self.others(key, robot, now, held))
+        out, t = [], now
+        for s, e in busy:
+            if e <= t:
+                continue
+            if s > t:
+                out.append((t, s))
+            t = max(t, e)
+        out.append((t, INF))
+        return out
+
+    def earliest_lane(self, key, robot, t: float, duration: float, now: float, held,
+                      latest: float) -> float | None:
+        """Earliest start ≥ t (and ≤ latest) for a traversal of ``duration`` on a lane."""
+        busy = self.others(key, robot, now, held)
+        cap = self.capacity[key]
+        candidates = sorted({t} | {e for _, e in busy if t < e <= latest})
+        for c in candidates:
+            if c > latest:
+                break
+            overlap = sum(1 for s, e in busy if s < c + duration and e > c)
+            if overlap < cap:
+                return c
+        return None
+
+
+def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTable,
+              robot: str, start: str, now: float, goal: str, speed_m_s: float,
+              held: Callable[[Hashable], set[str]],
+              blocked: frozenset[Hashable] = frozenset()) -> list[Step] | None:
+    """Fastest conflict-free path from ``start`` (occupied by ``robot`` now) to ``goal``, where
+    the robot may stay for ever; ``None`` if none exists against the current reservations."""
+    if start == goal:
+        return []
+
+    def node_intervals(n):
+        return table.safe_intervals(("node", n), robot, now, held)
+
+    start_iv = [iv for iv in node_intervals(start) if iv[0] <= now + 1e-9]
+    if not start_iv:
+        return None
+    best: dict[tuple[str, float], float] = {(start, start_iv[0][0]): now}
+    parent: dict[tuple[str, float], tuple] = {}
+    heap: list = [(now, 0, start, start_iv[0][1], start_iv[0][0])]
+    counter = 1
+    while heap:
+        t, _, u, u_end, u_start = heapq.heappop(heap)
+        if u == goal and u_end == INF:
+            steps = []
+            state = (u, u_start)
+            while state in parent:
+                prev, step = parent[state]
+                steps.append(step)
+                state = prev
+            return steps[::-1]
+        if best.get((u, u_start), INF) < t:
+            continue
+        for v, lane in adjacency.get(u, ()):
+            if lane.key in blocked or ("node", v) in blocked:
+                continue
+            d = lane.length_m / min(speed_m_s, lane.speed_limit_m_s)
+            for v_start, v_end in node_intervals(v):
+                if v_end <= t + d:
+                    continue
+                dep = max(t, v_start - d)
+                for _ in range(50):  # alternate lane and node constraints until both hold
+                    if dep > u_end:
+                        dep = None
+                        break
+                    dep2 = table.earliest_lane(lane.key, robot, dep, d, now, held, u_end)
+                    if dep2 is None:
+                        dep = None
+                        break
+                    if dep2 + d < v_start:
+                        dep = v_start - d
+                        continue
+                    dep = dep2
+                    break
+                if dep is None or dep > u_end or dep + d >= v_end:
+                    continue
+                arr = dep + d
+                key = (v, v_start)
+                if arr < best.get(key, INF):
+                    best[key] = arr
+                    parent[key] = ((u, u_start), Step(lane, u, v, dep, arr))
+                    heapq.heappush(heap, (arr, counter, v, v_end, v_start))
+                    counter += 1
+    return None
