@@ -187,49 +187,63 @@ class Amr(CellAgent):
 
     # --- movement -----------------------------------------------------------------------
     def _travel(self, goal: str, loaded: bool):
-        env, occ = self.env, self.occ
+        """Drive to ``goal``. Each leg is planned by the fleet manager against the others'
+        reservations; the robot sets off only when it holds every lane and node of the leg
+        (it waits at its node otherwise), and frees each one as it passes."""
+        env, fleet, occ = self.env, self.fleet, self.occ
         speed = self.spec.speed_loaded_m_s if loaded else self.spec.speed_empty_m_s
+        replans_now, last = 0, -1.0
         while self.node != goal:
-            self._replan = False
-            plan = self.fleet.plan(self, goal, speed)
-            if plan is None:  # no conflict-free path now: wait for the layout to change
-                self._set(WAITING)
-                t0 = env.now
-                self._wake = self.fleet.changed_event()
-                yield self._wake | env.timeout(self.fleet.retry_s)
-                self.traffic_wait_s += env.now - t0
-                continue
-            for step in plan:
-                if self._replan:
-                    break
-                lane = step.lane
-                while self.fleet.traffic and not occ.can_enter(lane.key, step.to, self.name):
+            if self._replan:  # re-planning again at the same instant: let the others move
+                replans_now = replans_now + 1 if env.now == last else 1
+                last = env.now
+                if replans_now > 2:
                     self._set(WAITING)
                     t0 = env.now
-                    self._wake = occ.wait_event([lane.key, ("node", step.to)])
-                    if self.fleet.on_wait(self, lane, step.to):
+                    self._wake = fleet.changed_event()
+                    yield self._wake | env.timeout(fleet.retry_s)
+                    self.traffic_wait_s += env.now - t0
+            self._replan = False
+            plan = fleet.plan(self, goal, speed)
+            if self.job is not None and self.job.kind == "park":
+                goal = self.job.node  # the fleet may send the robot to another free spot
+            if not plan:
+                self._set(WAITING)
+                t0 = env.now
+                self._wake = fleet.changed_event()
+                yield self._wake | env.timeout(fleet.retry_s)
+                self.traffic_wait_s += env.now - t0
+                continue
+            keys = [k for st in plan for k in (st.lane.key, ("node", st.to))]
+            if fleet.traffic:
+                while not occ.can_hold(keys, self.name):
+                    self._set(WAITING)
+                    t0 = env.now
+                    self._wake = occ.wait_event(keys)
+                    if fleet.on_wait(self, keys):
                         self._replan = True
-                    if self._replan:
-                        self.traffic_wait_s += env.now - t0
-                        break
-                    yield self._wake
+                    if not self._replan:
+                        yield self._wake | env.timeout(fleet.retry_s)
                     self.traffic_wait_s += env.now - t0
                     if self._replan:
                         break
                 if self._replan:
-                    break
+                    continue
+                occ.hold(keys, self.name)
+                fleet.on_moving(self)
+            for step in plan:
                 yield from self._traverse(step, speed, loaded)
-            self.fleet.end_plan(self)
 
     def _traverse(self, step, speed: float, loaded: bool):
-        env, lane = self.env, step.lane
+        env, lane, fleet = self.env, step.lane, self.fleet
         frm = self.node
-        if self.fleet.traffic:
-            self.occ.enter_lane(lane.key, frm, step.to, self.name)
-        self.fleet.on_left(self, ("node", frm))
+        if fleet.traffic:
+            self.occ.release(("node", frm), self.name)
+        fleet.on_left(self, ("node", frm))
         self.node, self.lane = None, lane.key
-        self.fleet.monitor_move(self, frm, lane, step.to)
-        self._set(TRAVEL_LOADED if loaded else TRAVEL_EMPTY)
+        fleet.monitor_move(self, frm, lane, step.to)
+        moving = TRAVEL_LOADED if loaded else TRAVEL_EMPTY
+        self._set(moving)
         remaining = lane.length_m / min(speed, lane.speed_limit_m_s)
         ttf = self._ttf
         while ttf and min(ttf) < remaining:
@@ -243,18 +257,18 @@ class Amr(CellAgent):
             mode = self.spec.stalls[i]
             ttf[i] = mode.time_to_failure()
             yield from self._stall(mode, lane)
-            self._set(TRAVEL_LOADED if loaded else TRAVEL_EMPTY)
+            self._set(moving)
         for j in range(len(ttf)):
             ttf[j] -= remaining
         yield env.timeout(remaining)
         self.battery.travel(env.now, lane.length_m, loaded)
         self.distance_m["loaded" if loaded else "empty"] += lane.length_m
-        if self.fleet.traffic:
-            self.occ.leave_lane(lane.key, self.name)
-        self.fleet.on_left(self, lane.key)
+        if fleet.traffic:
+            self.occ.release(lane.key, self.name)
+        fleet.on_left(self, lane.key)
         self.node, self.lane = step.to, None
         self.cell = self.model.node_cell(step.to)
-        self.fleet.monitor_arrive(self, lane, step.to)
+        fleet.monitor_arrive(self, lane, step.to)
 
     def _stall(self, mode: StallMode, lane):
         self.stalls += 1

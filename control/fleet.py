@@ -46,7 +46,8 @@ class FleetManager:
     retry_s = 5.0
 
     def __init__(self, env: simpy.Environment, lanes: list[Lane], directed: dict[Hashable, bool],
-                 occupancy: Occupancy, chargers: list[str], *, allocation: str = "nearest-idle",
+                 occupancy: Occupancy, chargers: list[str], spots: list[str] = (), *,
+                 allocation: str = "nearest-idle",
                  traffic: bool = True, charge_below_soc: float = 0.3,
                  charge_target_soc: float = 0.95, opportunistic_below_soc: float = 0.8,
                  reserve_soc: float = 0.1, check_invariants: bool = False,
@@ -73,8 +74,9 @@ class FleetManager:
                 self.adjacency.setdefault(lane.b, []).append((lane.a, back))
                 self.graph.add_edge(lane.b, lane.a, length_m=lane.length_m, lane=back)
         self.dist = dict(nx.all_pairs_dijkstra_path_length(self.graph, weight="length_m"))
-        self.table = ReservationTable(dict(occupancy.capacity))
+        self.table = ReservationTable(dict(occupancy.capacity), on_change=occupancy.notify)
         self.chargers = {c: None for c in chargers}
+        self.spots = sorted(spots)
         self.robots: list = []
         self.pending: deque[TransportTask] = deque()
         self._open: dict[Staging, TransportTask] = {}
@@ -84,6 +86,7 @@ class FleetManager:
         self._changed: list[simpy.Event] = []
         self._waiting: dict[str, set[str]] = {}
         self._blocked: dict[str, frozenset] = {}
+        self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
         self._stalled: dict[Hashable, float] = {}
         self.lane_usage: dict[Hashable, int] = {lane.key: 0 for lane in lanes}
         self.lead_time = LogHistogram()
@@ -176,28 +179,27 @@ class FleetManager:
         return out
 
     def _choose(self, task: TransportTask):
-        cands = self._available()
-        if not cands:
-            return None
-        if self.allocation == "nearest-idle":
-            cands = [r for r in cands if r.battery.soc >= self.charge_below_soc] or []
-            if not cands:
-                return None
-            return min(cands, key=lambda r: (self._d(self._where(r), task.pickup), r.name))
-        best, best_bid = None, INF
-        for r in cands:
+        """The robot for ``task`` by the allocation strategy, among the robots that can do the
+        trip and still reach a charger with ``reserve_soc`` left."""
+        best, best_key = None, None
+        trip = self._d(task.pickup, task.drop)
+        back = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
+        for r in self._available():
             to_pick = self._d(self._where(r), task.pickup)
-            trip = self._d(task.pickup, task.drop)
-            back = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
             b = r.battery
+            b.advance(self.env.now)
             energy = b.travel_energy(to_pick, False) + b.travel_energy(trip, True)
-            left = b.soc_kwh - energy - b.travel_energy(back, False)
-            if left < self.reserve_soc * b.capacity_kwh:
-                continue  # could not finish and still reach a charger: no bid
             t = to_pick / r.spec.speed_empty_m_s + trip / r.spec.speed_loaded_m_s
-            bid = t + energy / b.charging_kw * 3600.0
-            if (bid, r.name) < (best_bid, best.name if best else ""):
-                best, best_bid = r, bid
+            drain = b.base_kw * t / 3600.0
+            if b.soc_kwh - energy - drain - b.travel_energy(back, False) \
+                    < self.reserve_soc * b.capacity_kwh:
+                continue  # could not finish and still reach a charger: no bid
+            if self.allocation == "nearest-idle":
+                key = (to_pick, r.name)
+            else:  # marginal cost: trip time plus the time to put its energy back
+                key = (t + (energy + drain) / b.charging_kw * 3600.0, r.name)
+            if best_key is None or key < best_key:
+                best, best_key = r, key
         return best
 
     def _where(self, robot) -> str:
@@ -208,7 +210,6 @@ class FleetManager:
 
     # --- job completion and charging --------------------------------------------------------
     def on_job_done(self, robot, job) -> None:
-        now = self.env.now
         if job.kind == "transport":
             t = job.task
             self.tasks_delivered += 1
@@ -232,12 +233,44 @@ class FleetManager:
             return
         if robot.node != robot.home and job.kind != "park":
             self._assign(robot, "park", robot.home)
-        elif robot.battery.soc < self.charge_below_soc:
-            # no free charger: try again when one is released
-            self._charge_queue = getattr(self, "_charge_queue", deque())
-            if robot not in self._charge_queue:
-                self._charge_queue.append(robot)
-        del now
+            return
+        if robot.battery.soc < self.charge_below_soc:
+            self._idle_check(robot)  # no free charger now: queue for the next one
+            return
+        self._watch_battery(robot)
+
+    def _watch_battery(self, robot) -> None:
+        """An idle robot drains at its base draw: wake it when it reaches the opportunistic
+        (or, failing that, the mandatory) charging threshold, computed exactly."""
+        b = robot.battery
+        b.advance(self.env.now)
+        if b.base_kw <= 0 or robot.job is not None:
+            return
+        thresholds = [x for x in (self.opportunistic_below_soc, self.charge_below_soc)
+                      if b.soc_kwh > x * b.capacity_kwh]
+        if not thresholds:
+            return
+        level = max(thresholds) * b.capacity_kwh
+        delay = (b.soc_kwh - level) / b.base_kw * 3600.0 + 1e-6
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: self._idle_check(robot))
+
+    def _idle_check(self, robot) -> None:
+        if robot.job is not None or getattr(robot, "pending_task", None) is not None:
+            return
+        robot.battery.advance(self.env.now)
+        soc = robot.battery.soc
+        if soc < self.opportunistic_below_soc and self._to_charger(
+                robot, soc >= self.charge_below_soc):
+            return
+        if soc < self.charge_below_soc:
+            queue = getattr(self, "_charge_queue", None)
+            if queue is None:
+                queue = self._charge_queue = deque()
+            if robot not in queue:
+                queue.append(robot)
+            return
+        self._watch_battery(robot)
 
     def _to_charger(self, robot, opportunistic: bool) -> bool:
         free = [c for c, r in self.chargers.items() if r is None]
@@ -274,29 +307,88 @@ class FleetManager:
 
     # --- routing and traffic ----------------------------------------------------------------
     def plan(self, robot, goal: str, speed: float) -> list[Step] | None:
+        """Plan ``robot``'s next leg toward ``goal`` and reserve it; ``None`` if no
+        conflict-free path exists now. The leg may end short of the goal at a free parking or
+        holding spot when the robot must make way (deadlock escape); its travel loop then plans
+        again from there."""
         now = self.env.now
         name = robot.name
         self.table.clear_robot(name)
         if not self.traffic:
-            path = nx.shortest_path(self.graph, robot.node, goal, weight="length_m")
-            steps, t = [], now
-            for u, v in zip(path, path[1:]):
-                lane = self.graph[u][v]["lane"]
-                d = lane.length_m / min(speed, lane.speed_limit_m_s)
-                steps.append(Step(lane, u, v, t, t + d))
-                t += d
-            return steps
+            return self._shortest(robot.node, goal, speed, now, frozenset())
+        if robot.job is not None and robot.job.kind == "park" and goal == robot.job.node:
+            goal = robot.job.node = self._parking_for(robot, goal)
         blocked = self._blocked.pop(name, frozenset()) | frozenset(
             k for k, until in self._stalled.items() if until > now)
-        steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
-                          self.occ.holders, blocked)
-        if steps is None and blocked:
-            steps = self._back_off(robot, speed, blocked)
+        steps = None
+        detour = self._detour.pop(name, None)
+        if detour is not None:
+            steps = self._shortest(robot.node, detour, speed, now, frozenset())
+        else:
+            steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
+                              self.occ.holders, blocked)
+        if steps is None:
+            # no conflict-free timing against the reservations: take the shortest path and
+            # let the robot wait at its node until it holds the whole leg
+            steps = self._shortest(robot.node, goal, speed, now, blocked)
         if steps is None:
             self.table.add(("node", robot.node), now, INF, name)
+            self._note_goal_wait(robot, goal)
             return None
+        self._waiting.pop(name, None)
         self._reserve(name, robot.node, now, steps)
         return steps
+
+    def _shortest(self, start: str, goal: str, speed: float, now: float,
+                  blocked) -> list[Step] | None:
+        g = self.graph
+        if blocked:
+            lanes = {k for k in blocked if k[0] == "lane"}
+            g = nx.restricted_view(
+                g, [k[1] for k in blocked if k[0] == "node"],
+                [(u, v) for u, v, ln in g.edges(data="lane") if ln.key in lanes])
+        try:
+            path = nx.shortest_path(g, start, goal, weight="length_m")
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return None
+        steps, t = [], now
+        for u, v in zip(path, path[1:]):
+            lane = self.graph[u][v]["lane"]
+            d = lane.length_m / min(speed, lane.speed_limit_m_s)
+            steps.append(Step(lane, u, v, t, t + d))
+            t += d
+        return steps
+
+    def _free(self, node: str, robot) -> bool:
+        key = ("node", node)
+        return not self.occ.full_for(key, robot.name) and not any(
+            r != robot.name and e == INF for _, e, r in self.table.windows[key])
+
+    def _parking_for(self, robot, home: str) -> str:
+        """The robot's home, or the nearest free parking/holding spot if someone is there."""
+        if self._free(home, robot) or robot.node == home:
+            return home
+        here = self._where(robot)
+        spots = [n for n in self.spots if n != robot.node and self._free(n, robot)]
+        return min(spots, key=lambda n: (self._d(here, n), n)) if spots else home
+
+    def _free_spots(self, robot, blocked) -> list[str]:
+        here = self._where(robot)
+        cands = [n for n in set(self.spots) | {v for v, _ in self.adjacency.get(here, ())}
+                 if n != here and ("node", n) not in blocked and self._free(n, robot)]
+        return sorted(cands, key=lambda n: (self._d(here, n), n))
+
+    def _note_goal_wait(self, robot, goal: str) -> None:
+        """A robot that cannot plan waits for whoever holds its goal; a cycle of such waits is
+        a deadlock, resolved as in :meth:`on_wait`."""
+        key = ("node", goal)
+        holders = {r for _, e, r in self.table.windows[key] if e == INF}
+        holders |= self.occ.holders(key)
+        holders.discard(robot.name)
+        self._waiting[robot.name] = holders
+        cycle = self._cycle(robot.name)
+        if cycle:
+            self._break(robot, cycle)
 
     def _reserve(self, name: str, start: str, now: float, steps: list[Step]) -> None:
         t = now
@@ -306,21 +398,6 @@ class FleetManager:
             self.table.add(s.lane.key, s.depart_s, s.arrive_s, name)
             t, node = s.arrive_s, s.to
         self.table.add(("node", node), t, INF, name)
-
-    def _back_off(self, robot, speed: float, blocked) -> list[Step] | None:
-        """Move one step to a free neighbouring node that is not blocked (deadlock escape)."""
-        now = self.env.now
-        for v, lane in sorted(self.adjacency.get(robot.node, ()), key=lambda x: x[0]):
-            if ("node", v) in blocked or lane.key in blocked:
-                continue
-            if self.occ.can_enter(lane.key, v, robot.name):
-                d = lane.length_m / min(speed, lane.speed_limit_m_s)
-                self.backoffs += 1
-                return [Step(lane, robot.node, v, now, now + d)]
-        return None
-
-    def end_plan(self, robot) -> None:
-        pass
 
     def changed_event(self) -> simpy.Event:
         ev = self.env.event()
@@ -336,27 +413,42 @@ class FleetManager:
                 if not ev.triggered:
                     ev.succeed()
 
-    def on_wait(self, robot, lane: Lane, node: str) -> bool:
-        """Record what ``robot`` waits for; ``True`` if that closes a circular wait (then the
-        robot re-plans around the robots in the cycle)."""
-        blockers = self.occ.blockers(lane.key, node, robot.name)
+    def on_moving(self, robot) -> None:
+        self._waiting.pop(robot.name, None)
+
+    def on_wait(self, robot, keys: list[Hashable]) -> bool:
+        """Record whom ``robot`` waits for (the holders of the lanes and nodes of its leg). If
+        that closes a circular wait, the robot in the cycle with the lowest name makes way
+        (to a free parking spot); ``True`` if that is ``robot`` itself."""
+        blockers: set[str] = set()
+        for k in keys:
+            blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
+        if any(self._stalled.get(k, 0.0) > self.env.now for k in keys):
+            return True  # a stalled robot is in the way: re-plan around it
         cycle = self._cycle(robot.name)
         if not cycle:
-            if any(self._stalled.get(k, 0) > self.env.now for k in (lane.key, ("node", node))):
-                return True  # waiting behind a stalled robot: re-plan around it
             return False
-        self.deadlocks += 1
-        held = set()
-        for r in self.robots:
-            if r.name in cycle and r.name != robot.name:
-                if r.node is not None:
-                    held.add(("node", r.node))
-                if r.lane is not None:
-                    held.add(r.lane)
-        self._blocked[robot.name] = frozenset(held)
-        self._waiting.pop(robot.name, None)
-        return True
+        return self._break(robot, cycle)
+
+    def _break(self, robot, cycle: set[str]) -> bool:
+        """Resolve a circular wait: the first robot of the cycle (by name) that can take a
+        free path to a free parking spot right now makes way there."""
+        for victim in sorted((r for r in self.robots if r.name in cycle and r.node is not None),
+                             key=lambda r: r.name):
+            for spot in self._free_spots(victim, frozenset()):
+                steps = self._shortest(victim.node, spot, 1.0, self.env.now, frozenset())
+                keys = [k for st in steps or () for k in (st.lane.key, ("node", st.to))]
+                if steps and self.occ.can_hold(keys, victim.name):
+                    self.deadlocks += 1
+                    self.backoffs += 1
+                    self._detour[victim.name] = spot
+                    self._waiting.pop(victim.name, None)
+                    if victim is robot:
+                        return True
+                    victim.request_replan()
+                    return False
+        return False
 
     def _cycle(self, start: str) -> set[str]:
         """Robots on a wait-for cycle through ``start`` (empty if none)."""
@@ -407,8 +499,9 @@ class FleetManager:
                                    f"[0, {b.capacity_kwh}]")
         if self.traffic:
             here = [r.name for r in self.robots if r.node == to]
-            if len(here) > 1:
-                self._violation(robot, f"robots {here} on node {to} at once")
+            if len(here) > self.occ.capacity[("node", to)]:
+                self._violation(robot, f"robots {here} on node {to} at once (capacity "
+                                       f"{self.occ.capacity[('node', to)]})")
 
     def _violation(self, robot, what: str) -> None:
         place = robot.node or robot.lane

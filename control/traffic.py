@@ -42,8 +42,10 @@ class Step:
 class ReservationTable:
     """Reserved windows per resource key: lists of [start, end, robot], sorted by start."""
 
-    def __init__(self, capacity: dict[Hashable, int]) -> None:
+    def __init__(self, capacity: dict[Hashable, int],
+                 on_change: Callable[[Hashable], None] | None = None) -> None:
         self.capacity = capacity
+        self._on_change = on_change
         self.windows: dict[Hashable, list[list]] = {k: [] for k in capacity}
         self._by_robot: dict[str, set[Hashable]] = {}
 
@@ -54,8 +56,10 @@ class ReservationTable:
         self._by_robot.setdefault(robot, set()).add(key)
 
     def release(self, key: Hashable, robot: str) -> None:
-        """Drop ``robot``'s windows on ``key`` (it has left)."""
+        """Drop ``robot``'s windows on ``key`` (it has left, or re-plans)."""
         self.windows[key] = [w for w in self.windows[key] if w[2] != robot]
+        if self._on_change is not None:
+            self._on_change(key)
 
     def clear_robot(self, robot: str) -> None:
         for key in self._by_robot.pop(robot, set()):
@@ -78,17 +82,31 @@ class ReservationTable:
         return out
 
     def safe_intervals(self, key, robot, now, held) -> list[tuple[float, float]]:
-        """Free intervals of a capacity-1 resource from ``now`` on."""
-        busy = sorted(self.others(key, robot, now, held))
-        out, t = [], now
-        for s, e in busy:
-            if e <= t:
-                continue
-            if s > t:
-                out.append((t, s))
-            t = max(t, e)
-        out.append((t, INF))
-        return out
+        """Intervals from ``now`` on in which the resource has room for one more robot (fewer
+        than its capacity of other robots' windows overlap)."""
+        cap = self.capacity[key]
+        edges = []
+        for s, e in self.others(key, robot, now, held):
+            if e > now:
+                edges.append((max(s, now), 1))
+                edges.append((e, -1))
+        edges.sort()
+        out, count, t = [], 0, now
+        for x, d in edges:
+            if x > t and count < cap:
+                out.append((t, x))
+            count += d
+            t = max(t, x)
+        if count < cap:
+            out.append((t, INF))
+        # merge touching intervals
+        merged: list[tuple[float, float]] = []
+        for a, b in out:
+            if merged and merged[-1][1] >= a:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            elif b > a:
+                merged.append((a, b))
+        return merged
 
     def earliest_lane(self, key, robot, t: float, duration: float, now: float, held,
                       latest: float) -> float | None:
@@ -140,10 +158,11 @@ def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTa
             if lane.key in blocked or ("node", v) in blocked:
                 continue
             d = lane.length_m / min(speed_m_s, lane.speed_limit_m_s)
+            lead = d
             for v_start, v_end in node_intervals(v):
                 if v_end <= t + d:
                     continue
-                dep = max(t, v_start - d)
+                dep = max(t, v_start - lead)
                 for _ in range(50):  # alternate lane and node constraints until both hold
                     if dep > u_end:
                         dep = None
@@ -152,8 +171,8 @@ def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTa
                     if dep2 is None:
                         dep = None
                         break
-                    if dep2 + d < v_start:
-                        dep = v_start - d
+                    if dep2 + lead < v_start:
+                        dep = v_start - lead
                         continue
                     dep = dep2
                     break

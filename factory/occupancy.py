@@ -1,9 +1,9 @@
 """Physical occupancy of the robot layout: who is on which node and lane, with capacities.
 
-A robot enters a lane together with a claim on the node at its end, so it is never stuck on a
-lane; it releases the node behind it as it enters the lane and the lane as it arrives. Waiting
-robots get an event that fires when something they wait for is released. Occupancy never
-exceeds capacity: :meth:`can_enter` is the only way in.
+Before a robot sets off on a leg it takes every lane and node of the leg at once (all or
+nothing) and frees each as it passes, so it never waits anywhere but at a node, and occupancy
+never exceeds capacity. Waiting robots get an event that fires when something they wait for is
+released.
 """
 
 from __future__ import annotations
@@ -40,28 +40,30 @@ class Occupancy:
         occ = self.occupants[key]
         return robot in occ or len(occ) < self.capacity[key]
 
-    def can_enter(self, lane: Hashable, node: str, robot: str) -> bool:
-        return self.has_room(lane, robot) and self.has_room(("node", node), robot)
-
     def place(self, node: str, robot: str) -> None:
-        """Initial placement (or a claim) of ``robot`` on ``node``."""
+        """Initial placement of ``robot`` on ``node``."""
         key = ("node", node)
         if not self.has_room(key, robot):
             raise RuntimeError(f"node {node} is full")
         self.occupants[key].add(robot)
 
-    def enter_lane(self, lane: Hashable, frm: str, to: str, robot: str) -> None:
-        if not self.can_enter(lane, to, robot):
-            raise RuntimeError(f"{robot} may not enter {lane}")
-        self.occupants[lane].add(robot)
-        self.occupants[("node", to)].add(robot)
-        self.release(("node", frm), robot)
+    def can_hold(self, keys: list[Hashable], robot: str) -> bool:
+        """Whether ``robot`` can hold all of ``keys`` at once (each may appear once)."""
+        return all(self.has_room(k, robot) for k in keys)
 
-    def leave_lane(self, lane: Hashable, robot: str) -> None:
-        self.release(lane, robot)
+    def hold(self, keys: list[Hashable], robot: str) -> None:
+        """Take every key in ``keys`` for ``robot`` (all or nothing)."""
+        if not self.can_hold(keys, robot):
+            raise RuntimeError(f"{robot} cannot hold {keys}")
+        for k in keys:
+            self.occupants[k].add(robot)
 
     def release(self, key: Hashable, robot: str) -> None:
         self.occupants[key].discard(robot)
+        self.notify(key)
+
+    def notify(self, key: Hashable) -> None:
+        """Wake the robots waiting for ``key`` (its occupants or reservations changed)."""
         for ev in self._waiters.pop(key, ()):
             if not ev.triggered:
                 ev.succeed()
@@ -73,9 +75,6 @@ class Occupancy:
             self._waiters.setdefault(k, []).append(ev)
         return ev
 
-    def blockers(self, lane: Hashable, node: str, robot: str) -> set[str]:
-        out: set[str] = set()
-        for key in (lane, ("node", node)):
-            if not self.has_room(key, robot):
-                out |= self.occupants[key] - {robot}
-        return out
+    def full_for(self, key: Hashable, robot: str) -> set[str]:
+        """The occupants keeping ``robot`` out of ``key`` (empty if there is room)."""
+        return set() if self.has_room(key, robot) else self.occupants[key] - {robot}

@@ -171,12 +171,14 @@ def _build_fleet(s: Scenario, model: PlantModel, out_dir: Path, run_id: str, rep
         directed[key] = link.directed
         lanes.append(Lane(key, link.a, link.b, s.link_length(link),
                           link.speed_limit_m_s or float("inf")))
-    occupancy = Occupancy(model.env, {n: 1 for n in s.nodes}, lane_cap)
+    occupancy = Occupancy(model.env, {n: spec.capacity_robots for n, spec in s.nodes.items()},
+                          lane_cap)
     writer = TableWriter(out_dir / "transport.parquet", TRANSPORT_SCHEMA, run_id, replication,
                          batch_rows)
     model.extra_writers.append(writer)
     chargers = sorted(n for n, spec in s.nodes.items() if spec.role == "charger")
-    fleet = FleetManager(model.env, lanes, directed, occupancy, chargers,
+    spots = sorted(n for n, spec in s.nodes.items() if spec.role in ("parking", "holding"))
+    fleet = FleetManager(model.env, lanes, directed, occupancy, chargers, spots,
                          allocation=f.task_allocation, traffic=f.traffic == "reservations",
                          charge_below_soc=f.charge_below_soc,
                          charge_target_soc=f.charge_target_soc,

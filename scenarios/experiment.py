@@ -207,6 +207,10 @@ def _kpi_known(path: str, s) -> bool:
         return parts[1] in s.equipment
     if parts[0] == "equipment" and len(parts) == 4 and parts[2] == "state_time_s":
         return parts[1] in s.equipment
+    if parts[0] == "fleet" and s.fleet is not None:
+        return len(parts) in (2, 3)
+    if parts[0] == "robots" and s.fleet is not None:
+        return len(parts) == 3
     if parts[0] == "buffers" and len(parts) == 3:
         return parts[1] in s.buffers and parts[2] in ("level_mean", "level_end")
     return False

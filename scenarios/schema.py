@@ -173,6 +173,7 @@ class Node(Strict):
     y_m: float
     role: Literal["station", "port", "waypoint", "storage", "dock", "charger", "parking",
                   "holding"] = "station"
+    capacity_robots: PositiveInt = 1  # robots that fit on the node at once (wide crossings)
 
 
 class Link(Strict):
