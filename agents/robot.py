@@ -11,7 +11,7 @@ A :class:`RobotArm` is a fixed agent that equipment must hold to load or unload 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import simpy
 from mesa.discrete_space import CellAgent, FixedAgent
@@ -55,7 +55,7 @@ class Job:
     node: str
     task: TransportTask | None = None
     target_soc: float = 1.0
-    done: simpy.Event | None = field(default=None, repr=False)
+    opportunistic: bool = False  # a charge that a task may cut short
 
 
 class Amr(CellAgent):
@@ -87,6 +87,9 @@ class Amr(CellAgent):
         self._wake: simpy.Event | None = None
         self._ttf = [m.time_to_failure() for m in spec.stalls]
         self.stalled_on = None
+        self.pending_task: TransportTask | None = None  # assigned while charging
+        self._charging = False
+        self._proc: simpy.Process | None = None
         occupancy.place(home, name)
 
     # --- state --------------------------------------------------------------------------
@@ -176,7 +179,7 @@ class Amr(CellAgent):
         b.set_charging(self.env.now, False)
 
     def interrupt_charge(self) -> bool:
-        if getattr(self, "_charging", False) and self._proc is not None:
+        if self._charging and self._proc is not None:
             self._charging = False
             self._proc.interrupt("task")
             return True

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Hashable
 
@@ -87,6 +86,7 @@ class FleetManager:
         self._waiting: dict[str, set[str]] = {}
         self._blocked: dict[str, frozenset] = {}
         self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
+        self._charge_queue: deque = deque()  # robots waiting for a free charger
         self._stalled: dict[Hashable, float] = {}
         self.lane_usage: dict[Hashable, int] = {lane.key: 0 for lane in lanes}
         self.lead_time = LogHistogram()
@@ -169,12 +169,12 @@ class FleetManager:
     def _available(self) -> list:
         out = []
         for r in self.robots:
-            if r.job is None and getattr(r, "pending_task", None) is None:
+            if r.job is None and r.pending_task is None:
                 out.append(r)
             elif (r.job is not None and r.job.kind == "charge" and r.job.task is None
-                  and getattr(r, "_charging", False)
+                  and r._charging
                   and r.battery.soc >= self.charge_below_soc
-                  and getattr(r.job, "opportunistic", False)):
+                  and r.job.opportunistic):
                 out.append(r)
         return out
 
@@ -218,7 +218,7 @@ class FleetManager:
             self._write(t)
         if job.kind == "charge":
             self._release_charger(robot)
-        task = getattr(robot, "pending_task", None)
+        task = robot.pending_task
         if task is not None:
             robot.pending_task = None
             self._assign(robot, "transport", task.pickup, task)
@@ -256,7 +256,7 @@ class FleetManager:
         ev.callbacks.append(lambda _e: self._idle_check(robot))
 
     def _idle_check(self, robot) -> None:
-        if robot.job is not None or getattr(robot, "pending_task", None) is not None:
+        if robot.job is not None or robot.pending_task is not None:
             return
         robot.battery.advance(self.env.now)
         soc = robot.battery.soc
@@ -264,11 +264,8 @@ class FleetManager:
                 robot, soc >= self.charge_below_soc):
             return
         if soc < self.charge_below_soc:
-            queue = getattr(self, "_charge_queue", None)
-            if queue is None:
-                queue = self._charge_queue = deque()
-            if robot not in queue:
-                queue.append(robot)
+            if robot not in self._charge_queue:
+                self._charge_queue.append(robot)
             return
         self._watch_battery(robot)
 
@@ -283,16 +280,14 @@ class FleetManager:
         self.chargers[c] = robot.name
         from darkfab.agents.robot import Job
 
-        job = Job("charge", c, None, self.charge_target_soc)
-        job.opportunistic = opportunistic  # type: ignore[attr-defined]
-        robot.assign(job)
+        robot.assign(Job("charge", c, None, self.charge_target_soc, opportunistic=opportunistic))
         return True
 
     def _release_charger(self, robot) -> None:
         for c, r in self.chargers.items():
             if r == robot.name:
                 self.chargers[c] = None
-        queue = getattr(self, "_charge_queue", None)
+        queue = self._charge_queue
         while queue:
             nxt = queue.popleft()
             if nxt.job is None and self._to_charger(nxt, False):
