@@ -29,12 +29,9 @@ class Staging(Buffer):
         self.destination = destination
         self._on_staged = on_staged
 
-    def _do_put(self, event):  # type: ignore[override]
-        before = len(self.items)
-        super()._do_put(event)
-        if len(self.items) > before:
-            self._on_staged(self)
-        return None
+    def _after_put(self) -> None:  # type: ignore[override]
+        """Every unit put here (by ``put`` or ``try_put``) is announced to the fleet."""
+        self._on_staged(self)
 
 
 class ReservedPut(simpy.resources.store.StorePut):
