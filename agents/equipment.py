@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import simpy
 from mesa.discrete_space import FixedAgent
 
-from darkfab.factory.buffers import Buffer
+from darkfab.factory.buffers import EMPTY, Buffer
 from darkfab.factory.distributions import Sampler
 from darkfab.factory.kpis import ActivePeriods, StateTimer
 from darkfab.factory.packml import ACTING_STATES, Command, PackMLStateMachine, State
@@ -48,6 +48,15 @@ _CONDITION = {
 }
 """Equipment condition per PackML state; Suspend* states take the starved/blocked reason and
 every other state counts as ``stopped``."""
+
+# States as module constants: ``S.EXECUTE`` is a class-attribute lookup through the Enum
+# metaclass, several times slower than a global (these are on the hot path).
+_EXECUTE, _SUSPENDED = S.EXECUTE, S.SUSPENDED
+_SUSPEND, _UNSUSPEND = Command.SUSPEND, Command.UNSUSPEND
+_SUSPEND_STATES = frozenset({S.SUSPENDING, S.SUSPENDED, S.UNSUSPENDING})
+_ABORT_STATES = frozenset({S.ABORTING, S.ABORTED})
+_ACTIVE_CONDITIONS = frozenset({"producing", "down"})
+_IDLE_STATUSES = (STARVED, BLOCKED)
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,8 @@ class Equipment(FixedAgent):
             self.model.log.record(now, "command_rejected", self.name, -1, "", issuer,
                                   f"{command.value} in {self.sm.state.value}")
             return False
-        self.model.log.record(now, "command", self.name, -1, "", issuer, command.value)
+        # ``_value_``: the plain string, without the slower ``Enum.value`` property (hot path)
+        self.model.log.record(now, "command", self.name, -1, "", issuer, command._value_)
         return self.sm.command(command)
 
     def change_mode(self, mode: str, issuer: str = "supervisor") -> bool:
@@ -176,40 +186,41 @@ class Equipment(FixedAgent):
     def _condition(self, state: State) -> str:
         if self.sm.mode != "Production":
             return "planned_downtime"
-        if state in (S.SUSPENDING, S.SUSPENDED, S.UNSUSPENDING):
+        if state in _SUSPEND_STATES:
             return self._suspend_reason
         return _CONDITION.get(state, "stopped")
 
     def _on_state(self, old: State, new: State) -> None:
         env = self.env
         now = env.now
-        self.model.log.record(now, "state", self.name, -1, "", "", new.value)
-        self.state_time.change(now, new.value)
+        value = new._value_  # the plain string (``Enum.value`` is a slower property)
+        self.model.log.record(now, "state", self.name, -1, "", "", value)
+        self.state_time.change(now, value)
         cond = self._condition(new)
         self.condition.change(now, cond)
-        self.active.set(now, cond in ("producing", "down"))
-        if old is S.EXECUTE:
+        self.active.set(now, cond in _ACTIVE_CONDITIONS)
+        if old is _EXECUTE:
             self._op_accum += now - self._op_since  # type: ignore[operator]
             self._op_since = None
             self._exec_ev = env.event()
-            cause = "abort" if new in (S.ABORTING, S.ABORTED) else "hold"
+            cause = "abort" if new in _ABORT_STATES else "hold"
             for k, st in enumerate(self._status):
                 if st in _WORKING and not self._interrupted[k]:
                     self._interrupted[k] = True
                     self._procs[k].interrupt(cause)
-        if new in (S.ABORTING, S.ABORTED):
+        if new in _ABORT_STATES:
             self._aborts += 1
-        if new is S.EXECUTE:
+        if new is _EXECUTE:
             self._op_since = now
             self._exec_ev.succeed()
         for fn in self._listeners:
-            fn(self, "state", new.value)
-        if new is S.SUSPENDED and WAITING in self._status and self._has_loaded_batch():
-            self._internal(Command.UNSUSPEND)
-        elif new is S.EXECUTE and self._busy == 0 and not self._has_loaded_batch():
+            fn(self, "state", value)
+        if new is _SUSPENDED and WAITING in self._status and self._has_loaded_batch():
+            self._internal(_UNSUSPEND)
+        elif new is _EXECUTE and self._busy == 0 and not self._has_loaded_batch():
             # (re)started with nothing to work on: starved or blocked from the outset
             self._suspend_reason = BLOCKED if BLOCKED in self._status else STARVED
-            self._internal(Command.SUSPEND)
+            self._internal(_SUSPEND)
         elif new in ACTING_STATES:  # last: may re-enter this listener
             d = self.acting_state_s.get(new, 0.0)
             if d <= 0:
@@ -239,110 +250,181 @@ class Equipment(FixedAgent):
             self._busy -= 1
         if status in _WORKING:
             self._busy += 1
-        elif self._busy == 0 and self.sm.state is S.EXECUTE and status in (STARVED, BLOCKED):
+        elif self._busy == 0 and self.sm.state is _EXECUTE and status in _IDLE_STATUSES:
             self._suspend_reason = BLOCKED if BLOCKED in self._status else STARVED
-            self._internal(Command.SUSPEND)
+            self._internal(_SUSPEND)
 
     # --- server process --------------------------------------------------------------------
     def _server(self, k: int):
         env, m = self.env, self.model
         log = m.log.record
         name, inp = self.name, self.input
+        inp_name, try_get, sm = inp.name, inp.try_get, self.sm
         while True:
             batch = []
             for _ in range(self.batch_size):
-                ev = inp.get()
-                if not ev.triggered:
-                    self._set_status(k, STARVED)
-                    yield ev
-                batch.append(ev.value)
+                u = try_get()
+                if u is EMPTY:
+                    ev = inp.get()
+                    if not ev.triggered:
+                        self._set_status(k, STARVED)
+                        yield ev
+                    u = ev.value
+                batch.append(u)
             if self.arm is not None:
                 yield from self.arm.handle(batch, "load", name)
             self._loaded[k] = True
             aborts = self._aborts
+            now = env.now
             for u in batch:
-                log(env.now, "load", name, u.id, u.product, name, inp.name)
-            ok = yield from self._await_execute(k)
+                log(now, "load", name, u.id, u.product, name, inp_name)
+            if sm.state is _EXECUTE:  # the common case, without a sub-generator
+                ok = True
+            else:
+                ok = yield from self._await_execute(k)
             product = batch[0].product
             if ok and self.changeover is not None and self._last_product[k] not in (None, product):
                 log(env.now, "changeover", name, -1, product, name, self._last_product[k] or "")
                 ok = yield from self._work(k, self.changeover(), SETUP, aborts)
             self._last_product[k] = product
-            if ok:
-                ok = yield from self._work(k, self.process_time(), BUSY, aborts)
+            if ok:  # self._work(k, self.process_time(), BUSY, aborts), inlined
+                duration = self.process_time()
+                self._set_status(k, BUSY)
+                start = env.now
+                try:
+                    yield env.timeout(duration)
+                except simpy.Interrupt:
+                    ok = yield from self._after_interrupt(k, duration - (env.now - start), BUSY,
+                                                          aborts)
             self._loaded[k] = False
             if not ok:  # aborted: the material in the unit is scrapped
                 for u in batch:
                     log(env.now, "scrap", name, u.id, u.product, name, "abort")
                     m.unit_left(env.now, u, False)
                 continue
-            yield from self._unload(k, batch)
+            if self.arm is not None:
+                yield from self._unload(k, batch)
+                continue
+            # no arm: dispatch without a sub-generator unless an output buffer blocks
+            outs = self._outputs(batch)
+            counted = self._count(outs)
+            blocked = self._dispatch(outs, 0, counted)
+            if blocked is not None:
+                yield from self._dispatch_blocked(k, outs, counted, blocked)
 
     def _await_execute(self, k: int):
         """Wait until the unit is in Execute (unsuspending it if needed); ``False`` if the unit
         was aborted meanwhile."""
         aborts = self._aborts
-        while self.sm.state is not S.EXECUTE:
-            if self.sm.state is S.SUSPENDED:
-                self._internal(Command.UNSUSPEND)
+        while self.sm.state is not _EXECUTE:
+            if self.sm.state is _SUSPENDED:
+                self._internal(_UNSUSPEND)
                 continue
             self._set_status(k, WAITING)
             yield self._exec_ev
         return self._aborts == aborts
 
     def _work(self, k: int, duration: float, status: str, aborts: int):
+        """Work ``duration`` s in ``status``; ``False`` if the unit was aborted meanwhile."""
         env = self.env
-        remaining = duration
+        self._set_status(k, status)
+        start = env.now
+        try:
+            yield env.timeout(duration)
+            return True
+        except simpy.Interrupt:
+            return (yield from self._after_interrupt(k, duration - (env.now - start), status,
+                                                     aborts))
+
+    def _after_interrupt(self, k: int, remaining: float, status: str, aborts: int):
+        """Interrupted (Hold or Abort) with ``remaining`` s of work left: wait for Execute, then
+        finish the work (again after each further interrupt); ``False`` if aborted."""
+        env = self.env
         while True:
+            self._interrupted[k] = False
+            self._set_status(k, WAITING)
+            while self.sm.state is not _EXECUTE:
+                yield self._exec_ev
+            if self._aborts != aborts:
+                return False
             self._set_status(k, status)
             start = env.now
             try:
                 yield env.timeout(remaining)
                 return True
             except simpy.Interrupt:
-                self._interrupted[k] = False
                 remaining -= env.now - start
-                self._set_status(k, WAITING)
-                while self.sm.state is not S.EXECUTE:
-                    yield self._exec_ev
-                if self._aborts != aborts:
-                    return False
 
     def _unload(self, k: int, batch: list):
-        env, m = self.env, self.model
-        now = env.now
-        if self.transform is not None:
-            t = self.transform
-            outs = m.material.transform(now, batch, t.product, t.units, self.name, t.container)
-            m.units_entered(now, len(outs) - len(batch))
-            log = m.log.record
-            for u in batch:
-                log(now, "consume", self.name, u.id, u.product, self.name, "")
-            for u in outs:
-                log(now, "produce", self.name, u.id, u.product, self.name, u.lot)
-        else:
-            outs = batch
+        """Transform, hand the outputs to the arm (if any) and dispatch them."""
+        outs = self._outputs(batch)
         if self.arm is not None:
             yield from self.arm.handle(outs, "unload", self.name)
-        counted = env.now >= m.warmup_s
+        counted = self._count(outs)
+        blocked = self._dispatch(outs, 0, counted)
+        if blocked is not None:
+            yield from self._dispatch_blocked(k, outs, counted, blocked)
+
+    def _outputs(self, batch: list) -> list:
+        """The units that leave this cycle: the batch itself, or its transformation (logged as
+        consumed and produced)."""
+        if self.transform is None:
+            return batch
+        m = self.model
+        now = self.env.now
+        t = self.transform
+        outs = m.material.transform(now, batch, t.product, t.units, self.name, t.container)
+        m.units_entered(now, len(outs) - len(batch))
+        log = m.log.record
+        for u in batch:
+            log(now, "consume", self.name, u.id, u.product, self.name, "")
+        for u in outs:
+            log(now, "produce", self.name, u.id, u.product, self.name, u.lot)
+        return outs
+
+    def _count(self, outs: list) -> bool:
+        """Count the cycle if it ends after warm-up; ``True`` if counted."""
+        counted = self.env.now >= self.model.warmup_s
         if counted:
             self.cycles += 1
             self.units_out += len(outs)
-        for u in outs:
-            if self.reject_to is not None and self._reject_draw() < self.reject_probability:
-                self.reject_to.absorb(u, self.name)
+        return counted
+
+    def _dispatch(self, outs: list, i: int, counted: bool):
+        """Send ``outs[i:]`` to rejects, sinks and buffers in order. Return ``None`` when all
+        are gone, or ``(index, destination, put event)`` for the first output whose buffer is
+        full (its put is queued; the rest wait)."""
+        m = self.model
+        name = self.name
+        reject_to = self.reject_to
+        for j in range(i, len(outs)):
+            u = outs[j]
+            if reject_to is not None and self._reject_draw() < self.reject_probability:
+                reject_to.absorb(u, name)
                 continue
             if counted:
                 self.units_good += 1
             dest = self.router()
             if isinstance(dest, Sink):
-                dest.absorb(u, self.name)
+                dest.absorb(u, name)
                 continue
-            ev = dest.put(u)
-            if not ev.triggered:
-                self._set_status(k, BLOCKED)
-                yield ev
-            m.log.record(env.now, "unload", self.name, u.id, u.product, dest.name, "")
+            if not dest.try_put(u):
+                ev = dest.put(u)
+                if not ev.triggered:
+                    return j, dest, ev
+            m.log.record(self.env.now, "unload", name, u.id, u.product, dest.name, "")
+        return None
+
+    def _dispatch_blocked(self, k: int, outs: list, counted: bool, blocked):
+        """Blocked after service: wait for each full output buffer in turn."""
+        env, log = self.env, self.model.log.record
+        while blocked is not None:
+            j, dest, ev = blocked
+            self._set_status(k, BLOCKED)
+            yield ev
+            u = outs[j]
+            log(env.now, "unload", self.name, u.id, u.product, dest.name, "")
+            blocked = self._dispatch(outs, j + 1, counted)
 
     # --- failures (operating-time based) ---------------------------------------------------
     def _failure(self, mode: FailureMode):
@@ -350,8 +432,8 @@ class Equipment(FixedAgent):
         while True:
             need = mode.time_to_failure()
             tol = 1e-9 * max(1.0, need)
-            while need > tol or self.sm.state is not S.EXECUTE:
-                if self.sm.state is not S.EXECUTE:
+            while need > tol or self.sm.state is not _EXECUTE:
+                if self.sm.state is not _EXECUTE:
                     yield self._exec_ev
                     continue
                 t0 = self.operating_time()

@@ -76,6 +76,34 @@ class Source(FixedAgent):
         self.released = 0
 
     def run(self):
+        """The source's SimPy process (a generator)."""
+        if self.max_units is None and self.lot_size == 1 and self.product_choice is None:
+            return self._run_single()
+        return self._run_general()
+
+    def _run_single(self):
+        """The common case, lean: one unit per lot, one product, no cap on releases."""
+        m = self.model
+        env, rec = m.env, m.log.record
+        timeout, interarrival = env.timeout, self.interarrival
+        new_lot, new_unit = m.material.new_lot, m.material.new_unit
+        entered = m.units_entered
+        to, name, product = self.to, self.name, self.products[0]
+        to_name, try_put = to.name, to.try_put
+        while True:
+            yield timeout(interarrival())
+            lot = new_lot(name)
+            now = env.now
+            unit = new_unit(product, lot, now)
+            self.released += 1
+            entered(now, 1)
+            rec(now, "create", name, unit.id, product, to_name, lot)
+            if not try_put(unit):
+                ev = to.put(unit)
+                if not ev.triggered:
+                    yield ev
+
+    def _run_general(self):
         m = self.model
         env, log, mat = m.env, m.log, m.material
         to, name = self.to, self.name
@@ -91,6 +119,7 @@ class Source(FixedAgent):
                 self.released += 1
                 m.units_entered(env.now, 1)
                 log.record(env.now, "create", name, unit.id, product, to.name, lot)
-                ev = to.put(unit)
-                if not ev.triggered:
-                    yield ev
+                if not to.try_put(unit):
+                    ev = to.put(unit)
+                    if not ev.triggered:
+                        yield ev

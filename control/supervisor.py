@@ -17,6 +17,10 @@ from darkfab.factory.packml import Command, State
 
 __all__ = ["Unit", "AutoRecoverySupervisor", "CONTROLLERS", "make_controller"]
 
+# state names as plain strings, looked up once (``Enum.value`` is a slow property)
+_STOPPED, _IDLE = State.STOPPED.value, State.IDLE.value
+_RECOVERABLE = (State.HELD.value, State.ABORTED.value)
+
 
 class Unit(Protocol):
     """What the supervisor needs of a unit: a name, its PackML state and a command input."""
@@ -54,11 +58,11 @@ class AutoRecoverySupervisor:
             self._repaired.add(unit.name)
             self._recover(unit)
         elif kind == "state":
-            if detail == State.STOPPED.value:
+            if detail == _STOPPED:
                 self._issue(unit, Command.RESET)
-            elif detail == State.IDLE.value:
+            elif detail == _IDLE:
                 self._issue(unit, Command.START)
-            elif detail in (State.HELD.value, State.ABORTED.value):
+            elif detail in _RECOVERABLE:
                 self._recover(unit)
 
     def _recover(self, unit: Unit) -> None:

@@ -84,7 +84,13 @@ class TimeAverage:
         self.value = value
 
     def add(self, now: float, delta: float) -> None:
-        self.update(now, self.value + delta)
+        # ``update(now, self.value + delta)``, inlined (hot path)
+        value = self.value
+        if now > self.warmup_s:
+            last = self.last if self.last > self.warmup_s else self.warmup_s
+            self.area += value * (now - last)
+        self.last = now
+        self.value = value + delta
 
     def mean(self, end: float) -> float:
         if end <= self.warmup_s:
