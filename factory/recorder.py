@@ -3,7 +3,8 @@
 Rows are appended to column lists and flushed to a ``ParquetWriter`` every ``batch_rows`` rows,
 so memory stays bounded whatever the horizon; closing (also on an interrupted run) writes the
 rest and leaves a readable file. Columns ``run_id`` and ``replication`` are constant per run and
-are added at flush time.
+are added at flush time. Only few-valued columns (:data:`DICTIONARY_COLUMNS`) are
+dictionary-encoded: for times, ids and free text a dictionary costs time and bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
-    "TRANSPORT_SCHEMA", "TableWriter",
+    "TRANSPORT_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
     "EventLog", "write_table",
 ]
 
@@ -84,6 +85,14 @@ KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("unit", pa.string(), nullable=False),
 ])
 
+DICTIONARY_COLUMNS = frozenset({
+    "run_id", "replication", "kind", "entity", "product", "location", "state",
+    "child_product", "equipment", "origin", "destination", "pickup_node", "drop_node", "robot",
+    "status", "scope", "kpi", "unit",
+})
+"""Columns with few distinct values (names, kinds, states), written dictionary-encoded in every
+table; the others (times, ids, ``detail``, ``parent_lot``, values) are written plain."""
+
 
 class TableWriter:
     """Batched, append-only Parquet writer for one schema."""
@@ -97,9 +106,12 @@ class TableWriter:
         self.columns: list[list] = [[] for _ in self._names]
         self._run_id = run_id
         self._replication = replication
+        self._run_scalars = (pa.scalar(run_id, schema.field(0).type),
+                             pa.scalar(replication, schema.field(1).type))
         self._batch = batch_rows
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.path, schema, compression="zstd", write_statistics=True)
+            self.path, schema, compression="zstd", write_statistics=True,
+            use_dictionary=[n for n in schema.names if n in DICTIONARY_COLUMNS])
         self.rows_written = 0
 
     def __len__(self) -> int:
@@ -115,8 +127,7 @@ class TableWriter:
         n = len(self.columns[0])
         if n == 0 or self._writer is None:
             return
-        arrays = [pa.array([self._run_id] * n, pa.string()),
-                  pa.array([self._replication] * n, pa.int32())]
+        arrays = [pa.repeat(self._run_scalars[0], n), pa.repeat(self._run_scalars[1], n)]
         arrays += [pa.array(c, t) for c, t in zip(self.columns, self._types)]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.rows_written += n
