@@ -259,7 +259,7 @@ class Equipment(FixedAgent):
         env, m = self.env, self.model
         log = m.log.record
         name, inp = self.name, self.input
-        inp_name, try_get, sm = inp.name, inp.try_get, self.sm
+        inp_name, try_get, sm, status = inp.name, inp.try_get, self.sm, self._status
         while True:
             batch = []
             for _ in range(self.batch_size):
@@ -289,7 +289,8 @@ class Equipment(FixedAgent):
             self._last_product[k] = product
             if ok:  # self._work(k, self.process_time(), BUSY, aborts), inlined
                 duration = self.process_time()
-                self._set_status(k, BUSY)
+                if status[k] is not BUSY:
+                    self._set_status(k, BUSY)
                 start = env.now
                 try:
                     yield env.timeout(duration)
@@ -306,8 +307,11 @@ class Equipment(FixedAgent):
                 yield from self._unload(k, batch)
                 continue
             # no arm: dispatch without a sub-generator unless an output buffer blocks
-            outs = self._outputs(batch)
-            counted = self._count(outs)
+            outs = batch if self.transform is None else self._outputs(batch)
+            counted = env.now >= m.warmup_s  # self._count(outs), inlined
+            if counted:
+                self.cycles += 1
+                self.units_out += len(outs)
             blocked = self._dispatch(outs, 0, counted)
             if blocked is not None:
                 yield from self._dispatch_blocked(k, outs, counted, blocked)
