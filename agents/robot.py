@@ -10,6 +10,7 @@ A :class:`RobotArm` is a fixed agent that equipment must hold to load or unload 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ class Amr(CellAgent):
         self._ttf = [m.time_to_failure() for m in spec.stalls]
         self.stalled_on = None
         self.pending_task: TransportTask | None = None  # assigned while charging
+        self.goal: str | None = None  # where the current leg is heading
         self._charging = False
         self._proc: simpy.Process | None = None
         occupancy.place(home, name)
@@ -196,6 +198,7 @@ class Amr(CellAgent):
         env, fleet, occ = self.env, self.fleet, self.occ
         speed = self.spec.speed_loaded_m_s if loaded else self.spec.speed_empty_m_s
         replans_now, last = 0, -1.0
+        self.goal = goal
         while self.node != goal:
             if self._replan:  # re-planning again at the same instant: let the others move
                 replans_now = replans_now + 1 if env.now == last else 1
@@ -209,7 +212,7 @@ class Amr(CellAgent):
             self._replan = False
             plan = fleet.plan(self, goal, speed)
             if self.job is not None and self.job.kind == "park":
-                goal = self.job.node  # the fleet may send the robot to another free spot
+                goal = self.goal = self.job.node  # the fleet may pick another free spot
             if not plan:
                 self._set(WAITING)
                 t0 = env.now
@@ -234,13 +237,14 @@ class Amr(CellAgent):
                     continue
                 occ.hold(keys, self.name)
                 fleet.on_moving(self)
+            ahead = Counter(keys)  # a leg may pass a node twice: keep it until the last time
             for step in plan:
-                yield from self._traverse(step, speed, loaded)
+                yield from self._traverse(step, speed, loaded, ahead)
 
-    def _traverse(self, step, speed: float, loaded: bool):
+    def _traverse(self, step, speed: float, loaded: bool, ahead: Counter):
         env, lane, fleet = self.env, step.lane, self.fleet
         frm = self.node
-        if fleet.traffic:
+        if fleet.traffic and not ahead[("node", frm)]:
             self.occ.release(("node", frm), self.name)
         fleet.on_left(self, ("node", frm))
         self.node, self.lane = None, lane.key
@@ -266,7 +270,9 @@ class Amr(CellAgent):
         yield env.timeout(remaining)
         self.battery.travel(env.now, lane.length_m, loaded)
         self.distance_m["loaded" if loaded else "empty"] += lane.length_m
-        if fleet.traffic:
+        ahead[lane.key] -= 1
+        ahead[("node", step.to)] -= 1
+        if fleet.traffic and not ahead[lane.key]:
             self.occ.release(lane.key, self.name)
         fleet.on_left(self, lane.key)
         self.node, self.lane = step.to, None

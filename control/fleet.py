@@ -105,6 +105,9 @@ class FleetManager:
         for r in self.robots:
             r.start()
         self._dispatch()
+        for r in self.robots:
+            if r.job is None:
+                self._watch_battery(r)
 
     # --- tasks ------------------------------------------------------------------------------
     def on_staged(self, staging: Staging) -> None:
@@ -451,7 +454,7 @@ class FleetManager:
         seen = set()
         while stack:
             r, path = stack.pop()
-            for b in self._waiting.get(r, ()):
+            for b in sorted(self._waiting.get(r, ())):
                 if b == start:
                     return set(path)
                 if b not in seen:

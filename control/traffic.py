@@ -62,7 +62,7 @@ class ReservationTable:
             self._on_change(key)
 
     def clear_robot(self, robot: str) -> None:
-        for key in self._by_robot.pop(robot, set()):
+        for key in sorted(self._by_robot.pop(robot, set()), key=repr):  # deterministic wake-ups
             self.release(key, robot)
 
     def others(self, key: Hashable, robot: str, now: float,
@@ -90,7 +90,7 @@ class ReservationTable:
             if e > now:
                 edges.append((max(s, now), 1))
                 edges.append((e, -1))
-        edges.sort()
+        edges.sort(key=lambda x: (x[0], -x[1]))  # arrivals before departures at one instant
         out, count, t = [], 0, now
         for x, d in edges:
             if x > t and count < cap:
@@ -99,10 +99,10 @@ class ReservationTable:
             t = max(t, x)
         if count < cap:
             out.append((t, INF))
-        # merge touching intervals
+        # merge overlapping intervals
         merged: list[tuple[float, float]] = []
         for a, b in out:
-            if merged and merged[-1][1] >= a:
+            if merged and merged[-1][1] > a:  # touching ones stay apart: a robot passes
                 merged[-1] = (merged[-1][0], max(merged[-1][1], b))
             elif b > a:
                 merged.append((a, b))
