@@ -180,7 +180,7 @@ def main() -> None:
     print(f"cost per event 4x / 1x = {costs[-1] / costs[0]:.3f} (goal <= 1.15)\n")
 
     print("3. replication speed-up")
-    sp = replication_speedup(str(base), 2 if args.quick else 14, 4 if args.quick else 8)
+    sp = replication_speedup(str(base), 2 if args.quick else 30, 4 if args.quick else 8)
     print(f"{sp['reps']} replications: serial {sp['serial_s']:.2f} s, processes "
           f"{sp['processes_s']:.2f} s on {sp['cores']} cores: speed-up {sp['speedup']:.2f}x "
           f"(goal >= 1.8x)")
