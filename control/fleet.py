@@ -186,8 +186,11 @@ class FleetManager:
         trip and still reach a charger with ``reserve_soc`` left."""
         best, best_key = None, None
         trip = self._d(task.pickup, task.drop)
-        back = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
+        back_direct = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
         for r in self._available():
+            # after the drop the robot may have to park at home before a charger is free
+            back = max(back_direct, self._d(task.drop, r.home) + min(
+                (self._d(r.home, c) for c in self.chargers), default=0.0))
             to_pick = self._d(self._where(r), task.pickup)
             b = r.battery
             b.advance(self.env.now)
