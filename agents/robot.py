@@ -90,6 +90,7 @@ class Amr(CellAgent):
         self.stalled_on = None
         self.pending_task: TransportTask | None = None  # assigned while charging
         self.goal: str | None = None  # where the current leg is heading
+        self.arrivals = 0  # nodes reached so far
         self._charging = False
         self._proc: simpy.Process | None = None
         occupancy.place(home, name)

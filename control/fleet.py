@@ -43,6 +43,7 @@ class InvariantViolation(RuntimeError):
 
 class FleetManager:
     retry_s = 5.0
+    yield_limit_s = 120.0  # an escaped robot waits at most this long for the others to pass
 
     def __init__(self, env: simpy.Environment, lanes: list[Lane], directed: dict[Hashable, bool],
                  occupancy: Occupancy, chargers: list[str], spots: list[str] = (), *,
@@ -86,6 +87,7 @@ class FleetManager:
         self._waiting: dict[str, set[str]] = {}
         self._blocked: dict[str, frozenset] = {}
         self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
+        self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
         self._charge_queue: deque = deque()  # robots waiting for a free charger
         self._stalled: dict[Hashable, float] = {}
         self.lane_usage: dict[Hashable, int] = {lane.key: 0 for lane in lanes}
@@ -322,6 +324,15 @@ class FleetManager:
         blocked = self._blocked.pop(name, frozenset()) | frozenset(
             k for k, until in self._stalled.items() if until > now)
         steps = None
+        yielding = self._yield_to.get(name)
+        if yielding is not None and name not in self._detour:
+            since, seen = yielding
+            by_name = {r.name: r for r in self.robots}
+            if now < since + self.yield_limit_s and any(
+                    by_name[m].arrivals == n for m, n in seen.items()):
+                self.table.add(("node", robot.node), now, INF, name)
+                return None  # made way: let the others pass first
+            del self._yield_to[name]
         detour = self._detour.pop(name, None)
         if detour is not None:
             steps = self._shortest(robot.node, detour, speed, now, frozenset())
@@ -375,7 +386,9 @@ class FleetManager:
 
     def _free_spots(self, robot, blocked) -> list[str]:
         here = self._where(robot)
-        cands = [n for n in set(self.spots) | {v for v, _ in self.adjacency.get(here, ())}
+        free_chargers = {c for c, r in self.chargers.items() if r is None}
+        cands = [n for n in set(self.spots) | free_chargers
+                 | {v for v, _ in self.adjacency.get(here, ())}
                  if n != here and ("node", n) not in blocked and self._free(n, robot)]
         return sorted(cands, key=lambda n: (self._d(here, n), n))
 
@@ -437,19 +450,38 @@ class FleetManager:
         free path to a free parking spot right now makes way there."""
         for victim in sorted((r for r in self.robots if r.name in cycle and r.node is not None),
                              key=lambda r: r.name):
+            others = cycle - {victim.name}
+            in_the_way = self._in_the_way(others)
             for spot in self._free_spots(victim, frozenset()):
                 steps = self._shortest(victim.node, spot, 1.0, self.env.now, frozenset())
                 keys = [k for st in steps or () for k in (st.lane.key, ("node", st.to))]
-                if steps and self.occ.can_hold(keys, victim.name):
+                if (steps and self.occ.can_hold(keys, victim.name)
+                        and spot not in in_the_way):
                     self.deadlocks += 1
                     self.backoffs += 1
                     self._detour[victim.name] = spot
+                    # stay out of the way until each robot it made way for has moved on
+                    self._yield_to[victim.name] = (
+                        self.env.now, {r.name: r.arrivals for r in self.robots
+                                       if r.name in others})
                     self._waiting.pop(victim.name, None)
                     if victim is robot:
                         return True
                     victim.request_replan()
                     return False
         return False
+
+    def _in_the_way(self, names: set[str]) -> set[str]:
+        """Nodes on the shortest paths of the named robots to their current goals."""
+        out: set[str] = set()
+        for r in self.robots:
+            if r.name in names and r.goal is not None:
+                try:
+                    out |= set(nx.shortest_path(self.graph, self._where(r), r.goal,
+                                                weight="length_m"))
+                except (nx.NetworkXNoPath, nx.NodeNotFound):
+                    pass
+        return out
 
     def _cycle(self, start: str) -> set[str]:
         """Robots on a wait-for cycle through ``start`` (empty if none)."""
@@ -491,6 +523,7 @@ class FleetManager:
 
     def monitor_arrive(self, robot, lane: Lane, to: str) -> None:
         self.lane_usage[lane.key] += 1
+        robot.arrivals += 1
         if not self.check_invariants:
             return
         b = robot.battery

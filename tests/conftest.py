@@ -34,6 +34,3 @@ def run(tmp_path: Path):
                             out_dir=tmp_path / f"run{next(counter)}", **kw)
 
     return _run
-
-# Fleet tests that still fail on open issue 3 (see tests/pending/README.md).
-collect_ignore = ["pending"]

@@ -371,12 +371,7 @@ def _charging_runs(res):
     return out
 
 
-@pytest.mark.parametrize("robots,chargers", [
-    (3, 1),
-    pytest.param(4, 2, marks=pytest.mark.xfail(strict=True, reason=(
-        "open (issue 3): with 4 robots on 2 chargers a robot still runs flat waiting for a "
-        "charger"))),
-])
+@pytest.mark.parametrize("robots,chargers", [(3, 1), (4, 2)])
 def test_charging_one_robot_per_charger_and_soc_in_bounds(tmp_path, charge_log, robots, chargers):
     data = ring(robots=robots, units=10, horizon=40_000.0, battery=SMALL, chargers=chargers,
                 opportunistic_below_soc=0.0, charge_below_soc=0.4, charge_target_soc=0.9)
