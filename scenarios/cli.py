@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report of a run or experiment")
     rp.add_argument("folder", type=Path, help="a run folder or an experiment folder")
     rp.add_argument("--out", type=Path, help="HTML file (default FOLDER/report.html)")
+    pl = sub.add_parser("plot", help="draw a figure of a run")
+    pl.add_argument("what", choices=["layout"], help="layout: nodes by role, lanes, stations, "
+                    "lane usage as a heat map")
+    pl.add_argument("folder", type=Path, help="a run folder")
+    pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png)")
     return p
 
 
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return _experiment(args)
         if args.cmd == "report":
             return _report(args)
+        if args.cmd == "plot":
+            return _plot(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
             print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
@@ -108,6 +115,18 @@ def _run(args) -> int:
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
+    return 0
+
+
+def _plot(args) -> int:
+    from .report import write_layout_png
+
+    try:
+        path = write_layout_png(args.folder, args.out)
+    except ValueError as e:
+        print(f"darkfab plot: {e}", file=sys.stderr)
+        return 2
+    print(f"layout: {path}")
     return 0
 
 

@@ -71,8 +71,9 @@ PACKML_ORDER = ("Execute", "Idle", "Starting", "Resetting", "Completing", "Compl
                 "Aborted", "Aborting", "Clearing", "Stopped", "Stopping")
 _EXTRA_COLOURS = ("#17becf", "#bcbd22", "#e377c2", "#8c564b", "#9467bd", "#1f77b4",
                   "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
-ROLE_COLOURS = {"station": "#4c72b0", "waypoint": "#a0a0a0", "storage": "#b07c4c",
-                "dock": "#55a868"}
+ROLE_COLOURS = {"station": "#4c72b0", "port": "#2a9df4", "waypoint": "#a0a0a0",
+                "storage": "#b07c4c", "dock": "#55a868", "charger": "#f2c12e",
+                "parking": "#8172b2", "holding": "#d65f5f"}
 
 PLANT_KPIS = (("throughput_per_h", "throughput", "units/h"),
               ("units_completed", "units completed", "units"),
@@ -572,11 +573,36 @@ def lane_usage(summary: dict[str, Any]) -> dict[tuple[str, str], float] | None:
 
 def _layout_section(s: dict[str, Any]) -> str:
     head = "<h2>5. Layout</h2>"
+    made = layout_figure(s)
+    if made is None:
+        return head + '<p class="note">The resolved scenario has no nodes.</p>'
+    fig, cap = made
+    return head + _figure(fig, cap, "plant layout")
+
+
+def write_layout_png(folder: str | Path, out: str | Path | None = None) -> Path:
+    """``darkfab plot layout``: the plant layout of a run (nodes by role, lanes, stations,
+    lane usage as a heat map when the run had robots) as a PNG; default FOLDER/layout.png."""
+    folder = Path(folder)
+    kind, s = _detect(folder)
+    if kind != "run":
+        raise ValueError(f"{folder}: a run folder is needed (this is an experiment folder)")
+    made = layout_figure(s)
+    if made is None:
+        raise ValueError(f"{folder}: the resolved scenario has no nodes")
+    path = Path(out) if out else folder / "layout.png"
+    made[0].savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def layout_figure(s: dict[str, Any]) -> tuple[Figure, str] | None:
+    """The layout figure and its caption from a run's ``summary.json`` (``None`` if the
+    scenario has no nodes)."""
     rs = s.get("resolved_scenario") or {}
     nodes: dict[str, dict] = rs.get("nodes") or {}
     links: list[dict] = rs.get("links") or []
     if not nodes:
-        return head + '<p class="note">The resolved scenario has no nodes.</p>'
+        return None
     pos = {n: (float(v.get("x_m") or 0.0), float(v.get("y_m") or 0.0)) for n, v in nodes.items()}
     at: dict[str, list[tuple[str, str]]] = {n: [] for n in nodes}
     for kind, tag in (("equipment", "eq"), ("buffers", "buf"), ("sources", "src"),
@@ -670,7 +696,7 @@ def _layout_section(s: dict[str, Any]) -> str:
         cap = ("Plant graph: nodes coloured by role, with the equipment (eq), buffers (buf), "
                "sources (src) and sinks at each node; link lengths in metres, arrows are "
                "directed links.")
-    return head + _figure(fig, cap, "plant layout")
+    return fig, cap
 
 
 # --- experiment report --------------------------------------------------------------------

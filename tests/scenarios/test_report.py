@@ -320,3 +320,23 @@ def test_not_a_results_folder(tmp_path, run_dir):
     with pytest.raises(ValueError, match="JSON"):
         write_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_plot_layout_writes_a_png_with_lane_usage(tmp_path):
+    import subprocess
+    import sys
+
+    from darkfab.scenarios import load_scenario, run_scenario
+
+    res = run_scenario(load_scenario("amr-warehouse", ["scenario.horizon_s=7200",
+                                                       "scenario.warmup_s=600"]),
+                       out_dir=tmp_path / "run", check_invariants=True)
+    assert any(lane["usage"] > 0 for lane in res.summary["lanes"])
+    out = subprocess.run([sys.executable, "-m", "darkfab.scenarios.cli", "plot", "layout",
+                          str(res.out_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    png = (res.out_dir / "layout.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    bad = subprocess.run([sys.executable, "-m", "darkfab.scenarios.cli", "plot", "layout",
+                          str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
