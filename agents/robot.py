@@ -45,6 +45,7 @@ class AmrSpec:
     speed_empty_m_s: float
     speed_loaded_m_s: float
     payload_units: int
+    payload_kg: float  # math.inf: no mass limit
     load_time: Sampler
     unload_time: Sampler
     stalls: tuple[StallMode, ...] = ()

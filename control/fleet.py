@@ -78,6 +78,7 @@ class FleetManager:
         self.chargers = {c: None for c in chargers}
         self.spots = sorted(spots)
         self.robots: list = []
+        self.unit_mass_kg: dict[str, float] = {}  # product -> kg per unit
         self.pending: deque[TransportTask] = deque()
         self._open: dict[Staging, TransportTask] = {}
         self._space_wait: dict[object, list[Staging]] = {}
@@ -124,6 +125,10 @@ class FleetManager:
 
     def _request(self, staging: Staging) -> None:
         payload = self.robots[0].spec.payload_units if self.robots else 1
+        if self.robots and staging.items:
+            mass = self.unit_mass_kg.get(staging.items[0].product, 0.0)
+            if mass > 0:  # a trip carries what the payload mass allows (at least one unit)
+                payload = max(1, min(payload, int(self.robots[0].spec.payload_kg // mass)))
         dest = staging.destination
         n = int(min(payload, staging.level, dest.free))
         if staging.level == 0:

@@ -191,6 +191,7 @@ def _build_fleet(s: Scenario, model: PlantModel, out_dir: Path, run_id: str, rep
         p = f"fleet.{name}"
         spec = AmrSpec(
             f.speed_empty_m_s, f.speed_loaded_m_s, f.payload_units,
+            f.payload_kg if f.payload_kg is not None else float("inf"),
             f.load_time.sampler(f"{p}.load_time", streams.stream(f"{p}.load_time")),
             f.unload_time.sampler(f"{p}.unload_time", streams.stream(f"{p}.unload_time")),
             tuple(StallMode(m.name,
@@ -205,4 +206,5 @@ def _build_fleet(s: Scenario, model: PlantModel, out_dir: Path, run_id: str, rep
                           b.base_kw, b.charging_kw, model.env.now)
         robots.append(Amr(model, name, f.homes[i], spec, battery, occupancy, fleet))
     fleet.attach(robots)
+    fleet.unit_mass_kg = {p: spec.mass_kg for p, spec in s.products.items()}
     return fleet

@@ -163,6 +163,7 @@ class Meta(Strict):
 
 class Product(Strict):
     description: str = ""
+    mass_kg: NonNegativeFloat = 0.0  # per unit; counts against a robot's payload_kg
 
 
 ROBOT_HOME_ROLES = ("parking", "holding", "charger")
@@ -318,6 +319,7 @@ class FleetSpec(Strict):
     speed_empty_m_s: PositiveFloat
     speed_loaded_m_s: PositiveFloat
     payload_units: PositiveInt = 1
+    payload_kg: PositiveFloat | None = None  # mass limit per trip (units' mass_kg); none: no limit
     battery: BatterySpec
     load_time: Distribution
     unload_time: Distribution
@@ -505,6 +507,11 @@ def _fleet_errors(s: Scenario):
         elif s.nodes[h].role not in ROBOT_HOME_ROLES:
             yield (f"fleet.homes[{i}]", f"node {h!r} has role {s.nodes[h].role!r}; a home must "
                    f"be one of {', '.join(ROBOT_HOME_ROLES)}")
+    if f.payload_kg is not None:
+        for name, prod in s.products.items():
+            if prod.mass_kg > f.payload_kg:
+                yield (f"products.{name}.mass_kg", f"{prod.mass_kg:g} kg is more than a robot "
+                       f"carries (fleet.payload_kg = {f.payload_kg:g})")
     chargers = [n for n, spec in s.nodes.items() if spec.role == "charger"]
     if not chargers:
         yield ("fleet", "a fleet needs at least one node with role = \"charger\"")

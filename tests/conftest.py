@@ -30,6 +30,7 @@ def run(tmp_path: Path):
     def _run(name: str, overrides: list[str] | None = None, seed: int | None = None,
              replication: int = 0, **kw):
         s = load_scenario(name, overrides or [])
+        kw.setdefault("check_invariants", True)  # the fleet invariant monitor is on in tests
         return run_scenario(s, seed=seed, replication=replication,
                             out_dir=tmp_path / f"run{next(counter)}", **kw)
 

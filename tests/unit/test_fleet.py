@@ -635,3 +635,25 @@ def test_fleet_results_do_not_depend_on_the_hash_seed(tmp_path):
     for table in ("events.parquet", "states.parquet", "transport.parquet"):
         same = [(o / table).read_bytes() == (outs[0] / table).read_bytes() for o in outs[1:]]
         assert all(same), f"{table} differs between PYTHONHASHSEED=1, 2, 3: {same}"
+
+
+def test_payload_mass_limits_units_per_trip(tmp_path):
+    """With payload_units = 4 but payload_kg = 50 and 20 kg totes, a trip carries 2 totes."""
+    import pyarrow.parquet as pq2
+
+    from darkfab.scenarios import load_scenario as load
+    from darkfab.scenarios import run_scenario as run
+    from darkfab.scenarios.loader import ScenarioError
+
+    base = Path(__file__).parents[1] / "data" / "tiny_amr.toml"
+    sets = ["scenario.horizon_s=6000", "scenario.warmup_s=0", "fleet.payload_units=4",
+            "fleet.payload_kg=50.0", "products.tote.mass_kg=20.0",
+            "sources.inbound.interarrival={dist = \"constant\", value_s = 1.0}",
+            "sources.inbound.max_units=40", "buffers.q1.capacity_units=20"]
+    res = run(load(base, sets), out_dir=tmp_path / "o", check_invariants=True)
+    tasks = pq2.read_table(res.out_dir / "transport.parquet").to_pylist()
+    first_hop = [t for t in tasks if t["destination"] == "q1"]
+    assert first_hop and max(t["units"] for t in first_hop) == 2
+    with pytest.raises(ScenarioError) as e:
+        load(base, sets[:-3] + ["products.tote.mass_kg=60.0"])
+    assert any(p.path == "products.tote.mass_kg" for p in e.value.problems)
