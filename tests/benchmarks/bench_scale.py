@@ -68,7 +68,7 @@ def scaled_plant(base: Path, copies: int, tmp: Path) -> Path:
 
     for k in range(copies):
         for n, v in data["nodes"].items():
-            out["nodes"][rn(n, k)] = {**v, "y_m": v["y_m"] + 20.0 * k}
+            out["nodes"][rn(n, k)] = {**v, "y_m": v["y_m"] + 40.0 * k}
         for link in data.get("links", []):
             out["links"].append({**link, "a": rn(link["a"], k), "b": rn(link["b"], k)})
         for n, v in data.get("buffers", {}).items():
@@ -84,6 +84,14 @@ def scaled_plant(base: Path, copies: int, tmp: Path) -> Path:
             if "reject_to" in v:
                 e["reject_to"] = rn(v["reject_to"], k)
             out["equipment"][rn(n, k)] = e
+    if "fleet" in data:  # one fleet serving every copy, k times the robots
+        f = dict(data["fleet"])
+        f["count"] = f["count"] * copies
+        f["homes"] = [rn(h, k) for k in range(copies) for h in data["fleet"]["homes"]]
+        out["fleet"] = f
+        hub = next(n for n, v in data["nodes"].items() if v.get("role") == "waypoint")
+        for k in range(copies - 1):  # a corridor joins each copy to the next
+            out["links"].append({"a": rn(hub, k), "b": rn(hub, k + 1), "capacity_robots": 2})
     path = tmp / f"x{copies}.toml"
     path.write_text(_toml(out))
     return path
@@ -106,7 +114,13 @@ def _toml(d: dict) -> str:
 
     lines = []
     for top, body in d.items():
-        if top == "links":
+        if top == "fleet":
+            lines.append("[fleet]")
+            lines += [f"{k} = {val(v)}" for k, v in body.items() if k != "stalls"]
+            for st in body.get("stalls", []):
+                lines.append("[[fleet.stalls]]")
+                lines += [f"{k} = {val(v)}" for k, v in st.items()]
+        elif top == "links":
             for link in body:
                 lines.append("[[links]]")
                 lines += [f"{k} = {val(v)}" for k, v in link.items()]
@@ -178,6 +192,20 @@ def main() -> None:
             costs.append(cost)
             print(f"{k:4d}x {r['wall_s']:9.2f} {r['events']:12,d} {cost:9.3f}")
     print(f"cost per event 4x / 1x = {costs[-1] / costs[0]:.3f} (goal <= 1.15)\n")
+
+    print("2b. plant-size scaling with robots (amr-warehouse copies, one fleet, k x robots)")
+    robots_base = resolve_path("amr-warehouse").resolve()
+    rdays = 1 if args.quick else 3
+    print(f"{'size':>5} {'robots':>7} {'wall s':>9} {'events':>12} {'us/event':>9}")
+    rcosts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in (1, 2, 4):
+            p = scaled_plant(robots_base, k, Path(tmp))
+            r = measure(str(p), rdays)
+            cost = 1e6 * r["wall_s"] / r["events"]
+            rcosts.append(cost)
+            print(f"{k:4d}x {6 * k:7d} {r['wall_s']:9.2f} {r['events']:12,d} {cost:9.3f}")
+    print(f"cost per event 4x / 1x = {rcosts[-1] / rcosts[0]:.3f} (goal <= 1.15)\n")
 
     print("3. replication speed-up")
     sp = replication_speedup(str(base), 2 if args.quick else 30, 4 if args.quick else 8)
