@@ -79,7 +79,6 @@ class FleetManager:
         self.spots = sorted(spots)
         self.robots: list = []
         self.unit_mass_kg: dict[str, float] = {}  # product -> kg per unit
-        self._dist_to: dict[str, dict[str, float]] = {}
         self.pending: deque[TransportTask] = deque()
         self._open: dict[Staging, TransportTask] = {}
         self._space_wait: dict[object, list[Staging]] = {}
@@ -216,14 +215,6 @@ class FleetManager:
                 best, best_key = r, key
         return best
 
-    def dist_to(self, goal: str) -> dict[str, float]:
-        """Free-flow path length (m) from every node to ``goal``."""
-        d = self._dist_to.get(goal)
-        if d is None:
-            d = self._dist_to[goal] = nx.single_source_dijkstra_path_length(
-                self.graph.reverse(copy=False), goal, weight="length_m")
-        return d
-
     def _where(self, robot) -> str:
         return robot.node if robot.node is not None else robot.lane[-1]
 
@@ -351,11 +342,8 @@ class FleetManager:
         if detour is not None:
             steps = self._shortest(robot.node, detour, speed, now, frozenset())
         else:
-            to_goal = self.dist_to(goal)
-            fastest = max(speed, 1e-9)
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
-                              self.occ.holders, blocked,
-                              heuristic=lambda n: to_goal.get(n, 0.0) / fastest)
+                              self.occ.holders, blocked)
         if steps is None:
             # no conflict-free timing against the reservations: take the shortest path and
             # let the robot wait at its node until it holds the whole leg
