@@ -8,14 +8,13 @@ Wall time is part of the test: the run must stay well inside a minute.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from darkfab.scenarios import load_scenario, run_scenario
+from scenario_toml import to_toml
 
 DAYS = 30
 ROBOTS = 12
@@ -27,44 +26,6 @@ WALL_LIMIT_S = 60.0
 # to keep that margin. At 941fd88 the test fails: a robot caught in a deadlock-escape loop
 # drains its battery (InvariantViolation at t ≈ 2.6 days); without the monitor the fleet
 # stops delivering on day 26 and the run takes ~75 s because of the livelock churn.
-
-
-def _val(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        assert math.isfinite(v)
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_val(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_val(x) for x in v) + "]"
-    raise TypeError(type(v))
-
-
-_NAMED = {"products", "nodes", "buffers", "sources", "sinks", "equipment", "arms"}
-
-
-def to_toml(data: dict) -> str:
-    out = []
-    for key, value in data.items():
-        if key in _NAMED:
-            for name, body in value.items():
-                out.append(f"[{key}.{name}]")
-                out += [f"{k} = {_val(x)}" for k, x in body.items()]
-        elif isinstance(value, list):
-            for body in value:
-                out.append(f"[[{key}]]")
-                out += [f"{k} = {_val(x)}" for k, x in body.items()]
-        else:
-            out.append(f"[{key}]")
-            out += [f"{k} = {_val(x)}" for k, x in value.items()]
-        out.append("")
-    return "\n".join(out)
 
 
 def dense_plant() -> dict:
