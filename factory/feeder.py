@@ -1,0 +1,348 @@
+"""Loss-in-weight (LIW) feeder: hopper mass balance, feed factor, gravimetric/volumetric modes,
+AR(1) feed-rate noise, refills from delivered containers (lots). Event-driven: the state is
+advanced exactly from event to event; hopper levels are reached at computed times.
+
+Equations (DOMAIN.md §4):
+
+* hopper: dM/dt = −F + R·1[refilling];
+* feed factor (kg per screw revolution) ff(M) = ff_max − (ff_max − ff_min)·e^(−βM)
+  (Wang, Li, Muzzio & Glasser 2017, Powder Technol 308:135);
+* gravimetric mode (ideal PI loop): F = F_sp·(1 + ε), screw speed ω = F_sp/ff(M);
+* volumetric mode during a refill (Engisch & Muzzio 2015, Powder Technol 283:389): ω frozen at
+  its value when the refill starts, F = ff(M)·ω·(1 + ε). With ε constant in a noise cell the
+  ODE dM/dt = R − aff(M), a = ω(1 + ε), is solved exactly: with u = e^(β(M − M₀)),
+  du/dt = β(k·u + c), k = R − a·ff_max, c = a(ff_max − ff_min)e^(−βM₀), so
+  u(τ) = e^(βkτ) + βcτ·expm1(βkτ)/(βkτ);
+* noise: ε is AR(1) on a fixed grid of cells of length ``noise_period_s`` (cell j covers
+  [j·P, (j+1)·P)): ε_j = ρ·ε_(j−1) + sd·√(1 − ρ²)·z_j, ε_0 ~ N(0, sd²), z from the numpy
+  ``Generator`` passed in; ε_j depends only on j, never on when it is asked for. 1 + ε is
+  clipped at 0;
+* refill: a container of a lot is emptied at rate R until it is empty or M reaches M_high;
+  between refills (M_high − M_low)/F, refill duration (M_high − M_low)/(R − F).
+
+The hopper is perfectly mixed: the lot composition of the fed material is the hopper's
+composition at the start of each step (exact in gravimetric mode, first order in the noise cell
+length during a refill; per-lot masses are conserved exactly either way). Mass bookkeeping:
+fed = initial + refilled − M, closed to rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+from scipy.signal import lfilter
+
+__all__ = ["FeederParams", "FeedSegment", "LossInWeightFeeder", "feed_factor",
+           "refill_interval_s", "refill_duration_s"]
+
+BLOCK = 1024
+
+
+def feed_factor(mass_kg: float | np.ndarray, ff_max: float, ff_min: float,
+                beta_per_kg: float) -> float | np.ndarray:
+    """ff(M) = ff_max − (ff_max − ff_min)·e^(−βM) (kg/rev)."""
+    return ff_max - (ff_max - ff_min) * np.exp(-beta_per_kg * np.asarray(mass_kg))
+
+
+def refill_interval_s(m_high_kg: float, m_low_kg: float, feed_kg_s: float) -> float:
+    """Time to empty the hopper from M_high to M_low at feed rate F: (M_high − M_low)/F."""
+    return (m_high_kg - m_low_kg) / feed_kg_s
+
+
+def refill_duration_s(m_high_kg: float, m_low_kg: float, refill_kg_s: float,
+                      feed_kg_s: float) -> float:
+    """Time to fill from M_low to M_high at refill rate R while feeding F: (M_high−M_low)/(R−F)."""
+    return (m_high_kg - m_low_kg) / (refill_kg_s - feed_kg_s)
+
+
+@dataclass(frozen=True)
+class FeederParams:
+    """Feeder parameters: feed factors in kg/rev, β in 1/kg, levels in kg, noise sd of ε."""
+
+    ff_max_kg_rev: float
+    ff_min_kg_rev: float
+    beta_per_kg: float
+    m_low_kg: float
+    m_high_kg: float
+    noise_sd: float = 0.0
+    noise_corr: float = 0.0
+    noise_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.ff_min_kg_rev <= self.ff_max_kg_rev and self.beta_per_kg >= 0):
+            raise ValueError("need 0 < ff_min <= ff_max and beta >= 0")
+        if not (0 <= self.m_low_kg < self.m_high_kg):
+            raise ValueError("need 0 <= m_low < m_high")
+        if not (self.noise_sd >= 0 and -1 < self.noise_corr < 1 and self.noise_period_s > 0):
+            raise ValueError("need noise_sd >= 0, |noise_corr| < 1, noise_period_s > 0")
+
+    def ff(self, mass_kg: float) -> float:
+        return float(feed_factor(mass_kg, self.ff_max_kg_rev, self.ff_min_kg_rev,
+                                 self.beta_per_kg))
+
+
+@dataclass(frozen=True)
+class FeedSegment:
+    """Constant (mass-averaged) feed over [start_s, end_s): total and per-lot rates (kg/s)."""
+
+    start_s: float
+    end_s: float
+    rate_kg_s: float
+    lots: dict[Hashable, float] = field(default_factory=dict)
+
+
+class _Noise:
+    """Multiplier 1 + ε_j per noise cell j, drawn lazily in blocks (shared by look-ahead clones)."""
+
+    def __init__(self, rng: np.random.Generator, sd: float, rho: float) -> None:
+        self.rng, self.sd, self.rho = rng, sd, rho
+        self.factor = np.zeros(0)
+        self._last = 0.0
+
+    def get(self, j0: int, j1: int) -> np.ndarray:
+        """Multipliers of cells j0..j1-1."""
+        if self.sd == 0.0:
+            return np.ones(j1 - j0)
+        while self.factor.size < j1:
+            z = self.rng.standard_normal(BLOCK)
+            c = self.sd * math.sqrt(1.0 - self.rho**2)
+            if self.factor.size == 0:  # stationary start: ε_0 = sd·z_0
+                z[0] *= self.sd / c
+                zi = 0.0
+            else:
+                zi = self.rho * self._last
+            eps = lfilter([c], [1.0, -self.rho], z, zi=[zi])[0]
+            self._last = float(eps[-1])
+            self.factor = np.concatenate([self.factor, np.maximum(1.0 + eps, 0.0)])
+        return self.factor[j0:j1]
+
+
+class LossInWeightFeeder:
+    """One LIW feeder, advanced event to event (see module doc).
+
+    Modes: ``"gravimetric"``, ``"refill"`` (volumetric), ``"starved"`` (hopper empty, F = 0).
+    """
+
+    def __init__(self, params: FeederParams, rng: np.random.Generator, *, mass_kg: float,
+                 setpoint_kg_s: float, t0: float = 0.0, lot: Hashable = "initial") -> None:
+        self.p = params
+        self.t = float(t0)
+        self.mass_kg = float(mass_kg)
+        self.setpoint_kg_s = float(setpoint_kg_s)
+        self.lots: dict[Hashable, float] = {lot: self.mass_kg} if mass_kg > 0 else {}
+        self.mode = "gravimetric" if mass_kg > 0 else "starved"
+        self.initial_kg = self.mass_kg
+        self.fed_kg = 0.0
+        self.refilled_kg = 0.0
+        self.fed_by_lot: dict[Hashable, float] = {}
+        self._noise = _Noise(rng, params.noise_sd, params.noise_corr)
+        self._refill: tuple[float, float, Hashable, float] | None = None  # R, left, lot, ω
+        self._segments: list[FeedSegment] = []
+        self._record = True
+
+    # --- commands -----------------------------------------------------------------------------
+    def set_setpoint(self, t: float, setpoint_kg_s: float) -> list[FeedSegment]:
+        segs = self.advance(t)
+        self.setpoint_kg_s = float(setpoint_kg_s)
+        return segs
+
+    def start_refill(self, t: float, mass_kg: float, rate_kg_s: float,
+                     lot_id: Hashable) -> list[FeedSegment]:
+        """Start emptying a container of ``mass_kg`` of ``lot_id`` at ``rate_kg_s`` at t
+        (advances to t first; returns the segments fed up to t)."""
+        if rate_kg_s <= self.setpoint_kg_s:
+            raise ValueError("refill rate must exceed the feed set-point")
+        segs = self.advance(t)
+        omega = self.setpoint_kg_s / self.p.ff(self.mass_kg)
+        self._refill = (float(rate_kg_s), float(mass_kg), lot_id, omega)
+        self.mode = "refill"
+        return segs
+
+    @property
+    def screw_speed_rev_s(self) -> float:
+        if self.mode == "refill":
+            assert self._refill is not None
+            return self._refill[3]
+        return self.setpoint_kg_s / self.p.ff(self.mass_kg) if self.mode != "starved" else 0.0
+
+    def hopper_fractions(self) -> dict[Hashable, float]:
+        return {k: v / self.mass_kg for k, v in self.lots.items()} if self.mass_kg > 0 else {}
+
+    # --- advancing ------------------------------------------------------------------------------
+    def advance(self, t: float) -> list[FeedSegment]:
+        """Advance the state to t; returns the feed segments since the previous call."""
+        if t < self.t:
+            raise ValueError(f"cannot advance back from {self.t} to {t}")
+        self._run(float(t), None)
+        out, self._segments = self._segments, []
+        return out
+
+    def _clone(self) -> LossInWeightFeeder:
+        c = copy.copy(self)
+        c.lots, c.fed_by_lot, c._segments, c._record = dict(self.lots), dict(self.fed_by_lot), [], False
+        return c
+
+    def time_to_level(self, m_target_kg: float, horizon_s: float = 30 * 86400.0) -> float:
+        """Absolute time at which the hopper mass first reaches ``m_target_kg`` with no further
+        command (inf if not within ``horizon_s``). Exact (same arithmetic as :meth:`advance`)."""
+        if m_target_kg == self.mass_kg:
+            return self.t
+        hit = self._clone()._run(self.t + horizon_s, float(m_target_kg))
+        return math.inf if hit is None else hit
+
+    def next_event(self) -> tuple[float, str]:
+        """(time, kind) of the next intrinsic event: "refill_done", "low" or "empty"."""
+        if self.mode == "refill":
+            clone = self._clone()
+            while clone.mode == "refill":
+                clone._run(clone.t + 86400.0, None, stop_on_mode_change=True)
+            return clone.t, "refill_done"
+        if self.mode == "starved":
+            return math.inf, "empty"
+        if self.mass_kg > self.p.m_low_kg:
+            return self.time_to_level(self.p.m_low_kg), "low"
+        return self.time_to_level(0.0), "empty"
+
+    def _emit(self, a: float, b: float, fed: float, frac: dict[Hashable, float]) -> None:
+        if b <= a or not self._record:
+            return
+        rate = fed / (b - a)
+        lots = {k: float(rate * f) for k, f in frac.items()}
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.end_s == a and last.lots == lots:
+            self._segments[-1] = FeedSegment(last.start_s, float(b), float(rate), lots)
+        else:
+            self._segments.append(FeedSegment(float(a), float(b), float(rate), lots))
+
+    def _take(self, fed: float) -> dict[Hashable, float]:
+        """Remove ``fed`` kg from the mixed hopper; returns the composition used."""
+        frac = self.hopper_fractions()
+        for k, f in frac.items():
+            self.lots[k] -= fed * f
+            self.fed_by_lot[k] = self.fed_by_lot.get(k, 0.0) + fed * f
+        self.fed_kg += fed
+        return frac
+
+    def _run(self, t_end: float, stop_level: float | None,
+             stop_on_mode_change: bool = False) -> float | None:
+        while self.t < t_end:
+            mode0 = self.mode
+            if self.mode == "starved" or (self.mode == "gravimetric" and self.setpoint_kg_s <= 0):
+                self.t = t_end
+                return None
+            if self.mode == "gravimetric":
+                hit = self._run_gravimetric(t_end, stop_level)
+            else:
+                hit = self._run_refill_cell(t_end, stop_level)
+            if hit is not None:
+                return hit
+            if stop_on_mode_change and self.mode != mode0:
+                return None
+        return None
+
+    def _run_gravimetric(self, t_end: float, stop_level: float | None) -> float | None:
+        P = self.p.noise_period_s
+        j0 = int(math.floor(self.t / P))
+        j1 = min(int(math.ceil(t_end / P)), j0 + BLOCK)
+        edges = np.arange(j0, j1 + 1) * P
+        edges[0] = self.t
+        edges[-1] = min(edges[-1], t_end)
+        dt = np.diff(edges)
+        rates = self.setpoint_kg_s * self._noise.get(j0, j1)
+        cum = np.cumsum(rates * dt)
+        floor = 0.0
+        kind = "empty"
+        if stop_level is not None and 0.0 < stop_level < self.mass_kg:
+            floor, kind = stop_level, "stop"
+        avail = self.mass_kg - floor
+        k = int(np.searchsorted(cum, avail, side="left"))
+        if k >= cum.size:  # no crossing in this block
+            n = cum.size
+            t_stop = edges[-1]
+        else:
+            before = cum[k - 1] if k > 0 else 0.0
+            t_stop = edges[k] + (avail - before) / rates[k] if rates[k] > 0 else edges[k + 1]
+            n = k + 1
+        frac = self.hopper_fractions()
+        total = 0.0
+        for i in range(n):
+            a, b = edges[i], (edges[i + 1] if i < n - 1 or k >= cum.size else t_stop)
+            fed = rates[i] * (b - a) if i < k or k >= cum.size else avail - total
+            total += fed
+            self._emit(a, b, fed, frac)
+        self._take(total)
+        self.mass_kg = (self.mass_kg - total) if k >= cum.size else floor
+        self.t = float(t_stop)
+        if k < cum.size:
+            if kind == "stop":
+                return self.t
+            self.mass_kg = 0.0
+            self.mode = "starved"
+            if stop_level is not None and stop_level <= 0.0:
+                return self.t
+        return None
+
+    def _mass_after(self, m0: float, tau: float, a: float, R: float) -> float:
+        p = self.p
+        if p.beta_per_kg == 0.0:
+            return m0 + (R - a * p.ff_min_kg_rev) * tau
+        b = p.beta_per_kg
+        k = R - a * p.ff_max_kg_rev
+        c = a * (p.ff_max_kg_rev - p.ff_min_kg_rev) * math.exp(-b * m0)
+        x = b * k * tau
+        phi = math.expm1(x) / x if x != 0.0 else 1.0
+        return m0 + math.log(math.exp(x) + b * c * tau * phi) / b
+
+    def _run_refill_cell(self, t_end: float, stop_level: float | None) -> float | None:
+        assert self._refill is not None
+        R, left, lot, omega = self._refill
+        P = self.p.noise_period_s
+        j = int(math.floor(self.t / P))
+        cell_end = (j + 1) * P
+        a = omega * float(self._noise.get(j, j + 1)[0])
+        m0 = self.mass_kg
+        b = min(cell_end, t_end, self.t + left / R)
+        targets: list[tuple[float, str]] = []
+        m_b = self._mass_after(m0, b - self.t, a, R)
+        if m_b >= self.p.m_high_kg > m0:
+            targets.append((self.p.m_high_kg, "high"))
+        if stop_level is not None and min(m0, m_b) <= stop_level <= max(m0, m_b) \
+                and stop_level != m0:
+            targets.append((stop_level, "stop"))
+        reason = "time"
+        if targets:
+            level, reason = min(targets, key=lambda x: abs(x[0] - m0))
+            tau = optimize.brentq(lambda s: self._mass_after(m0, s, a, R) - level, 0.0,
+                                  b - self.t, xtol=1e-12 * max(1.0, self.t), rtol=1e-15)
+            b = self.t + tau
+            m_b = level
+        added = R * (b - self.t)
+        fed = added - (m_b - m0)
+        frac = self._take(fed) if fed > 0 else self.hopper_fractions()
+        self._emit(self.t, b, fed, frac)
+        self.lots[lot] = self.lots.get(lot, 0.0) + added
+        self.refilled_kg += added
+        self.mass_kg = m_b
+        left -= added
+        self.t = b
+        if reason == "high" or left <= 1e-12 * max(1.0, R):
+            self._refill = None
+            self.mode = "gravimetric"
+        else:
+            self._refill = (R, left, lot, omega)
+        return self.t if reason == "stop" else None
+
+    @property
+    def refill_leftover_kg(self) -> float:
+        """Mass still in the container being emptied (0 when not refilling)."""
+        return self._refill[1] if self._refill else 0.0
+
+    @property
+    def mass_balance_error_kg(self) -> float:
+        """initial + refilled − fed − M (0 to rounding)."""
+        return self.initial_kg + self.refilled_kg - self.fed_kg - self.mass_kg

@@ -1,0 +1,98 @@
+"""NIR process-analytical-technology (PAT) sensor for API concentration.
+
+Samples every ``period_s`` at t_k = phase + k·period; a sample of the true value x(t_k) is
+available at t_k + ``delay_s`` and reads y = x(t_k) + bias(t_k) + e, e ~ N(0, noise_sd²)
+(absolute, in concentration units), bias(t) = drift_rate·(t − drift_start) for t ≥ drift_start
+(a drift fault), else 0. A sample is lost (value None) with probability ``dropout_prob`` or when
+t_k falls in a scripted dropout window [a, b). Randomness only from the numpy ``Generator``
+passed in; two standard normals per sample, in sample order (the second gives the dropout
+uniform as Φ(z)), so the readings do not
+depend on how the caller batches them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import special
+
+__all__ = ["NirSensorParams", "Measurement", "NirSensor"]
+
+
+@dataclass(frozen=True)
+class NirSensorParams:
+    period_s: float
+    noise_sd: float = 0.0
+    delay_s: float = 0.0
+    dropout_prob: float = 0.0
+    dropout_windows: tuple[tuple[float, float], ...] = ()
+    drift_start_s: float = math.inf
+    drift_rate_per_s: float = 0.0
+    phase_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.period_s > 0 and self.noise_sd >= 0 and self.delay_s >= 0
+                and 0 <= self.dropout_prob <= 1):
+            raise ValueError("need period_s > 0, noise_sd >= 0, delay_s >= 0, 0 <= p <= 1")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    sample_time_s: float
+    available_s: float
+    value: float | None
+    true_value: float = field(default=math.nan, compare=False)
+
+
+class NirSensor:
+    """Stateful sensor: call :meth:`measure` for consecutive samples (or :meth:`measure_many`)."""
+
+    def __init__(self, params: NirSensorParams, rng: np.random.Generator) -> None:
+        self.p = params
+        self.rng = rng
+        self.k = 0  # index of the next sample
+
+    def sample_time(self, k: int) -> float:
+        return self.p.phase_s + k * self.p.period_s
+
+    @property
+    def next_sample_time_s(self) -> float:
+        """When to schedule the next sample event."""
+        return self.sample_time(self.k)
+
+    def sample_times(self, t_until: float) -> np.ndarray:
+        """Times of the pending samples up to and including ``t_until``."""
+        k1 = math.floor((t_until - self.p.phase_s) / self.p.period_s)
+        return self.sample_time(0) + np.arange(self.k, max(self.k, k1 + 1)) * self.p.period_s
+
+    def bias(self, t: ArrayLike) -> np.ndarray:
+        ta = np.asarray(t, dtype=float)
+        return np.where(ta >= self.p.drift_start_s,
+                        self.p.drift_rate_per_s * (ta - self.p.drift_start_s), 0.0)
+
+    def _lost(self, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+        lost = u < self.p.dropout_prob
+        for a, b in self.p.dropout_windows:
+            lost |= (t >= a) & (t < b)
+        return lost
+
+    def measure_many(self, true_values: Sequence[float] | np.ndarray) -> list[Measurement]:
+        """Readings of the next len(true_values) samples (true values at their sample times)."""
+        x = np.asarray(true_values, dtype=float)
+        n = x.size
+        t = self.sample_time(0) + np.arange(self.k, self.k + n) * self.p.period_s
+        z = self.rng.standard_normal((n, 2))
+        u = special.ndtr(z[:, 1])  # uniform on (0, 1): batch sizes do not shift the stream
+        y = x + self.bias(t) + self.p.noise_sd * z[:, 0]
+        lost = self._lost(t, u)
+        self.k += n
+        return [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
+                            None if lost[i] else float(y[i]), float(x[i])) for i in range(n)]
+
+    def measure(self, true_value: float) -> Measurement:
+        """Reading of the next sample (taken at :attr:`next_sample_time_s`)."""
+        return self.measure_many([true_value])[0]
