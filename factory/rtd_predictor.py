@@ -169,8 +169,12 @@ class RTDPredictor:
 
     # --- output -----------------------------------------------------------------------------
     def output(self, t: ArrayLike) -> FloatArray:
-        """y(t) per channel: shape (m,) for scalar t, (len(t), m) for a vector of times."""
+        """y(t) per channel: shape (m,) for scalar t, (len(t), m) for a vector of times.
+        Exact only for t ≥ ``valid_from`` (raises otherwise)."""
         ta = np.asarray(t, dtype=float)
+        if ta.size and float(ta.min()) < self.valid_from - 1e-9 * max(1.0, self.valid_from):
+            raise ValueError(f"time {float(ta.min())} is before the retained history "
+                             f"({self.valid_from}); increase retain_s")
         s, e, v = self._arrays()
         tt = np.atleast_1d(ta)[:, None]
         w = self.rtd.cdf(tt - s) - self.rtd.cdf(tt - e)
