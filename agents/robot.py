@@ -58,6 +58,7 @@ class Job:
     task: TransportTask | None = None
     target_soc: float = 1.0
     opportunistic: bool = False  # a charge that a task may cut short
+    abandoned: bool = False  # given up on the way (battery low while waiting): not done
 
 
 class Amr(CellAgent):
@@ -130,15 +131,20 @@ class Amr(CellAgent):
             elif job.kind == "charge":
                 yield from self._travel(job.node, loaded=False)
                 yield from self._charge(job.target_soc)
-            else:  # park
-                yield from self._travel(job.node, loaded=False)
+            elif not (yield from self._travel(job.node, loaded=False)):  # park
+                job.abandoned = True
             self.job = None
             self._set(IDLE)
             self.fleet.on_job_done(self, job)
 
     def _transport(self, task: TransportTask):
         m = self.model
-        yield from self._travel(task.pickup, loaded=False)
+        if not (yield from self._travel(task.pickup, loaded=False)):
+            self.job.abandoned = True
+            self.fleet.abandon(self, task)
+            m.log.record(self.env.now, "abandon", self.name, -1, "", self.node,
+                         f"task {task.id}: battery low while waiting")
+            return
         self._set(LOADING)
         yield self.env.timeout(self.spec.load_time())
         st = task.staging
@@ -196,7 +202,9 @@ class Amr(CellAgent):
     def _travel(self, goal: str, loaded: bool):
         """Drive to ``goal``. Each leg is planned by the fleet manager against the others'
         reservations; the robot sets off only when it holds every lane and node of the leg
-        (it waits at its node otherwise), and frees each one as it passes."""
+        (it waits at its node otherwise), and frees each one as it passes. ``False`` if it gave
+        up waiting because its battery ran down to the reserve (see
+        :meth:`~darkfab.control.fleet.FleetManager.battery_low`); never when loaded."""
         env, fleet, occ = self.env, self.fleet, self.occ
         speed = self.spec.speed_loaded_m_s if loaded else self.spec.speed_empty_m_s
         replans_now, last = 0, -1.0
@@ -211,6 +219,8 @@ class Amr(CellAgent):
                     self._wake = fleet.changed_event()
                     yield self._wake | env.timeout(fleet.retry_s)
                     self.traffic_wait_s += env.now - t0
+                    if fleet.battery_low(self, loaded):
+                        return False
             self._replan = False
             plan = fleet.plan(self, goal, speed)
             if self.job is not None and self.job.kind == "park":
@@ -221,6 +231,8 @@ class Amr(CellAgent):
                 self._wake = fleet.changed_event()
                 yield self._wake | env.timeout(fleet.retry_s)
                 self.traffic_wait_s += env.now - t0
+                if fleet.battery_low(self, loaded):
+                    return False
                 continue
             keys = [k for st in plan for k in (st.lane.key, ("node", st.to))]
             if fleet.traffic:
@@ -233,15 +245,18 @@ class Amr(CellAgent):
                     if not self._replan:
                         yield self._wake | env.timeout(fleet.retry_s)
                     self.traffic_wait_s += env.now - t0
+                    if fleet.battery_low(self, loaded):
+                        return False
                     if self._replan:
                         break
                 if self._replan:
                     continue
                 occ.hold(keys, self.name)
-                fleet.on_moving(self)
+                fleet.on_moving(self, plan)
             ahead = Counter(keys)  # a leg may pass a node twice: keep it until the last time
             for step in plan:
                 yield from self._traverse(step, speed, loaded, ahead)
+        return True
 
     def _traverse(self, step, speed: float, loaded: bool, ahead: Counter):
         env, lane, fleet = self.env, step.lane, self.fleet

@@ -14,7 +14,12 @@
   re-plan.
 * Charging: below ``charge_below_soc`` after a job a robot goes to the nearest free charger and
   charges to ``charge_target_soc``; an idle robot below ``opportunistic_below_soc`` charges while
-  idle and is taken off the charger when a task needs it. Chargers are claimed one robot each.
+  idle and is taken off the charger when a task needs it. Chargers are claimed one robot each;
+  a robot that must charge takes a charger from an opportunistic one when none is free, else it
+  queues. A robot that keeps waiting in traffic draws power: when, while it waits, its charge
+  would no longer reach a charger with ``reserve_soc`` left, it gives up an unloaded trip (the
+  task goes back to the head of the queue) and goes to charge; a loaded robot delivers first
+  (its bid kept the reserve for the trip and the way to a charger).
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class FleetManager:
         self._writer = transport_writer
         self._changed: list[simpy.Event] = []
         self._waiting: dict[str, set[str]] = {}
+        self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
         self._blocked: dict[str, frozenset] = {}
         self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
         self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
@@ -95,6 +101,8 @@ class FleetManager:
         self.lead_time = LogHistogram()
         self.deadlocks = 0
         self.backoffs = 0
+        self.abandoned = 0  # trips given up before pickup for a low battery
+        self.charger_preemptions = 0  # opportunistic charges cut short for a low robot
         self.tasks_requested = 0
         self.tasks_delivered = 0
 
@@ -223,7 +231,7 @@ class FleetManager:
 
     # --- job completion and charging --------------------------------------------------------
     def on_job_done(self, robot, job) -> None:
-        if job.kind == "transport":
+        if job.kind == "transport" and not job.abandoned:
             t = job.task
             self.tasks_delivered += 1
             if t.requested_s >= self.warmup_s:
@@ -231,6 +239,9 @@ class FleetManager:
             self._write(t)
         if job.kind == "charge":
             self._release_charger(robot)
+        if job.abandoned and robot.battery.soc < self.charge_below_soc \
+                and self._to_charger(robot, False):
+            return
         task = robot.pending_task
         if task is not None:
             robot.pending_task = None
@@ -284,6 +295,8 @@ class FleetManager:
 
     def _to_charger(self, robot, opportunistic: bool) -> bool:
         free = [c for c, r in self.chargers.items() if r is None]
+        if not free and not opportunistic:
+            free = self._preempt_charger()
         if not free:
             return False
         here = self._where(robot)
@@ -296,15 +309,67 @@ class FleetManager:
         robot.assign(Job("charge", c, None, self.charge_target_soc, opportunistic=opportunistic))
         return True
 
+    def _preempt_charger(self) -> list[str]:
+        """Take the charger of the opportunistically charging robot with the most charge
+        (already above ``charge_below_soc``) for a robot that must charge; [] if none."""
+        by_name = {r.name: r for r in self.robots}
+        cands = []
+        for c, name in self.chargers.items():
+            r = by_name.get(name)
+            if (r is not None and r.job is not None and r.job.kind == "charge"
+                    and r.job.opportunistic and r._charging and r.job.task is None
+                    and r.pending_task is None):
+                r.battery.advance(self.env.now)
+                if r.battery.soc >= self.charge_below_soc:
+                    cands.append((-r.battery.soc, name, c))
+        if not cands:
+            return []
+        _, name, c = min(cands)
+        by_name[name].interrupt_charge()  # its job ends now and it parks
+        self.charger_preemptions += 1
+        self.chargers[c] = None
+        return [c]
+
     def _release_charger(self, robot) -> None:
         for c, r in self.chargers.items():
             if r == robot.name:
                 self.chargers[c] = None
         queue = self._charge_queue
         while queue:
-            nxt = queue.popleft()
-            if nxt.job is None and self._to_charger(nxt, False):
-                break
+            nxt = queue[0]
+            if nxt.job is not None:  # busy again: it checks its charge when that job ends
+                queue.popleft()
+                continue
+            if self._to_charger(nxt, False):
+                queue.popleft()
+            break
+
+    def battery_low(self, robot, loaded: bool) -> bool:
+        """Called while ``robot`` waits in traffic: ``True`` if it should give up its unloaded
+        trip and charge, its charge no longer reaching a charger with the reserve left.
+        Checks the state-of-charge invariant too, since waiting draws power."""
+        b = robot.battery
+        b.advance(self.env.now)
+        if self.check_invariants and not -1e-9 <= b.soc_kwh <= b.capacity_kwh + 1e-9:
+            self._violation(robot, f"state of charge {b.soc_kwh:.6f} kWh outside "
+                                   f"[0, {b.capacity_kwh}] while waiting")
+        job = robot.job
+        if loaded or job is None or job.kind == "charge" or robot.node is None:
+            return False
+        to_charger = min((self._d(robot.node, c) for c in self.chargers), default=0.0)
+        return b.soc_kwh - b.travel_energy(to_charger, False) < self.reserve_soc * b.capacity_kwh
+
+    def abandon(self, robot, task: TransportTask) -> None:
+        """``robot`` gives up ``task`` before pickup: the task goes back to the head of the
+        queue for another robot, and the robot's planned leg is cancelled."""
+        self.abandoned += 1
+        task.status, task.robot, task.assigned_s = "requested", "", -1.0
+        self.pending.appendleft(task)
+        self.table.clear_robot(robot.name)
+        self.table.add(("node", robot.node), self.env.now, INF, robot.name)
+        self._waiting.pop(robot.name, None)
+        self._yield_to.pop(robot.name, None)
+        self._detour.pop(robot.name, None)
 
     def _write(self, t: TransportTask) -> None:
         if self._writer is not None:
@@ -344,16 +409,22 @@ class FleetManager:
         else:
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
                               self.occ.holders, blocked)
-        if steps is None:
+        timed = steps is not None
+        if not timed:
             # no conflict-free timing against the reservations: take the shortest path and
-            # let the robot wait at its node until it holds the whole leg
+            # let the robot wait at its node until it holds the whole leg; until then it
+            # reserves only the node it stands on (a leg it may not drive for a long time
+            # must not claim its goal for ever and so keep everyone else from planning there)
             steps = self._shortest(robot.node, goal, speed, now, blocked)
         if steps is None:
             self.table.add(("node", robot.node), now, INF, name)
             self._note_goal_wait(robot, goal)
             return None
         self._waiting.pop(name, None)
-        self._reserve(name, robot.node, now, steps)
+        if timed:
+            self._reserve(name, robot.node, now, steps)
+        else:
+            self.table.add(("node", robot.node), now, INF, name)
         return steps
 
     def _shortest(self, start: str, goal: str, speed: float, now: float,
@@ -405,6 +476,7 @@ class FleetManager:
         holders |= self.occ.holders(key)
         holders.discard(robot.name)
         self._waiting[robot.name] = holders
+        self._wanted[robot.name] = {goal}
         cycle = self._cycle(robot.name)
         if cycle:
             self._break(robot, cycle)
@@ -432,8 +504,20 @@ class FleetManager:
                 if not ev.triggered:
                     ev.succeed()
 
-    def on_moving(self, robot) -> None:
+    def on_moving(self, robot, steps: list[Step]) -> None:
+        """``robot`` holds its whole leg and sets off now: its reservations become the leg
+        as it will be driven from now on (the planned times shift by any wait)."""
         self._waiting.pop(robot.name, None)
+        if not steps:
+            return
+        now = self.env.now
+        self.table.clear_robot(robot.name)
+        t, retimed = now, []
+        for st in steps:
+            d = st.arrive_s - st.depart_s
+            retimed.append(Step(st.lane, st.frm, st.to, t, t + d))
+            t += d
+        self._reserve(robot.name, robot.node, now, retimed)
 
     def on_wait(self, robot, keys: list[Hashable]) -> bool:
         """Record whom ``robot`` waits for (the holders of the lanes and nodes of its leg). If
@@ -443,6 +527,7 @@ class FleetManager:
         for k in keys:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
+        self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
         if any(self._stalled.get(k, 0.0) > self.env.now for k in keys):
             return True  # a stalled robot is in the way: re-plan around it
         cycle = self._cycle(robot.name)
@@ -477,9 +562,12 @@ class FleetManager:
         return False
 
     def _in_the_way(self, names: set[str]) -> set[str]:
-        """Nodes on the shortest paths of the named robots to their current goals."""
+        """Nodes the named robots need: the legs they wait for, and the shortest paths to
+        their current goals (a leg planned around an obstacle may differ from it)."""
         out: set[str] = set()
         for r in self.robots:
+            if r.name in names and r.name in self._waiting:
+                out |= self._wanted.get(r.name, set())
             if r.name in names and r.goal is not None:
                 try:
                     out |= set(nx.shortest_path(self.graph, self._where(r), r.goal,

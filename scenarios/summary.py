@@ -112,6 +112,8 @@ def fleet_kpis(plant: Plant, end: float) -> dict:
         "transport_lead_time_s": {"mean": lt.mean(), "p50": lt.quantile(0.5),
                                   "p95": lt.quantile(0.95)},
         "deadlocks_resolved": f.deadlocks,
+        "trips_abandoned_low_battery": f.abandoned,
+        "charger_preemptions": f.charger_preemptions,
         "backoffs": f.backoffs,
         "task_allocation": f.allocation,
         "traffic": "reservations" if f.traffic else "none",

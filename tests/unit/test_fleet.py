@@ -40,7 +40,11 @@ def run(tmp_path: Path, data: dict, overrides=(), tag: str = "run", check: bool 
 
 
 def rows(res, table: str) -> list[dict]:
-    return pq.read_table(res.out_dir / f"{table}.parquet").to_pylist()
+    return rows_of(res.out_dir, table)
+
+
+def rows_of(out_dir: Path, table: str) -> list[dict]:
+    return pq.read_table(out_dir / f"{table}.parquet").to_pylist()
 
 
 def robot_intervals(res, robot: str | None = None) -> list[dict]:
@@ -384,6 +388,51 @@ def test_idle_robot_below_threshold_goes_charging(tmp_path):
     assert b.charged_kwh > 0
     assert b.soc_kwh >= 0.0
     assert_all_delivered(res)
+
+
+def test_robot_waiting_in_traffic_gives_up_its_trip_to_charge_before_running_flat(tmp_path):
+    """An obstacle (an unknown occupant, held through the occupancy API) sits on the pickup
+    port from t = 0 to 10,000 s. The robot assigned at t = 100 s waits for it, drawing 0.5 kW:
+    it would be flat after 7,300 s. It must give up the trip while it can still reach the
+    charger with the reserve left, charge, and deliver once the port is clear; the monitor
+    (which also checks the state of charge while a robot waits) stays silent."""
+    from darkfab.scenarios.builder import build_plant
+
+    spec = {"capacity_kwh": 1.0, "consumption_empty_kwh_per_m": 0.0001,
+            "consumption_loaded_kwh_per_m": 0.0002, "base_kw": 0.5, "charging_kw": 1.0}
+    path = tmp_path / "blocked.toml"
+    path.write_text(to_toml(free_flow(horizon=20_000.0, battery=spec)))
+    s = load_scenario(path)
+    (tmp_path / "out").mkdir()
+    plant = build_plant(s, 1, 0, tmp_path / "out", "blocked", 1024, True)
+    occ, env = plant.fleet.occ, plant.model.env
+    occ.hold([("node", "A")], "obstacle")
+
+    def clear(_ev):
+        occ.release(("node", "A"), "obstacle")
+
+    env.timeout(10_000.0).callbacks.append(clear)
+    plant.start()
+    env.run(until=s.scenario.horizon_s)
+    robot, fleet = plant.robots["amr-1"], plant.fleet
+    b = robot.battery
+    b.advance(env.now)
+    assert fleet.abandoned == 1
+    assert b.charged_kwh > 0.5
+    assert 0.0 <= b.soc_kwh <= b.capacity_kwh
+    assert fleet.tasks_delivered == 1 and not fleet.pending
+    plant.fleet.finish(env.now)
+    plant.model.finish(env.now)
+    events = pq.read_table(tmp_path / "out" / "events.parquet").to_pylist()
+    abandon = [e for e in events if e["kind"] == "abandon"]
+    assert len(abandon) == 1 and abandon[0]["entity"] == "amr-1"
+    # it gave up when the reserve (0.1 kWh, plus the 5 m to the charger) was reached, checking
+    # at least every retry_s while it waited; from full charge at 0.5 kW:
+    gave_up = (1.0 - fleet.reserve_soc - 5.0 * spec["consumption_empty_kwh_per_m"]) \
+        / spec["base_kw"] * 3600.0
+    assert gave_up <= abandon[0]["time_s"] <= gave_up + fleet.retry_s + 1e-6
+    task = rows_of(tmp_path / "out", "transport")[0]
+    assert task["status"] == "delivered" and task["picked_up_s"] >= 10_000.0
 
 
 # --- task allocation ----------------------------------------------------------------------
