@@ -71,6 +71,8 @@ class NirSensor:
 
     def bias(self, t: ArrayLike) -> np.ndarray:
         ta = np.asarray(t, dtype=float)
+        if not math.isfinite(self.p.drift_start_s):
+            return np.zeros_like(ta)
         return np.where(ta >= self.p.drift_start_s,
                         self.p.drift_rate_per_s * (ta - self.p.drift_start_s), 0.0)
 

@@ -1,0 +1,45 @@
+"""NIR PAT sensor: noise, delay, dropout and drift; batch-independent readings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from darkfab.factory.pat import NirSensor, NirSensorParams
+
+
+def test_pat_noise_delay_drift_dropout():
+    p = NirSensorParams(period_s=2.0, noise_sd=0.01, delay_s=5.0, dropout_prob=0.1,
+                        dropout_windows=((100.0, 120.0),), drift_start_s=10_000.0,
+                        drift_rate_per_s=1e-5)
+    s = NirSensor(p, np.random.default_rng(11))
+    n = 10_000
+    ms = s.measure_many(np.full(n, 1.0))
+    assert ms[3].sample_time_s == 6.0 and ms[3].available_s == 11.0
+    assert s.next_sample_time_s == 2.0 * n
+    lost = np.array([m.value is None for m in ms])
+    t = np.array([m.sample_time_s for m in ms])
+    assert lost[(t >= 100) & (t < 120)].all()
+    free = (t < 100) | (t >= 120)
+    rate, k = lost[free].mean(), free.sum()
+    assert abs(rate - 0.1) < 5 * math.sqrt(0.1 * 0.9 / k)
+    ok = ~lost & (t < 10_000)
+    y = np.array([m.value for m in ms], dtype=object)[ok].astype(float)
+    assert abs(y.mean() - 1.0) < 5 * 0.01 / math.sqrt(y.size)
+    assert abs(y.std(ddof=1) / 0.01 - 1) < 5 / math.sqrt(2 * y.size)
+    late = ~lost & (t >= 15_000)
+    yl = np.array([m.value for m in ms], dtype=object)[late].astype(float)
+    bias = 1e-5 * (t[late] - 10_000)
+    assert abs((yl - 1.0 - bias).mean()) < 5 * 0.01 / math.sqrt(yl.size)
+
+
+def test_pat_batches_do_not_change_readings():
+    p = NirSensorParams(period_s=1.0, noise_sd=0.02, dropout_prob=0.2)
+    a = NirSensor(p, np.random.default_rng(5)).measure_many(np.linspace(0.9, 1.1, 50))
+    sb = NirSensor(p, np.random.default_rng(5))
+    b = sb.measure_many(np.linspace(0.9, 1.1, 50)[:17]) + [
+        sb.measure(x) for x in np.linspace(0.9, 1.1, 50)[17:]]
+    assert a == b
+    assert NirSensor(p, np.random.default_rng(5)).sample_times(3.5) == pytest.approx([0, 1, 2, 3])
