@@ -234,7 +234,7 @@ class GriddedRTD(RTD):
 class AxialDispersion(GriddedRTD):
     """Axial dispersion (plug flow with dispersion) of mean τ = L/u and Péclet number Pe = uL/D.
 
-    ``boundary="open"`` (open–open vessel, Levenspiel eq. 13.?): analytic
+    ``boundary="open"`` (open–open vessel, Levenspiel ch. 13): analytic
     E(θ) = √(Pe/(4πθ)) exp[−Pe(1 − θ)²/(4θ)]/τ with θ = t/τ. This is the length-biased inverse
     Gaussian law (mean 1, shape Pe/2), whose cumulative is, in closed form (checked by
     differentiation), F(θ) = Φ(√(Pe/(2θ))(θ − 1)) − e^Pe·Φ(−√(Pe/(2θ))(θ + 1)), evaluated with
