@@ -84,6 +84,7 @@ class FleetManager:
         self.spots = sorted(spots)
         self.robots: list = []
         self.unit_mass_kg: dict[str, float] = {}  # product -> kg per unit
+        self._dist_to: dict[str, dict[str, float]] = {}
         self.pending: deque[TransportTask] = deque()
         self._open: dict[Staging, TransportTask] = {}
         self._space_wait: dict[object, list[Staging]] = {}
@@ -222,6 +223,14 @@ class FleetManager:
             if best_key is None or key < best_key:
                 best, best_key = r, key
         return best
+
+    def dist_to(self, goal: str) -> dict[str, float]:
+        """Free-flow path length (m) from every node to ``goal`` (cached per goal)."""
+        d = self._dist_to.get(goal)
+        if d is None:
+            d = self._dist_to[goal] = nx.single_source_dijkstra_path_length(
+                self.graph.reverse(copy=False), goal, weight="length_m")
+        return d
 
     def _where(self, robot) -> str:
         return robot.node if robot.node is not None else robot.lane[-1]
@@ -407,8 +416,10 @@ class FleetManager:
         if detour is not None:
             steps = self._shortest(robot.node, detour, speed, now, frozenset())
         else:
+            to_goal, fastest = self.dist_to(goal), max(speed, 1e-9)
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
-                              self.occ.holders, blocked)
+                              self.occ.holders, blocked,
+                              heuristic=lambda n: to_goal.get(n, 0.0) / fastest)
         timed = steps is not None
         if not timed:
             # no conflict-free timing against the reservations: take the shortest path and

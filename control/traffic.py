@@ -126,9 +126,13 @@ class ReservationTable:
 def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTable,
               robot: str, start: str, now: float, goal: str, speed_m_s: float,
               held: Callable[[Hashable], set[str]],
-              blocked: frozenset[Hashable] = frozenset()) -> list[Step] | None:
+              blocked: frozenset[Hashable] = frozenset(),
+              heuristic: Callable[[str], float] | None = None) -> list[Step] | None:
     """Fastest conflict-free path from ``start`` (occupied by ``robot`` now) to ``goal``, where
-    the robot may stay for ever; ``None`` if none exists against the current reservations."""
+    the robot may stay for ever; ``None`` if none exists against the current reservations.
+    ``heuristic(node)`` (seconds, a lower bound of the time to the goal, e.g. free-flow
+    distance / speed) turns the search into A*, so a plan explores the region between start and
+    goal rather than the whole layout."""
     if start == goal:
         return []
 
@@ -140,10 +144,11 @@ def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTa
         return None
     best: dict[tuple[str, float], float] = {(start, start_iv[0][0]): now}
     parent: dict[tuple[str, float], tuple] = {}
-    heap: list = [(now, 0, start, start_iv[0][1], start_iv[0][0])]
+    h = heuristic or (lambda _n: 0.0)
+    heap: list = [(now + h(start), 0, now, start, start_iv[0][1], start_iv[0][0])]
     counter = 1
     while heap:
-        t, _, u, u_end, u_start = heapq.heappop(heap)
+        _, _, t, u, u_end, u_start = heapq.heappop(heap)
         if u == goal and u_end == INF:
             steps = []
             state = (u, u_start)
@@ -183,6 +188,6 @@ def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTa
                 if arr < best.get(key, INF):
                     best[key] = arr
                     parent[key] = ((u, u_start), Step(lane, u, v, dep, arr))
-                    heapq.heappush(heap, (arr, counter, v, v_end, v_start))
+                    heapq.heappush(heap, (arr + h(v), counter, arr, v, v_end, v_start))
                     counter += 1
     return None

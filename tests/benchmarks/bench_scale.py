@@ -158,13 +158,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="packaging-line")
     ap.add_argument("--quick", action="store_true", help="shorter horizons (smoke run)")
+    ap.add_argument("--sections", default="1,2,2b,3",
+                    help="comma-separated sections to run (default: all)")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     from darkfab.scenarios.loader import resolve_path
 
     base = resolve_path(args.scenario).resolve()
     horizons = (3, 9, 36) if args.quick else (30, 90, 365)
     print(f"darkfab scaling benchmark: {args.scenario}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores\n")
+    if "1" in sections:
+        horizon_scaling(base, horizons)
+    if "2" in sections:
+        size_scaling(base, args.quick)
+    if "2b" in sections:
+        robot_scaling(args.quick)
+    if "3" in sections:
+        sp = replication_speedup(str(base), 2 if args.quick else 30, 4 if args.quick else 8)
+        print("3. replication speed-up")
+        print(f"{sp['reps']} replications: serial {sp['serial_s']:.2f} s, processes "
+              f"{sp['processes_s']:.2f} s on {sp['cores']} cores: speed-up "
+              f"{sp['speedup']:.2f}x (goal >= 1.8x)")
+
+
+def horizon_scaling(base: Path, horizons: tuple[int, ...]) -> None:
     print("1. horizon scaling")
     print(f"{'days':>6} {'wall s':>9} {'events':>12} {'events/s':>10} {'sim d/wall s':>13}"
           f" {'peak RSS MB':>12}")
@@ -180,8 +198,10 @@ def main() -> None:
           f"wall per simulated day {per_day[0]:.3f} / {per_day[-1]:.3f} s "
           f"(ratio {per_day[-1] / per_day[0]:.3f}, 1.0 = linear)\n")
 
+
+def size_scaling(base: Path, quick: bool) -> None:
     print("2. plant-size scaling (copies of the line in one plant)")
-    days = 3 if args.quick else 14
+    days = 3 if quick else 14
     print(f"{'size':>5} {'wall s':>9} {'events':>12} {'us/event':>9}")
     costs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,9 +213,13 @@ def main() -> None:
             print(f"{k:4d}x {r['wall_s']:9.2f} {r['events']:12,d} {cost:9.3f}")
     print(f"cost per event 4x / 1x = {costs[-1] / costs[0]:.3f} (goal <= 1.15)\n")
 
+
+def robot_scaling(quick: bool) -> None:
+    from darkfab.scenarios.loader import resolve_path
+
     print("2b. plant-size scaling with robots (amr-warehouse copies, one fleet, k x robots)")
     robots_base = resolve_path("amr-warehouse").resolve()
-    rdays = 1 if args.quick else 3
+    rdays = 1 if quick else 3
     print(f"{'size':>5} {'robots':>7} {'wall s':>9} {'events':>12} {'us/event':>9}")
     rcosts = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,12 +230,6 @@ def main() -> None:
             rcosts.append(cost)
             print(f"{k:4d}x {6 * k:7d} {r['wall_s']:9.2f} {r['events']:12,d} {cost:9.3f}")
     print(f"cost per event 4x / 1x = {rcosts[-1] / rcosts[0]:.3f} (goal <= 1.15)\n")
-
-    print("3. replication speed-up")
-    sp = replication_speedup(str(base), 2 if args.quick else 30, 4 if args.quick else 8)
-    print(f"{sp['reps']} replications: serial {sp['serial_s']:.2f} s, processes "
-          f"{sp['processes_s']:.2f} s on {sp['cores']} cores: speed-up {sp['speedup']:.2f}x "
-          f"(goal >= 1.8x)")
 
 
 if __name__ == "__main__":
