@@ -13,6 +13,7 @@ from pathlib import Path
 from .engines import ENGINES
 from .loader import ScenarioError, load_scenario, shipped_scenarios
 from .runner import fmt, run_scenario
+from .schema import JobShopScenario
 
 __all__ = ["main"]
 
@@ -23,8 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="darkfab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a scenario (default: %s)" % DEFAULT_SCENARIO)
-    r.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
-                   help="shipped scenario name or path to a .toml file")
+    r.add_argument("scenario", nargs="?", default=None,
+                   help="shipped scenario name or path to a .toml file (default: %s)"
+                   % DEFAULT_SCENARIO)
     h = r.add_mutually_exclusive_group()
     h.add_argument("--days", type=float, help="horizon in simulated days")
     h.add_argument("--hours", type=float, help="horizon in simulated hours")
@@ -36,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
     r.add_argument("--check-invariants", action="store_true",
                    help="stop at the first broken fleet invariant (collision, jump, charge)")
+    r.add_argument("--jobshop", type=Path, metavar="FILE",
+                   help="run a job-shop instance file in the standard format ('n m', then per "
+                        "job 'machine time' pairs) instead of a scenario")
+    r.add_argument("--scheduler", help="job shops: cpsat (default) or a dispatching rule "
+                   "(fifo, spt, lpt, edd, cr, atc, mwkr)")
+    r.add_argument("--time-limit", type=float, metavar="S", help="job shops: CP-SAT time limit")
     c = sub.add_parser("check", help="validate a scenario file without running it")
     c.add_argument("scenario")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
@@ -57,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
                     "lane usage as a heat map")
     pl.add_argument("folder", type=Path, help="a run folder")
     pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png)")
+    jb = sub.add_parser("jobshop-bench", help="ft06/ft10: every dispatching rule and CP-SAT, "
+                        "makespan and gap to the optimum")
+    jb.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                    help="CP-SAT time limit per instance (default 60)")
+    jb.add_argument("--instances", nargs="+", default=["ft06", "ft10"],
+                    help="shipped instance names or instance files (default ft06 ft10)")
     return p
 
 
@@ -71,8 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.cmd == "plot":
             return _plot(args)
+        if args.cmd == "jobshop-bench":
+            return _jobshop_bench(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
+            if isinstance(s, JobShopScenario):
+                print(f"{args.scenario}: OK ({s.scenario.name}: job shop {s.jobshop.instance}, "
+                      f"scheduler {s.jobshop.scheduler})")
+                return 0
             print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
                   f"{len(s.buffers)} buffers, {len(s.nodes)} nodes)")
             return 0
@@ -100,7 +120,9 @@ def _run(args) -> int:
     if args.seed is not None and args.seed < 0 or args.replication < 0:
         print("--seed and --replication must be non-negative", file=sys.stderr)
         return 2
-    s = load_scenario(args.scenario, overrides)
+    s = _jobshop_or_scenario(args, overrides)
+    if s is None:
+        return 2
     show = not args.quiet and sys.stderr.isatty()
     try:
         res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
@@ -110,12 +132,75 @@ def _run(args) -> int:
               file=sys.stderr)
         return 1
     if not args.quiet:
-        _print_table(res.summary)
+        if isinstance(s, JobShopScenario):
+            _print_jobshop(res.summary)
+        else:
+            _print_table(res.summary)
     print(f"results: {res.out_dir}")
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
     return 0
+
+
+def _jobshop_or_scenario(args, overrides: list[str]):
+    """The scenario to run; ``None`` after printing a usage error."""
+    js_opts = [o for o, v in (("--scheduler", args.scheduler), ("--time-limit", args.time_limit))
+               if v is not None]
+    if args.jobshop is not None:
+        if args.scenario is not None:
+            print("give either a scenario or --jobshop FILE, not both", file=sys.stderr)
+            return None
+        from .jobshop import jobshop_scenario_for_file
+        s = jobshop_scenario_for_file(args.jobshop, args.scheduler, args.time_limit)
+        if overrides:
+            from .loader import apply_overrides
+            data = s.model_dump(mode="json")
+            problems = apply_overrides(data, overrides)
+            if problems:
+                raise ScenarioError(str(args.jobshop), problems)
+            s = JobShopScenario.model_validate(data)
+        return s
+    s = load_scenario(args.scenario or DEFAULT_SCENARIO, overrides)
+    if not js_opts:
+        return s
+    if not isinstance(s, JobShopScenario):
+        print(f"{', '.join(js_opts)}: only for job-shop scenarios", file=sys.stderr)
+        return None
+    if args.scheduler is not None:
+        overrides.append(("jobshop.scheduler", args.scheduler))
+    if args.time_limit is not None:
+        overrides.append(("jobshop.time_limit_s", args.time_limit))
+    return load_scenario(args.scenario, overrides)
+
+
+def _jobshop_bench(args) -> int:
+    from .jobshop import benchmark, format_benchmark
+
+    if not args.time_limit > 0:
+        print("--time-limit must be positive", file=sys.stderr)
+        return 2
+    from darkfab.control.jobshop import JobShopFormatError
+    try:
+        rows = benchmark(args.instances, time_limit_s=args.time_limit)
+    except (JobShopFormatError, OSError) as e:
+        print(f"darkfab jobshop-bench: {e}", file=sys.stderr)
+        return 2
+    print(format_benchmark(rows))
+    return 0
+
+
+def _print_jobshop(k: dict) -> None:
+    sol = k["solver"]
+    gap = "-" if k["gap_pct"] is None else f"{k['gap_pct']:.1f} %"
+    print(f"\n{k['scenario']}  job shop {k['instance']} ({k['jobs']} jobs x "
+          f"{k['machines_count']} machines)  scheduler {k['scheduler']['name']}")
+    print(f"makespan {k['makespan']:g}  ({k['makespan_s']:g} s)   {k['reference']} "
+          f"{k['reference_makespan']:g}   gap {gap}   {k['events']:,} events in "
+          f"{k['wall_s']:.2f} s wall")
+    if sol is not None:
+        print(f"CP-SAT {sol['status']}  objective {sol['objective']:g}  bound "
+              f"{sol['lower_bound']:g}  {sol['wall_s']:.2f} s")
 
 
 def _plot(args) -> int:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .schema import DIST_TAGS, UNION_TAGS, Scenario, reference_errors
+from .schema import (DIST_TAGS, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
+                     reference_errors)
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
            "apply_overrides", "parse_override", "Override"]
@@ -134,9 +135,11 @@ def apply_overrides(data: dict, overrides: list[Override]) -> list[Problem]:
 
 
 # --- loading ------------------------------------------------------------------------------
-def load_scenario(source: str | Path, overrides: list[Override] | None = None) -> Scenario:
+def load_scenario(source: str | Path,
+                  overrides: list[Override] | None = None) -> Scenario | JobShopScenario:
     """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
-    problem."""
+    problem. A file with a ``[jobshop]`` table is a :class:`JobShopScenario`; its relative
+    ``jobshop.instance`` path is taken relative to the scenario file's folder."""
     path = resolve_path(str(source))
     file = str(path)
     text = path.read_text(encoding="utf-8")
@@ -152,11 +155,32 @@ def load_scenario(source: str | Path, overrides: list[Override] | None = None) -
                  if isinstance(o, tuple) or "=" in o}
     if problems:
         raise ScenarioError(file, problems)
+    if isinstance(data.get("jobshop"), dict):
+        return _load_jobshop(data, path, lines, set_paths)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
     problems = [Problem(p, m, lines.find(p)) for p, m in reference_errors(scenario)]
+    if problems:
+        raise ScenarioError(file, problems)
+    return scenario
+
+
+def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
+                  set_paths: set[tuple]) -> JobShopScenario:
+    from darkfab.control.jobshop import shipped_instances
+
+    file = str(path)
+    inst = data["jobshop"].get("instance")
+    if isinstance(inst, str) and inst and inst not in shipped_instances() \
+            and not Path(inst).is_absolute():
+        data["jobshop"]["instance"] = str((path.parent / inst).resolve())
+    try:
+        scenario = JobShopScenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
+    problems = [Problem(p, m, lines.find(p)) for p, m in jobshop_errors(scenario)]
     if problems:
         raise ScenarioError(file, problems)
     return scenario

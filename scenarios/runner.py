@@ -24,7 +24,7 @@ from darkfab.factory.kpis import finite
 from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 
 from .builder import Plant, build_plant
-from .schema import Scenario
+from .schema import JobShopScenario, Scenario
 from .summary import kpi_rows, plant_kpis
 
 __all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for"]
@@ -41,20 +41,25 @@ def darkfab_version() -> str:
 class RunResult:
     out_dir: Path
     summary: dict[str, Any]
-    plant: Plant
+    plant: Plant  # the simulated JobShopModel for a job-shop scenario
 
 
-def run_id_for(s: Scenario, seed: int, replication: int) -> str:
+def run_id_for(s: Scenario | JobShopScenario, seed: int, replication: int) -> str:
     """Deterministic run id: scenario name, seed, replication and a digest of the resolved
     scenario, so identical inputs give identical outputs, byte for byte."""
     digest = hashlib.sha256(s.model_dump_json().encode()).hexdigest()[:8]
     return f"{s.scenario.name}-s{seed}-r{replication}-{digest}"
 
 
-def run_scenario(s: Scenario, *, seed: int | None = None, replication: int = 0,
+def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, replication: int = 0,
                  out_dir: Path | str | None = None, progress: bool = False,
                  batch_rows: int = 65_536, check_invariants: bool = False) -> RunResult:
-    """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results."""
+    """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results (a job-shop
+    scenario runs until its last job is done: :func:`darkfab.scenarios.jobshop.run_jobshop`)."""
+    if isinstance(s, JobShopScenario):
+        from .jobshop import run_jobshop
+        return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
+                           batch_rows=batch_rows)
     seed = s.scenario.seed if seed is None else seed
     run_id = run_id_for(s, seed, replication)
     out = Path(out_dir) if out_dir else Path("results/runs") / s.scenario.name / run_id

@@ -32,7 +32,14 @@ def _nonneg(x) -> bool:
                          and math.isfinite(x) and x >= 0)
 
 
-@pytest.fixture(scope="module", params=sorted(shipped_scenarios()))
+def _plant_scenarios() -> list[str]:
+    """Shipped plant scenarios (job-shop scenarios are checked in test_jobshop_cli.py)."""
+    from darkfab.scenarios.schema import Scenario
+    return sorted(n for n, p in shipped_scenarios().items()
+                  if isinstance(load_scenario(p), Scenario))
+
+
+@pytest.fixture(scope="module", params=_plant_scenarios())
 def shipped_run(request, tmp_path_factory):
     """One brief run per shipped scenario, shared by the checks below."""
     from darkfab.scenarios import run_scenario
