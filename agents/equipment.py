@@ -145,8 +145,14 @@ class Equipment(FixedAgent):
     def state(self) -> State:
         return self.sm.state
 
+    @property
+    def suspend_reason(self) -> str:
+        """Why the unit last suspended itself: ``starved`` or ``blocked``."""
+        return self._suspend_reason
+
     def subscribe(self, fn: Listener) -> None:
-        """``fn(equipment, kind, detail)`` for kind ``state`` (new state) and ``repaired``."""
+        """``fn(equipment, kind, detail)`` for kind ``state`` (new state), ``fault`` (before the
+        unit reacts to it) and ``repaired`` (detail: the failure mode)."""
         self._listeners.append(fn)
 
     def command(self, command: Command, issuer: str = "supervisor") -> bool:
@@ -445,6 +451,8 @@ class Equipment(FixedAgent):
                 need -= self.operating_time() - t0
             self.faults += env.now >= self.model.warmup_s
             self.model.log.record(env.now, "fault", self.name, -1, "", self.name, mode.name)
+            for fn in self._listeners:
+                fn(self, "fault", mode.name)
             self._internal(Command.ABORT if mode.reaction == "abort" else Command.HOLD)
             yield env.timeout(mode.repair_time())
             self.model.log.record(env.now, "repair", self.name, -1, "", self.name, mode.name)

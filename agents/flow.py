@@ -6,6 +6,7 @@ import bisect
 from collections.abc import Sequence
 
 import numpy as np
+import simpy
 from mesa.discrete_space import FixedAgent
 
 from darkfab.factory.buffers import Buffer
@@ -74,12 +75,30 @@ class Source(FixedAgent):
         self.lot_size = lot_size
         self.max_units = max_units
         self.released = 0
+        self.stopped = False
+        self._proc = None
 
     def run(self):
         """The source's SimPy process (a generator)."""
         if self.max_units is None and self.lot_size == 1 and self.product_choice is None:
             return self._run_single()
         return self._run_general()
+
+    def start(self) -> None:
+        self._proc = self.model.env.process(self._stoppable(self.run()))
+
+    def stop(self) -> None:
+        """Release nothing more (a safe stop); a unit already waiting for room still enters."""
+        self.stopped = True
+        if self._proc is not None and self._proc.is_alive:
+            self._proc.interrupt("stop")
+
+    @staticmethod
+    def _stoppable(gen):
+        try:
+            yield from gen
+        except simpy.Interrupt:
+            gen.close()
 
     def _run_single(self):
         """The common case, lean: one unit per lot, one product, no cap on releases."""

@@ -1,5 +1,26 @@
-"""Supervisory decisions. The plant is commanded only through PackML commands on equipment."""
+"""Supervisory decisions. The plant is commanded only through typed commands (mostly PackML
+commands on equipment); controllers see it through frozen observations (policy API:
+:mod:`.policy`, :mod:`.observation`, :mod:`.commands`; registry: :mod:`.registry`)."""
 
-from .supervisor import CONTROLLERS, AutoRecoverySupervisor, make_controller
+from .baseline import DoNothing
+from .cautious import CautiousSupervisor
+from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Maintenance,
+                       PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
+                       TransportRequest, WakeUp)
+from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
+                          Observation, PlantInfo, QualityObs, RobotObs)
+from .policy import Controller, ControllerFault
+from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
+                       make_controller, register, resolve_controller)
+from .supervisor import AutoRecoverySupervisor
 
-__all__ = ["CONTROLLERS", "AutoRecoverySupervisor", "make_controller"]
+__all__ = [
+    "Controller", "ControllerFault", "CONTROLLERS", "DEFAULT_CONTROLLER", "ControllerSpecError",
+    "register", "resolve_controller", "make_controller", "controller_problems",
+    "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
+    "Event", "EVENT_KINDS", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
+    "PlantInfo", "EquipmentInfo",
+    "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
+    "TransportRequest", "Charge", "Maintenance", "Divert", "Quarantine", "Release", "SetPoint",
+    "WakeUp",
+]

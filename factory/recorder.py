@@ -33,7 +33,8 @@ EVENTS_SCHEMA = pa.schema(_RUN + [
     pa.field("detail", pa.string(), nullable=False),
 ])
 """Event log. ``kind`` is one of: create, load, consume, produce, unload, complete, scrap, state,
-command, command_rejected, fault, repair, changeover, mode. Units in the plant at any time =
+command, command_rejected, fault, repair, changeover, mode, controller_fault (the controller raised:
+detail is the cause). Units in the plant at any time =
 create + produce − consume − complete − scrap so far."""
 
 STATES_SCHEMA = pa.schema(_RUN + [

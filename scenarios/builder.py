@@ -25,6 +25,7 @@ from darkfab.factory.kpis import TimeAverage
 from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
+from .control_loop import ControlLoop
 from .schema import Scenario, transport_hops
 
 __all__ = ["Plant", "build_plant"]
@@ -45,15 +46,17 @@ class Plant:
     arms: dict[str, RobotArm] = field(default_factory=dict)
     staging: dict[str, Staging] = field(default_factory=dict)
     started: bool = field(default=False)
+    control: ControlLoop | None = None  # set by start()
 
     def start(self) -> None:
         """Start every process (after the whole tree is wired)."""
         env = self.model.env
         for src in self.sources.values():
-            env.process(src.run())
+            src.start()
         for eq in self.equipment.values():
             eq.start_processes()
-        self.controller.reset(env, list(self.equipment.values()))  # type: ignore[attr-defined]
+        self.control = ControlLoop.for_plant(self)
+        self.control.start()
         if self.fleet is not None:
             self.fleet.start()
         self.started = True
@@ -140,7 +143,7 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
             disabled_states={m: [State(x) for x in v] for m, v in e.disabled_states.items()},
             arm=arm_of.get(name),
         )
-    controller = make_controller(s.controller.name, s.controller.decision_latency_s)
+    controller = make_controller(s.controller.name, s.controller.params)
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
                  robots, arms, staging)

@@ -211,6 +211,8 @@ def _kpi_known(path: str, s) -> bool:
         return len(parts) in (2, 3)
     if parts[0] == "robots" and s.fleet is not None:
         return len(parts) == 3
+    if parts[0] == "controller":  # e.g. controller.recovery_time_s.mean
+        return len(parts) in (2, 3)
     if parts[0] == "buffers" and len(parts) == 3:
         return parts[1] in s.buffers and parts[2] in ("level_mean", "level_end")
     return False

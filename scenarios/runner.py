@@ -2,7 +2,9 @@
 
 An interrupted run (Ctrl-C, SIGTERM) stops cleanly at the next slice of simulated time; it, like a
 failing component, still closes every Parquet file and writes a ``summary.json`` marked
-``"partial": true`` with the KPIs up to the stop.
+``"partial": true`` with the KPIs up to the stop. A controller fault (the controller raised) stops
+the plant safely and ends the run the same way, then raises
+:class:`~darkfab.control.ControllerFault` with ``out_dir`` and ``summary`` attached.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from darkfab.control import ControllerFault
 from darkfab.factory.kpis import finite
 from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 
@@ -77,6 +80,11 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
                 partial, reason = True, f"interrupted ({stop.signal_name})"
     except KeyboardInterrupt:
         partial, reason = True, "interrupted"
+    except ControllerFault as e:  # the plant was brought to a safe stop first
+        e.out_dir = out  # type: ignore[attr-defined]
+        e.summary = _finish(plant, s, seed, replication, run_id, out, wall0, True,  # type: ignore[attr-defined]
+                            str(e))
+        raise
     except Exception as e:  # noqa: BLE001 - keep results readable, then re-raise
         partial, reason = True, f"error: {type(e).__name__}: {e}"
         _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason)

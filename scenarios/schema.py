@@ -8,7 +8,7 @@ reported with its own field path.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
 import numpy as np
@@ -353,9 +353,26 @@ class ArmSpec(Strict):
     equipment: Annotated[list[Name], Field(min_length=1)]
 
 
+class SensorModelSpec(Strict):
+    """What the controller's observations pass through: a delay, normal noise on numeric levels
+    (buffer levels, queue lengths; clipped at 0) and independent dropout of each reading."""
+
+    delay_s: NonNegativeFloat = 0.0
+    noise_sd_units: NonNegativeFloat = 0.0
+    dropout_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
 class ControllerSpec(Strict):
-    name: Name = "auto-recovery"
+    """A registered controller name (``darkfab.control.CONTROLLERS``) or ``module:Class``, with
+    keyword parameters; commands apply ``decision_latency_s`` after the decision; on a
+    controller fault the plant has ``safe_stop_s`` to come to a safe stop."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+(:[A-Za-z_][A-Za-z0-9_.]*)?$")] \
+        = "auto-recovery"
+    params: dict[str, Any] = {}
     decision_latency_s: NonNegativeFloat = 0.0
+    sensors: SensorModelSpec | None = None
+    safe_stop_s: PositiveFloat = 600.0
 
 
 class Scenario(Strict):
@@ -412,10 +429,10 @@ def reference_errors(s: Scenario):
                 yield (f"{_plural(kind)}.{name}",
                        f"name {name!r} is already used by a {seen[name]}")
             seen[name] = kind
-    from darkfab.control import CONTROLLERS
-    if s.controller.name not in CONTROLLERS:
-        yield ("controller.name", f"unknown controller {s.controller.name!r}; known: "
-               + ", ".join(sorted(CONTROLLERS)))
+    from darkfab.control import controller_problems
+    for msg in controller_problems(s.controller.name, s.controller.params):
+        yield ("controller.params" if msg.startswith("bad parameters") else "controller.name",
+               msg)
     for i, link in enumerate(s.links):
         for end in ("a", "b"):
             if getattr(link, end) not in s.nodes:

@@ -69,6 +69,7 @@ def plant_kpis(plant: Plant, end: float) -> dict:
                     for n, lvl in plant.buffer_levels.items()},
         "bottleneck_ranking": ranking,
         **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
+        **({"controller": plant.control.summary()} if getattr(plant, "control", None) else {}),
     }
 
 

@@ -1,0 +1,121 @@
+"""Typed commands a controller returns; the plant validates each one before applying it.
+
+The plant applies a command after the scenario's ``controller.decision_latency_s``. A command
+that is illegal by then (a PackML guard, an interlock such as an active fault, an unknown
+target) or that this plant cannot apply yet is **rejected**: logged in ``events.parquet`` (kind
+``command_rejected``, detail ``"<Command>: <reason>"``), reported to the controller as a
+``command_rejected`` event, never applied and never fatal. Accepted commands are logged as kind
+``command``.
+
+Applied today: :class:`PackMLCommand`, :class:`ChangeMode`, :class:`WakeUp`. The others are
+part of the API so that policies can be written against it; this plant validates their targets
+and rejects them as ``unsupported`` (no dispatching on FIFO input buffers, transport requests
+are made by the fleet manager itself, no maintenance, quality gate or set-point models in the
+discrete plant yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from darkfab.factory.packml import Command
+
+__all__ = ["PackMLCommand", "ChangeMode", "Dispatch", "Sequence", "TransportRequest", "Charge",
+           "Maintenance", "Divert", "Quarantine", "Release", "SetPoint", "WakeUp",
+           "PlantCommand", "COMMAND_TYPES"]
+
+
+@dataclass(frozen=True, slots=True)
+class PackMLCommand:
+    """A PackML command (ISA-TR88.00.02) to a unit: Reset, Start, Stop, Hold, Unhold, Suspend,
+    Unsuspend, Abort or Clear. Accepted only where the state model allows it; Reset, Start,
+    Unhold, Unsuspend and Clear are also interlocked while a fault of the unit is active."""
+
+    unit: str
+    command: Command | str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMode:
+    """Change the PackML unit mode (legal in Stopped, Idle, Aborted and Complete)."""
+
+    unit: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Select the unit's next work by a registered dispatching rule
+    (:data:`darkfab.control.dispatching.RULES`)."""
+
+    unit: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """Work the given lots first, in this order, at the unit."""
+
+    unit: str
+    lots: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportRequest:
+    """Ask the fleet to carry ``units`` from one buffer (or staging area) to another."""
+
+    origin: str
+    destination: str
+    units: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """Send a robot to a charger."""
+
+    robot: str
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """Preventive maintenance on a unit (``kind``: preventive or predictive)."""
+
+    unit: str
+    kind: str = "preventive"
+
+
+@dataclass(frozen=True, slots=True)
+class Divert:
+    lot: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    lot: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    lot: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetPoint:
+    unit: str
+    name: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class WakeUp:
+    """Call the controller again at ``at_s`` (simulated seconds) with a ``timer`` event whose
+    detail is ``tag``: a controller's only clock."""
+
+    at_s: float
+    tag: str = ""
+
+
+PlantCommand = Union[PackMLCommand, ChangeMode, Dispatch, Sequence, TransportRequest, Charge,
+                     Maintenance, Divert, Quarantine, Release, SetPoint, WakeUp]
+COMMAND_TYPES = PlantCommand.__args__  # type: ignore[attr-defined]

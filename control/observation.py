@@ -1,0 +1,118 @@
+"""What a controller sees: frozen snapshots of the plant and the events that woke it.
+
+The plant (``darkfab.scenarios.control_loop``) builds these; controllers only read them. Numeric
+levels may have passed through a sensor model (delay, noise, dropout): a reading lost to dropout
+is ``None``, a noisy level is a float that may not be an integer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from darkfab.factory.packml import State
+
+__all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
+           "Observation", "PlantInfo", "EquipmentInfo"]
+
+EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
+                         "command_rejected", "timer"})
+"""``start``: the run begins (source ``plant``); ``state``: a unit entered a PackML state
+(detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
+repaired; ``starved`` / ``blocked``: a unit suspended itself for lack of input / output room;
+``command_rejected``: a command of this controller was refused (detail: the reason; delivered
+with the next decision, it never wakes the controller by itself); ``timer``: a
+:class:`~darkfab.control.commands.WakeUp` fell due."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time_s: float
+    kind: str
+    source: str  # unit, robot or "plant"
+    detail: str = ""
+
+    @property
+    def topic(self) -> str:
+        """``kind``, or ``state:<State>`` for state events (what ``wakes_on`` filters on)."""
+        return f"state:{self.detail}" if self.kind == "state" else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentObs:
+    name: str
+    state: State
+    mode: str  # PackML unit mode: Production, Maintenance, Manual or user-defined
+    condition: str  # producing, starved, blocked, down, stopped or planned_downtime
+    queue_units: float | None  # units in the input buffer (sensor reading)
+    alarms: tuple[str, ...]  # failure modes active now (struck and not yet repaired)
+    faults: int  # failures so far in this run
+    units_out: int  # units produced after warm-up
+    units_good: int  # of which not rejected
+
+
+@dataclass(frozen=True, slots=True)
+class BufferObs:
+    name: str
+    level_units: float | None  # sensor reading
+    capacity_units: int | None  # None: unbounded
+
+
+@dataclass(frozen=True, slots=True)
+class RobotObs:
+    name: str
+    position: str  # a node, or "lane:<a>-<b>" while driving
+    state: str  # idle, travel_empty, travel_loaded, loading, charging, ...
+    soc: float | None  # state of charge, fraction (sensor reading)
+    job: str | None  # kind of the current job (transport, charge, park) or None
+
+
+@dataclass(frozen=True, slots=True)
+class QualityObs:
+    units_completed: int  # good units that left the plant after warm-up
+    units_scrapped: int  # rejected or scrapped after warm-up
+
+
+def _frozen(d: Mapping | None = None) -> Mapping:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A snapshot of the plant at ``time_s`` (the time of the reading, not of the decision when
+    the sensor model delays observations)."""
+
+    time_s: float
+    equipment: Mapping[str, EquipmentObs] = field(default_factory=_frozen)
+    buffers: Mapping[str, BufferObs] = field(default_factory=_frozen)
+    robots: Mapping[str, RobotObs] = field(default_factory=_frozen)
+    quality: QualityObs = QualityObs(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentInfo:
+    name: str
+    input: str  # input buffer
+    servers: int
+    failure_modes: tuple[str, ...]
+    failure_reactions: tuple[str, ...]  # hold or abort, one per failure mode
+
+
+@dataclass(frozen=True)
+class PlantInfo:
+    """The static plant a controller is reset for. ``rng`` is the controller's own named
+    random stream (``controller.rng``): a stochastic policy draws from it and nothing else."""
+
+    equipment: Mapping[str, EquipmentInfo]
+    buffers: tuple[str, ...]
+    robots: tuple[str, ...]
+    sources: tuple[str, ...]
+    horizon_s: float
+    warmup_s: float
+    rng: np.random.Generator = field(default_factory=lambda: np.random.Generator(
+        np.random.PCG64(0)), compare=False, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=_frozen)

@@ -1,0 +1,404 @@
+"""The plant side of the policy API: observe, call the controller, validate and apply commands.
+
+:class:`ControlLoop` subscribes to every unit; the events a controller subscribed to
+(``wakes_on``) are collected over one simulated instant, then the controller's ``decide`` is
+called once with them and a frozen :class:`~darkfab.control.Observation` — built at that
+instant and, with a sensor model, delivered ``delay_s`` later with noise on numeric levels and
+readings lost to dropout (named random streams ``controller.sensors.noise`` and
+``controller.sensors.dropout``). The returned commands are applied ``decision_latency_s`` later,
+each validated first (target exists, PackML guards, interlocks, supported by this plant);
+rejected ones are logged as ``command_rejected`` with the reason and reported back to the
+controller with its next events.
+
+A controller that raises, returns something other than a list of commands or livelocks
+(more than :data:`MAX_DECISIONS_PER_INSTANT` decisions in one simulated instant) is a
+*controller fault*: logged (``controller_fault``), the plant is brought to a safe state (sources
+stop, every unit is commanded Stop where PackML allows it, robots finish what they are doing),
+and after every unit is Stopped or Aborted — or ``safe_stop_s`` at the latest — the run ends
+with :class:`~darkfab.control.ControllerFault`.
+
+It also measures recovery time: from a unit's fault to the unit back in Execute.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from darkfab.agents.equipment import Equipment
+from darkfab.agents.flow import Source
+from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, ControllerFault,
+                             EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
+                             PlantInfo, QualityObs, RobotObs, WakeUp)
+from darkfab.control.commands import Charge, Dispatch, Sequence, TransportRequest
+from darkfab.control.dispatching import RULES
+from darkfab.factory.buffers import Buffer
+from darkfab.factory.kpis import LogHistogram
+from darkfab.factory.packml import Command, State
+
+__all__ = ["ControlLoop", "SensorModel", "MAX_DECISIONS_PER_INSTANT"]
+
+MAX_DECISIONS_PER_INSTANT = 10_000
+"""More decisions than this at one simulated time is a livelock: a controller fault."""
+
+_STATE_TOPIC = {s.value: f"state:{s.value}" for s in State}
+_INTERLOCKED = frozenset({Command.RESET, Command.START, Command.UNHOLD, Command.UNSUSPEND,
+                          Command.CLEAR})
+"""Commands that lead back towards Execute: refused while a fault of the unit is active."""
+_SAFE = frozenset({State.STOPPED, State.ABORTED})
+_SAFETY = "safety"
+
+
+class SensorModel:
+    """Noise (normal, sd in units) on numeric levels and per-reading dropout."""
+
+    def __init__(self, noise_sd_units: float, dropout_probability: float,
+                 noise: np.random.Generator | None, dropout: np.random.Generator | None) -> None:
+        self.sd = noise_sd_units
+        self.p = dropout_probability
+        self._noise = noise
+        self._dropout = dropout
+
+    def level(self, x: float) -> float | None:
+        if self.p > 0 and self._dropout.random() < self.p:  # type: ignore[union-attr]
+            return None
+        if self.sd > 0:
+            return max(0.0, x + self.sd * self._noise.standard_normal())  # type: ignore[union-attr]
+        return x
+
+    def reading(self, x: float) -> float | None:
+        """A non-level reading (state of charge): dropout only."""
+        if self.p > 0 and self._dropout.random() < self.p:  # type: ignore[union-attr]
+            return None
+        return x
+
+
+class ControlLoop:
+    """Connects one controller to the plant (see the module docstring)."""
+
+    def __init__(self, model, controller: Controller, name: str, *,
+                 equipment: Mapping[str, Equipment], buffers: Mapping[str, Buffer],
+                 sources: Mapping[str, Source], robots: Mapping[str, Any] | None = None,
+                 horizon_s: float, decision_latency_s: float = 0.0, sensor_delay_s: float = 0.0,
+                 sensors: SensorModel | None = None, safe_stop_s: float = 600.0,
+                 info_extra: Mapping[str, Any] | None = None) -> None:
+        self.model = model
+        self.env = model.env
+        self.controller = controller
+        self.name = name
+        self.equipment = dict(equipment)
+        self.buffers = dict(buffers)
+        self.sources = dict(sources)
+        self.robots = dict(robots or {})
+        self.horizon_s = horizon_s
+        self.latency = decision_latency_s
+        self.sensor_delay = sensor_delay_s
+        self.sensors = sensors
+        self.safe_stop_s = safe_stop_s
+        self._info_extra = info_extra or {}
+        wakes = getattr(controller, "wakes_on", None)
+        self._wakes = None if wakes is None else frozenset(wakes)
+        # run state
+        self._pending: list[Event] = []
+        self._feedback: list[Event] = []
+        self._scheduled = False
+        self._alarms: dict[str, list[str]] = {n: [] for n in self.equipment}
+        self._fault_since: dict[str, float] = {}
+        self.recovery = LogHistogram()
+        self.decisions = 0
+        self.commands = 0
+        self.rejected = 0
+        self.unsupported = 0
+        self.fault: ControllerFault | None = None
+        self._instant = -1.0
+        self._instant_decisions = 0
+        self._halting = False
+
+    @classmethod
+    def for_plant(cls, plant) -> "ControlLoop":
+        """The loop for a built :class:`~darkfab.scenarios.builder.Plant` and its scenario's
+        ``[controller]`` section."""
+        spec = plant.scenario.controller
+        model = plant.model
+        sensors, delay = None, 0.0
+        if spec.sensors is not None:
+            sn = spec.sensors
+            delay = sn.delay_s
+            if sn.noise_sd_units > 0 or sn.dropout_probability > 0:
+                streams = model.streams
+                sensors = SensorModel(
+                    sn.noise_sd_units, sn.dropout_probability,
+                    streams.stream("controller.sensors.noise") if sn.noise_sd_units > 0 else None,
+                    streams.stream("controller.sensors.dropout")
+                    if sn.dropout_probability > 0 else None)
+        name = getattr(plant.controller, "name", None) or spec.name
+        return cls(model, plant.controller, str(name), equipment=plant.equipment,
+                   buffers=plant.buffers, sources=plant.sources, robots=plant.robots,
+                   horizon_s=plant.scenario.scenario.horizon_s,
+                   decision_latency_s=spec.decision_latency_s, sensor_delay_s=delay,
+                   sensors=sensors, safe_stop_s=spec.safe_stop_s)
+
+    # --- start ----------------------------------------------------------------------------
+    def plant_info(self) -> PlantInfo:
+        eq = {n: EquipmentInfo(n, e.input.name, e.servers, tuple(f.name for f in e.failures),
+                               tuple(f.reaction for f in e.failures))
+              for n, e in self.equipment.items()}
+        return PlantInfo(MappingProxyType(eq), tuple(self.buffers), tuple(self.robots),
+                         tuple(self.sources), self.horizon_s, self.model.warmup_s,
+                         self.model.streams.stream("controller.rng"),
+                         MappingProxyType(dict(self._info_extra)))
+
+    def start(self) -> None:
+        """Subscribe to the units, reset the controller and wake it with a ``start`` event."""
+        for eq in self.equipment.values():
+            eq.subscribe(self._on_unit)
+        try:
+            self.controller.reset(self.plant_info())
+        except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
+            self._controller_fault(e, "reset")
+            return
+        self._post(Event(self.env.now, "start", "plant"))
+
+    # --- events ---------------------------------------------------------------------------
+    def _on_unit(self, eq: Equipment, kind: str, detail: str) -> None:
+        name = eq.name
+        if kind == "state":
+            if self._fault_since and detail == "Execute" and name in self._fault_since:
+                t0 = self._fault_since.pop(name)
+                if t0 >= self.model.warmup_s:
+                    self.recovery.add(self.env.now - t0)
+            if self._halting:
+                self._check_safe()
+                return
+            topic = _STATE_TOPIC[detail]
+            wakes = self._wakes
+            if wakes is not None and topic not in wakes and "state" not in wakes:
+                if detail == "Suspended":
+                    self._on_suspended(eq)
+                return
+            self._post(Event(self.env.now, "state", name, detail))
+            if detail == "Suspended":
+                self._on_suspended(eq)
+            return
+        if kind == "fault":
+            self._alarms[name].append(detail)
+            self._fault_since.setdefault(name, self.env.now)
+        elif kind == "repaired":
+            with _suppress_value_error():
+                self._alarms[name].remove(detail)
+        if self._halting:
+            return
+        if self._wakes is None or kind in self._wakes:
+            self._post(Event(self.env.now, kind, name, detail))
+
+    def _on_suspended(self, eq: Equipment) -> None:
+        reason = eq.suspend_reason
+        if self._wakes is None or reason in self._wakes:
+            self._post(Event(self.env.now, reason, eq.name))
+
+    def _post(self, event: Event) -> None:
+        self._pending.append(event)
+        if not self._scheduled:
+            self._scheduled = True
+            # at the end of the current instant, outside the units' own callbacks
+            self.env.timeout(0).callbacks.append(self._observe)
+
+    def _observe(self, _ev=None) -> None:
+        self._scheduled = False
+        if self.fault is not None:
+            return
+        events = self._feedback + self._pending
+        self._feedback, self._pending = [], []
+        obs = self.observe()
+        if self.sensor_delay > 0:
+            self.env.timeout(self.sensor_delay).callbacks.append(
+                lambda _e: self._decide(events, obs))
+        else:
+            self._decide(events, obs)
+
+    # --- observation ----------------------------------------------------------------------
+    def observe(self) -> Observation:
+        """A snapshot of the plant now (through the sensor model, if any)."""
+        m = self.model
+        sens = self.sensors
+        lvl = sens.level if sens is not None else _identity
+        eq = {}
+        for n, e in self.equipment.items():
+            eq[n] = EquipmentObs(n, e.sm.state, e.sm.mode, e.condition.state,
+                                 lvl(float(e.input.level)), tuple(self._alarms[n]), e.faults,
+                                 e.units_out, e.units_good)
+        bufs = {n: BufferObs(n, lvl(float(b.level)),
+                          None if math.isinf(b.capacity) else int(b.capacity))
+                for n, b in self.buffers.items()}
+        robots = {}
+        if self.robots:
+            soc = sens.reading if sens is not None else _identity
+            for n, r in self.robots.items():
+                pos = r.node if r.node is not None else f"lane:{r.lane[1]}-{r.lane[2]}"
+                robots[n] = RobotObs(n, pos, r.state, soc(r.battery.soc),
+                                     None if r.job is None else r.job.kind)
+        return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
+                           MappingProxyType(robots),
+                           QualityObs(m.units_completed, m.units_scrapped))
+
+    # --- decisions ------------------------------------------------------------------------
+    def _decide(self, events: list[Event], obs: Observation) -> None:
+        if self.fault is not None or self._halting:
+            return
+        now = self.env.now
+        if now != self._instant:
+            self._instant, self._instant_decisions = now, 0
+        self._instant_decisions += 1
+        if self._instant_decisions > MAX_DECISIONS_PER_INSTANT:
+            self._controller_fault(RuntimeError(
+                f"livelock: more than {MAX_DECISIONS_PER_INSTANT} decisions at one instant"),
+                "decide")
+            return
+        self.decisions += 1
+        try:
+            cmds = self.controller.decide(tuple(events), obs)
+            if not isinstance(cmds, (list, tuple)):
+                raise TypeError(f"decide() returned {type(cmds).__name__}, not a list of "
+                                "commands")
+        except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
+            self._controller_fault(e, "decide")
+            return
+        if not cmds:
+            return
+        cmds = list(cmds)
+        if self.latency > 0:
+            self.env.timeout(self.latency).callbacks.append(lambda _e: self._apply_all(cmds))
+        else:
+            self._apply_all(cmds)
+
+    def _apply_all(self, cmds: list) -> None:
+        if self.fault is not None:
+            return
+        for c in cmds:
+            self.apply(c)
+
+    def apply(self, cmd: Any, issuer: str | None = None) -> bool:
+        """Validate ``cmd`` and apply it if legal now; log it either way."""
+        issuer = issuer or self.name
+        self.commands += 1
+        if not isinstance(cmd, COMMAND_TYPES):
+            return self._reject("plant", type(cmd).__name__, "not a darkfab command", issuer)
+        label = type(cmd).__name__
+        if isinstance(cmd, PackMLCommand):
+            eq = self.equipment.get(cmd.unit)
+            if eq is None:
+                return self._reject(cmd.unit, label, f"unknown unit {cmd.unit!r}", issuer)
+            try:
+                command = Command(cmd.command)
+            except ValueError:
+                return self._reject(cmd.unit, label, f"unknown PackML command {cmd.command!r}",
+                                    issuer)
+            if command in _INTERLOCKED and self._alarms[cmd.unit]:
+                return self._reject(cmd.unit, label, f"interlock: {command.value} with active "
+                                    f"fault {', '.join(self._alarms[cmd.unit])}", issuer)
+            if eq.command(command, issuer=issuer):  # the unit logs command / command_rejected
+                return True
+            self.rejected += 1
+            self._feedback.append(Event(self.env.now, "command_rejected", cmd.unit,
+                                        f"{command.value} in {eq.state.value}"))
+            return False
+        if isinstance(cmd, ChangeMode):
+            eq = self.equipment.get(cmd.unit)
+            if eq is None:
+                return self._reject(cmd.unit, label, f"unknown unit {cmd.unit!r}", issuer)
+            if eq.change_mode(cmd.mode, issuer=issuer):
+                return True
+            self.rejected += 1
+            self._feedback.append(Event(self.env.now, "command_rejected", cmd.unit,
+                                        f"mode {cmd.mode} in {eq.state.value}"))
+            return False
+        if isinstance(cmd, WakeUp):
+            if not math.isfinite(cmd.at_s) or cmd.at_s < self.env.now:
+                return self._reject("plant", label, f"time {cmd.at_s} is in the past", issuer)
+            self.model.log.record(self.env.now, "command", "plant", -1, "", issuer,
+                                  f"WakeUp {cmd.at_s:g} {cmd.tag}")
+            tag = cmd.tag
+            self.env.timeout(cmd.at_s - self.env.now).callbacks.append(
+                lambda _e: self._post(Event(self.env.now, "timer", "plant", tag))
+                if self.fault is None and not self._halting else None)
+            return True
+        return self._unsupported(cmd, label, issuer)
+
+    def _unsupported(self, cmd: Any, label: str, issuer: str) -> bool:
+        target = getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or \
+            getattr(cmd, "lot", None) or getattr(cmd, "origin", None) or "plant"
+        if isinstance(cmd, (Dispatch, Sequence)) and cmd.unit not in self.equipment:
+            return self._reject(target, label, f"unknown unit {cmd.unit!r}", issuer)
+        if isinstance(cmd, Dispatch) and cmd.rule not in RULES:
+            return self._reject(target, label, f"unknown dispatching rule {cmd.rule!r}", issuer)
+        if isinstance(cmd, Charge) and cmd.robot not in self.robots:
+            return self._reject(target, label, f"unknown robot {cmd.robot!r}", issuer)
+        if isinstance(cmd, TransportRequest) and not self.robots:
+            return self._reject(target, label, "no fleet in this plant", issuer)
+        self.unsupported += 1
+        return self._reject(target, label, "unsupported by this plant", issuer)
+
+    def _reject(self, entity: str, label: str, reason: str, issuer: str) -> bool:
+        self.rejected += 1
+        self.model.log.record(self.env.now, "command_rejected", str(entity), -1, "", issuer,
+                              f"{label}: {reason}")
+        self._feedback.append(Event(self.env.now, "command_rejected", str(entity),
+                                    f"{label}: {reason}"))
+        return False
+
+    # --- controller fault -----------------------------------------------------------------
+    def _controller_fault(self, exc: BaseException, where: str) -> None:
+        now = self.env.now
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+        cause = f"{where}() raised {type(exc).__name__}: {exc}{at}"
+        self.fault = ControllerFault(self.name, now, cause)
+        self.model.log.record(now, "controller_fault", self.name, -1, "", self.name, cause)
+        self._halting = True
+        self._pending.clear()
+        for src in self.sources.values():
+            src.stop()
+        for n, eq in self.equipment.items():
+            if eq.sm.target(Command.STOP) is not None:
+                eq.command(Command.STOP, issuer=_SAFETY)
+        self.env.timeout(self.safe_stop_s).callbacks.append(self._halt)
+        self._check_safe()
+
+    def _check_safe(self) -> None:
+        if all(eq.sm.state in _SAFE for eq in self.equipment.values()):
+            self.env.timeout(0).callbacks.append(self._halt)
+
+    def _halt(self, _ev=None) -> None:
+        raise self.fault  # type: ignore[misc]  # ends env.run(); the runner writes the results
+
+    # --- results --------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        r = self.recovery
+        return {
+            "name": self.name,
+            "decisions": self.decisions,
+            "commands": self.commands,
+            "commands_rejected": self.rejected,
+            "commands_unsupported": self.unsupported,
+            "recovery_time_s": {"mean": r.mean(), "p95": r.quantile(0.95), "n": r.n,
+                                "max": r.max if r.n else math.nan},
+            "faults_unrecovered": len(self._fault_since),
+            "fault": None if self.fault is None else str(self.fault),
+        }
+
+
+def _identity(x):
+    return x
+
+
+class _suppress_value_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, tp, val, tb):
+        return tp is ValueError
