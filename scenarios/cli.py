@@ -1,7 +1,8 @@
 """``darkfab`` command line: run, check and list scenarios.
 
 Exit codes: 0 success; 2 invalid scenario or usage (one line per problem, no traceback);
-1 the run failed (results written so far stay readable); 130 interrupted (partial results).
+1 the run failed (results written so far stay readable); 3 controller fault (the controller
+raised: the plant was stopped safely, partial results); 130 interrupted (partial results).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from darkfab.control import ControllerFault
 
 from .engines import ENGINES
 from .loader import ScenarioError, load_scenario, shipped_scenarios
@@ -65,6 +68,27 @@ def _parser() -> argparse.ArgumentParser:
                     "lane usage as a heat map")
     pl.add_argument("folder", type=Path, help="a run folder")
     pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png)")
+    cp = sub.add_parser("compare", help="two controllers on one scenario, common random numbers: "
+                        "paired differences B - A with t-intervals")
+    cp.add_argument("scenario", help="shipped scenario name or path to a .toml file")
+    cp.add_argument("--controller", dest="controllers", action="append", default=[],
+                    metavar="NAME", help="a registered controller or module:Class, optionally with "
+                    "parameters as a TOML inline table ('cautious{max_faults = 2}'); give it "
+                    "twice (A, then B)")
+    cp.add_argument("--replications", type=int, default=5, help="replications (default 5)")
+    cp.add_argument("--engine", choices=ENGINES, default="processes",
+                    help="serial, processes (default: all cores) or dask")
+    cp.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    cp.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    ch = cp.add_mutually_exclusive_group()
+    ch.add_argument("--days", type=float, help="horizon in simulated days")
+    ch.add_argument("--hours", type=float, help="horizon in simulated hours")
+    cp.add_argument("--seed", type=int, help="base seed (default: the scenario's)")
+    cp.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
+    cp.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                    help="override a scenario field for both controllers")
+    cp.add_argument("--out", type=Path, help="output folder (default results/compare/<scenario>-"
+                    "<A>-vs-<B>)")
     jb = sub.add_parser("jobshop-bench", help="ft06/ft10: every dispatching rule and CP-SAT, "
                         "makespan and gap to the optimum")
     jb.add_argument("--time-limit", type=float, default=60.0, metavar="S",
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plot(args)
         if args.cmd == "jobshop-bench":
             return _jobshop_bench(args)
+        if args.cmd == "compare":
+            return _compare(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
             if isinstance(s, JobShopScenario):
@@ -127,6 +153,10 @@ def _run(args) -> int:
     try:
         res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
                            progress=show, check_invariants=args.check_invariants)
+    except ControllerFault as e:
+        where = getattr(e, "out_dir", None)
+        print(f"darkfab: {e}; plant stopped safely, partial results in {where}", file=sys.stderr)
+        return 3
     except Exception as e:  # noqa: BLE001
         print(f"darkfab: run failed: {type(e).__name__}: {e} (partial results kept)",
               file=sys.stderr)
@@ -275,6 +305,34 @@ def _print_table(k: dict) -> None:
         cells.append(f"{e['faults']:10d}")
         print(f"{name:16s}" + "".join(cells))
     print("(equipment listed by bottleneck rank: longest mean active period first)")
+
+
+def _compare(args) -> int:
+    from .compare import format_compare, run_compare
+
+    if len(args.controllers) != 2:
+        print("compare: give --controller exactly twice (A, then B)", file=sys.stderr)
+        return 2
+    if args.replications < 1 or not 0 < args.confidence < 1:
+        print("compare: --replications must be at least 1 and --confidence in (0, 1)",
+              file=sys.stderr)
+        return 2
+    overrides = list(args.overrides)
+    if args.days is not None:
+        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
+    if args.hours is not None:
+        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    res = run_compare(args.scenario, args.controllers[0], args.controllers[1],
+                      args.replications, overrides=overrides, seed=args.seed,
+                      engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                      out_dir=args.out, confidence=args.confidence)
+    sm = res.summary
+    print(format_compare(sm))
+    for f in sm["failed_runs"]:
+        print(f"failed: {f['controller']} replication {f['replication']}: {f['error']}",
+              file=sys.stderr)
+    print(f"results: {res.out_dir}")
+    return 1 if sm["runs_failed"] else 0
 
 
 if __name__ == "__main__":
