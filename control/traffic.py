@@ -7,16 +7,23 @@ on (open-ended, until its next plan). A new plan is made by Safe Interval Path P
 cost is arrival time, waiting at a node where that avoids another robot's window. Planning one
 robot at a time against the others' reservations is prioritized planning. Windows are removed
 when the robot leaves the node or lane, so the table holds only the future.
+
+A search that fails explores every state it can reach, which grows with the layout. Most failures
+have a static cause: the goal, or every way to it, is held for good (a robot stands there with
+no plan to leave). Such failures are caught early, at a cost independent of the layout's size:
+the goal must be free for good from some time on, and, checked once a search grows large, a
+search from both ends over nodes that are ever free must meet (see :func:`may_connect`).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-__all__ = ["ReservationTable", "Step", "Lane", "sipp_plan"]
+__all__ = ["ReservationTable", "Step", "Lane", "may_connect", "predecessors", "sipp_plan"]
 
 INF = math.inf
 
@@ -123,32 +130,91 @@ class ReservationTable:
         return None
 
 
-def sipp_plan(adjacency: dict[str, list[tuple[str, Lane]]], table: ReservationTable,
+Adjacency = dict[str, list[tuple[str, Lane]]]
+
+
+def predecessors(adjacency: Adjacency) -> Adjacency:
+    """The reverse of ``adjacency``: for each node, the (node, lane) pairs leading to it."""
+    out: Adjacency = {}
+    for u, nbrs in adjacency.items():
+        for v, lane in nbrs:
+            out.setdefault(v, []).append((u, lane))
+    return out
+
+
+def may_connect(adjacency: Adjacency, preds: Adjacency, start: str, goal: str,
+                passable: Callable[[str], bool], blocked: frozenset[Hashable]) -> bool:
+    """Whether a path from ``start`` to ``goal`` may exist through ``passable`` nodes, avoiding
+    ``blocked`` nodes and lanes (timing ignored). Breadth-first from both ends in turn, stopping
+    when the two meet or one side runs out: the cost is that of the smaller side, so a goal (or
+    start) shut off in a small corner is found without visiting the rest of the layout.
+    ``False`` is a proof that no timed path exists either."""
+    fwd, bwd = {start}, {goal}
+    fq, bq = deque([start]), deque([goal])
+    while fq and bq:
+        u = fq.popleft()
+        for v, lane in adjacency.get(u, ()):
+            if v in fwd or lane.key in blocked or ("node", v) in blocked:
+                continue
+            if v in bwd:
+                return True
+            if passable(v):
+                fwd.add(v)
+                fq.append(v)
+        u = bq.popleft()
+        for v, lane in preds.get(u, ()):
+            if v in bwd or lane.key in blocked or ("node", v) in blocked:
+                continue
+            if v in fwd:
+                return True
+            if passable(v):
+                bwd.add(v)
+                bq.append(v)
+    return False
+
+
+def sipp_plan(adjacency: Adjacency, table: ReservationTable,
               robot: str, start: str, now: float, goal: str, speed_m_s: float,
               held: Callable[[Hashable], set[str]],
               blocked: frozenset[Hashable] = frozenset(),
-              heuristic: Callable[[str], float] | None = None) -> list[Step] | None:
+              heuristic: Callable[[str], float] | None = None,
+              preds: Adjacency | None = None, check_after: int = 24) -> list[Step] | None:
     """Fastest conflict-free path from ``start`` (occupied by ``robot`` now) to ``goal``, where
     the robot may stay for ever; ``None`` if none exists against the current reservations.
     ``heuristic(node)`` (seconds, a lower bound of the time to the goal, e.g. free-flow
     distance / speed) turns the search into A*, so a plan explores the region between start and
-    goal rather than the whole layout."""
+    goal rather than the whole layout. With ``preds`` (:func:`predecessors` of ``adjacency``),
+    a search that has expanded ``check_after`` states checks whether the goal is walled off by
+    nodes that are never free (:func:`may_connect`) and gives up if so; the result is the same,
+    only cheaper (most searches end long before)."""
     if start == goal:
         return []
+    intervals: dict[str, list[tuple[float, float]]] = {}  # the table is fixed during a search
 
     def node_intervals(n):
-        return table.safe_intervals(("node", n), robot, now, held)
+        iv = intervals.get(n)
+        if iv is None:
+            iv = intervals[n] = table.safe_intervals(("node", n), robot, now, held)
+        return iv
 
     start_iv = [iv for iv in node_intervals(start) if iv[0] <= now + 1e-9]
     if not start_iv:
         return None
+    goal_iv = node_intervals(goal)
+    if not goal_iv or goal_iv[-1][1] != INF:
+        return None  # the goal is never free for good
     best: dict[tuple[str, float], float] = {(start, start_iv[0][0]): now}
     parent: dict[tuple[str, float], tuple] = {}
     h = heuristic or (lambda _n: 0.0)
     heap: list = [(now + h(start), 0, now, start, start_iv[0][1], start_iv[0][0])]
     counter = 1
+    expanded = 0
     while heap:
         _, _, t, u, u_end, u_start = heapq.heappop(heap)
+        expanded += 1
+        if expanded == check_after and preds is not None and not may_connect(
+                adjacency, preds, start, goal, lambda n: bool(node_intervals(n)), blocked):
+            return None  # every way to the goal passes a node that is never free
         if u == goal and u_end == INF:
             steps = []
             state = (u, u_start)
