@@ -228,7 +228,7 @@ class Amr(CellAgent):
             if not plan:
                 self._set(WAITING)
                 t0 = env.now
-                self._wake = fleet.changed_event()
+                self._wake = fleet.no_plan_event(self)
                 yield self._wake | env.timeout(fleet.retry_s)
                 self.traffic_wait_s += env.now - t0
                 if fleet.battery_low(self, loaded):

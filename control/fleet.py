@@ -12,6 +12,11 @@
   backs off to a free neighbouring node when no such path exists.
 * A stalled robot's lane is blocked until its expected recovery: robots planned through it
   re-plan.
+* Wake-ups are targeted, so that one robot's move costs the same whatever the fleet size: a
+  robot waiting for a leg wakes when a lane or node of that leg is released or re-reserved
+  (:meth:`~darkfab.factory.occupancy.Occupancy.wait_event`); one that made way wakes when a
+  robot it let pass arrives somewhere; one with every way blocked by stalls, when a stall
+  ends; all of them at the latest after ``retry_s``.
 * Charging: below ``charge_below_soc`` after a job a robot goes to the nearest free charger and
   charges to ``charge_target_soc``; an idle robot below ``opportunistic_below_soc`` charges while
   idle and is taken off the charger when a task needs it. Chargers are claimed one robot each;
@@ -35,7 +40,7 @@ from darkfab.factory.occupancy import Occupancy
 from darkfab.factory.recorder import TableWriter
 from darkfab.factory.transport import Staging, TransportTask
 
-from .traffic import INF, Lane, ReservationTable, Step, sipp_plan
+from .traffic import INF, Lane, ReservationTable, Step, predecessors, sipp_plan
 
 __all__ = ["FleetManager", "InvariantViolation", "ALLOCATIONS"]
 
@@ -78,11 +83,22 @@ class FleetManager:
                 back = Lane(lane.key, lane.b, lane.a, lane.length_m, lane.speed_limit_m_s)
                 self.adjacency.setdefault(lane.b, []).append((lane.a, back))
                 self.graph.add_edge(lane.b, lane.a, length_m=lane.length_m, lane=back)
+        self._preds = predecessors(self.adjacency)
         self.dist = dict(nx.all_pairs_dijkstra_path_length(self.graph, weight="length_m"))
+        # both directions of a lane, for hiding a blocked lane from the graph
+        self._lane_edges: dict[Hashable, list[tuple[str, str]]] = {}
+        for u, v, ln in self.graph.edges(data="lane"):
+            self._lane_edges.setdefault(ln.key, []).append((u, v))
+        self._paths: dict[tuple[str, str], list[str] | None] = {}  # free-flow shortest paths
+        self._around: tuple[frozenset, dict] = (frozenset(), {})  # paths around blocked lanes
+        # distance (m) from each node to its nearest charger (0 without chargers)
+        self._charger_m = {n: min((self._d(n, c) for c in chargers), default=0.0)
+                           for n in self.graph}
         self.table = ReservationTable(dict(occupancy.capacity), on_change=occupancy.notify)
         self.chargers = {c: None for c in chargers}
         self.spots = sorted(spots)
         self.robots: list = []
+        self._by_name: dict[str, object] = {}
         self.unit_mass_kg: dict[str, float] = {}  # product -> kg per unit
         self._dist_to: dict[str, dict[str, float]] = {}
         self.pending: deque[TransportTask] = deque()
@@ -90,10 +106,12 @@ class FleetManager:
         self._space_wait: dict[object, list[Staging]] = {}
         self._task_id = 0
         self._writer = transport_writer
-        self._changed: list[simpy.Event] = []
+        self._changed: list[simpy.Event] = []  # robots woken when anybody moves
+        self._no_plan: dict[str, str] = {}  # why a robot's last plan failed: "yield" | "stall"
+        self._on_arrival: dict[str, list[simpy.Event]] = {}  # woken when that robot arrives
+        self._on_unstall: list[simpy.Event] = []  # woken when a stalled lane is cleared
         self._waiting: dict[str, set[str]] = {}
         self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
-        self._blocked: dict[str, frozenset] = {}
         self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
         self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
         self._charge_queue: deque = deque()  # robots waiting for a free charger
@@ -110,6 +128,7 @@ class FleetManager:
     # --- wiring -----------------------------------------------------------------------------
     def attach(self, robots: list) -> None:
         self.robots = list(robots)
+        self._by_name = {r.name: r for r in self.robots}
         for r in robots:
             self.table.add(("node", r.node), self.env.now, INF, r.name)
 
@@ -199,27 +218,36 @@ class FleetManager:
 
     def _choose(self, task: TransportTask):
         """The robot for ``task`` by the allocation strategy, among the robots that can do the
-        trip and still reach a charger with ``reserve_soc`` left."""
-        best, best_key = None, None
+        trip and still reach a charger with ``reserve_soc`` left. Robots are examined in order
+        of a lower bound of their key (the travel time; their bid adds the recharge time), and
+        the search stops when the bound exceeds the best bid so far."""
+        now = self.env.now
         trip = self._d(task.pickup, task.drop)
-        back_direct = min((self._d(task.drop, c) for c in self.chargers), default=0.0)
+        back_direct = self._to_charger_m(task.drop)
+        nearest = self.allocation == "nearest-idle"
+        cands = []
         for r in self._available():
-            # after the drop the robot may have to park at home before a charger is free
-            back = max(back_direct, self._d(task.drop, r.home) + min(
-                (self._d(r.home, c) for c in self.chargers), default=0.0))
+            r.battery.advance(now)
             to_pick = self._d(self._where(r), task.pickup)
-            b = r.battery
-            b.advance(self.env.now)
-            energy = b.travel_energy(to_pick, False) + b.travel_energy(trip, True)
             t = to_pick / r.spec.speed_empty_m_s + trip / r.spec.speed_loaded_m_s
+            cands.append(((to_pick if nearest else t), r.name, to_pick, t, r))
+        cands.sort(key=lambda c: (c[0], c[1]))
+        best, best_key = None, None
+        for bound, name, to_pick, t, r in cands:
+            if best_key is not None and (bound, name) >= best_key:
+                break  # neither this robot nor any after it can bid lower
+            # after the drop the robot may have to park at home before a charger is free
+            back = max(back_direct, self._d(task.drop, r.home) + self._to_charger_m(r.home))
+            b = r.battery
+            energy = b.travel_energy(to_pick, False) + b.travel_energy(trip, True)
             drain = b.base_kw * t / 3600.0
             if b.soc_kwh - energy - drain - b.travel_energy(back, False) \
                     < self.reserve_soc * b.capacity_kwh:
                 continue  # could not finish and still reach a charger: no bid
-            if self.allocation == "nearest-idle":
-                key = (to_pick, r.name)
+            if nearest:
+                key = (to_pick, name)
             else:  # marginal cost: trip time plus the time to put its energy back
-                key = (t + (energy + drain) / b.charging_kw * 3600.0, r.name)
+                key = (t + (energy + drain) / b.charging_kw * 3600.0, name)
             if best_key is None or key < best_key:
                 best, best_key = r, key
         return best
@@ -237,6 +265,20 @@ class FleetManager:
 
     def _d(self, a: str, b: str) -> float:
         return self.dist.get(a, {}).get(b, INF)
+
+    def _to_charger_m(self, node: str) -> float:
+        """Free-flow distance (m) from ``node`` to its nearest charger."""
+        return self._charger_m.get(node, INF if self.chargers else 0.0)
+
+    def _path(self, start: str, goal: str) -> list[str] | None:
+        """Free-flow shortest path (nodes) from ``start`` to ``goal``, cached; ``None`` if none."""
+        key = (start, goal)
+        if key not in self._paths:
+            try:
+                self._paths[key] = nx.shortest_path(self.graph, start, goal, weight="length_m")
+            except (nx.NetworkXNoPath, nx.NodeNotFound):
+                self._paths[key] = None
+        return self._paths[key]
 
     # --- job completion and charging --------------------------------------------------------
     def on_job_done(self, robot, job) -> None:
@@ -321,7 +363,7 @@ class FleetManager:
     def _preempt_charger(self) -> list[str]:
         """Take the charger of the opportunistically charging robot with the most charge
         (already above ``charge_below_soc``) for a robot that must charge; [] if none."""
-        by_name = {r.name: r for r in self.robots}
+        by_name = self._by_name
         cands = []
         for c, name in self.chargers.items():
             r = by_name.get(name)
@@ -365,7 +407,7 @@ class FleetManager:
         job = robot.job
         if loaded or job is None or job.kind == "charge" or robot.node is None:
             return False
-        to_charger = min((self._d(robot.node, c) for c in self.chargers), default=0.0)
+        to_charger = self._to_charger_m(robot.node)
         return b.soc_kwh - b.travel_energy(to_charger, False) < self.reserve_soc * b.capacity_kwh
 
     def abandon(self, robot, task: TransportTask) -> None:
@@ -395,21 +437,22 @@ class FleetManager:
         again from there."""
         now = self.env.now
         name = robot.name
+        self._no_plan.pop(name, None)
         self.table.clear_robot(name)
         if not self.traffic:
             return self._shortest(robot.node, goal, speed, now, frozenset())
         if robot.job is not None and robot.job.kind == "park" and goal == robot.job.node:
             goal = robot.job.node = self._parking_for(robot, goal)
-        blocked = self._blocked.pop(name, frozenset()) | frozenset(
-            k for k, until in self._stalled.items() if until > now)
+        blocked = self._stalled_now()
         steps = None
         yielding = self._yield_to.get(name)
         if yielding is not None and name not in self._detour:
             since, seen = yielding
-            by_name = {r.name: r for r in self.robots}
+            by_name = self._by_name
             if now < since + self.yield_limit_s and any(
                     by_name[m].arrivals == n for m, n in seen.items()):
                 self.table.add(("node", robot.node), now, INF, name)
+                self._no_plan[name] = "yield"
                 return None  # made way: let the others pass first
             del self._yield_to[name]
         detour = self._detour.pop(name, None)
@@ -419,7 +462,8 @@ class FleetManager:
             to_goal, fastest = self.dist_to(goal), max(speed, 1e-9)
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
                               self.occ.holders, blocked,
-                              heuristic=lambda n: to_goal.get(n, 0.0) / fastest)
+                              heuristic=lambda n: to_goal.get(n, 0.0) / fastest,
+                              preds=self._preds)
         timed = steps is not None
         if not timed:
             # no conflict-free timing against the reservations: take the shortest path and
@@ -427,8 +471,9 @@ class FleetManager:
             # reserves only the node it stands on (a leg it may not drive for a long time
             # must not claim its goal for ever and so keep everyone else from planning there)
             steps = self._shortest(robot.node, goal, speed, now, blocked)
-        if steps is None:
+        if steps is None:  # stalled robots block every way to the goal
             self.table.add(("node", robot.node), now, INF, name)
+            self._no_plan[name] = "stall"
             self._note_goal_wait(robot, goal)
             return None
         self._waiting.pop(name, None)
@@ -440,16 +485,14 @@ class FleetManager:
 
     def _shortest(self, start: str, goal: str, speed: float, now: float,
                   blocked) -> list[Step] | None:
-        g = self.graph
-        if blocked:
-            lanes = {k for k in blocked if k[0] == "lane"}
-            g = nx.restricted_view(
-                g, [k[1] for k in blocked if k[0] == "node"],
-                [(u, v) for u, v, ln in g.edges(data="lane") if ln.key in lanes])
-        try:
-            path = nx.shortest_path(g, start, goal, weight="length_m")
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
+        path = self._path(start, goal)
+        if path is None:
             return None
+        if blocked and (any(("node", v) in blocked for v in path) or any(
+                self.graph[u][v]["lane"].key in blocked for u, v in zip(path, path[1:]))):
+            path = self._path_around(start, goal, blocked)
+            if path is None:
+                return None
         steps, t = [], now
         for u, v in zip(path, path[1:]):
             lane = self.graph[u][v]["lane"]
@@ -457,6 +500,22 @@ class FleetManager:
             steps.append(Step(lane, u, v, t, t + d))
             t += d
         return steps
+
+    def _path_around(self, start: str, goal: str, blocked: frozenset) -> list[str] | None:
+        """Shortest path around the ``blocked`` lanes and nodes; cached while the blocked set
+        stays the same (robots waiting for a stalled lane ask again and again)."""
+        if self._around[0] != blocked:
+            self._around = (blocked, {})
+        cache = self._around[1]
+        if (start, goal) not in cache:
+            g = nx.restricted_view(
+                self.graph, [k[1] for k in blocked if k[0] == "node"],
+                [e for k in blocked if k[0] == "lane" for e in self._lane_edges.get(k, ())])
+            try:
+                cache[start, goal] = nx.shortest_path(g, start, goal, weight="length_m")
+            except (nx.NetworkXNoPath, nx.NodeNotFound):
+                cache[start, goal] = None
+        return cache[start, goal]
 
     def _free(self, node: str, robot) -> bool:
         key = ("node", node)
@@ -502,18 +561,41 @@ class FleetManager:
         self.table.add(("node", node), t, INF, name)
 
     def changed_event(self) -> simpy.Event:
+        """An event that fires when any robot leaves a node or lane."""
         ev = self.env.event()
         self._changed.append(ev)
         return ev
+
+    def no_plan_event(self, robot) -> simpy.Event:
+        """An event for ``robot`` after :meth:`plan` gave it no leg, firing when that may have
+        changed: a robot it makes way for reached a node, or a stalled lane was cleared (for
+        any other reason, when anybody moves). Waking only these robots keeps the cost of a
+        move independent of the fleet size."""
+        why = self._no_plan.get(robot.name)
+        if why is None:
+            return self.changed_event()
+        ev = self.env.event()
+        if why == "yield":
+            for other in self._yield_to[robot.name][1]:
+                evs = self._on_arrival.setdefault(other, [])
+                evs[:] = [e for e in evs if not e.triggered]  # drop those woken by a timeout
+                evs.append(ev)
+        else:
+            self._on_unstall.append(ev)
+        return ev
+
+    @staticmethod
+    def _fire(events) -> None:
+        for ev in events:
+            if not ev.triggered:
+                ev.succeed()
 
     def on_left(self, robot, key: Hashable) -> None:
         self.table.release(key, robot.name)
         self._waiting.pop(robot.name, None)
         if self._changed:
             evs, self._changed = self._changed, []
-            for ev in evs:
-                if not ev.triggered:
-                    ev.succeed()
+            self._fire(evs)
 
     def on_moving(self, robot, steps: list[Step]) -> None:
         """``robot`` holds its whole leg and sets off now: its reservations become the leg
@@ -539,7 +621,9 @@ class FleetManager:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
-        if any(self._stalled.get(k, 0.0) > self.env.now for k in keys):
+        stalled = self._stalled
+        if stalled and not stalled.keys().isdisjoint(keys) and any(
+                stalled.get(k, 0.0) > self.env.now for k in keys):
             return True  # a stalled robot is in the way: re-plan around it
         cycle = self._cycle(robot.name)
         if not cycle:
@@ -580,11 +664,7 @@ class FleetManager:
             if r.name in names and r.name in self._waiting:
                 out |= self._wanted.get(r.name, set())
             if r.name in names and r.goal is not None:
-                try:
-                    out |= set(nx.shortest_path(self.graph, self._where(r), r.goal,
-                                                weight="length_m"))
-                except (nx.NetworkXNoPath, nx.NodeNotFound):
-                    pass
+                out.update(self._path(self._where(r), r.goal) or ())
         return out
 
     def _cycle(self, start: str) -> set[str]:
@@ -601,13 +681,27 @@ class FleetManager:
                     stack.append((b, path + [b]))
         return set()
 
+    def _stall_over(self, _event) -> None:
+        if self._on_unstall:
+            evs, self._on_unstall = self._on_unstall, []
+            self._fire(evs)
+
+    def _stalled_now(self) -> frozenset:
+        """Lanes blocked by a stalled robot now (recovered ones are forgotten)."""
+        now = self.env.now
+        if any(until <= now for until in self._stalled.values()):
+            self._stalled = {k: u for k, u in self._stalled.items() if u > now}
+        return frozenset(self._stalled)
+
     def on_stall(self, robot, lane: Lane, until: float) -> None:
         self._stalled[lane.key] = until
+        self.env.timeout(until - self.env.now).callbacks.append(self._stall_over)
         for w in self.table.windows[lane.key]:
             if w[2] == robot.name:
                 w[1] = max(w[1], until)
+        planned = {w[2] for w in self.table.windows[lane.key]}
         for r in self.robots:
-            if r is not robot and any(w[2] == r.name for w in self.table.windows[lane.key]):
+            if r is not robot and r.name in planned:
                 r.request_replan()
 
     # --- invariant monitor ------------------------------------------------------------------
@@ -628,6 +722,9 @@ class FleetManager:
     def monitor_arrive(self, robot, lane: Lane, to: str) -> None:
         self.lane_usage[lane.key] += 1
         robot.arrivals += 1
+        waiting = self._on_arrival.pop(robot.name, None)
+        if waiting:
+            self._fire(waiting)
         if not self.check_invariants:
             return
         b = robot.battery
