@@ -52,7 +52,8 @@ class PlantModel(mesa.Model):
 
     def _record_genealogy(self, now: float, child: Unit, parents, equipment: str) -> None:
         for p in parents:
-            self.genealogy.append(now, child.id, child.product, p.id, p.lot, equipment)
+            self.genealogy.append(now, child.id, child.product, p.id, p.lot, equipment, None,
+                                  None)
 
     # --- material accounting (called by agents) -------------------------------------------
     def units_entered(self, now: float, n: int) -> None:
@@ -70,6 +71,12 @@ class PlantModel(mesa.Model):
                 self.lead_time.add(now - unit.created_s)
             else:
                 self.units_scrapped += 1
+
+    def unit_consumed(self, now: float, unit: Unit) -> None:
+        """``unit`` is used up as raw material (e.g. a refill container emptied into a feeder):
+        it leaves the WIP without counting as completed or scrapped."""
+        self.wip.add(now, -1)
+        self.series.level(now, self.wip.value)
 
     def node_cell(self, node: str):
         return self.network[node]

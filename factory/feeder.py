@@ -94,6 +94,7 @@ class FeedSegment:
     end_s: float
     rate_kg_s: float
     lots: dict[Hashable, float] = field(default_factory=dict)
+    composition: int = 0  # hopper composition version: equal versions, equal lot fractions
 
 
 class _Noise:
@@ -102,13 +103,23 @@ class _Noise:
     def __init__(self, rng: np.random.Generator, sd: float, rho: float) -> None:
         self.rng, self.sd, self.rho = rng, sd, rho
         self.factor = np.zeros(0)
+        self.base = 0  # cell index of factor[0]: cells before it were dropped
         self._last = 0.0
+
+    def trim(self, j: int) -> None:
+        """Forget cells before j (the feeder has passed them): memory stays bounded."""
+        k = j - self.base
+        if k > 4 * BLOCK:
+            self.factor = self.factor[k:].copy()
+            self.base = j
 
     def get(self, j0: int, j1: int) -> np.ndarray:
         """Multipliers of cells j0..j1-1."""
         if self.sd == 0.0:
             return np.ones(j1 - j0)
-        while self.factor.size < j1:
+        if j0 < self.base:
+            raise ValueError(f"noise cell {j0} was dropped (kept from {self.base})")
+        while self.base + self.factor.size < j1:
             z = self.rng.standard_normal(BLOCK)
             c = self.sd * math.sqrt(1.0 - self.rho**2)
             if self.factor.size == 0:  # stationary start: ε_0 = sd·z_0
@@ -119,7 +130,7 @@ class _Noise:
             eps = lfilter([c], [1.0, -self.rho], z, zi=[zi])[0]
             self._last = float(eps[-1])
             self.factor = np.concatenate([self.factor, np.maximum(1.0 + eps, 0.0)])
-        return self.factor[j0:j1]
+        return self.factor[j0 - self.base:j1 - self.base]
 
 
 class LossInWeightFeeder:
@@ -129,7 +140,8 @@ class LossInWeightFeeder:
     """
 
     def __init__(self, params: FeederParams, rng: np.random.Generator, *, mass_kg: float,
-                 setpoint_kg_s: float, t0: float = 0.0, lot: Hashable = "initial") -> None:
+                 setpoint_kg_s: float, t0: float = 0.0, lot: Hashable = "initial",
+                 residual_lot: Hashable = "older-lots", purge_fraction: float = 1e-6) -> None:
         self.p = params
         self.t = float(t0)
         self.mass_kg = float(mass_kg)
@@ -144,6 +156,9 @@ class LossInWeightFeeder:
         self._refill: tuple[float, float, Hashable, float] | None = None  # R, left, lot, ω
         self._segments: list[FeedSegment] = []
         self._record = True
+        self.residual_lot = residual_lot
+        self.purge_fraction = purge_fraction
+        self.composition = 0  # bumped whenever the hopper's lot fractions change
 
     # --- commands -----------------------------------------------------------------------------
     def set_setpoint(self, t: float, setpoint_kg_s: float) -> list[FeedSegment]:
@@ -158,10 +173,21 @@ class LossInWeightFeeder:
         if rate_kg_s <= self.setpoint_kg_s:
             raise ValueError("refill rate must exceed the feed set-point")
         segs = self.advance(t)
+        self._purge_lots()
         omega = self.setpoint_kg_s / self.p.ff(self.mass_kg)
         self._refill = (float(rate_kg_s), float(mass_kg), lot_id, omega)
         self.mode = "refill"
         return segs
+
+    def _purge_lots(self) -> None:
+        """Merge lots below ``purge_fraction`` of the hopper into ``residual_lot`` (mass kept
+        exactly), so that the perfectly mixed hopper does not carry every lot it ever held."""
+        small = [k for k, m in self.lots.items()
+                 if k != self.residual_lot and m < self.purge_fraction * self.mass_kg]
+        for k in small:
+            self.lots[self.residual_lot] = self.lots.get(self.residual_lot, 0.0) + self.lots.pop(k)
+        if small:
+            self.composition += 1
 
     @property
     def screw_speed_rev_s(self) -> float:
@@ -169,6 +195,17 @@ class LossInWeightFeeder:
             assert self._refill is not None
             return self._refill[3]
         return self.setpoint_kg_s / self.p.ff(self.mass_kg) if self.mode != "starved" else 0.0
+
+    def current_rate_kg_s(self) -> float:
+        """Feed rate at the present time (kg/s): the rate of the present noise cell."""
+        if self.mode == "starved":
+            return 0.0
+        j = int(math.floor(self.t / self.p.noise_period_s))
+        e = float(self._noise.get(j, j + 1)[0])
+        if self.mode == "gravimetric":
+            return max(self.setpoint_kg_s, 0.0) * e
+        assert self._refill is not None
+        return self._refill[3] * e * self.p.ff(self.mass_kg)
 
     def hopper_fractions(self) -> dict[Hashable, float]:
         return {k: v / self.mass_kg for k, v in self.lots.items()} if self.mass_kg > 0 else {}
@@ -179,6 +216,9 @@ class LossInWeightFeeder:
         if t < self.t:
             raise ValueError(f"cannot advance back from {self.t} to {t}")
         self._run(float(t), None)
+        if self.mode == "gravimetric" and self.mass_kg <= 1e-12 * max(1.0, self.p.m_high_kg):
+            self.mode = "starved"  # empty to rounding (an "empty" event computed ahead)
+        self._noise.trim(int(math.floor(self.t / self.p.noise_period_s)))
         out, self._segments = self._segments, []
         return out
 
@@ -204,7 +244,7 @@ class LossInWeightFeeder:
             return clone.t, "refill_done"
         if self.mode == "starved":
             return math.inf, "empty"
-        if self.mass_kg > self.p.m_low_kg:
+        if self.mass_kg > self.p.m_low_kg * (1.0 + 1e-12) + 1e-12:  # at the level: past it
             return self.time_to_level(self.p.m_low_kg), "low"
         return self.time_to_level(0.0), "empty"
 
@@ -215,9 +255,11 @@ class LossInWeightFeeder:
         lots = {k: float(rate * f) for k, f in frac.items()}
         last = self._segments[-1] if self._segments else None
         if last is not None and last.end_s == a and last.lots == lots:
-            self._segments[-1] = FeedSegment(last.start_s, float(b), float(rate), lots)
+            self._segments[-1] = FeedSegment(last.start_s, float(b), float(rate), lots,
+                                             self.composition)
         else:
-            self._segments.append(FeedSegment(float(a), float(b), float(rate), lots))
+            self._segments.append(FeedSegment(float(a), float(b), float(rate), lots,
+                                              self.composition))
 
     def _take(self, fed: float) -> dict[Hashable, float]:
         """Remove ``fed`` kg from the mixed hopper; returns the composition used."""
@@ -326,6 +368,7 @@ class LossInWeightFeeder:
         frac = self._take(fed) if fed > 0 else self.hopper_fractions()
         self._emit(self.t, b, fed, frac)
         self.lots[lot] = self.lots.get(lot, 0.0) + added
+        self.composition += 1
         self.refilled_kg += added
         self.mass_kg = m_b
         left -= added

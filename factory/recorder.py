@@ -53,6 +53,10 @@ GENEALOGY_SCHEMA = pa.schema(_RUN + [
     pa.field("parent_id", pa.int64(), nullable=False),
     pa.field("parent_lot", pa.string(), nullable=False),
     pa.field("equipment", pa.string(), nullable=False),
+    # continuous lines: mass and mass fraction of each raw-material lot in the child (null for
+    # discrete parents, which are whole units)
+    pa.field("mass_kg", pa.float64(), nullable=True),
+    pa.field("mass_fraction", pa.float64(), nullable=True),
 ])
 
 TIMESERIES_SCHEMA = pa.schema(_RUN + [

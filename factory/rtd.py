@@ -211,15 +211,29 @@ class GriddedRTD(RTD):
         self._t = t
         self._pdf = np.maximum(pdf, 0.0)
         self._cdf = np.maximum.accumulate(np.clip(cdf, 0.0, 1.0))
+        # the grid is uniform: interpolate by index arithmetic (no binary search); padded with
+        # the values beyond the ends (E = 0, F = 1) so that clipped indices need no mask
+        self._h = float(t[1] - t[0])
+        self._pdf_pad = np.append(self._pdf, [0.0, 0.0])
+        self._cdf_pad = np.append(self._cdf, [1.0, 1.0])
 
     def _grid(self) -> tuple[FloatArray, FloatArray]:
         return self._t, self._cdf
 
+    def _lerp(self, t: ArrayLike, table: FloatArray, left: float) -> FloatArray:
+        x = _arr(t) / self._h
+        n = self._t.size
+        xc = np.clip(x, 0.0, n)  # beyond the last point: the pad value
+        j = np.minimum(xc.astype(np.intp), n)
+        frac = xc - j
+        out = table[j] * (1.0 - frac) + table[j + 1] * frac
+        return np.where(x < 0.0, left, out)
+
     def pdf(self, t: ArrayLike) -> FloatArray:
-        return np.interp(_arr(t), self._t, self._pdf, left=0.0, right=0.0)
+        return self._lerp(t, self._pdf_pad, 0.0)
 
     def cdf(self, t: ArrayLike) -> FloatArray:
-        return np.interp(_arr(t), self._t, self._cdf, left=0.0, right=1.0)
+        return self._lerp(t, self._cdf_pad, 0.0)
 
     def quantile(self, q: ArrayLike) -> FloatArray:
         qa = _arr(q)

@@ -5,9 +5,11 @@ This is the one place that wires the layers together (factory → agents → con
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from darkfab.agents.cdc import ContinuousLine, FeederStation, LineFailure, QualitySpec
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
 from darkfab.agents.model import PlantModel
@@ -16,6 +18,11 @@ from darkfab.control import make_controller
 from darkfab.control.fleet import FleetManager
 from darkfab.control.traffic import Lane
 from darkfab.factory.battery import Battery
+from darkfab.factory.blender import BlenderParams, blender_rtd
+from darkfab.factory.feeder import FeederParams, LossInWeightFeeder
+from darkfab.factory.pat import NirSensor, NirSensorParams
+from darkfab.factory.rtd import RTD, SeriesRTD
+from darkfab.factory.tablet_press import TabletPress
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.recorder import TRANSPORT_SCHEMA, TableWriter
 from darkfab.factory.transport import Staging
@@ -26,9 +33,9 @@ from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
 from .control_loop import ControlLoop
-from .schema import Scenario, transport_hops
+from .schema import ContinuousLineSpec, Scenario, transport_hops
 
-__all__ = ["Plant", "build_plant"]
+__all__ = ["Plant", "build_plant", "line_models"]
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Plant:
     robots: dict[str, Amr] = field(default_factory=dict)
     arms: dict[str, RobotArm] = field(default_factory=dict)
     staging: dict[str, Staging] = field(default_factory=dict)
+    lines: dict[str, ContinuousLine] = field(default_factory=dict)
     started: bool = field(default=False)
     control: ControlLoop | None = None  # set by start()
 
@@ -59,6 +67,8 @@ class Plant:
         self.control.start()
         if self.fleet is not None:
             self.fleet.start()
+        for line in self.lines.values():
+            env.process(line.run())
         self.started = True
 
 
@@ -143,10 +153,81 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
             disabled_states={m: [State(x) for x in v] for m, v in e.disabled_states.items()},
             arm=arm_of.get(name),
         )
+    lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output))
+             for name, spec in s.continuous_lines.items()}
     controller = make_controller(s.controller.name, s.controller.params)
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
-                 robots, arms, staging)
+                 robots, arms, staging, lines)
+
+
+def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
+    """The press, the blender RTD and the line RTD (blender in series with the press feed frame)
+    at the press's mass flow."""
+    ps = spec.press
+    press = TabletPress(
+        stations=ps.stations, turret_speed_rpm=ps.turret_speed_rpm,
+        die_diameter_m=ps.die_diameter_mm / 1000.0, fill_depth_m=ps.fill_depth_mm / 1000.0,
+        fill_density_kg_m3=ps.fill_density_kg_m3, true_density_kg_m3=ps.true_density_kg_m3,
+        feed_frame_holdup_kg=ps.feed_frame_holdup_kg, feed_frame_tanks=ps.feed_frame_tanks,
+        compaction=ps.compaction, kawakita_a=ps.kawakita_a,
+        kawakita_b_per_pa=ps.kawakita_b_per_mpa * 1e-6, heckel_k_per_pa=ps.heckel_k_per_mpa * 1e-6,
+        heckel_a=ps.heckel_a, strength=ps.strength, sigma0_pa=ps.sigma0_mpa * 1e6,
+        k_rd=ps.k_rd, rho_c=ps.rho_c)
+    flow = press.mass_flow_kg_s
+    b = spec.blender
+    bp = BlenderParams(b.holdup_ref_kg, b.mass_flow_ref_kg_h / 3600.0, b.speed_ref_rpm,
+                       b.flow_exponent, b.speed_exponent, b.model, b.n_tanks, b.peclet)
+    blender = blender_rtd(bp, flow, b.speed_rpm)
+    return press, blender, SeriesRTD([blender, press.feed_frame_rtd(flow)], max_points=2**14)
+
+
+def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantModel,
+                streams: RandomStreams, buffers: dict[str, Buffer], emit) -> ContinuousLine:
+    """A continuous line from its spec: the press sets the mass flow, the recipe the feeders'
+    set-points; the line RTD is the blender's in series with the press feed frame's."""
+    p = f"continuous_lines.{name}"
+    ps = spec.press
+    press, blender, line_rtd = line_models(spec)
+    flow = press.mass_flow_kg_s
+    stations = []
+    for fname, f in spec.feeders.items():
+        params = FeederParams(f.ff_max_kg_rev, f.ff_min_kg_rev, f.beta_per_kg, f.low_level_kg,
+                              f.high_level_kg, f.noise_sd, f.noise_corr, f.noise_period_s)
+        feeder = LossInWeightFeeder(
+            params, streams.stream(f"{p}.feeders.{fname}.noise"),
+            mass_kg=f.high_level_kg if f.initial_kg is None else f.initial_kg,
+            setpoint_kg_s=f.mass_fraction * flow, lot=f"{name}-{fname}-initial",
+            residual_lot=f"{name}-{fname}-older-lots",
+            purge_fraction=spec.lot_trace_min_fraction)
+        stations.append(FeederStation(
+            fname, f.component, feeder, f.mass_fraction * flow, buffers[f.refill_from],
+            f.refill_rate_kg_s, lambda prod: s.products[prod].mass_kg))
+    sensor = None
+    if spec.pat is not None:
+        pa = spec.pat
+        sensor = NirSensor(NirSensorParams(
+            period_s=pa.period_s, noise_sd=pa.noise_sd, delay_s=pa.delay_s,
+            dropout_prob=pa.dropout_probability,
+            drift_start_s=math.inf if pa.drift_start_s is None else pa.drift_start_s,
+            drift_rate_per_s=pa.drift_per_h / 3600.0), streams.stream(f"{p}.pat"))
+    q = spec.quality
+    quality = QualitySpec(q.spec_low_pct / 100.0, q.spec_high_pct / 100.0, q.min_flow_pct / 100.0,
+                          q.margin_s, q.pat_hold_s, q.startup_divert_s)
+    failures = [LineFailure(f.name,
+                            f.time_to_failure.sampler(f"{p}.failures.{f.name}.time_to_failure",
+                                                      streams.stream(f"{p}.failures.{f.name}"
+                                                                     ".time_to_failure")),
+                            f.repair_time.sampler(f"{p}.failures.{f.name}.repair_time",
+                                                  streams.stream(f"{p}.failures.{f.name}"
+                                                                 ".repair_time")))
+                for f in spec.failures]
+    return ContinuousLine(
+        model, name, spec.node, stations, blender, line_rtd, press,
+        ps.compaction_pressure_mpa * 1e6, sensor, quality, emit, spec.product,
+        spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
+        spec.batch_kg, failures, spec.control_interval_s, spec.lookahead_s,
+        spec.qc_tablets_per_unit)
 
 
 def _notify_space(lvl: TimeAverage, fleet: FleetManager, buffers: dict, name: str):

@@ -20,7 +20,7 @@ from .schema import JobShopScenario
 
 __all__ = ["main"]
 
-DEFAULT_SCENARIO = "packaging-line"
+DEFAULT_SCENARIO = "cdc-line"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="override a scenario field for both controllers")
     cp.add_argument("--out", type=Path, help="output folder (default results/compare/<scenario>-"
                     "<A>-vs-<B>)")
+    fu = sub.add_parser("funnel", help="funnel plot of a scenario's continuous line: "
+                        "disturbance magnitude x duration -> diverted or not (PNG)")
+    fu.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                    help="shipped scenario name or path (default: %s)" % DEFAULT_SCENARIO)
+    fu.add_argument("--line", help="continuous line name (default: the first)")
+    fu.add_argument("--out", type=Path, help="PNG file (default funnel-<scenario>.png)")
+    fu.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     jb = sub.add_parser("jobshop-bench", help="ft06/ft10: every dispatching rule and CP-SAT, "
                         "makespan and gap to the optimum")
     jb.add_argument("--time-limit", type=float, default=60.0, metavar="S",
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return _jobshop_bench(args)
         if args.cmd == "compare":
             return _compare(args)
+        if args.cmd == "funnel":
+            return _funnel(args)
         if args.cmd == "check":
             s = load_scenario(args.scenario, args.overrides)
             if isinstance(s, JobShopScenario):
@@ -127,6 +136,22 @@ def main(argv: list[str] | None = None) -> int:
         for problem in e.problems:
             print(problem.format(e.file), file=sys.stderr)
         return 2
+
+
+def _funnel(args) -> int:
+    from .funnel import write_funnel_png
+
+    s = load_scenario(args.scenario, args.overrides)
+    if isinstance(s, JobShopScenario) or not s.continuous_lines:
+        print(f"darkfab: scenario {s.scenario.name!r} has no continuous line", file=sys.stderr)
+        return 2
+    if args.line is not None and args.line not in s.continuous_lines:
+        print(f"darkfab: no continuous line {args.line!r}; lines: "
+              + ", ".join(sorted(s.continuous_lines)), file=sys.stderr)
+        return 2
+    out = args.out or Path(f"funnel-{s.scenario.name}.png")
+    print(f"funnel plot: {write_funnel_png(s, out, args.line)}")
+    return 0
 
 
 def _list() -> int:

@@ -375,6 +375,147 @@ class ControllerSpec(Strict):
     safe_stop_s: PositiveFloat = 600.0
 
 
+# --- continuous lines ---------------------------------------------------------------------
+class FeederSpec(Strict):
+    """A loss-in-weight feeder (DOMAIN.md §4): recipe share, hopper levels, feed factor
+    ff(M) = ff_max − (ff_max − ff_min)·e^(−βM), AR(1) feed noise, refills from ``refill_from``
+    (a buffer where containers are delivered; a container's mass is its product's mass_kg)."""
+
+    component: Name  # exactly one feeder of a line has component = "api"
+    mass_fraction: Annotated[float, Field(gt=0, le=1)]
+    refill_from: Name
+    refill_rate_kg_s: PositiveFloat
+    ff_max_kg_rev: PositiveFloat
+    ff_min_kg_rev: PositiveFloat
+    beta_per_kg: NonNegativeFloat = 0.0
+    low_level_kg: NonNegativeFloat
+    high_level_kg: PositiveFloat
+    initial_kg: NonNegativeFloat | None = None  # default: high_level_kg
+    noise_sd: NonNegativeFloat = 0.0
+    noise_corr: Annotated[float, Field(gt=-1, lt=1)] = 0.0
+    noise_period_s: PositiveFloat = 10.0
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if self.ff_min_kg_rev > self.ff_max_kg_rev:
+            raise PydanticCustomError("feeder", "ff_min_kg_rev must not exceed ff_max_kg_rev")
+        if self.low_level_kg >= self.high_level_kg:
+            raise PydanticCustomError("feeder", "low_level_kg must be below high_level_kg")
+        return self
+
+
+class BlenderSpec(Strict):
+    """Continuous blender: hold-up H = H_ref·(ṁ/ṁ_ref)^a·(N_ref/N)^b, τ = H/ṁ, RTD tanks in
+    series (``n_tanks``) or axial dispersion (``open``/``closed``, ``peclet``)."""
+
+    holdup_ref_kg: PositiveFloat
+    mass_flow_ref_kg_h: PositiveFloat
+    speed_ref_rpm: PositiveFloat
+    speed_rpm: PositiveFloat
+    flow_exponent: float = 1.0
+    speed_exponent: float = 0.5
+    model: Literal["tanks", "open", "closed"] = "tanks"
+    n_tanks: PositiveFloat = 3.0
+    peclet: PositiveFloat = 10.0
+
+
+class PressSpec(Strict):
+    """Rotary tablet press: W = ρ_fill·A_die·h_fill; tablets/s = stations × turret speed; the
+    line's mass flow is what the press draws. Compaction (Kawakita or Heckel) and tensile
+    strength (Ryshkewitch–Duckworth or Kuentz–Leuenberger) at ``compaction_pressure_mpa``."""
+
+    stations: PositiveInt
+    turret_speed_rpm: PositiveFloat
+    die_diameter_mm: PositiveFloat
+    fill_depth_mm: PositiveFloat
+    fill_density_kg_m3: PositiveFloat
+    true_density_kg_m3: PositiveFloat
+    feed_frame_holdup_kg: PositiveFloat
+    feed_frame_tanks: PositiveFloat = 3.0
+    compaction_pressure_mpa: PositiveFloat
+    compaction: Literal["kawakita", "heckel"] = "kawakita"
+    kawakita_a: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    kawakita_b_per_mpa: PositiveFloat = 0.05
+    heckel_k_per_mpa: PositiveFloat = 0.01
+    heckel_a: NonNegativeFloat = 0.5
+    strength: Literal["ryshkewitch", "kuentz"] = "ryshkewitch"
+    sigma0_mpa: PositiveFloat = 8.0
+    k_rd: PositiveFloat = 10.0
+    rho_c: Annotated[float, Field(ge=0, lt=1)] = 0.4
+
+
+class PatSpec(Strict):
+    """NIR sensor for API content (fraction of label claim): sampling, noise, delay, dropout,
+    drift (a fault: bias growing from ``drift_start_s`` at ``drift_per_h``)."""
+
+    period_s: PositiveFloat
+    noise_sd: NonNegativeFloat = 0.0
+    delay_s: NonNegativeFloat = 0.0
+    dropout_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    drift_start_s: NonNegativeFloat | None = None
+    drift_per_h: float = 0.0
+
+
+class LineQualitySpec(Strict):
+    """Control strategy: API content limits (% of label claim), the minimum output flow (% of
+    nominal) below which tablets are off weight, diversion margins."""
+
+    spec_low_pct: PositiveFloat = 95.0
+    spec_high_pct: PositiveFloat = 105.0
+    min_flow_pct: Annotated[float, Field(ge=0, le=100)] = 80.0
+    margin_s: NonNegativeFloat = 10.0
+    pat_hold_s: NonNegativeFloat = 60.0
+    startup_divert_s: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _limits(self):
+        if not self.spec_low_pct < 100.0 < self.spec_high_pct:
+            raise PydanticCustomError("limits", "need spec_low_pct < 100 < spec_high_pct")
+        return self
+
+
+class ContinuousLineSpec(Strict):
+    """A continuous direct compression line (feeders → blender → press, PAT, diversion gate)
+    that emits units of ``tablets_per_unit`` accepted tablets into buffer ``output``."""
+
+    node: Name
+    feeders: Annotated[dict[Name, FeederSpec], Field(min_length=1)]
+    blender: BlenderSpec
+    press: PressSpec
+    pat: PatSpec | None = None
+    quality: LineQualitySpec = LineQualitySpec()
+    output: Name
+    product: Name
+    tablets_per_unit: PositiveInt
+    qc_tablets_per_unit: Annotated[int, Field(ge=0)] = 0
+    batch_hours: PositiveFloat | None = 24.0  # ICH Q13 batch by run time ...
+    batch_kg: PositiveFloat | None = None  # ... or by accepted mass
+    failures: list[FailureMode] = []
+    control_interval_s: PositiveFloat = 600.0
+    lookahead_s: PositiveFloat = 60.0
+    lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
+
+    @model_validator(mode="after")
+    def _recipe(self):
+        total = sum(f.mass_fraction for f in self.feeders.values())
+        if abs(total - 1.0) > 1e-6:
+            raise PydanticCustomError("recipe", f"feeder mass_fraction values sum to {total:g},"
+                                      " not 1")
+        apis = [n for n, f in self.feeders.items() if f.component == "api"]
+        if len(apis) != 1:
+            raise PydanticCustomError("recipe", "exactly one feeder needs component = \"api\"")
+        if self.batch_hours is not None and self.batch_kg is not None:
+            raise PydanticCustomError("batch", "give batch_hours or batch_kg, not both")
+        return self
+
+    def mass_flow_kg_s(self) -> float:
+        """The press's draw (kg/s): stations × turret speed × tablet weight."""
+        p = self.press
+        area = math.pi * (p.die_diameter_mm / 2000.0) ** 2
+        return p.stations * p.turret_speed_rpm / 60.0 * p.fill_density_kg_m3 * area \
+            * p.fill_depth_mm / 1000.0
+
+
 class Scenario(Strict):
     scenario: Meta
     products: Annotated[dict[Name, Product], Field(min_length=1)]
@@ -387,6 +528,7 @@ class Scenario(Strict):
     fleet: FleetSpec | None = None
     arms: dict[Name, ArmSpec] = {}
     controller: ControllerSpec = ControllerSpec()
+    continuous_lines: dict[Name, ContinuousLineSpec] = {}
 
     def graph(self, lanes_only: bool = False) -> nx.DiGraph:
         """The plant graph: nodes with coordinates (m), links as arcs with ``length_m``;
@@ -421,7 +563,7 @@ class Scenario(Strict):
 def reference_errors(s: Scenario):
     """Yield ``(path, message)`` for every dangling reference and unreachable material hop."""
     kinds = {"buffer": s.buffers, "sink": s.sinks, "equipment": s.equipment,
-             "source": s.sources}
+             "source": s.sources, "continuous line": s.continuous_lines}
     seen: dict[str, str] = {}
     for kind, table in kinds.items():
         for name in table:
@@ -487,6 +629,36 @@ def reference_errors(s: Scenario):
                                f"sink {eq.reject_to!r}")
         if eq.output is not None and eq.output.product not in s.products:
             yield (f"{p}.output.product", f"unknown product {eq.output.product!r}")
+    for name, line in s.continuous_lines.items():
+        p = f"continuous_lines.{name}"
+        if line.output not in s.buffers:
+            yield (f"{p}.output", f"unknown buffer {line.output!r}")
+        else:
+            yield from hop(f"{p}.output", line.node, s.buffers[line.output].node,
+                           f"buffer {line.output!r}")
+        if line.product not in s.products:
+            yield (f"{p}.product", f"unknown product {line.product!r}")
+        flow = line.mass_flow_kg_s()
+        for fname, f in line.feeders.items():
+            fp = f"{p}.feeders.{fname}"
+            if f.refill_from not in s.buffers:
+                yield (f"{fp}.refill_from", f"unknown buffer {f.refill_from!r}")
+                continue
+            if f.refill_from in fed:
+                yield (f"{fp}.refill_from",
+                       f"buffer {f.refill_from!r} already feeds {fed[f.refill_from]!r}")
+            fed[f.refill_from] = f"{name}.{fname}"
+            yield from hop(f"{fp}.refill_from", s.buffers[f.refill_from].node, line.node,
+                           f"buffer {f.refill_from!r}")
+            if f.refill_rate_kg_s <= f.mass_fraction * flow:
+                yield (f"{fp}.refill_rate_kg_s", f"must exceed the feed rate "
+                       f"{f.mass_fraction * flow:.6g} kg/s (press draw × mass_fraction)")
+            for src_name, src in s.sources.items():
+                if src.to == f.refill_from:
+                    for prod in [src.product] if src.product else list(src.product_mix or {}):
+                        if prod in s.products and s.products[prod].mass_kg <= 0:
+                            yield (f"products.{prod}.mass_kg", "a refill container needs a "
+                                   f"mass (it is emptied into feeder {fname!r})")
     yield from _fleet_errors(s)
     for name, arm in s.arms.items():
         yield from node_of(f"arms.{name}.node", arm.node)
@@ -497,7 +669,8 @@ def reference_errors(s: Scenario):
         if b not in fed:
             yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
         if not any(src.to == b for src in s.sources.values()) and not any(
-                to == b for eq in s.equipment.values() for to, _ in eq.branches()):
+                to == b for eq in s.equipment.values() for to, _ in eq.branches()) and not any(
+                line.output == b for line in s.continuous_lines.values()):
             yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
 
 
@@ -511,6 +684,10 @@ def transport_hops(s: Scenario) -> list[tuple[str, str, str]]:
         for to, _ in eq.branches():
             if to in s.buffers and not s.conveyor_joined(eq.node, s.buffers[to].node):
                 hops.append((name, eq.node, to))
+    for name, line in s.continuous_lines.items():
+        to = line.output
+        if to in s.buffers and not s.conveyor_joined(line.node, s.buffers[to].node):
+            hops.append((name, line.node, to))
     return hops
 
 
@@ -559,7 +736,7 @@ def _target(s: Scenario, g, path: str, origin: str, to: str, hop):
 
 def _plural(kind: str) -> str:
     return {"buffer": "buffers", "sink": "sinks", "equipment": "equipment",
-            "source": "sources"}[kind]
+            "source": "sources", "continuous line": "continuous_lines"}[kind]
 
 
 # --- job shop -----------------------------------------------------------------------------

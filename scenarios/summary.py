@@ -70,7 +70,17 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         "bottleneck_ranking": ranking,
         **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
         **({"controller": plant.control.summary()} if getattr(plant, "control", None) else {}),
+        **(line_kpis(plant, end) if plant.lines else {}),
     }
+
+
+def line_kpis(plant: Plant, end: float) -> dict:
+    """Continuous lines' KPIs, and the worst relative mass-balance error of any line
+    (fed = accepted + diverted + hold-up + QC samples; should be below 1e-9)."""
+    lines = {name: line.kpis(end) for name, line in plant.lines.items()}
+    return {"continuous_lines": lines,
+            "mass_balance_rel_error": max(k["mass_balance"]["rel_error"]
+                                          for k in lines.values())}
 
 
 def fleet_kpis(plant: Plant, end: float) -> dict:

@@ -1,0 +1,660 @@
+"""A continuous direct compression (CDC) line as one agent: loss-in-weight feeders → continuous
+blender → tablet press (feed frame), an NIR PAT sensor, and a diversion gate, emitting discrete
+units of accepted tablets (totes) to the downstream plant.
+
+Hybrid integration (no global time step): the feeders are advanced exactly from event to event
+(:mod:`darkfab.factory.feeder`); their piecewise-constant mass flows per component and per
+raw-material lot are pushed into RTD predictors (:mod:`darkfab.factory.rtd_predictor`) of the
+line (blender RTD in series with the feed-frame RTD), which give the output flow, API content
+and lot composition at any time by exact convolution. The line wakes only at computed times:
+
+* hopper low / empty / refill done (:meth:`LossInWeightFeeder.next_event`),
+* the predicted API content leaving spec (first exit within ``lookahead_s`` assuming the
+  present feed persists, :meth:`RTDPredictor.first_exit`),
+* the next unit of accepted tablets filling, the end of a batch, failures and repairs,
+  a refill container arriving, room in the output buffer,
+* at most ``control_interval_s`` apart (the supervisory control cycle that books diversion).
+
+Control strategy (ICH Q13): the RTD model's API content c(t) (relative to label claim) and the
+output flow are checked over every elapsed interval, sampled at σ_RTD/20 and refined by Brent's
+method; material outside [``spec_low``, ``spec_high``] or leaving at less than
+``min_flow_fraction`` of the nominal flow is diverted, padded by ``margin_s`` either side (the
+gate is booked ``margin_s`` behind the present so the padding is causal). The model is taken as
+exact (the feeders' load cells report their true flows); the PAT sensor measures the true
+content with noise, delay, dropout and drift, and a measured value outside spec diverts from the
+time the reading is available for ``pat_hold_s``. Mass balance:
+fed = accepted + diverted + hold-up (+ QC samples), checked at the end of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+from mesa.discrete_space import FixedAgent
+
+from darkfab.factory.buffers import Buffer
+from darkfab.factory.distributions import Sampler
+from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals
+from darkfab.factory.feeder import FeedSegment, LossInWeightFeeder
+from darkfab.factory.kpis import StateTimer
+from darkfab.factory.pat import NirSensor
+from darkfab.factory.rtd import RTD
+from darkfab.factory.rtd_predictor import RTDPredictor
+from darkfab.factory.tablet_press import TabletPress
+
+from .model import PlantModel
+
+__all__ = ["ContinuousLine", "FeederStation", "LineFailure", "QualitySpec"]
+
+EXECUTE, HELD, SUSPENDED = "Execute", "Held", "Suspended"
+
+
+@dataclass
+class FeederStation:
+    """One feeder with its component, recipe share, refill dock and refill rate."""
+
+    name: str
+    component: str  # "api", "excipient", "lubricant", ...
+    feeder: LossInWeightFeeder
+    setpoint_kg_s: float
+    refill_dock: Buffer
+    refill_rate_kg_s: float
+    container_kg: Callable[[str], float]  # product -> container mass
+    refills: int = 0
+    delivered_kg: float = 0.0  # container mass brought to the feeder
+    waiting_since: float | None = None
+    refill_from: float | None = None  # start of the refill in progress
+    _get: object = None  # pending get on the refill dock
+    _next: tuple[float, str] | None = None  # cached next intrinsic event
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    spec_low: float = 0.95  # API content, fraction of label claim
+    spec_high: float = 1.05
+    min_flow_fraction: float = 0.8  # output below this share of nominal is diverted
+    margin_s: float = 10.0  # padding of model-based diversion windows
+    pat_hold_s: float = 60.0  # diversion after an out-of-spec PAT reading
+    startup_divert_s: float = 0.0  # planned start-up transient (after each restart)
+
+
+@dataclass(frozen=True)
+class LineFailure:
+    name: str
+    time_to_failure: Sampler  # operating seconds
+    repair_time: Sampler
+
+
+@dataclass
+class _Batch:
+    id: str
+    start_s: float
+    accepted_kg: float = 0.0
+    units: int = 0
+
+
+@dataclass
+class _Quality:
+    """API content of each unit of accepted tablets (a composite assay: API mass / mass over
+    the unit's interval, relative to label claim) and diverted mass by cause."""
+
+    n: int = 0
+    sum_c: float = 0.0
+    sum_c2: float = 0.0
+    by_cause: dict[str, float] = field(default_factory=dict)
+
+
+class ContinuousLine(FixedAgent):
+    """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
+    area when robots carry them)."""
+
+    def __init__(self, model: PlantModel, name: str, node: str, stations: list[FeederStation],
+                 blender_rtd: RTD, line_rtd: RTD, press: TabletPress, pressure_pa: float,
+                 sensor: NirSensor | None, quality: QualitySpec, emit: Buffer, product: str,
+                 tablets_per_unit: int, batch_s: float | None, batch_kg: float | None,
+                 failures: list[LineFailure], control_interval_s: float = 600.0,
+                 lookahead_s: float = 60.0, qc_tablets_per_unit: int = 0) -> None:
+        super().__init__(model)
+        self.cell = model.node_cell(node)
+        self.name, self.node = name, node
+        self.env = model.env
+        self.stations = stations
+        self.press = press
+        self.quality_spec = quality
+        self.tablet = press.quality(pressure_pa)
+        self.sensor = sensor
+        self.emit = emit
+        self.product = product
+        self.tablets_per_unit = tablets_per_unit
+        self.unit_kg = tablets_per_unit * self.tablet.weight_kg
+        self.qc_kg = qc_tablets_per_unit * self.tablet.weight_kg
+        self.batch_s, self.batch_kg = batch_s, batch_kg
+        self.failures = failures
+        self.control_interval_s = control_interval_s
+        self.lookahead_s = lookahead_s
+        self.nominal_kg_s = sum(st.setpoint_kg_s for st in stations)
+        self.api = [st.component for st in stations if st.component == "api"]
+        self.api_share = sum(st.setpoint_kg_s for st in stations
+                             if st.component == "api") / self.nominal_kg_s
+        self.rtd = line_rtd
+        self.blender_rtd = blender_rtd
+        retain = control_interval_s + quality.margin_s + 60.0  # scans and routing lag behind
+        self.comp = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
+        for c in sorted({st.component for st in stations}):
+            self.comp._channel(c)  # fixed channel order
+        self._api_idx = [i for i, c in enumerate(self.comp.channels) if c == "api"]
+        self.lots = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
+        self._slot_of: dict[Hashable, int] = {}
+        self._slot_lot: dict[int, Hashable] = {}
+        self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
+        self._lots_key: tuple = ()
+        self.gate = DiversionGate()
+        self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
+        self.running = False
+        self._reason = "start-up"
+        self._synced = 0.0
+        self._scanned = 0.0
+        self._routed = 0.0
+        self._pending_kg = 0.0  # accepted mass not yet in a unit
+        self._pending_api_kg = 0.0
+        self._pending_from = 0.0
+        self._wake = None
+        self._fail_i = 0
+        self._ttf = [f.time_to_failure() for f in failures]
+        self._repair_until = math.inf
+        self._run_since: float | None = None
+        self._restarted = 0.0
+        self._blocked = False
+        self._refill_windows: deque[tuple[float, float]] = deque()
+        self.batch = _Batch(model.material.new_lot(f"{name}-batch"), 0.0)
+        self.batches: list[dict] = []
+        self.q = _Quality()
+        # KPIs
+        self.output_kg = 0.0
+        self.accepted_kg = 0.0
+        self.api_accepted_kg = 0.0
+        self.units_out = 0
+        self.qc_samples_kg = 0.0
+        self.oos_events = 0
+        self.refill_deviations = 0
+        self.pat_samples = 0
+        self.pat_dropouts = 0
+        self.pat_alarms = 0
+        self.stops = 0
+        self.diverting_s = 0.0
+        self.accepting_s = 0.0
+        self.released_oos_kg = 0.0
+        self.released_oos_samples = 0
+        self._exit_at = math.inf
+        self.continuous_wall_s = 0.0
+
+    # --- the process ------------------------------------------------------------------------
+    def run(self):
+        env = self.env
+        self._restart(env.now, "start-up")
+        last, same = -1.0, 0
+        while True:
+            t_next = self._next_wake()
+            same = same + 1 if t_next == last else 0
+            if same > 1000:  # a bug, not a plant state: fail loudly rather than spin
+                raise RuntimeError(f"continuous line {self.name} makes no progress at "
+                                   f"t={t_next} s")
+            last = t_next
+            self._wake = env.event()
+            yield env.timeout(max(0.0, t_next - env.now)) | self._wake
+            self._wake = None
+            self._step(env.now)
+
+    def _kick(self, _ev=None) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _next_wake(self) -> float:
+        now = self.env.now
+        times = [now + self.control_interval_s, self._exit_at]
+        for st in self.stations:
+            if st._next is None:
+                st._next = st.feeder.next_event()
+            times.append(st._next[0])
+        if self.running and self._ttf:
+            times.append(self._run_since + min(self._ttf))
+        times.append(self._repair_until)
+        rate = self._output_rate(now)
+        if rate > 0 and self.running:
+            times.append(now + max(self.unit_kg - self._pending_kg, 0.0) / rate
+                         + self.quality_spec.margin_s + 1e-6)
+        if self.batch_s:
+            times.append(self.batch.start_s + self.batch_s)
+        return max(now, min(times))
+
+    # --- one wake-up ------------------------------------------------------------------------
+    def _step(self, now: float) -> None:
+        import time as _time
+
+        w0 = _time.perf_counter()
+        self._sync(now)
+        self._scan(now)
+        self._route(now - self.quality_spec.margin_s)
+        self.continuous_wall_s += _time.perf_counter() - w0
+        self._feeder_events(now)
+        self._failures(now)
+        self._emit_units(now)
+        if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
+                self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
+            self._close_batch(now)
+        w0 = _time.perf_counter()
+        self._predict_exit(now)
+        self.continuous_wall_s += _time.perf_counter() - w0
+
+    def _sync(self, now: float) -> None:
+        """Advance every feeder to ``now`` and push their flows into the predictors: the
+        component predictor at every breakpoint of any feeder's piecewise-constant flow, the lot
+        predictor whenever a hopper's lot composition changes (it carries each lot's share of
+        the feeder's set-point flow, so feed noise does not enter the lot split); then the
+        present flows, assumed to persist until the next sync replaces them."""
+        segs = [st.feeder.advance(now) for st in self.stations]
+        cuts = sorted({x for ss in segs for sg in ss for x in (sg.start_s, sg.end_s) if x < now})
+        ptr = [0] * len(segs)
+        comp_push, lots_push = self.comp.push, self._push_lots
+        stations = self.stations
+        for c in cuts:
+            comp: dict[Hashable, float] = {}
+            mix: list[tuple[int, FeedSegment]] = []
+            for k, ss in enumerate(segs):
+                i = ptr[k]
+                while i < len(ss) and ss[i].end_s <= c:
+                    i += 1
+                ptr[k] = i
+                if i < len(ss) and ss[i].start_s <= c:
+                    sg: FeedSegment = ss[i]
+                    cmp = stations[k].component
+                    comp[cmp] = comp.get(cmp, 0.0) + sg.rate_kg_s
+                    mix.append((k, sg))
+            comp_push(c, comp)
+            key = tuple((k, sg.composition) for k, sg in mix if sg.rate_kg_s > 0)
+            if key != self._lots_key:
+                self._lots_key = key
+                lots_push(c, {(k, lot): r / sg.rate_kg_s for k, sg in mix
+                              for lot, r in sg.lots.items() if sg.rate_kg_s > 0})
+        comp = {}
+        feeding = []
+        for k, st in enumerate(stations):
+            f = st.feeder
+            r = f.current_rate_kg_s()
+            if r <= 0.0:
+                continue
+            comp[st.component] = comp.get(st.component, 0.0) + r
+            feeding.append(k)
+        comp_push(now, comp)
+        key = tuple((k, stations[k].feeder.composition) for k in feeding)
+        if key != self._lots_key:
+            self._lots_key = key
+            lots_push(now, {(k, lot): x for k in feeding
+                            for lot, x in stations[k].feeder.hopper_fractions().items()})
+        self._synced = now
+
+    def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
+        """Push lot flows = set-point flow × hopper fraction (called when they change)."""
+        flows: dict[Hashable, float] = {}
+        for (k, lot), x in fractions.items():
+            slot = self._slot(lot, t)
+            flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
+        self.lots.push(t, flows)
+
+    def _slot(self, lot: Hashable, now: float) -> int:
+        """Predictor channel for ``lot``: channels are reused once their lot has left every
+        hopper and the line (bounded cost over a year of refills)."""
+        s = self._slot_of.get(lot)
+        if s is None:
+            live = {lt for st in self.stations for lt in st.feeder.lots}
+            horizon = now - self.rtd.tail_s - self.lots.retain_s
+            for slot, old in sorted(self._slot_lot.items()):
+                if old not in live and self._slot_seen.get(slot, 0.0) < horizon:
+                    del self._slot_of[old]
+                    s = slot
+                    break
+            if s is None:
+                s = len(self._slot_lot)
+            self._slot_of[lot], self._slot_lot[s] = s, lot
+        self._slot_seen[s] = now
+        return s
+
+    # --- quality: scan, divert, route -------------------------------------------------------
+    def _content(self, y: np.ndarray) -> np.ndarray:
+        tot = y.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = y[:, self._api_idx].sum(axis=1) / tot / self.api_share
+        return np.where(tot >= self.quality_spec.min_flow_fraction * self.nominal_kg_s, c,
+                        np.nan)
+
+    def _scan(self, now: float) -> None:
+        """Book diversion windows for the elapsed interval: model-predicted content and flow out
+        of spec, and out-of-spec PAT readings available by now."""
+        q = self.quality_spec
+        a = max(self._scanned, self.comp.valid_from)
+        if now <= a:
+            return
+        step = self.rtd.std_s / 20.0
+        g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
+        for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
+                                            xtol_s=1e-3):
+            cause = self._cause(lo)
+            self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
+            self.oos_events += 1
+            if cause == "refill":
+                self.refill_deviations += 1
+            self.model.log.record(now, "divert", self.name, -1, "", self.node,
+                                  f"{cause} [{lo:.3f}, {hi:.3f}]")
+        if self.sensor is not None:
+            ts = self.sensor.sample_times(now - self.sensor.p.delay_s)
+            if ts.size:
+                true = g(ts)  # NaN where the flow is too low for a reading
+                for m, x in zip(self.sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
+                    if not math.isfinite(x):
+                        continue
+                    self.pat_samples += 1
+                    if m.value is None:
+                        self.pat_dropouts += 1
+                    elif not q.spec_low <= m.value <= q.spec_high:
+                        if not self.gate.is_diverting(m.available_s):
+                            self.pat_alarms += 1
+                            self.model.log.record(now, "pat_alarm", self.name, -1, "",
+                                                  self.node, f"{m.value:.4f} at "
+                                                  f"{m.sample_time_s:.1f}")
+                        self.gate.add_window(m.available_s, m.available_s + q.pat_hold_s, "pat")
+        self._scanned = now
+
+    def _cause(self, t: float) -> str:
+        """Why the output at ``t`` left spec: the line stopped or restarting, a refill in the
+        RTD's reach (its volumetric feed drifts), or another disturbance (feed noise)."""
+        if not self.running:
+            return "stop"
+        if t < self._restarted + self.rtd.tail_s:
+            return "start-up"
+        lag = self.rtd.tail_s
+        while self._refill_windows and self._refill_windows[0][1] < t - 2 * lag:
+            self._refill_windows.popleft()
+        if any(a <= t and b >= t - lag for a, b in self._refill_windows) or any(
+                st.refill_from is not None and st.refill_from <= t for st in self.stations):
+            return "refill"
+        return "disturbance"
+
+    def _route(self, until: float) -> None:
+        """Send the output up to ``until`` to accepted or diverted by the gate's windows."""
+        a = self._routed
+        if until <= a:
+            return
+        cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
+        for x, y in zip(cuts[:-1], cuts[1:]):
+            m = self.comp.output_mass(x, y)
+            tot = float(m.sum())
+            self.output_kg += tot
+            cause = self.gate.cause_at(0.5 * (x + y))
+            if cause is None:
+                self.accepted_kg += tot
+                self.api_accepted_kg += float(m[self._api_idx].sum())
+                if self._pending_kg <= 0:
+                    self._pending_from = x
+                self._pending_kg += tot
+                self._pending_api_kg += float(m[self._api_idx].sum())
+                self.batch.accepted_kg += tot
+                self.accepting_s += y - x
+                self._audit(x, y)
+            else:
+                self.q.by_cause[cause] = self.q.by_cause.get(cause, 0.0) + tot
+                self.diverting_s += y - x
+        self._routed = until
+        self.gate.prune(until)
+
+    def _audit(self, x: float, y: float) -> None:
+        """Independent check of accepted material: sample the content on [x, y] every σ/20 and
+        book the mass of any sample outside spec (or at too low a flow) as released out of
+        spec. The control strategy should keep this at zero."""
+        q = self.quality_spec
+        n = max(2, math.ceil((y - x) / (self.rtd.std_s / 20.0)) + 1)
+        ts = np.linspace(x, y, n)
+        out = self.comp.output(ts)
+        c = self._content(out)
+        bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
+        if bad.any():
+            dt = (y - x) / (n - 1)
+            self.released_oos_kg += float(out.sum(axis=1)[bad].sum()) * dt
+            self.released_oos_samples += int(bad.sum())
+
+    def _predict_exit(self, now: float) -> None:
+        q = self.quality_spec
+        self._exit_at = math.inf
+        if not self.running:
+            return
+        t = self.comp.first_exit(now, q.spec_low, q.spec_high, scalar=self._content,
+                                 t1=now + self.lookahead_s, resolution=0.05)
+        if t is not None and t > now:
+            self._exit_at = t
+
+    def _output_rate(self, t: float) -> float:
+        try:
+            return float(self.comp.output(t).sum())
+        except ValueError:
+            return 0.0
+
+    # --- feeders and refills ----------------------------------------------------------------
+    def _feeder_events(self, now: float) -> None:
+        for st in self.stations:
+            f = st.feeder
+            if st._get is not None and st._get.triggered:  # a container arrived
+                unit = st._get.value
+                st._get = None
+                self._refill(st, unit, now)
+            if st._next is None or st._next[0] > now + 1e-9:
+                continue
+            kind = st._next[1]
+            st._next = None
+            if kind == "low" and st._get is None and f.mode == "gravimetric":
+                st.waiting_since = now
+                self.model.log.record(now, "hopper_low", st.name, -1, "", self.node,
+                                      f"{f.mass_kg:.3f} kg")
+                ev = st.refill_dock.get()
+                if ev.triggered:
+                    st._get = None
+                    self._refill(st, ev.value, now)
+                else:
+                    st._get = ev
+                    ev.callbacks.append(self._kick)
+            elif kind == "refill_done":
+                self._refill_windows.append((st.refill_from if st.refill_from is not None
+                                             else now, now))
+                st.refill_from = None
+                self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
+                                      f"{f.mass_kg:.3f} kg")
+            elif kind == "empty" or f.mode == "starved":
+                if self.running:
+                    self._stop(now, SUSPENDED, f"{st.name} empty")
+        self._maybe_restart(now, "refilled")
+
+    def _maybe_restart(self, now: float, why: str) -> None:
+        if (not self.running and self._repair_until == math.inf and not self._blocked
+                and all(st.feeder.mode != "starved" for st in self.stations)):
+            self._restart(now, why)
+
+    def _refill(self, st: FeederStation, unit, now: float) -> None:
+        f = st.feeder
+        mass = st.container_kg(unit.product)
+        f.start_refill(now, mass, st.refill_rate_kg_s, unit.lot)
+        st.refills += 1
+        st.delivered_kg += mass
+        st._next = None
+        st.waiting_since = None
+        st.refill_from = now
+        m = self.model
+        m.log.record(now, "refill", st.name, unit.id, unit.product, self.node, unit.lot)
+        m.unit_consumed(now, unit)
+
+    # --- failures, stops, restarts ----------------------------------------------------------
+    def _failures(self, now: float) -> None:
+        if self.running and self._ttf:
+            up = now - self._run_since
+            i = int(np.argmin(self._ttf))
+            if up >= self._ttf[i] - 1e-9:
+                self._fail_i = i
+                self._stop(now, HELD, self.failures[i].name)  # counts down every clock
+                self._ttf[i] = self.failures[i].time_to_failure()
+                self._repair_until = now + self.failures[i].repair_time()
+                self.model.log.record(now, "fault", self.name, -1, "", self.node,
+                                      self.failures[i].name)
+                return
+        if not self.running and now >= self._repair_until - 1e-9:
+            self.model.log.record(now, "repair", self.name, -1, "", self.node,
+                                  self.failures[self._fail_i].name)
+            self._repair_until = math.inf
+            self._maybe_restart(now, "repaired")
+
+    def _stop(self, now: float, state: str, reason: str) -> None:
+        if self.running and self._ttf:
+            up = now - self._run_since
+            self._ttf = [x - up for x in self._ttf]
+        self.running = False
+        self._reason = reason
+        self.stops += 1
+        for st in self.stations:
+            st._next = None
+            st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
+        self._sync(now)
+        self.timer.change(now, state)
+        self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
+
+    def _restart(self, now: float, why: str) -> None:
+        for st in self.stations:
+            st._next = None
+            st.feeder.set_setpoint(now, st.setpoint_kg_s)
+        self._sync(now)
+        self.running = True
+        self._reason = ""
+        self._run_since = now
+        self._restarted = now
+        if self.quality_spec.startup_divert_s > 0:
+            self.gate.add_window(now, now + self.quality_spec.startup_divert_s, "start-up")
+        self.timer.change(now, EXECUTE)
+        self.model.log.record(now, "line", self.name, -1, "", self.node, f"{EXECUTE}: {why}")
+
+    # --- output units and batches -----------------------------------------------------------
+    def _emit_units(self, now: float) -> None:
+        m = self.model
+        while self._pending_kg >= self.unit_kg + self.qc_kg and not self._blocked:
+            a, b = self._pending_from, self._routed
+            fractions = self._lot_fractions(max(a, self.lots.valid_from), b)
+            unit = m.material.new_unit(self.product, self.batch.id, a)
+            c = self._pending_api_kg / self._pending_kg / self.api_share
+            self.q.n += 1
+            self.q.sum_c += c
+            self.q.sum_c2 += c * c
+            share = (self.unit_kg + self.qc_kg) / self._pending_kg
+            self._pending_api_kg *= 1.0 - share
+            self._pending_kg -= self.unit_kg + self.qc_kg
+            self.qc_samples_kg += self.qc_kg
+            self._pending_from = b
+            self.units_out += 1
+            self.batch.units += 1
+            m.units_entered(now, 1)
+            for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
+                m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
+                                   frac * self.unit_kg, frac)
+            m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
+                         self.batch.id)
+            if not self.emit.try_put(unit):
+                ev = self.emit.put(unit)
+                if not ev.triggered:
+                    # the output is full: the line is blocked until the unit goes in
+                    self._blocked = True
+                    if self.running:
+                        self._stop(now, SUSPENDED, "blocked")
+                    ev.callbacks.append(self._unblocked)
+                    return
+
+    def _unblocked(self, _ev) -> None:
+        self._blocked = False
+        self._maybe_restart(self.env.now, "unblocked")
+        self._kick()
+
+    def _lot_fractions(self, a: float, b: float) -> dict[Hashable, float]:
+        if b <= a:
+            return {}
+        fr = self.lots.lot_fractions(a, b)
+        return {self._slot_lot[s]: x for s, x in fr.items()}
+
+    def _close_batch(self, now: float) -> None:
+        b = self.batch
+        self.batches.append({"batch": b.id, "start_s": b.start_s, "end_s": now,
+                             "accepted_kg": b.accepted_kg, "units": b.units})
+        self.model.log.record(now, "batch", self.name, -1, "", self.node,
+                              f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units")
+        self.batch = _Batch(self.model.material.new_lot(f"{self.name}-batch"), now)
+
+    # --- end of run -------------------------------------------------------------------------
+    def finish(self, now: float) -> None:
+        self._sync(now)
+        self._scan(now)
+        self._route(now)
+        self.timer.finish(now)
+
+    def kpis(self, end: float) -> dict:
+        """Line KPIs over the whole run (start-up included): tablets, API content of the units
+        made, state of control, diversion by cause, refills, PAT, mass balance."""
+        w = self.tablet.weight_kg
+        q = self.q
+        mean = q.sum_c / q.n if q.n else math.nan
+        var = (q.sum_c2 - q.n * mean * mean) / (q.n - 1) if q.n > 1 else math.nan
+        diverted = sum(q.by_cause.values())
+        batches = self.batches + [{"batch": self.batch.id, "start_s": self.batch.start_s,
+                                   "end_s": end, "accepted_kg": self.batch.accepted_kg,
+                                   "units": self.batch.units, "open": True}]
+        t = self.tablet
+        return {
+            "line_rate_kg_h": self.nominal_kg_s * 3600.0,
+            "tablets_produced": self.output_kg / w,
+            "tablets_accepted": (self.accepted_kg - self.qc_samples_kg) / w,
+            "tablets_diverted": diverted / w,
+            "qc_sample_tablets": self.qc_samples_kg / w,
+            "units_out": self.units_out,
+            "api_content_mean_pct": 100.0 * mean,
+            "api_content_rsd_pct": 100.0 * math.sqrt(max(var, 0.0)) / mean if q.n > 1 else math.nan,
+            "state_of_control_fraction": self.accepting_s / end if end > 0 else math.nan,
+            "diverted_kg": diverted,
+            "released_out_of_spec_kg": self.released_oos_kg,
+            "released_out_of_spec_samples": self.released_oos_samples,
+            "diverted_kg_by_cause": dict(sorted(q.by_cause.items())),
+            "out_of_spec_events": self.oos_events,
+            "refills": {st.name: st.refills for st in self.stations},
+            # what a container still held when the hopper reached its high level (returned)
+            "container_leftover_kg": {
+                st.name: st.delivered_kg - st.feeder.refilled_kg - st.feeder.refill_leftover_kg
+                for st in self.stations},
+            "refill_induced_deviations": self.refill_deviations,
+            "line_stops": self.stops,
+            "time_in_state_s": dict(sorted(self.timer.time_s.items())),
+            "pat": {"samples": self.pat_samples, "dropouts": self.pat_dropouts,
+                    "alarms": self.pat_alarms},
+            "tablet": {"weight_mg": t.weight_kg * 1e6, "relative_density": t.rel_density,
+                       "porosity": t.porosity, "thickness_mm": t.thickness_m * 1e3,
+                       "tensile_strength_mpa": t.tensile_strength_pa / 1e6,
+                       "breaking_force_n": t.breaking_force_n},
+            "rtd": {"mean_s": self.rtd.mean_s, "std_s": self.rtd.std_s,
+                    "tail_s": self.rtd.tail_s, "blender_mean_s": self.blender_rtd.mean_s},
+            "batches": batches,
+            "mass_balance": self.mass_balance(end),
+            "continuous_model_wall_s": self.continuous_wall_s,
+        }
+
+    def mass_balance(self, now: float) -> dict[str, float]:
+        """fed = accepted + diverted + hold-up + QC samples (kg) and the relative error."""
+        fed = sum(st.feeder.fed_kg for st in self.stations)
+        holdup = float(self.comp.holdup(now).sum())
+        diverted = sum(self.q.by_cause.values())
+        out = self.accepted_kg + diverted
+        err = fed - (out + holdup)
+        return {"fed_kg": fed, "accepted_kg": self.accepted_kg - self.qc_samples_kg,
+                "diverted_kg": diverted, "holdup_kg": holdup, "qc_samples_kg": self.qc_samples_kg,
+                "rel_error": abs(err) / fed if fed > 0 else 0.0}
