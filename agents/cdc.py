@@ -16,7 +16,7 @@ and lot composition at any time by exact convolution. The line wakes only at com
 * at most ``control_interval_s`` apart (the supervisory control cycle that books diversion).
 
 Control strategy (ICH Q13): the RTD model's API content c(t) (relative to label claim) and the
-output flow are checked over every elapsed interval, sampled at σ_RTD/20 and refined by Brent's
+output flow are checked over every elapsed interval, sampled at σ_RTD/10 and refined by Brent's
 method; material outside [``spec_low``, ``spec_high``] or leaving at less than
 ``min_flow_fraction`` of the nominal flow is diverted, padded by ``margin_s`` either side (the
 gate is booked ``margin_s`` behind the present so the padding is causal). The model is taken as
@@ -223,10 +223,9 @@ class ContinuousLine(FixedAgent):
         if self.running and self._ttf:
             times.append(self._run_since + min(self._ttf))
         times.append(self._repair_until)
-        rate = self._output_rate(now)
-        if rate > 0 and self.running:
-            times.append(now + max(self.unit_kg - self._pending_kg, 0.0) / rate
-                         + self.quality_spec.margin_s + 1e-6)
+        if self.running:  # the next unit at the nominal rate (units go out at the wake after)
+            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
+                         / self.nominal_kg_s + self.quality_spec.margin_s + 1e-6)
         if self.batch_s:
             times.append(self.batch.start_s + self.batch_s)
         return max(now, min(times))
@@ -338,7 +337,7 @@ class ContinuousLine(FixedAgent):
         a = max(self._scanned, self.comp.valid_from)
         if now <= a:
             return
-        step = self.rtd.std_s / 20.0
+        step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
                                             xtol_s=1e-3):
@@ -411,11 +410,11 @@ class ContinuousLine(FixedAgent):
         self.gate.prune(until)
 
     def _audit(self, x: float, y: float) -> None:
-        """Independent check of accepted material: sample the content on [x, y] every σ/20 and
+        """Independent check of accepted material: sample the content on [x, y] every σ/10 and
         book the mass of any sample outside spec (or at too low a flow) as released out of
         spec. The control strategy should keep this at zero."""
         q = self.quality_spec
-        n = max(2, math.ceil((y - x) / (self.rtd.std_s / 20.0)) + 1)
+        n = max(2, math.ceil((y - x) / (self.rtd.std_s / 10.0)) + 1)
         ts = np.linspace(x, y, n)
         out = self.comp.output(ts)
         c = self._content(out)
@@ -426,9 +425,15 @@ class ContinuousLine(FixedAgent):
             self.released_oos_samples += int(bad.sum())
 
     def _predict_exit(self, now: float) -> None:
+        """While a feeder refills (volumetric feed drifting) or just after the line restarted,
+        schedule a wake-up at the first time within ``lookahead_s`` at which the predicted
+        content leaves spec if the present feed persisted. (Between such times the elapsed
+        interval is always scanned exactly at the next wake-up.)"""
         q = self.quality_spec
         self._exit_at = math.inf
-        if not self.running:
+        if not self.running or not (
+                any(st.feeder.mode == "refill" for st in self.stations)
+                or now < self._restarted + self.rtd.tail_s):
             return
         t = self.comp.first_exit(now, q.spec_low, q.spec_high, scalar=self._content,
                                  t1=now + self.lookahead_s, resolution=0.05)
