@@ -29,6 +29,7 @@ fed = accepted + diverted + hold-up (+ QC samples), checked at the end of the ru
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -137,7 +138,6 @@ class ContinuousLine(FixedAgent):
         self.control_interval_s = control_interval_s
         self.lookahead_s = lookahead_s
         self.nominal_kg_s = sum(st.setpoint_kg_s for st in stations)
-        self.api = [st.component for st in stations if st.component == "api"]
         self.api_share = sum(st.setpoint_kg_s for st in stations
                              if st.component == "api") / self.nominal_kg_s
         self.rtd = line_rtd
@@ -232,22 +232,20 @@ class ContinuousLine(FixedAgent):
 
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
-        import time as _time
-
-        w0 = _time.perf_counter()
+        w0 = time.perf_counter()
         self._sync(now)
         self._scan(now)
         self._route(now - self.quality_spec.margin_s)
-        self.continuous_wall_s += _time.perf_counter() - w0
+        self.continuous_wall_s += time.perf_counter() - w0
         self._feeder_events(now)
         self._failures(now)
         self._emit_units(now)
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
-        w0 = _time.perf_counter()
+        w0 = time.perf_counter()
         self._predict_exit(now)
-        self.continuous_wall_s += _time.perf_counter() - w0
+        self.continuous_wall_s += time.perf_counter() - w0
 
     def _sync(self, now: float) -> None:
         """Advance every feeder to ``now`` and push their flows into the predictors: the
@@ -550,7 +548,7 @@ class ContinuousLine(FixedAgent):
         m = self.model
         while self._pending_kg >= self.unit_kg + self.qc_kg and not self._blocked:
             a, b = self._pending_from, self._routed
-            fractions = self._lot_fractions(max(a, self.lots.valid_from), b)
+            fractions = self.lot_fractions(max(a, self.lots.valid_from), b)
             unit = m.material.new_unit(self.product, self.batch.id, a)
             c = self._pending_api_kg / self._pending_kg / self.api_share
             self.q.n += 1
@@ -584,7 +582,10 @@ class ContinuousLine(FixedAgent):
         self._maybe_restart(self.env.now, "unblocked")
         self._kick()
 
-    def _lot_fractions(self, a: float, b: float) -> dict[Hashable, float]:
+    def lot_fractions(self, a: float, b: float) -> dict[Hashable, float]:
+        """Mass fraction of each raw-material lot in the output leaving in [a, b] (s), for
+        times within the retained history (the last ``control_interval_s`` + margins; a unit's
+        lots are written to genealogy.parquet when it is made)."""
         if b <= a:
             return {}
         fr = self.lots.lot_fractions(a, b)
@@ -625,6 +626,8 @@ class ContinuousLine(FixedAgent):
             "qc_sample_tablets": self.qc_samples_kg / w,
             "units_out": self.units_out,
             "api_content_mean_pct": 100.0 * mean,
+            "api_content_accepted_pct": 100.0 * self.api_accepted_kg / self.accepted_kg
+            / self.api_share if self.accepted_kg > 0 else math.nan,
             "api_content_rsd_pct": 100.0 * math.sqrt(max(var, 0.0)) / mean if q.n > 1 else math.nan,
             "state_of_control_fraction": self.accepting_s / end if end > 0 else math.nan,
             "diverted_kg": diverted,
