@@ -330,6 +330,17 @@ def _print_table(k: dict) -> None:
         cells.append(f"{e['faults']:10d}")
         print(f"{name:16s}" + "".join(cells))
     print("(equipment listed by bottleneck rank: longest mean active period first)")
+    for name, c in k.get("continuous_lines", {}).items():
+        by = ", ".join(f"{cause} {kg:.1f}" for cause, kg in c["diverted_kg_by_cause"].items())
+        print(f"\ncontinuous line {name}: {c['line_rate_kg_h']:.1f} kg/h, "
+              f"{c['tablets_accepted']:,.0f} tablets accepted of {c['tablets_produced']:,.0f}, "
+              f"{c['units_out']:,} units, API {c['api_content_mean_pct']:.2f} % "
+              f"(RSD {c['api_content_rsd_pct']:.2f} %), state of control "
+              f"{100 * c['state_of_control_fraction']:.1f} % of the time")
+        print(f"  diverted kg by cause: {by or '-'}; released out of spec "
+              f"{c['released_out_of_spec_kg']:.3g} kg; refills "
+              + ", ".join(f"{f} {n}" for f, n in c["refills"].items())
+              + f"; mass balance error {k['mass_balance_rel_error']:.1e}")
 
 
 def _compare(args) -> int:
