@@ -71,6 +71,8 @@ class FeederStation:
     refill_from: float | None = None  # start of the refill in progress
     _get: object = None  # pending get on the refill dock
     _next: tuple[float, str] | None = None  # cached next intrinsic event
+    refill_blocked: bool = False  # a refill failure (fault campaign): containers wait
+    held_unit: object = None  # the container waiting while refills fail
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,12 @@ class ContinuousLine(FixedAgent):
         self.released_oos_samples = 0
         self._exit_at = math.inf
         self.continuous_wall_s = 0.0
+        # fault campaigns (darkfab.scenarios.faults): listeners fn(line, kind, detail) of
+        # state changes and alarms, API potency of out-of-spec lots (the model is blind to it)
+        self.listeners: list[Callable] = []
+        self.lot_potency: dict[Hashable, float] = {}
+        self.next_potency: dict[str, float] = {}  # feeder -> potency of its next container
+        self._repair_name: str | None = None
 
     # --- the process ------------------------------------------------------------------------
     def run(self):
@@ -349,7 +357,7 @@ class ContinuousLine(FixedAgent):
         if self.sensor is not None:
             ts = self.sensor.sample_times(now - self.sensor.p.delay_s)
             if ts.size:
-                true = g(ts)  # NaN where the flow is too low for a reading
+                true = self._true_content(ts, g(ts))  # NaN: flow too low to read
                 for m, x in zip(self.sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
                     if not math.isfinite(x):
                         continue
@@ -415,7 +423,7 @@ class ContinuousLine(FixedAgent):
         n = max(2, math.ceil((y - x) / (self.rtd.std_s / 10.0)) + 1)
         ts = np.linspace(x, y, n)
         out = self.comp.output(ts)
-        c = self._content(out)
+        c = self._true_content(ts, self._content(out))
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
         if bad.any():
             dt = (y - x) / (n - 1)
@@ -448,6 +456,9 @@ class ContinuousLine(FixedAgent):
     def _feeder_events(self, now: float) -> None:
         for st in self.stations:
             f = st.feeder
+            if st.held_unit is not None and not st.refill_blocked:  # a refill failure cleared
+                unit, st.held_unit = st.held_unit, None
+                self._refill(st, unit, now)
             if st._get is not None and st._get.triggered:  # a container arrived
                 unit = st._get.value
                 st._get = None
@@ -484,6 +495,17 @@ class ContinuousLine(FixedAgent):
             self._restart(now, why)
 
     def _refill(self, st: FeederStation, unit, now: float) -> None:
+        if st.refill_blocked:  # the refill fails: the container waits at the feeder
+            st.held_unit = unit
+            st._next = None
+            self.model.log.record(now, "alarm", st.name, unit.id, unit.product, self.node,
+                                  "refill_failed")
+            self._notify("alarm", f"{st.name}: refill_failed")
+            return
+        potency = self.next_potency.pop(st.name, None)
+        if potency is not None:
+            self.lot_potency[unit.lot] = potency
+            self._notify("oos_lot", str(unit.lot))
         f = st.feeder
         mass = st.container_kg(unit.product)
         f.start_refill(now, mass, st.refill_rate_kg_s, unit.lot)
@@ -510,8 +532,9 @@ class ContinuousLine(FixedAgent):
                                       self.failures[i].name)
                 return
         if not self.running and now >= self._repair_until - 1e-9:
-            self.model.log.record(now, "repair", self.name, -1, "", self.node,
-                                  self.failures[self._fail_i].name)
+            name, self._repair_name = (self._repair_name
+                                       or self.failures[self._fail_i].name), None
+            self.model.log.record(now, "repair", self.name, -1, "", self.node, name)
             self._repair_until = math.inf
             self._maybe_restart(now, "repaired")
 
@@ -528,6 +551,8 @@ class ContinuousLine(FixedAgent):
         self._sync(now)
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
+        if self.listeners:
+            self._notify("state", state)
 
     def _restart(self, now: float, why: str) -> None:
         for st in self.stations:
@@ -542,6 +567,54 @@ class ContinuousLine(FixedAgent):
             self.gate.add_window(now, now + self.quality_spec.startup_divert_s, "start-up")
         self.timer.change(now, EXECUTE)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{EXECUTE}: {why}")
+        if self.listeners:
+            self._notify("state", EXECUTE)
+
+    # --- fault campaign hooks ---------------------------------------------------------------
+    def _notify(self, kind: str, detail: str) -> None:
+        for fn in self.listeners:
+            fn(self, kind, detail)
+
+    def inject_breakdown(self, name: str, duration_s: float) -> None:
+        """A scripted breakdown now: the line is Held until ``duration_s`` later (a failure in
+        progress keeps the later of the two repair times)."""
+        now = self.env.now
+        self._sync(now)  # feeders up to now before their set-points change
+        if self.running:
+            self._stop(now, HELD, name)
+        else:
+            self.timer.change(now, HELD)
+            self.model.log.record(now, "line", self.name, -1, "", self.node, f"{HELD}: {name}")
+            self._notify("state", HELD)
+        base = self._repair_until if math.isfinite(self._repair_until) else now
+        self._repair_until = max(base, now + duration_s)
+        self._repair_name = name
+        self.model.log.record(now, "fault", self.name, -1, "", self.node, name)
+        self._kick()
+
+    def set_refill_blocked(self, feeder: str, blocked: bool) -> None:
+        """Refills of ``feeder`` fail (``True``) or work again."""
+        st = next(x for x in self.stations if x.name == feeder)
+        st.refill_blocked = blocked
+        if not blocked:
+            self._kick()
+
+    def _true_content(self, ts: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The true API content at ``ts`` given the model's ``c``: lots with a potency other
+        than 1 (``lot_potency``) carry (1 − potency) × their mass less API than the model
+        (which knows only the feeders' mass flows) assumes."""
+        if not self.lot_potency:
+            return c
+        idx = {k: i for i, k in enumerate(self.lots.channels)}
+        y = self.lots.output(ts)
+        tot = y.sum(axis=1)
+        short = np.zeros_like(tot)
+        for lot, p in self.lot_potency.items():
+            i = idx.get(self._slot_of.get(lot, -1))
+            if i is not None:
+                short += (1.0 - p) * y[:, i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return c - np.where(tot > 0, short / tot, 0.0) / self.api_share
 
     # --- output units and batches -----------------------------------------------------------
     def _emit_units(self, now: float) -> None:

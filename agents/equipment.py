@@ -459,6 +459,30 @@ class Equipment(FixedAgent):
             for fn in self._listeners:
                 fn(self, "repaired", mode.name)
 
+    def breakdown(self, name: str, duration_s: float, reaction: str = "hold"):
+        """A scripted failure now (a fault campaign): the unit is held (or aborted) as by a
+        failure mode ``name`` and repaired ``duration_s`` later. A unit that cannot be held now
+        (not in Execute) is held as soon as it enters Execute within the repair time."""
+        return self.env.process(self._scripted_failure(name, duration_s, reaction))
+
+    def _scripted_failure(self, name: str, duration_s: float, reaction: str):
+        env = self.env
+        end = env.now + duration_s
+        self.faults += env.now >= self.model.warmup_s
+        self.model.log.record(env.now, "fault", self.name, -1, "", self.name, name)
+        for fn in self._listeners:
+            fn(self, "fault", name)
+        cmd = Command.ABORT if reaction == "abort" else Command.HOLD
+        while self.sm.target(cmd) is None and env.now < end:
+            yield self._exec_ev | env.timeout(end - env.now)
+        if self.sm.target(cmd) is not None:
+            self._internal(cmd)
+        if env.now < end:
+            yield env.timeout(end - env.now)
+        self.model.log.record(env.now, "repair", self.name, -1, "", self.name, name)
+        for fn in self._listeners:
+            fn(self, "repaired", name)
+
     # --- end of run ------------------------------------------------------------------------
     def finish(self, now: float) -> None:
         self.state_time.finish(now)

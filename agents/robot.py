@@ -95,6 +95,9 @@ class Amr(CellAgent):
         self.arrivals = 0  # nodes reached so far
         self._charging = False
         self._proc: simpy.Process | None = None
+        self._forced: tuple | None = None  # scripted stall: (name, duration_s, on_stall, on_end)
+        self.alarm_listeners: list = []  # fn(robot, alarm, detail)
+        self._soh_reported = 1.0
         occupancy.place(home, name)
 
     # --- state --------------------------------------------------------------------------
@@ -116,6 +119,12 @@ class Amr(CellAgent):
         self.job = job
         self.inbox.put(job)
 
+    def force_stall(self, name: str, duration_s: float, on_stall=None, on_end=None) -> None:
+        """A scripted stall (fault campaign): the robot stalls for ``duration_s`` on the next
+        lane it enters. ``on_stall(robot)`` and
+        ``on_end(robot)`` are called when the stall starts and ends."""
+        self._forced = (name, duration_s, on_stall, on_end)
+
     def request_replan(self) -> None:
         """Ask the robot to drop its plan and plan again at its next node."""
         self._replan = True
@@ -130,7 +139,8 @@ class Amr(CellAgent):
                 yield from self._transport(job.task)
             elif job.kind == "charge":
                 yield from self._travel(job.node, loaded=False)
-                yield from self._charge(job.target_soc)
+                if self.fleet.charger_usable(job.node):  # not out of service meanwhile
+                    yield from self._charge(job.target_soc)
             elif not (yield from self._travel(job.node, loaded=False)):  # park
                 job.abandoned = True
             self.job = None
@@ -187,6 +197,14 @@ class Amr(CellAgent):
             pass
         self._charging = False
         b.set_charging(self.env.now, False)
+        if b.capacity_kwh < self._soh_reported * b.nominal_kwh * (1.0 - 1e-9):
+            # the battery management system estimates the state of health from a charge
+            self._soh_reported = b.state_of_health
+            detail = f"state of health {b.state_of_health:.3f}"
+            self.model.log.record(self.env.now, "alarm", self.name, -1, "", self.node or "",
+                                  f"battery_fade: {detail}")
+            for fn in self.alarm_listeners:
+                fn(self, "battery_fade", detail)
 
     def interrupt_charge(self) -> bool:
         if self._charging and self._proc is not None:
@@ -269,6 +287,9 @@ class Amr(CellAgent):
         moving = TRAVEL_LOADED if loaded else TRAVEL_EMPTY
         self._set(moving)
         remaining = lane.length_m / min(speed, lane.speed_limit_m_s)
+        if self._forced is not None:
+            yield from self._forced_stall(lane)
+            self._set(moving)
         ttf = self._ttf
         while ttf and min(ttf) < remaining:
             # a stall part-way along the lane (time to failure counts travel time only)
@@ -309,9 +330,28 @@ class Amr(CellAgent):
         self.model.log.record(self.env.now, "repair", self.name, -1, "", str(lane.key[1:]),
                               mode.name)
 
+    def _forced_stall(self, lane):
+        name, duration, on_stall, on_end = self._forced  # type: ignore[misc]
+        self._forced = None
+        if on_stall is not None:
+            on_stall(self)
+        yield from self._stall(StallMode(name, _Fixed(duration), _Fixed(duration)), lane)
+        if on_end is not None:
+            on_end(self)
+
     def finish(self, now: float) -> None:
         self.battery.advance(now)
         self.timer.finish(now)
+
+
+class _Fixed:
+    """A constant 'sampler' (scripted durations)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = self.mean = value
+
+    def __call__(self) -> float:
+        return self.value
 
 
 class RobotArm(FixedAgent):

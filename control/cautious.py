@@ -16,7 +16,7 @@ from darkfab.factory.packml import Command, State
 
 from .commands import PackMLCommand, PlantCommand, WakeUp
 from .observation import Event, Observation, PlantInfo
-from .supervisor import RECOVERY_TOPICS, recovery_commands, touched_units
+from .supervisor import RECOVERY_TOPICS, note_repairs, recovery_commands, touched_units
 
 __all__ = ["CautiousSupervisor"]
 
@@ -45,10 +45,9 @@ class CautiousSupervisor:
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
         out: list[PlantCommand] = []
         released = []
+        note_repairs(events, observation, self._repaired)
         for e in events:
-            if e.kind == "repaired":
-                self._repaired.add(e.source)
-            elif e.kind == "fault":
+            if e.kind == "fault":
                 out += self._on_fault(e, observation)
             elif e.kind == "timer" and e.detail in self._locked:
                 del self._locked[e.detail]

@@ -96,6 +96,7 @@ class FleetManager:
                            for n in self.graph}
         self.table = ReservationTable(dict(occupancy.capacity), on_change=occupancy.notify)
         self.chargers = {c: None for c in chargers}
+        self.chargers_out: set[str] = set()  # out of service (a fault): never assigned
         self.spots = sorted(spots)
         self.robots: list = []
         self._by_name: dict[str, object] = {}
@@ -345,7 +346,8 @@ class FleetManager:
         self._watch_battery(robot)
 
     def _to_charger(self, robot, opportunistic: bool) -> bool:
-        free = [c for c, r in self.chargers.items() if r is None]
+        out = self.chargers_out
+        free = [c for c, r in self.chargers.items() if r is None and c not in out]
         if not free and not opportunistic:
             free = self._preempt_charger()
         if not free:
@@ -367,6 +369,8 @@ class FleetManager:
         cands = []
         for c, name in self.chargers.items():
             r = by_name.get(name)
+            if c in self.chargers_out:
+                continue
             if (r is not None and r.job is not None and r.job.kind == "charge"
                     and r.job.opportunistic and r._charging and r.job.task is None
                     and r.pending_task is None):
@@ -385,6 +389,9 @@ class FleetManager:
         for c, r in self.chargers.items():
             if r == robot.name:
                 self.chargers[c] = None
+        self._serve_charge_queue()
+
+    def _serve_charge_queue(self) -> None:
         queue = self._charge_queue
         while queue:
             nxt = queue[0]
@@ -394,6 +401,21 @@ class FleetManager:
             if self._to_charger(nxt, False):
                 queue.popleft()
             break
+
+    def charger_usable(self, node: str) -> bool:
+        return node not in self.chargers_out
+
+    def set_charger_out(self, node: str, out: bool) -> None:
+        """Take charger ``node`` out of service (a robot charging there stops and leaves; none
+        is sent there) or put it back (robots queued for a charger are served)."""
+        if out:
+            self.chargers_out.add(node)
+            r = self._by_name.get(self.chargers.get(node) or "")
+            if r is not None:  # on its way there it will not charge (Amr.run checks)
+                r.interrupt_charge()
+        else:
+            self.chargers_out.discard(node)
+            self._serve_charge_queue()
 
     def battery_low(self, robot, loaded: bool) -> bool:
         """Called while ``robot`` waits in traffic: ``True`` if it should give up its unloaded

@@ -20,12 +20,14 @@ __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "Qua
            "Observation", "PlantInfo", "EquipmentInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
-                         "command_rejected", "timer"})
-"""``start``: the run begins (source ``plant``); ``state``: a unit entered a PackML state
+                         "command_rejected", "command_lost", "timer"})
+"""``start``: the run begins, or the controller is back after an outage (detail ``resume``;
+source ``plant``); ``state``: a unit entered a PackML state
 (detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
 repaired; ``starved`` / ``blocked``: a unit suspended itself for lack of input / output room;
 ``command_rejected``: a command of this controller was refused (detail: the reason; delivered
-with the next decision, it never wakes the controller by itself); ``timer``: a
+with the next decision, it never wakes the controller by itself); ``command_lost``: a command
+was lost on its way to the unit (detail: the command; a communication fault); ``timer``: a
 :class:`~darkfab.control.commands.WakeUp` fell due."""
 
 

@@ -4,7 +4,9 @@ It keeps every unit producing: Stopped → Reset, Idle → Start; after a repair
 Unhold and Aborted → Clear (then Reset and Start as the unit passes Stopped and Idle). It acts
 only on the units named by the events that woke it, and decides on the observed state, so a
 command that has become illegal by the time it is applied (decision latency) is rejected and
-logged by the plant, never applied.
+logged by the plant, never applied. After a controller outage (a ``start`` event with detail
+``resume``) or a lost command (``command_lost``) it re-synchronises from the observation: a Held
+or Aborted unit without an active alarm has been repaired meanwhile and is recovered.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from darkfab.factory.packml import Command, State
 from .commands import PackMLCommand, PlantCommand
 from .observation import Event, Observation, PlantInfo
 
-__all__ = ["AutoRecoverySupervisor", "recovery_commands", "RECOVERY_TOPICS"]
+__all__ = ["AutoRecoverySupervisor", "recovery_commands", "note_repairs", "RECOVERY_TOPICS"]
 
 _STOPPED, _IDLE, _HELD, _ABORTED = State.STOPPED, State.IDLE, State.HELD, State.ABORTED
 
 RECOVERY_TOPICS = frozenset({"start", "repaired", "state:Stopped", "state:Idle", "state:Held",
-                             "state:Aborted"})
+                             "state:Aborted", "command_lost"})
 """The events auto-recovery needs (not the frequent Suspend/Unsuspend/Execute changes)."""
 
 
@@ -34,6 +36,20 @@ def touched_units(events: Sequence[Event], obs: Observation) -> list[str]:
         elif e.source in obs.equipment:
             seen[e.source] = None
     return list(seen)
+
+
+def note_repairs(events: Sequence[Event], obs: Observation, repaired: set[str]) -> None:
+    """Add to ``repaired`` the units repaired according to ``events``: a ``repaired`` event, or,
+    after a resume or a lost command, a Held / Aborted unit with no active alarm."""
+    for e in events:
+        if e.kind == "repaired":
+            repaired.add(e.source)
+        elif (e.kind == "start" and e.detail == "resume") or e.kind == "command_lost":
+            units = obs.equipment if e.kind == "start" else [e.source]
+            for u in units:
+                o = obs.equipment.get(u)
+                if o is not None and o.state in (_HELD, _ABORTED) and not o.alarms:
+                    repaired.add(u)
 
 
 def recovery_commands(units: Iterable[str], obs: Observation,
@@ -66,8 +82,6 @@ class AutoRecoverySupervisor:
         self._repaired: set[str] = set()
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
-        for e in events:
-            if e.kind == "repaired":
-                self._repaired.add(e.source)
+        note_repairs(events, observation, self._repaired)
         return recovery_commands(touched_units(events, observation), observation,
                                  self._repaired)

@@ -16,12 +16,13 @@ class Battery:
 
     __slots__ = ("capacity_kwh", "soc_kwh", "empty_kwh_per_m", "loaded_kwh_per_m", "base_kw",
                  "charging_kw", "charging", "last_s", "drawn_travel_kwh", "drawn_base_kwh",
-                 "charged_kwh")
+                 "charged_kwh", "nominal_kwh")
 
     def __init__(self, capacity_kwh: float, soc_kwh: float, empty_kwh_per_m: float,
                  loaded_kwh_per_m: float, base_kw: float, charging_kw: float,
                  now: float = 0.0) -> None:
         self.capacity_kwh = capacity_kwh
+        self.nominal_kwh = capacity_kwh  # as built; capacity_kwh falls with a fade
         self.soc_kwh = soc_kwh
         self.empty_kwh_per_m = empty_kwh_per_m
         self.loaded_kwh_per_m = loaded_kwh_per_m
@@ -63,6 +64,18 @@ class Battery:
     def set_charging(self, now: float, on: bool) -> None:
         self.advance(now)
         self.charging = on
+
+    def fade(self, now: float, fraction: float) -> None:
+        """Lose ``fraction`` of the capacity and, in proportion, of the stored energy (a cell
+        failure or ageing step): the state of charge as a fraction is unchanged."""
+        self.advance(now)
+        self.capacity_kwh *= 1.0 - fraction
+        self.soc_kwh *= 1.0 - fraction
+
+    @property
+    def state_of_health(self) -> float:
+        """Capacity as a fraction of the nominal capacity."""
+        return self.capacity_kwh / self.nominal_kwh
 
     def time_to_charge_s(self, target_kwh: float) -> float:
         return max(0.0, target_kwh - self.soc_kwh) / self.charging_kw * 3600.0

@@ -2,8 +2,8 @@
 
 Samples every ``period_s`` at t_k = phase + k·period; a sample of the true value x(t_k) is
 available at t_k + ``delay_s`` and reads y = x(t_k) + bias(t_k) + e, e ~ N(0, noise_sd²)
-(absolute, in concentration units), bias(t) = drift_rate·(t − drift_start) for t ≥ drift_start
-(a drift fault), else 0. A sample is lost (value None) with probability ``dropout_prob`` or when
+(absolute, in concentration units), bias(t) = drift_rate·(t − drift_start) for
+drift_start ≤ t < drift_end (a drift fault, gone after recalibration at drift_end), else 0. A sample is lost (value None) with probability ``dropout_prob`` or when
 t_k falls in a scripted dropout window [a, b). Randomness only from the numpy ``Generator``
 passed in; two standard normals per sample, in sample order (the second gives the dropout
 uniform as Φ(z)), so the readings do not
@@ -33,6 +33,7 @@ class NirSensorParams:
     drift_start_s: float = math.inf
     drift_rate_per_s: float = 0.0
     phase_s: float = 0.0
+    drift_end_s: float = math.inf
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.noise_sd >= 0 and self.delay_s >= 0
@@ -55,6 +56,7 @@ class NirSensor:
         self.p = params
         self.rng = rng
         self.k = 0  # index of the next sample
+        self.listeners: list = []  # fn(measurements) after each batch of readings
 
     def sample_time(self, k: int) -> float:
         return self.p.phase_s + k * self.p.period_s
@@ -73,8 +75,8 @@ class NirSensor:
         ta = np.asarray(t, dtype=float)
         if not math.isfinite(self.p.drift_start_s):
             return np.zeros_like(ta)
-        return np.where(ta >= self.p.drift_start_s,
-                        self.p.drift_rate_per_s * (ta - self.p.drift_start_s), 0.0)
+        on = (ta >= self.p.drift_start_s) & (ta < self.p.drift_end_s)
+        return np.where(on, self.p.drift_rate_per_s * (ta - self.p.drift_start_s), 0.0)
 
     def _lost(self, t: np.ndarray, u: np.ndarray) -> np.ndarray:
         lost = u < self.p.dropout_prob
@@ -92,8 +94,11 @@ class NirSensor:
         y = x + self.bias(t) + self.p.noise_sd * z[:, 0]
         lost = self._lost(t, u)
         self.k += n
-        return [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
-                            None if lost[i] else float(y[i]), float(x[i])) for i in range(n)]
+        out = [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
+                           None if lost[i] else float(y[i]), float(x[i])) for i in range(n)]
+        for fn in self.listeners:
+            fn(out)
+        return out
 
     def measure(self, true_value: float) -> Measurement:
         """Reading of the next sample (taken at :attr:`next_sample_time_s`)."""

@@ -55,6 +55,7 @@ class Plant:
     lines: dict[str, ContinuousLine] = field(default_factory=dict)
     started: bool = field(default=False)
     control: ControlLoop | None = None  # set by start()
+    faults: object = None  # the FaultCampaign, set by start()
 
     def start(self) -> None:
         """Start every process (after the whole tree is wired)."""
@@ -69,6 +70,9 @@ class Plant:
             self.fleet.start()
         for line in self.lines.values():
             env.process(line.run())
+        from .faults import FaultCampaign
+        self.faults = FaultCampaign(self)
+        self.faults.start()
         self.started = True
 
 

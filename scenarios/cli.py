@@ -17,6 +17,7 @@ from .engines import ENGINES
 from .loader import ScenarioError, load_scenario, shipped_scenarios
 from .runner import fmt, run_scenario
 from .schema import JobShopScenario
+from .verification import format_verification
 
 __all__ = ["main"]
 
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. equipment.cartoner.servers=2")
     r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
+    r.add_argument("--strict", action="store_true",
+                   help="exit with code 4 if the verification report has a violation")
     r.add_argument("--check-invariants", action="store_true",
                    help="stop at the first broken fleet invariant (collision, jump, charge)")
     r.add_argument("--jobshop", type=Path, metavar="FILE",
@@ -191,10 +194,17 @@ def _run(args) -> int:
             _print_jobshop(res.summary)
         else:
             _print_table(res.summary)
+    v = res.verification
+    if v is not None and not args.quiet:
+        print(format_verification(v))
     print(f"results: {res.out_dir}")
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
+    if args.strict and v is not None and not v["ok"]:
+        print(f"darkfab: verification failed ({len(v['violations'])} violation(s), see "
+              f"{res.out_dir / 'verification.json'})", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -18,6 +18,14 @@ and after every unit is Stopped or Aborted — or ``safe_stop_s`` at the latest 
 with :class:`~darkfab.control.ControllerFault`.
 
 It also measures recovery time: from a unit's fault to the unit back in Execute.
+
+Communication faults (scripted by a fault campaign, :mod:`darkfab.scenarios.faults`): while
+the controller is *offline* (:meth:`ControlLoop.set_offline`) it gets no events and commands in
+transit are lost; when it comes back it is woken with a ``start`` event (detail ``resume``) and
+a fresh observation. *Extra latency* delays the commands decided while it lasts; *command
+loss* drops each command applied while it lasts with a probability (its own random stream):
+the plant logs ``command_lost`` and, after :data:`ACK_TIMEOUT_S` without acknowledgement,
+posts a ``command_lost`` event to the controller so that it can retry.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ _INTERLOCKED = frozenset({Command.RESET, Command.START, Command.UNHOLD, Command.
 """Commands that lead back towards Execute: refused while a fault of the unit is active."""
 _SAFE = frozenset({State.STOPPED, State.ABORTED})
 _SAFETY = "safety"
+ACK_TIMEOUT_S = 5.0
+"""A command neither applied nor refused within this time is reported lost."""
 
 
 class SensorModel:
@@ -118,6 +128,13 @@ class ControlLoop:
         self._instant = -1.0
         self._instant_decisions = 0
         self._halting = False
+        # communication faults
+        self._offline = False
+        self._extra_latency = 0.0
+        self._loss: tuple[float, np.random.Generator] | None = None
+        self.events_missed = 0
+        self.commands_lost = 0
+        self.fault_listeners: list = []  # fn(kind, detail) when the plant notices a fault
 
     @classmethod
     def for_plant(cls, plant) -> "ControlLoop":
@@ -202,6 +219,9 @@ class ControlLoop:
             self._post(Event(self.env.now, reason, eq.name))
 
     def _post(self, event: Event) -> None:
+        if self._offline:  # the controller hears nothing
+            self.events_missed += 1
+            return
         self._pending.append(event)
         if not self._scheduled:
             self._scheduled = True
@@ -248,7 +268,7 @@ class ControlLoop:
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
-        if self.fault is not None or self._halting:
+        if self.fault is not None or self._halting or self._offline:
             return
         now = self.env.now
         if now != self._instant:
@@ -271,16 +291,82 @@ class ControlLoop:
         if not cmds:
             return
         cmds = list(cmds)
-        if self.latency > 0:
-            self.env.timeout(self.latency).callbacks.append(lambda _e: self._apply_all(cmds))
+        latency = self.latency + self._extra_latency
+        if latency > 0:
+            if self._extra_latency > 0:
+                self.env.timeout(latency).callbacks.append(
+                    lambda _e: self._apply_late(cmds, latency))
+            else:
+                self.env.timeout(latency).callbacks.append(lambda _e: self._apply_all(cmds))
         else:
             self._apply_all(cmds)
+
+    def _apply_late(self, cmds: list, latency: float) -> None:
+        """Commands delayed by a latency fault: the plant notices the late acknowledgement."""
+        self.model.log.record(self.env.now, "alarm", "plant", -1, "", self.name,
+                              f"command_latency: {len(cmds)} command(s) {latency:g} s after the"
+                              " decision")
+        for fn in self.fault_listeners:
+            fn("command_latency", f"{latency:g} s")
+        self._apply_all(cmds)
 
     def _apply_all(self, cmds: list) -> None:
         if self.fault is not None:
             return
+        if self._offline:  # lost in transit: the controller went offline
+            self.commands_lost += len(cmds)
+            for c in cmds:
+                self.model.log.record(self.env.now, "command_lost", _target(c), -1, "",
+                                      self.name, f"{type(c).__name__}: controller offline")
+            return
+        loss = self._loss
         for c in cmds:
+            if loss is not None and loss[1].random() < loss[0]:
+                self._lose(c)
+                continue
             self.apply(c)
+
+    def _lose(self, cmd: Any) -> None:
+        self.commands_lost += 1
+        target = _target(cmd)
+        what = f"{type(cmd).__name__}" + (f" {Command(cmd.command).value}" if isinstance(cmd, PackMLCommand)
+                                          else "")
+        self.model.log.record(self.env.now, "command_lost", target, -1, "", self.name, what)
+
+        def timeout(_e) -> None:
+            self.model.log.record(self.env.now, "alarm", target, -1, "", self.name,
+                                  f"command_lost: {what} not acknowledged")
+            for fn in self.fault_listeners:
+                fn("command_lost", f"{target}: {what}")
+            if self.fault is None and not self._halting:
+                if self._wakes is None or "command_lost" in self._wakes:
+                    self._post(Event(self.env.now, "command_lost", target, what))
+
+        self.env.timeout(ACK_TIMEOUT_S).callbacks.append(timeout)
+
+    # --- communication faults (fault campaigns) -------------------------------------------
+    def set_offline(self, offline: bool) -> None:
+        """Controller offline (no events, no commands) or back online (woken with ``start``,
+        detail ``resume``)."""
+        now = self.env.now
+        self._offline = offline
+        if offline:
+            self._pending.clear()
+            self.model.log.record(now, "alarm", "plant", -1, "", self.name,
+                                  "controller_offline: heartbeat lost")
+            for fn in self.fault_listeners:
+                fn("controller_offline", self.name)
+        else:
+            self.model.log.record(now, "alarm_cleared", "plant", -1, "", self.name,
+                                  "controller_offline")
+            if self.fault is None and not self._halting:
+                self._post(Event(now, "start", "plant", "resume"))
+
+    def set_extra_latency(self, extra_s: float) -> None:
+        self._extra_latency = extra_s
+
+    def set_command_loss(self, probability: float, rng: np.random.Generator | None) -> None:
+        self._loss = None if rng is None or probability <= 0 else (probability, rng)
 
     def apply(self, cmd: Any, issuer: str | None = None) -> bool:
         """Validate ``cmd`` and apply it if legal now; log it either way."""
@@ -388,8 +474,14 @@ class ControlLoop:
             "recovery_time_s": {"mean": r.mean(), "p95": r.quantile(0.95), "n": r.n,
                                 "max": r.max if r.n else math.nan},
             "faults_unrecovered": len(self._fault_since),
+            "events_missed_offline": self.events_missed,
+            "commands_lost": self.commands_lost,
             "fault": None if self.fault is None else str(self.fault),
         }
+
+
+def _target(cmd: Any) -> str:
+    return str(getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or "plant")
 
 
 def _identity(x):

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .schema import (DIST_TAGS, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
+from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
                      reference_errors)
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
@@ -209,7 +209,7 @@ _PYDANTIC_TAG = re.compile(r"^(constrained-str|str|int|float|bool|\[key\]|functi
 
 def _is_tag(x) -> bool:
     """Union members, discriminator tags and key markers pydantic puts into error locations."""
-    return isinstance(x, str) and (x in DIST_TAGS or x in UNION_TAGS
+    return isinstance(x, str) and (x in DIST_TAGS or x in UNION_TAGS or x in FAULT_MODES
                                    or _PYDANTIC_TAG.match(x) is not None)
 
 

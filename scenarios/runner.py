@@ -29,6 +29,7 @@ from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 from .builder import Plant, build_plant
 from .schema import JobShopScenario, Scenario
 from .summary import kpi_rows, plant_kpis
+from .verification import verify
 
 __all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for"]
 
@@ -45,6 +46,7 @@ class RunResult:
     out_dir: Path
     summary: dict[str, Any]
     plant: Plant  # the simulated JobShopModel for a job-shop scenario
+    verification: dict[str, Any] | None = None  # verification.json (plants only)
 
 
 def run_id_for(s: Scenario | JobShopScenario, seed: int, replication: int) -> str:
@@ -90,7 +92,7 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
         _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason)
         raise
     summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason)
-    return RunResult(out, summary, plant)
+    return RunResult(out, summary, plant, getattr(plant, "verification", None))
 
 
 class _StopFlag:
@@ -169,6 +171,11 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
     if reason:
         summary["partial_reason"] = reason
     (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    faults = plant.faults.finish(end) if plant.faults is not None else []
+    v = verify(plant, summary, out, end, faults)
+    v = {"run_id": run_id, "simulated_s": end, "partial": partial, **v}
+    plant.verification = v  # type: ignore[attr-defined]
+    (out / "verification.json").write_text(json.dumps(_json_safe(v), indent=2) + "\n")
     return summary
 
 

@@ -20,6 +20,7 @@ from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
 __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
+           "Fault", "FAULT_MODES", "VerificationSpec",
            "transport_hops", "JobShopMeta", "JobShopSpec", "JobShopScenario", "jobshop_errors",
            "JOBSHOP_SCHEDULERS"]
 
@@ -516,6 +517,131 @@ class ContinuousLineSpec(Strict):
             * p.fill_depth_mm / 1000.0
 
 
+# --- scripted faults ------------------------------------------------------------------------
+class _FaultBase(Strict):
+    """A scripted fault: what (``mode``), where (``target``), when (``time_s``) and for how long
+    (``duration_s``, simulated seconds)."""
+
+    time_s: NonNegativeFloat
+    target: Annotated[str, Field(min_length=1)]
+    duration_s: PositiveFloat
+
+
+class BreakdownFault(_FaultBase):
+    """Equipment (a PackML unit: Held, or Aborted with ``reaction = "abort"``) or a continuous
+    line (Held) breaks down; repaired ``duration_s`` later."""
+
+    mode: Literal["breakdown"]
+    reaction: Literal["hold", "abort"] = "hold"
+
+
+class RobotStallFault(_FaultBase):
+    """A robot (``amr-1`` ...) stalls on the next lane it drives, for ``duration_s``."""
+
+    mode: Literal["robot_stall"]
+
+
+class BatteryFadeFault(Strict):
+    """A robot's battery loses ``fraction`` of its capacity (and stored energy) from ``time_s``
+    on (permanent)."""
+
+    mode: Literal["battery_fade"]
+    time_s: NonNegativeFloat
+    target: Annotated[str, Field(min_length=1)]
+    fraction: Annotated[float, Field(gt=0, lt=1)]
+
+
+class ChargerOutageFault(_FaultBase):
+    """A charger node is out of service: no robot is sent there; one charging is taken off."""
+
+    mode: Literal["charger_outage"]
+
+
+class SensorDropoutFault(_FaultBase):
+    """The NIR PAT sensor of a continuous line returns no readings."""
+
+    mode: Literal["sensor_dropout"]
+
+
+class SensorDriftFault(_FaultBase):
+    """The NIR PAT sensor of a continuous line drifts: bias = rate × (t − time_s), gone when
+    the fault clears (recalibrated)."""
+
+    mode: Literal["sensor_drift"]
+    rate_per_h: Annotated[float, Field(allow_inf_nan=False)]
+
+    @field_validator("rate_per_h")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise PydanticCustomError("drift", "rate_per_h must not be 0")
+        return v
+
+
+class FeederRefillFailureFault(_FaultBase):
+    """Refills of a feeder (target ``line.feeder``) fail: a container at the dock is not
+    emptied until the fault clears."""
+
+    mode: Literal["feeder_refill_failure"]
+
+
+class OosLotFault(Strict):
+    """The next container emptied into the API feeder (target ``line.feeder``) after ``time_s``
+    carries API at ``potency`` (fraction of the labelled strength); the line's model does not
+    know it, the PAT sees it."""
+
+    mode: Literal["oos_raw_material_lot"]
+    time_s: NonNegativeFloat
+    target: Annotated[str, Field(min_length=1)]
+    potency: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+    @field_validator("potency")
+    @classmethod
+    def _off(cls, v: float) -> float:
+        if v == 1.0:
+            raise PydanticCustomError("potency", "potency 1 is not out of spec")
+        return v
+
+
+class SupervisorOutageFault(_FaultBase):
+    """The controller is offline (target ``controller``): no events, no commands."""
+
+    mode: Literal["supervisor_outage"]
+
+
+class CommandLatencyFault(_FaultBase):
+    """Commands decided in the window apply ``extra_latency_s`` later than usual."""
+
+    mode: Literal["command_latency"]
+    extra_latency_s: PositiveFloat
+
+
+class CommandLossFault(_FaultBase):
+    """Each command applied in the window is lost with ``probability`` (random stream
+    ``faults.<index>.command_loss``)."""
+
+    mode: Literal["command_loss"]
+    probability: Annotated[float, Field(gt=0, le=1)]
+
+
+Fault = Annotated[
+    Union[BreakdownFault, RobotStallFault, BatteryFadeFault, ChargerOutageFault,
+          SensorDropoutFault, SensorDriftFault, FeederRefillFailureFault, OosLotFault,
+          SupervisorOutageFault, CommandLatencyFault, CommandLossFault],
+    Field(discriminator="mode"),
+]
+FAULT_MODES = ("breakdown", "robot_stall", "battery_fade", "charger_outage", "sensor_dropout",
+               "sensor_drift", "feeder_refill_failure", "oos_raw_material_lot",
+               "supervisor_outage", "command_latency", "command_loss")
+
+
+class VerificationSpec(Strict):
+    """Rules of the verification report (``verification.json``)."""
+
+    deadlock_bound_s: PositiveFloat = 7200.0  # longest wait without progress allowed
+    mass_balance_tolerance: PositiveFloat = 1e-9
+
+
 class Scenario(Strict):
     scenario: Meta
     products: Annotated[dict[Name, Product], Field(min_length=1)]
@@ -529,6 +655,8 @@ class Scenario(Strict):
     arms: dict[Name, ArmSpec] = {}
     controller: ControllerSpec = ControllerSpec()
     continuous_lines: dict[Name, ContinuousLineSpec] = {}
+    faults: list[Fault] = []
+    verification: VerificationSpec = VerificationSpec()
 
     def graph(self, lanes_only: bool = False) -> nx.DiGraph:
         """The plant graph: nodes with coordinates (m), links as arcs with ``length_m``;
@@ -665,6 +793,7 @@ def reference_errors(s: Scenario):
         for i, e in enumerate(arm.equipment):
             if e not in s.equipment:
                 yield (f"arms.{name}.equipment[{i}]", f"unknown equipment {e!r}")
+    yield from _fault_errors(s)
     for b in s.buffers:
         if b not in fed:
             yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
@@ -672,6 +801,45 @@ def reference_errors(s: Scenario):
                 to == b for eq in s.equipment.values() for to, _ in eq.branches()) and not any(
                 line.output == b for line in s.continuous_lines.values()):
             yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
+
+
+def _fault_errors(s: Scenario):
+    """Each scripted fault's target exists and fits its mode."""
+    robots = [f"amr-{i + 1}" for i in range(s.fleet.count)] if s.fleet else []
+    chargers = sorted(n for n, spec in s.nodes.items() if spec.role == "charger")
+    for i, f in enumerate(s.faults):
+        p = f"faults[{i}].target"
+        t, mode = f.target, f.mode
+        if mode == "breakdown":
+            if t not in s.equipment and t not in s.continuous_lines:
+                yield (p, f"breakdown: unknown equipment or continuous line {t!r}")
+            elif t in s.continuous_lines and f.reaction == "abort":
+                yield (f"faults[{i}].reaction", "a continuous line breaks down with "
+                       "reaction = \"hold\" only")
+        elif mode in ("robot_stall", "battery_fade"):
+            if t not in robots:
+                yield (p, f"{mode}: unknown robot {t!r}" + (f"; robots: {', '.join(robots)}"
+                                                            if robots else "; no [fleet]"))
+        elif mode == "charger_outage":
+            if t not in chargers:
+                yield (p, f"charger_outage: {t!r} is not a node with role = \"charger\""
+                       + (f" (chargers: {', '.join(chargers)})" if chargers else ""))
+        elif mode in ("sensor_dropout", "sensor_drift"):
+            if t not in s.continuous_lines:
+                yield (p, f"{mode}: unknown continuous line {t!r}")
+            elif s.continuous_lines[t].pat is None:
+                yield (p, f"{mode}: continuous line {t!r} has no [pat] sensor")
+        elif mode in ("feeder_refill_failure", "oos_raw_material_lot"):
+            line, _, feeder = t.partition(".")
+            if line not in s.continuous_lines or feeder not in s.continuous_lines[line].feeders:
+                yield (p, f"{mode}: target must be <continuous line>.<feeder>, got {t!r}")
+            elif mode == "oos_raw_material_lot" and \
+                    s.continuous_lines[line].feeders[feeder].component != "api":
+                yield (p, f"{mode}: feeder {feeder!r} does not feed the API")
+        elif t != "controller":
+            yield (p, f"{mode}: the target is \"controller\"")
+        if f.time_s >= s.scenario.horizon_s:
+            yield (f"faults[{i}].time_s", f"after the horizon ({s.scenario.horizon_s:g} s)")
 
 
 def transport_hops(s: Scenario) -> list[tuple[str, str, str]]:

@@ -1,0 +1,520 @@
+"""Fault campaigns: the scenario's ``[[faults]]`` injected into the running plant.
+
+Each scripted fault is a SimPy process that waits for ``time_s``, logs ``fault_injected``,
+acts on the plant through the component's own fault hooks, and logs ``fault_cleared`` after
+``duration_s`` (battery fade is permanent; an out-of-spec lot clears when it has left the line).
+The plant's side must *detect* every fault by itself — an alarm or a state change of the unit,
+robot, line, charger, PAT watchdog or control loop — and the campaign records when
+(``fault_detected``), then when the plant is back to normal operation:
+
+================== ====================================== ======================================
+mode               detected by                            recovered when
+================== ====================================== ======================================
+breakdown          the unit's / line's fault (Held)       the unit is producing or waiting for
+                                                          material again (Execute, Suspend*) /
+                                                          the line is back in Execute
+robot_stall        the robot's stall alarm (on the next   the robot drives on
+                   lane it enters)
+battery_fade       the battery management system after    — (permanent; the fleet's thresholds
+                   the robot's next charge                are relative to the capacity)
+charger_outage     the charger's fault signal             the charger is back and no robot
+                                                          waits for a charger
+sensor_dropout     PAT watchdog: 3 readings lost in a row the first reading after the window
+sensor_drift       a PAT reading out of spec              8 readings in a row in spec after the
+                                                          recalibration
+oos_raw_material_  a PAT reading out of spec (the model   8 readings in a row in spec (the lot
+lot                is blind to potency)                   has been diluted / left the line)
+supervisor_outage  the control loop's heartbeat           every unit is producing, waiting for
+                                                          material or under repair
+command_latency    a command acknowledged late            as for supervisor_outage, after the
+                                                          window (and its last late command)
+command_loss       a command not acknowledged within      as for supervisor_outage, after the
+                   ``ACK_TIMEOUT_S``                      window
+================== ====================================== ======================================
+
+Throughput lost per fault: good units into product sinks over the recovery window [injection,
+recovery] (or the fault's window when it has no recovery time) compared with the completion
+rate over the 24 h before the injection (after warm-up; ``None`` when there is no such history):
+``max(0, rate × window − completed in the window)``; for plants with continuous lines the same
+for the lines' accepted mass (``accepted_kg_lost``). Material that a fault keeps out of the
+plant's output after its recovery window (a buffer refilling) is not counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from darkfab.factory.packml import State
+
+from .control_loop import ACK_TIMEOUT_S
+
+__all__ = ["FaultCampaign", "FaultRecord", "PatWatchdog"]
+
+_NORMAL = frozenset({State.EXECUTE, State.SUSPENDING, State.SUSPENDED, State.UNSUSPENDING})
+_SNAPSHOT_S = 600.0
+_RATE_WINDOW_S = 86_400.0
+_PAT_LOST_IN_ROW = 3
+_PAT_OK_IN_ROW = 8
+
+
+@dataclass
+class FaultRecord:
+    index: int
+    mode: str
+    target: str
+    time_s: float
+    duration_s: float | None
+    params: dict[str, Any] = field(default_factory=dict)
+    injected: bool = False
+    manifested_s: float | None = None  # when it acted on the plant (a stall: the next lane)
+    detected_s: float | None = None
+    detected_by: str = ""
+    cleared_s: float | None = None
+    recovered_s: float | None = None
+    _base: tuple | None = None  # (rate units/s, rate kg/s, units at injection, kg at injection)
+    _end: tuple | None = None  # (units, kg) at the end of the recovery window
+    _end_clear: tuple | None = None  # (units, kg) when the fault cleared
+
+    def to_dict(self) -> dict[str, Any]:
+        lost_units = lost_kg = None
+        end_t, end = self.recovered_s, self._end
+        if end_t is None:
+            end_t, end = self.cleared_s, self._end_clear
+        if self._base is not None and end is not None and end_t is not None:
+            ru, rk, u0, k0 = self._base
+            w = end_t - self.time_s
+            if ru is not None:
+                lost_units = max(0.0, ru * w - (end[0] - u0))
+            if rk is not None:
+                lost_kg = max(0.0, rk * w - (end[1] - k0))
+        return {
+            "index": self.index, "mode": self.mode, "target": self.target,
+            "time_s": self.time_s, "duration_s": self.duration_s, **self.params,
+            "injected": self.injected, "manifested_s": self.manifested_s,
+            "detected": self.detected_s is not None, "detected_s": self.detected_s,
+            "detected_by": self.detected_by,
+            "detection_latency_s": None if self.detected_s is None
+            else self.detected_s - self.time_s,
+            "cleared_s": self.cleared_s, "recovered_s": self.recovered_s,
+            "recovery_time_s": None if self.recovered_s is None
+            else self.recovered_s - self.time_s,
+            "throughput_lost_units": lost_units, "accepted_kg_lost": lost_kg,
+        }
+
+
+class PatWatchdog:
+    """Watches a line's NIR readings: ``pat_signal_lost`` after 3 lost readings in a row (an
+    alarm in the event log), and passes every reading's verdict to the campaign."""
+
+    def __init__(self, line, campaign: "FaultCampaign") -> None:
+        self.line = line
+        self.campaign = campaign
+        self.lost_in_row = 0
+        self.ok_in_row = 0
+        self.signal_lost = False
+        q = line.quality_spec
+        self.low, self.high = q.spec_low, q.spec_high
+        line.sensor.listeners.append(self.on_readings)
+
+    def on_readings(self, readings) -> None:
+        log = self.line.model.log.record
+        now = self.line.env.now
+        for m in readings:
+            if not math.isfinite(m.true_value):
+                continue  # no reading possible (flow too low): the line ignores it too
+            if m.value is None:
+                self.lost_in_row += 1
+                self.ok_in_row = 0
+                if self.lost_in_row == _PAT_LOST_IN_ROW:
+                    self.signal_lost = True
+                    log(now, "alarm", self.line.name, -1, "", self.line.node,
+                        f"pat_signal_lost: at {m.available_s:.1f}")
+                    self.campaign.notify(self.line.name, "pat_signal_lost", m.available_s)
+                continue
+            if self.signal_lost:
+                self.signal_lost = False
+                log(now, "alarm_cleared", self.line.name, -1, "", self.line.node,
+                    f"pat_signal_lost: at {m.available_s:.1f}")
+            self.lost_in_row = 0
+            if self.low <= m.value <= self.high:
+                self.ok_in_row += 1
+                self.campaign.notify(self.line.name, "pat_ok", m.available_s, self.ok_in_row)
+            else:
+                self.ok_in_row = 0
+                self.campaign.notify(self.line.name, "pat_oos", m.available_s)
+
+
+class FaultCampaign:
+    """Injects a plant's scripted faults and records detection and recovery (module doc)."""
+
+    def __init__(self, plant) -> None:
+        self.plant = plant
+        self.model = plant.model
+        self.env = plant.model.env
+        self.specs = list(plant.scenario.faults)
+        self.records = [FaultRecord(i, f.mode, f.target, f.time_s,
+                                    getattr(f, "duration_s", None), _params(f))
+                        for i, f in enumerate(self.specs)]
+        self._waiters: dict[tuple[str, str], list] = {}  # (source, signal) -> callbacks
+        self._snap_t: list[float] = []
+        self._snap_v: list[tuple[float, float]] = []
+        self.watchdogs: list[PatWatchdog] = []
+        self._loss_rngs = {i: self.model.streams.stream(f"faults.{i}.command_loss")
+                           for i, f in enumerate(self.specs) if f.mode == "command_loss"}
+
+    # --- wiring ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self.specs:
+            return
+        env = self.env
+        for line in self.plant.lines.values():
+            if line.sensor is not None:
+                self.watchdogs.append(PatWatchdog(line, self))
+            line.listeners.append(self._on_line)
+        for eq in self.plant.equipment.values():
+            eq.subscribe(self._on_unit)
+        for r in self.plant.robots.values():
+            r.alarm_listeners.append(lambda robot, alarm, detail:
+                                     self.notify(robot.name, alarm, self.env.now, detail))
+        if self.plant.control is not None:
+            self.plant.control.fault_listeners.append(
+                lambda kind, detail: self.notify("controller", kind, self.env.now, detail))
+        env.process(self._snapshots())
+        for rec, spec in zip(self.records, self.specs):
+            env.process(self._run(rec, spec))
+
+    def notify(self, source: str, signal: str, t: float, *args) -> None:
+        """A signal from the plant (alarm, state change, PAT verdict) at time ``t``."""
+        fns = self._waiters.pop((source, signal), None)
+        if not fns:
+            return
+        keep = [fn for fn in fns if not fn(t, *args)]
+        if keep:  # before any added by the callbacks themselves
+            self._waiters.setdefault((source, signal), [])[:0] = keep
+
+    def wait_for(self, source: str, signal: str, fn) -> None:
+        """Call ``fn(t, *args)`` on each signal until it returns ``True``."""
+        self._waiters.setdefault((source, signal), []).append(fn)
+
+    def _on_unit(self, eq, kind: str, detail: str) -> None:
+        now = self.env.now
+        if kind == "state":
+            self.notify(eq.name, "state", now, detail)
+            self.notify("*", "unit_state", now, eq.name)
+        else:
+            self.notify(eq.name, kind, now, detail)
+
+    def _on_line(self, line, kind: str, detail: str) -> None:
+        self.notify(line.name, kind, self.env.now, detail)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    def _counts(self) -> tuple[float, float]:
+        kg = sum(line.accepted_kg - line.qc_samples_kg for line in self.plant.lines.values())
+        return float(self.model.units_completed), kg
+
+    def _snapshots(self):
+        while True:
+            self._snap_t.append(self.env.now)
+            self._snap_v.append(self._counts())
+            yield self.env.timeout(_SNAPSHOT_S)
+
+    def _baseline(self) -> tuple:
+        now = self.env.now
+        units, kg = self._counts()
+        t0 = max(now - _RATE_WINDOW_S, self.model.warmup_s)
+        i = bisect.bisect_left(self._snap_t, t0)
+        if now <= self.model.warmup_s or i >= len(self._snap_t) or now - self._snap_t[i] < 3600:
+            return (None, None, units, kg)
+        w = now - self._snap_t[i]
+        u0, k0 = self._snap_v[i]
+        return ((units - u0) / w, (kg - k0) / w if self.plant.lines else None, units, kg)
+
+    def _log(self, kind: str, rec: FaultRecord, detail: str) -> None:
+        self.model.log.record(self.env.now, kind, rec.target, -1, "", "faults",
+                              f"{rec.mode}#{rec.index}: {detail}")
+
+    def _detect(self, rec: FaultRecord, t: float, how: str) -> None:
+        if rec.detected_s is None:
+            rec.detected_s = t
+            rec.detected_by = how
+            self._log("fault_detected", rec, f"{how} after {t - rec.time_s:.1f} s")
+
+    def _clear(self, rec: FaultRecord, t: float | None = None) -> None:
+        if rec.cleared_s is None:
+            rec.cleared_s = self.env.now if t is None else t
+            rec._end_clear = self._counts()
+            self._log("fault_cleared", rec, "cleared")
+
+    def _recover(self, rec: FaultRecord, t: float | None = None) -> None:
+        if rec.recovered_s is None:
+            rec.recovered_s = self.env.now if t is None else t
+            rec._end = self._counts()
+
+    def _plant_normal(self) -> bool:
+        """No unit waits for a command: each is producing or waiting for material, or under
+        repair (an active alarm)."""
+        alarms = self.plant.control._alarms if self.plant.control is not None else {}
+        return all(eq.sm.state in _NORMAL or alarms.get(n)
+                   for n, eq in self.plant.equipment.items())
+
+    def _await_plant_normal(self, rec: FaultRecord) -> None:
+        if self._plant_normal():
+            self._recover(rec)
+            return
+
+        def check(t, unit) -> bool:
+            if self._plant_normal():
+                self._recover(rec, t)
+                return True
+            return False
+        self.wait_for("*", "unit_state", check)
+
+    # --- the faults -----------------------------------------------------------------------
+    def _run(self, rec: FaultRecord, spec):
+        if spec.time_s > self.env.now:
+            yield self.env.timeout(spec.time_s - self.env.now)
+        rec.injected = True
+        rec._base = self._baseline()
+        self._log("fault_injected", rec, ", ".join(f"{k}={v}" for k, v in rec.params.items())
+                  or "injected")
+        yield from getattr(self, f"_{spec.mode}")(rec, spec)
+
+    def _breakdown(self, rec: FaultRecord, spec):
+        name = f"breakdown#{rec.index}"
+        if spec.target in self.plant.lines:
+            line = self.plant.lines[spec.target]
+            rec.manifested_s = self.env.now
+
+            def executing(t, state) -> bool:
+                if state == "Execute" and t >= rec.time_s + spec.duration_s - 1e-9:
+                    self._recover(rec, t)
+                    return True
+                return False
+            self.wait_for(line.name, "state", executing)
+            line.inject_breakdown(name, spec.duration_s)
+            self._detect(rec, self.env.now, "line Held")
+            yield self.env.timeout(spec.duration_s)
+            self._clear(rec)
+            return
+        eq = self.plant.equipment[spec.target]
+
+        def fault(t, detail) -> bool:
+            if detail == name:
+                rec.manifested_s = t
+                self._detect(rec, t, "unit fault alarm")
+                return True
+            return False
+
+        def repaired(t, detail) -> bool:
+            if detail != name:
+                return False
+            self._clear(rec, t)
+            if eq.sm.state in _NORMAL:
+                self._recover(rec, t)
+            else:
+                def back(t2, state) -> bool:
+                    if State(state) in _NORMAL:
+                        self._recover(rec, t2)
+                        return True
+                    return False
+                self.wait_for(eq.name, "state", back)
+            return True
+        self.wait_for(eq.name, "fault", fault)
+        self.wait_for(eq.name, "repaired", repaired)
+        eq.breakdown(name, spec.duration_s, spec.reaction)
+        yield from ()
+
+    def _robot_stall(self, rec: FaultRecord, spec):
+        robot = self.plant.robots[spec.target]
+
+        def stalled(r) -> None:
+            rec.manifested_s = self.env.now
+            self._detect(rec, self.env.now, "robot stall alarm")
+
+        def moving(r) -> None:
+            self._clear(rec)
+            self._recover(rec)
+        robot.force_stall(f"stall#{rec.index}", spec.duration_s, stalled, moving)
+        yield from ()
+
+    def _battery_fade(self, rec: FaultRecord, spec):
+        robot = self.plant.robots[spec.target]
+        robot.battery.fade(self.env.now, spec.fraction)
+        rec.manifested_s = self.env.now
+
+        def alarm(t, detail) -> bool:
+            self._detect(rec, t, f"battery management: {detail}")
+            return True
+        self.wait_for(robot.name, "battery_fade", alarm)
+        yield from ()
+
+    def _charger_outage(self, rec: FaultRecord, spec):
+        fleet = self.plant.fleet
+        rec.manifested_s = self.env.now
+        fleet.set_charger_out(spec.target, True)
+        self.model.log.record(self.env.now, "alarm", spec.target, -1, "", "fleet",
+                              "charger_fault: out of service")
+        self._detect(rec, self.env.now, "charger fault signal")
+        yield self.env.timeout(spec.duration_s)
+        fleet.set_charger_out(spec.target, False)
+        self.model.log.record(self.env.now, "alarm_cleared", spec.target, -1, "", "fleet",
+                              "charger_fault")
+        self._clear(rec)
+        while fleet._charge_queue:
+            yield self.env.timeout(60.0)
+        self._recover(rec)
+
+    def _sensor(self, line_name: str):
+        return self.plant.lines[line_name].sensor
+
+    def _sensor_dropout(self, rec: FaultRecord, spec):
+        sensor = self._sensor(spec.target)
+        t0, t1 = self.env.now, self.env.now + spec.duration_s
+        sensor.p = replace(sensor.p, dropout_windows=sensor.p.dropout_windows + ((t0, t1),))
+        rec.manifested_s = t0
+
+        def lost(t) -> bool:
+            if t >= t0:
+                self._detect(rec, t, "PAT watchdog: signal lost")
+                return True
+            return False
+
+        def reading(t, _n=0) -> bool:
+            if t >= t1 + sensor.p.delay_s:
+                self._recover(rec, t)
+                return True
+            return False
+        self.wait_for(spec.target, "pat_signal_lost", lost)
+        self.wait_for(spec.target, "pat_ok", reading)
+        self.wait_for(spec.target, "pat_oos", reading)
+        yield self.env.timeout(spec.duration_s)
+        self._clear(rec)
+
+    def _await_pat_back(self, rec: FaultRecord, line: str, after: float) -> None:
+        def ok(t, n) -> bool:
+            if t >= after and n >= _PAT_OK_IN_ROW and rec.detected_s is not None:
+                self._recover(rec, t)
+                if rec.mode == "oos_raw_material_lot":
+                    self._clear(rec, t)
+                return True
+            return False
+        self.wait_for(line, "pat_ok", ok)
+
+    def _sensor_drift(self, rec: FaultRecord, spec):
+        sensor = self._sensor(spec.target)
+        t0, t1 = self.env.now, self.env.now + spec.duration_s
+        sensor.p = replace(sensor.p, drift_start_s=t0, drift_rate_per_s=spec.rate_per_h / 3600.0,
+                           drift_end_s=t1)
+        rec.manifested_s = t0
+
+        def oos(t) -> bool:
+            self._detect(rec, t, "PAT reading out of spec")
+            return True
+        self.wait_for(spec.target, "pat_oos", oos)
+        yield self.env.timeout(spec.duration_s)
+        self._clear(rec)
+        self._await_pat_back(rec, spec.target, t1 + sensor.p.delay_s)
+
+    def _feeder_refill_failure(self, rec: FaultRecord, spec):
+        line_name, _, feeder = spec.target.partition(".")
+        line = self.plant.lines[line_name]
+
+        def alarm(t, detail) -> bool:
+            if detail == f"{feeder}: refill_failed":
+                rec.manifested_s = t
+                self._detect(rec, t, "refill failed alarm")
+                return True
+            return False
+        self.wait_for(line_name, "alarm", alarm)
+        line.set_refill_blocked(feeder, True)
+        yield self.env.timeout(spec.duration_s)
+        line.set_refill_blocked(feeder, False)
+        self._clear(rec)
+        if line.running:
+            self._recover(rec)
+        else:
+            def executing(t, state) -> bool:
+                if state == "Execute":
+                    self._recover(rec, t)
+                    return True
+                return False
+            self.wait_for(line_name, "state", executing)
+
+    def _oos_raw_material_lot(self, rec: FaultRecord, spec):
+        line_name, _, feeder = spec.target.partition(".")
+        line = self.plant.lines[line_name]
+
+        def fed(t, lot) -> bool:
+            rec.manifested_s = t
+            rec.params["lot"] = lot
+
+            def oos(t2) -> bool:
+                self._detect(rec, t2, "PAT reading out of spec")
+                self._await_pat_back(rec, line_name, t2)
+                return True
+            self.wait_for(line_name, "pat_oos", oos)
+            return True
+        self.wait_for(line_name, "oos_lot", fed)
+        line.next_potency[feeder] = spec.potency
+        yield from ()
+
+    def _supervisor_outage(self, rec: FaultRecord, spec):
+        loop = self.plant.control
+        rec.manifested_s = self.env.now
+
+        def offline(t, detail) -> bool:
+            self._detect(rec, t, "control loop heartbeat")
+            return True
+        self.wait_for("controller", "controller_offline", offline)
+        loop.set_offline(True)
+        yield self.env.timeout(spec.duration_s)
+        loop.set_offline(False)
+        self._clear(rec)
+        self._await_plant_normal(rec)
+
+    def _command_latency(self, rec: FaultRecord, spec):
+        loop = self.plant.control
+        rec.manifested_s = self.env.now
+
+        def late(t, detail) -> bool:
+            self._detect(rec, t, "late command acknowledgement")
+            return True
+        self.wait_for("controller", "command_latency", late)
+        loop.set_extra_latency(spec.extra_latency_s)
+        yield self.env.timeout(spec.duration_s)
+        loop.set_extra_latency(0.0)
+        self._clear(rec)
+        yield self.env.timeout(spec.extra_latency_s)  # the last late commands apply
+        self._await_plant_normal(rec)
+
+    def _command_loss(self, rec: FaultRecord, spec):
+        loop = self.plant.control
+        rec.manifested_s = self.env.now
+
+        def lost(t, detail) -> bool:
+            self._detect(rec, t, f"command not acknowledged ({detail})")
+            return True
+        self.wait_for("controller", "command_lost", lost)
+        loop.set_command_loss(spec.probability, self._loss_rngs[rec.index])
+        yield self.env.timeout(spec.duration_s)
+        loop.set_command_loss(0.0, None)
+        self._clear(rec)
+        yield self.env.timeout(ACK_TIMEOUT_S)
+        self._await_plant_normal(rec)
+
+    # --- results --------------------------------------------------------------------------
+    def finish(self, end: float) -> list[dict[str, Any]]:
+        out = []
+        for rec in self.records:
+            d = rec.to_dict()
+            d["recovered"] = rec.recovered_s is not None or rec.mode == "battery_fade"
+            out.append(d)
+        return out
+
+
+def _params(f) -> dict[str, Any]:
+    skip = {"mode", "time_s", "target", "duration_s"}
+    return {k: v for k, v in f.model_dump().items() if k not in skip}

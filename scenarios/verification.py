@@ -1,0 +1,254 @@
+"""The verification report of a run (``verification.json``): rules a control engineer's CI can
+gate on (``darkfab run --strict`` exits with code 4 when one is broken).
+
+* ``deadlock``: nothing waits beyond ``verification.deadlock_bound_s`` without progress — a
+  unit in a state only a command leaves (Stopped, Idle, Held, Aborted, Complete), a robot
+  waiting for traffic, a continuous line Suspended or Held — not counting the time a fault of
+  that unit, robot or line is active (from its fault to its repair, or an injected fault's
+  window up to its recovery);
+* ``out_of_spec_released``: every continuous line's ``released_out_of_spec_kg`` is 0;
+* ``unsafe_commands``: the event log replayed through the PackML command table: a command
+  *executed* in a state where it is illegal, or (issued by the controller) a Reset, Start,
+  Unhold, Unsuspend or Clear executed while a fault of the unit was active, is unsafe; rejected
+  commands are not;
+* ``faults``: every injected fault was detected by the plant (alarm or state change), with
+  detection latency, recovery time and throughput lost (:mod:`darkfab.scenarios.faults`); a
+  fault that never acted on the plant (a stall of a robot that did not drive again) counts as
+  undetected;
+* ``unit_balance``: units created (``create`` + ``produce``) = completed + scrapped + consumed
+  (``consume``, refill containers emptied) + in the plant, the last equal to the plant's online
+  WIP count and at least the units counted in buffers, staging areas and on robots;
+* ``mass_balance``: every continuous line's relative mass-balance error below
+  ``verification.mass_balance_tolerance`` (1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from darkfab.factory.packml import COMMAND_TRANSITIONS, Command, State
+
+__all__ = ["verify", "format_verification"]
+
+_COMMAND_WAIT = frozenset({"Stopped", "Idle", "Held", "Aborted", "Complete"})
+_INTERLOCKED = frozenset({"Reset", "Start", "Unhold", "Unsuspend", "Clear"})
+
+
+def verify(plant, summary: dict[str, Any], out: Path, end: float,
+           faults: list[dict[str, Any]]) -> dict[str, Any]:
+    """Check the run's results in ``out`` (tables closed) against the rules above."""
+    spec = plant.scenario.verification
+    events = pq.read_table(out / "events.parquet",
+                           columns=["time_s", "kind", "entity", "unit_id", "location", "detail"])
+    checks = {
+        "deadlock": _deadlock(plant, out, events, faults, spec.deadlock_bound_s, end),
+        "out_of_spec_released": _oos(summary),
+        "unsafe_commands": _unsafe(plant, events),
+        "faults": _faults(faults),
+        "unit_balance": _units(plant, events),
+        "mass_balance": _mass(summary, spec.mass_balance_tolerance),
+    }
+    violations = [f"{name}: {v}" for name, c in checks.items() for v in c["violations"]]
+    return {"ok": not violations, "violations": violations, "checks": checks}
+
+
+def _deadlock(plant, out: Path, events, faults, bound: float, end: float) -> dict:
+    states = pq.read_table(out / "states.parquet",
+                           columns=["entity", "state", "start_s", "end_s"]).to_pylist()
+    excused: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    ev = events.filter(pc.is_in(events["kind"], value_set=_arr(["fault", "repair"]))).to_pylist()
+    open_: dict[tuple[str, str], float] = {}
+    for e in ev:
+        key = (e["entity"], e["detail"])
+        if e["kind"] == "fault":
+            open_.setdefault(key, e["time_s"])
+        elif key in open_:
+            excused[e["entity"]].append((open_.pop(key), e["time_s"]))
+    for (entity, _), t0 in open_.items():
+        excused[entity].append((t0, math.inf))
+    for f in faults:
+        t1 = f["recovered_s"] if f["recovered_s"] is not None else (
+            f["cleared_s"] if f["cleared_s"] is not None else math.inf)
+        if f["mode"] == "battery_fade":
+            continue
+        target = f["target"].split(".")[0]
+        excused[target].append((f["time_s"], t1))
+        if f["mode"] in ("supervisor_outage", "command_latency", "command_loss"):
+            for n in plant.equipment:
+                excused[n].append((f["time_s"], t1))
+    lines, robots = set(plant.lines), set(plant.robots)
+    waits = []
+    for row in states:
+        name, st = row["entity"], row["state"]
+        if name in plant.equipment:
+            waiting = st in _COMMAND_WAIT
+        elif name in robots:
+            waiting = st == "waiting_traffic"
+        elif name in lines:
+            waiting = st in ("Suspended", "Held")
+        else:
+            waiting = False
+        if not waiting:
+            continue
+        a, b = row["start_s"], row["end_s"]
+        d = (b - a) - _overlap(a, b, excused.get(name, ()))
+        if d > bound:
+            waits.append({"entity": name, "state": st, "start_s": a, "end_s": b,
+                          "wait_s": d})
+    longest = max(waits, key=lambda w: w["wait_s"]) if waits else None
+    return {"bound_s": bound, "long_waits": waits[:20], "longest": longest,
+            "violations": [f"{w['entity']} {w['state']} for {w['wait_s']:.0f} s from "
+                           f"t={w['start_s']:.0f} s (bound {bound:g} s)" for w in waits[:20]]}
+
+
+def _overlap(a: float, b: float, windows) -> float:
+    """Length of [a, b] covered by the union of ``windows``."""
+    total, cur = 0.0, a
+    for x, y in sorted(windows):
+        x, y = max(x, cur), min(y, b)
+        if y > x:
+            total += y - x
+            cur = y
+    return total
+
+
+def _oos(summary) -> dict:
+    lines = summary.get("continuous_lines", {})
+    kg = {n: k["released_out_of_spec_kg"] for n, k in lines.items()}
+    return {"released_out_of_spec_kg": kg,
+            "violations": [f"line {n}: {v:.6g} kg out of spec released" for n, v in kg.items()
+                           if v > 0]}
+
+
+def _unsafe(plant, events) -> dict:
+    names = set(plant.equipment)
+    controller = plant.control.name if plant.control is not None else None
+    kinds = _arr(["state", "command", "fault", "repair"])
+    rows = events.filter(pc.is_in(events["kind"], value_set=kinds)).to_pylist()
+    state = {n: "Stopped" for n in names}
+    active: dict[str, set[str]] = {n: set() for n in names}
+    executed, unsafe = 0, []
+    for e in rows:
+        n = e["entity"]
+        if n not in names:
+            continue
+        k = e["kind"]
+        if k == "state":
+            state[n] = e["detail"]
+        elif k == "fault":
+            active[n].add(e["detail"])
+        elif k == "repair":
+            active[n].discard(e["detail"])
+        else:
+            executed += 1
+            cmd, issuer = e["detail"], e["location"]
+            legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
+            why = None
+            if not legal:
+                why = f"{cmd} executed in {state[n]}"
+            elif cmd in _INTERLOCKED and active[n] and issuer not in (n, "safety"):
+                why = f"{cmd} by {issuer} with active fault {', '.join(sorted(active[n]))}"
+            if why:
+                unsafe.append({"time_s": e["time_s"], "unit": n, "issuer": issuer,
+                               "reason": why})
+    return {"commands_executed": executed, "unsafe": len(unsafe), "controller": controller,
+            "examples": unsafe[:10],
+            "violations": [f"t={u['time_s']:.1f} s {u['unit']}: {u['reason']}"
+                           for u in unsafe[:10]]}
+
+
+def _faults(faults) -> dict:
+    undetected = [f for f in faults if not f["detected"]]
+    unrecovered = [f for f in faults if f["detected"] and not f["recovered"]]
+    by_mode: dict[str, list[float]] = defaultdict(list)
+    for f in faults:
+        if f["recovery_time_s"] is not None:
+            by_mode[f["mode"]].append(f["recovery_time_s"])
+    return {
+        "injected": sum(f["injected"] for f in faults),
+        "detected": len(faults) - len(undetected),
+        "recovered": sum(f["recovered"] for f in faults),
+        "recovery_time_s_by_mode": {m: {"mean": sum(v) / len(v), "max": max(v), "n": len(v)}
+                                    for m, v in sorted(by_mode.items())},
+        "faults": faults,
+        "violations": [f"fault #{f['index']} {f['mode']} on {f['target']} at "
+                       f"t={f['time_s']:g} s " + ("not injected (after the end of the run)"
+                                                   if not f["injected"] else "not detected")
+                       for f in undetected]
+        + [f"fault #{f['index']} {f['mode']} on {f['target']} not recovered by the end of "
+           "the run" for f in unrecovered],
+    }
+
+
+def _units(plant, events) -> dict:
+    kinds = events["kind"]
+    counts = {k: 0 for k in ("create", "produce", "complete", "scrap", "consume")}
+    vc = pc.value_counts(kinds).to_pylist()
+    for item in vc:
+        if item["values"] in counts:
+            counts[item["values"]] = item["counts"]
+    refills = events.filter(pc.and_(pc.equal(kinds, "refill"),
+                                    pc.greater_equal(events["unit_id"], 0))).num_rows
+    created = counts["create"] + counts["produce"]
+    left = counts["complete"] + counts["scrap"] + counts["consume"] + refills
+    in_plant = created - left
+    wip = plant.model.wip.value
+    seen = sum(b.level for b in plant.buffers.values()) + sum(
+        s.level for s in plant.staging.values()) + sum(
+        len(r.loaded_units) for r in plant.robots.values()) + sum(
+        st.held_unit is not None for line in plant.lines.values() for st in line.stations)
+    violations = []
+    if abs(in_plant - wip) > 1e-9:
+        violations.append(f"events give {in_plant} units in the plant, the WIP count {wip:g}")
+    if in_plant < seen:
+        violations.append(f"{in_plant} units in the plant by the events, {seen} counted in "
+                          "buffers, staging areas and on robots")
+    return {"created": created, "completed": counts["complete"], "scrapped": counts["scrap"],
+            "consumed": counts["consume"] + refills, "in_plant": in_plant, "wip_count": wip,
+            "in_buffers_staging_robots": seen, "violations": violations}
+
+
+def _mass(summary, tol: float) -> dict:
+    lines = summary.get("continuous_lines", {})
+    errs = {n: k["mass_balance"]["rel_error"] for n, k in lines.items()}
+    return {"rel_error": errs, "tolerance": tol,
+            "violations": [f"line {n}: relative mass-balance error {e:.3g} >= {tol:g}"
+                           for n, e in errs.items() if not e < tol]}
+
+
+def _arr(values):
+    import pyarrow as pa
+    return pa.array(values)
+
+
+def format_verification(v: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    c = v["checks"]
+    f = c["faults"]
+    n = len(v["violations"])
+    lines = [f"verification: {'all clear' if v['ok'] else f'{n} violation(s)'}"]
+    lines.append(f"  deadlock (waits > {c['deadlock']['bound_s']:g} s): "
+                 f"{len(c['deadlock']['long_waits'])}; out-of-spec released: "
+                 f"{sum(c['out_of_spec_released']['released_out_of_spec_kg'].values()):.3g} kg; "
+                 f"unsafe commands: {c['unsafe_commands']['unsafe']} of "
+                 f"{c['unsafe_commands']['commands_executed']}")
+    if f["injected"] or f["faults"]:
+        lines.append(f"  faults: {f['injected']} injected, {f['detected']} detected, "
+                     f"{f['recovered']} recovered")
+        for m, r in f["recovery_time_s_by_mode"].items():
+            lines.append(f"    {m:22s} recovery mean {r['mean']:9.1f} s  max {r['max']:9.1f} s"
+                         f"  (n={r['n']})")
+    ub = c["unit_balance"]
+    mb = c["mass_balance"]["rel_error"]
+    lines.append(f"  units: created {ub['created']} = completed {ub['completed']} + scrapped "
+                 f"{ub['scrapped']} + consumed {ub['consumed']} + in plant {ub['in_plant']}"
+                 + (f"; mass balance error {max(mb.values()):.2g}" if mb else ""))
+    for x in v["violations"][:10]:
+        lines.append(f"  ! {x}")
+    return "\n".join(lines)
