@@ -838,8 +838,6 @@ def _fault_errors(s: Scenario):
                 yield (p, f"{mode}: feeder {feeder!r} does not feed the API")
         elif t != "controller":
             yield (p, f"{mode}: the target is \"controller\"")
-        if f.time_s >= s.scenario.horizon_s:
-            yield (f"faults[{i}].time_s", f"after the horizon ({s.scenario.horizon_s:g} s)")
 
 
 def transport_hops(s: Scenario) -> list[tuple[str, str, str]]:

@@ -14,7 +14,7 @@ gate on (``darkfab run --strict`` exits with code 4 when one is broken).
 * ``faults``: every injected fault was detected by the plant (alarm or state change), with
   detection latency, recovery time and throughput lost (:mod:`darkfab.scenarios.faults`); a
   fault that never acted on the plant (a stall of a robot that did not drive again) counts as
-  undetected;
+  undetected; faults scheduled after the end of the run are listed as not injected;
 * ``unit_balance``: units created (``create`` + ``produce``) = completed + scrapped + consumed
   (``consume``, refill containers emptied) + in the plant, the last equal to the plant's online
   WIP count and at least the units counted in buffers, staging areas and on robots;
@@ -164,7 +164,7 @@ def _unsafe(plant, events) -> dict:
 
 
 def _faults(faults) -> dict:
-    undetected = [f for f in faults if not f["detected"]]
+    undetected = [f for f in faults if f["injected"] and not f["detected"]]
     unrecovered = [f for f in faults if f["detected"] and not f["recovered"]]
     by_mode: dict[str, list[float]] = defaultdict(list)
     for f in faults:
@@ -177,10 +177,9 @@ def _faults(faults) -> dict:
         "recovery_time_s_by_mode": {m: {"mean": sum(v) / len(v), "max": max(v), "n": len(v)}
                                     for m, v in sorted(by_mode.items())},
         "faults": faults,
+        "not_injected": [f["index"] for f in faults if not f["injected"]],  # after the end
         "violations": [f"fault #{f['index']} {f['mode']} on {f['target']} at "
-                       f"t={f['time_s']:g} s " + ("not injected (after the end of the run)"
-                                                   if not f["injected"] else "not detected")
-                       for f in undetected]
+                       f"t={f['time_s']:g} s not detected" for f in undetected]
         + [f"fault #{f['index']} {f['mode']} on {f['target']} not recovered by the end of "
            "the run" for f in unrecovered],
     }
