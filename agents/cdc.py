@@ -18,8 +18,10 @@ and lot composition at any time by exact convolution. The line wakes only at com
 Control strategy (ICH Q13): the RTD model's API content c(t) (relative to label claim) and the
 output flow are checked over every elapsed interval, sampled at σ_RTD/10 and refined by Brent's
 method; material outside [``spec_low``, ``spec_high``] or leaving at less than
-``min_flow_fraction`` of the nominal flow is diverted, padded by ``margin_s`` either side (the
-gate is booked ``margin_s`` behind the present so the padding is causal). The model is taken as
+``min_flow_fraction`` of the nominal flow is diverted, padded by ``margin_s`` either side. The
+gate sits downstream of the sensor point: it is booked ``lag`` = max(``margin_s``, PAT period +
+delay) behind the present (the material's transport from the sensor to the gate), so the padding
+is causal and a PAT reading out of spec can divert back to the last good reading. The model is taken as
 exact (the feeders' load cells report their true flows); the PAT sensor measures the true
 content with noise, delay, dropout and drift, and a measured value outside spec diverts from the
 time the reading is available for ``pat_hold_s``. Mass balance:
@@ -144,7 +146,9 @@ class ContinuousLine(FixedAgent):
                              if st.component == "api") / self.nominal_kg_s
         self.rtd = line_rtd
         self.blender_rtd = blender_rtd
-        retain = control_interval_s + quality.margin_s + 60.0  # scans and routing lag behind
+        self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
+                         if sensor is not None else 0.0)  # routing behind the present
+        retain = control_interval_s + self.lag_s + 60.0  # scans and routing lag behind
         self.comp = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
         for c in sorted({st.component for st in stations}):
             self.comp._channel(c)  # fixed channel order
@@ -233,7 +237,7 @@ class ContinuousLine(FixedAgent):
         times.append(self._repair_until)
         if self.running:  # the next unit at the nominal rate (units go out at the wake after)
             times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
-                         / self.nominal_kg_s + self.quality_spec.margin_s + 1e-6)
+                         / self.nominal_kg_s + self.lag_s + 1e-6)
         if self.batch_s:
             times.append(self.batch.start_s + self.batch_s)
         return max(now, min(times))
@@ -243,7 +247,7 @@ class ContinuousLine(FixedAgent):
         w0 = time.perf_counter()
         self._sync(now)
         self._scan(now)
-        self._route(now - self.quality_spec.margin_s)
+        self._route(now - self.lag_s)
         self.continuous_wall_s += time.perf_counter() - w0
         self._feeder_events(now)
         self._failures(now)
@@ -370,7 +374,10 @@ class ContinuousLine(FixedAgent):
                             self.model.log.record(now, "pat_alarm", self.name, -1, "",
                                                   self.node, f"{m.value:.4f} at "
                                                   f"{m.sample_time_s:.1f}")
-                        self.gate.add_window(m.available_s, m.available_s + q.pat_hold_s, "pat")
+                        # back to the last good reading: that material has not reached the
+                        # gate yet (lag_s ≥ period + delay)
+                        self.gate.add_window(m.sample_time_s - self.sensor.p.period_s,
+                                             m.available_s + q.pat_hold_s, "pat")
         self._scanned = now
 
     def _cause(self, t: float) -> str:
@@ -545,6 +552,7 @@ class ContinuousLine(FixedAgent):
         self.running = False
         self._reason = reason
         self.stops += 1
+        self._sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
@@ -555,6 +563,7 @@ class ContinuousLine(FixedAgent):
             self._notify("state", state)
 
     def _restart(self, now: float, why: str) -> None:
+        self._sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, st.setpoint_kg_s)

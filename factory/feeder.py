@@ -346,6 +346,9 @@ class LossInWeightFeeder:
         P = self.p.noise_period_s
         j = int(math.floor(self.t / P))
         cell_end = (j + 1) * P
+        if cell_end <= self.t:  # t is on a cell boundary up to rounding: the next cell
+            j += 1
+            cell_end = (j + 1) * P
         a = omega * float(self._noise.get(j, j + 1)[0])
         m0 = self.mass_kg
         b = min(cell_end, t_end, self.t + left / R)
@@ -357,6 +360,12 @@ class LossInWeightFeeder:
                 and stop_level != m0:
             targets.append((stop_level, "stop"))
         reason = "time"
+        if not targets and b == t_end and m0 < m_b < self.p.m_high_kg:
+            # the high level is reached within the clock's resolution (an event computed
+            # ahead lands a hair short of it): the refill is over here, or it never ends
+            net = R - a * self.p.ff(m_b)
+            if net > 0 and (self.p.m_high_kg - m_b) / net <= 1e-9 * max(1.0, self.t):
+                reason = "high"
         if targets:
             level, reason = min(targets, key=lambda x: abs(x[0] - m0))
             tau = optimize.brentq(lambda s: self._mass_after(m0, s, a, R) - level, 0.0,
@@ -373,6 +382,13 @@ class LossInWeightFeeder:
         self.mass_kg = m_b
         left -= added
         self.t = b
+        if reason != "high" and 0.0 < left and self.t + left / R <= self.t:
+            # the container's last grams pour in faster than the clock can resolve (late in a
+            # long run, t + left/R == t): add them now, mass kept exactly
+            self.lots[lot] += left
+            self.refilled_kg += left
+            self.mass_kg += left
+            left = 0.0
         if reason == "high" or left <= 1e-12 * max(1.0, R):
             self._refill = None
             self.mode = "gravimetric"

@@ -99,3 +99,22 @@ def test_feeder_noise_statistics():
     assert abs(eps.std() / 0.05 - 1) < 5 * math.sqrt((1 + 0.6**2) / (1 - 0.6**2) / (2 * n))
     r1 = np.corrcoef(eps[:-1], eps[1:])[0, 1]
     assert abs(r1 - 0.6) < 5 * (1 - 0.6**2) / math.sqrt(n)
+
+
+def test_refill_ends_late_in_a_long_run():
+    """A 20 kg container emptied at 0.4 kg/s from t = 2,097,120.28 s (day 24, where the
+    cdc-line once stalled): the cells' rounding leaves ~1e-10 kg, which pours in faster than the
+    clock resolves (t + left/R == t). The refill must end there — before the fix next_event()
+    looped for ever — with the whole container in the hopper and the mass balance closed."""
+    p = FeederParams(0.006, 0.006, 0.0, m_low_kg=6.0, m_high_kg=100.0, noise_period_s=30.0)
+    t0 = 2097120.2800487934
+    f = LossInWeightFeeder(p, np.random.default_rng(0), mass_kg=6.0, setpoint_kg_s=0.01335,
+                           t0=t0)
+    f.start_refill(t0, 20.0, 0.4, "L")
+    t_done, kind = f.next_event()
+    assert kind == "refill_done" and t_done == pytest.approx(t0 + 50.0, abs=1e-6)
+    f.advance(t_done)
+    assert f.mode == "gravimetric" and f._refill is None
+    assert f.refilled_kg == pytest.approx(20.0, rel=1e-12)
+    assert abs(f.mass_balance_error_kg) < 1e-9
+    assert f.next_event()[0] > t_done
