@@ -44,29 +44,100 @@ def verify(plant, summary: dict[str, Any], out: Path, end: float,
            faults: list[dict[str, Any]]) -> dict[str, Any]:
     """Check the run's results in ``out`` (tables closed) against the rules above."""
     spec = plant.scenario.verification
-    events = pq.read_table(out / "events.parquet",
-                           columns=["time_s", "kind", "entity", "unit_id", "location", "detail"])
+    scan = _EventScan(plant)
+    # one pass over the event log in batches: memory does not grow with the run's length
+    for batch in pq.ParquetFile(out / "events.parquet").iter_batches(
+            batch_size=65_536, columns=["time_s", "kind", "entity", "unit_id", "location",
+                                        "detail"]):
+        scan.add(batch)
     checks = {
-        "deadlock": _deadlock(plant, out, events, faults, spec.deadlock_bound_s, end),
+        "deadlock": _deadlock(plant, out, scan.excusals, faults, spec.deadlock_bound_s, end),
         "out_of_spec_released": _oos(summary),
-        "unsafe_commands": _unsafe(plant, events),
+        "unsafe_commands": scan.unsafe_report(),
         "faults": _faults(faults),
-        "unit_balance": _units(plant, events),
+        "unit_balance": _units(plant, scan),
         "mass_balance": _mass(summary, spec.mass_balance_tolerance),
     }
     violations = [f"{name}: {v}" for name, c in checks.items() for v in c["violations"]]
     return {"ok": not violations, "violations": violations, "checks": checks}
 
 
-def _deadlock(plant, out: Path, events, faults, bound: float, end: float) -> dict:
-    states = pq.read_table(out / "states.parquet",
-                           columns=["entity", "state", "start_s", "end_s"]).to_pylist()
+class _EventScan:
+    """Everything the checks need from the event log, gathered batch by batch: fault and
+    maintenance records (to excuse waits), the replay of commands against PackML states, and
+    unit counts by kind."""
+
+    _EXCUSE = ("fault", "repair", "maintenance", "maintenance_done")
+
+    def __init__(self, plant) -> None:
+        self.names = set(plant.equipment)
+        self.controller = plant.control.name if plant.control is not None else None
+        self.excusals: list[dict] = []  # grows with faults and maintenance, not with events
+        self.state = {n: "Stopped" for n in self.names}
+        self.active: dict[str, set[str]] = {n: set() for n in self.names}
+        self.executed = 0
+        self.unsafe: list[dict] = []
+        self.n_unsafe = 0
+        self.counts = {k: 0 for k in ("create", "produce", "complete", "scrap", "consume")}
+        self.refills = 0
+
+    def add(self, batch) -> None:
+        kinds = batch.column("kind")
+        for item in pc.value_counts(kinds).to_pylist():
+            if item["values"] in self.counts:
+                self.counts[item["values"]] += item["counts"]
+        self.refills += batch.filter(pc.and_(pc.equal(kinds, "refill"),
+                                             pc.greater_equal(batch.column("unit_id"), 0))
+                                     ).num_rows
+        self.excusals += batch.filter(pc.is_in(kinds, value_set=_arr(
+            list(self._EXCUSE)))).to_pylist()
+        rows = batch.filter(pc.is_in(kinds, value_set=_arr(
+            ["state", "command", "fault", "repair"]))).to_pylist()
+        self._replay(rows)
+
+    def _replay(self, rows) -> None:
+        names, state, active = self.names, self.state, self.active
+        for e in rows:
+            n = e["entity"]
+            if n not in names:
+                continue
+            k = e["kind"]
+            if k == "state":
+                state[n] = e["detail"]
+            elif k == "fault":
+                active[n].add(e["detail"])
+            elif k == "repair":
+                active[n].discard(e["detail"])
+            else:
+                self.executed += 1
+                cmd, issuer = e["detail"], e["location"]
+                legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
+                why = None
+                if not legal:
+                    why = f"{cmd} executed in {state[n]}"
+                elif cmd in _INTERLOCKED and active[n] and issuer not in (n, "safety"):
+                    why = f"{cmd} by {issuer} with active fault {', '.join(sorted(active[n]))}"
+                if why:
+                    self.n_unsafe += 1
+                    if len(self.unsafe) < 10:
+                        self.unsafe.append({"time_s": e["time_s"], "unit": n,
+                                            "issuer": issuer, "reason": why})
+
+    def unsafe_report(self) -> dict:
+        return {"commands_executed": self.executed, "unsafe": self.n_unsafe,
+                "controller": self.controller, "examples": self.unsafe,
+                "violations": [f"t={u['time_s']:.1f} s {u['unit']}: {u['reason']}"
+                               for u in self.unsafe]}
+
+
+def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float) -> dict:
     excused: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    ev = events.filter(pc.is_in(events["kind"], value_set=_arr(["fault", "repair"]))).to_pylist()
     open_: dict[tuple[str, str], float] = {}
     for e in ev:
-        key = (e["entity"], e["detail"])
-        if e["kind"] == "fault":
+        # planned maintenance (a punch change) is excused like a repair
+        key = (e["entity"], "maintenance" if e["kind"].startswith("maintenance")
+               else e["detail"])
+        if e["kind"] in ("fault", "maintenance"):
             open_.setdefault(key, e["time_s"])
         elif key in open_:
             excused[e["entity"]].append((open_.pop(key), e["time_s"]))
@@ -83,8 +154,12 @@ def _deadlock(plant, out: Path, events, faults, bound: float, end: float) -> dic
             for n in plant.equipment:
                 excused[n].append((f["time_s"], t1))
     lines, robots = set(plant.lines), set(plant.robots)
+    for k in excused:
+        excused[k].sort()
     waits = []
-    for row in states:
+    n_waits = 0
+    longest = None
+    for row in _rows(out / "states.parquet", ["entity", "state", "start_s", "end_s"]):
         name, st = row["entity"], row["state"]
         if name in plant.equipment:
             waiting = st in _COMMAND_WAIT
@@ -97,14 +172,25 @@ def _deadlock(plant, out: Path, events, faults, bound: float, end: float) -> dic
         if not waiting:
             continue
         a, b = row["start_s"], row["end_s"]
+        if b - a <= bound:
+            continue
         d = (b - a) - _overlap(a, b, excused.get(name, ()))
         if d > bound:
-            waits.append({"entity": name, "state": st, "start_s": a, "end_s": b,
-                          "wait_s": d})
-    longest = max(waits, key=lambda w: w["wait_s"]) if waits else None
-    return {"bound_s": bound, "long_waits": waits[:20], "longest": longest,
+            w = {"entity": name, "state": st, "start_s": a, "end_s": b, "wait_s": d}
+            n_waits += 1
+            if len(waits) < 20:
+                waits.append(w)
+            if longest is None or d > longest["wait_s"]:
+                longest = w
+    return {"bound_s": bound, "long_waits": waits, "n_long_waits": n_waits, "longest": longest,
             "violations": [f"{w['entity']} {w['state']} for {w['wait_s']:.0f} s from "
                            f"t={w['start_s']:.0f} s (bound {bound:g} s)" for w in waits[:20]]}
+
+
+def _rows(path: Path, columns: list[str]):
+    """The rows of a Parquet table, read 64 Ki rows at a time (bounded memory)."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=columns):
+        yield from batch.to_pylist()
 
 
 def _overlap(a: float, b: float, windows) -> float:
@@ -124,43 +210,6 @@ def _oos(summary) -> dict:
     return {"released_out_of_spec_kg": kg,
             "violations": [f"line {n}: {v:.6g} kg out of spec released" for n, v in kg.items()
                            if v > 0]}
-
-
-def _unsafe(plant, events) -> dict:
-    names = set(plant.equipment)
-    controller = plant.control.name if plant.control is not None else None
-    kinds = _arr(["state", "command", "fault", "repair"])
-    rows = events.filter(pc.is_in(events["kind"], value_set=kinds)).to_pylist()
-    state = {n: "Stopped" for n in names}
-    active: dict[str, set[str]] = {n: set() for n in names}
-    executed, unsafe = 0, []
-    for e in rows:
-        n = e["entity"]
-        if n not in names:
-            continue
-        k = e["kind"]
-        if k == "state":
-            state[n] = e["detail"]
-        elif k == "fault":
-            active[n].add(e["detail"])
-        elif k == "repair":
-            active[n].discard(e["detail"])
-        else:
-            executed += 1
-            cmd, issuer = e["detail"], e["location"]
-            legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
-            why = None
-            if not legal:
-                why = f"{cmd} executed in {state[n]}"
-            elif cmd in _INTERLOCKED and active[n] and issuer not in (n, "safety"):
-                why = f"{cmd} by {issuer} with active fault {', '.join(sorted(active[n]))}"
-            if why:
-                unsafe.append({"time_s": e["time_s"], "unit": n, "issuer": issuer,
-                               "reason": why})
-    return {"commands_executed": executed, "unsafe": len(unsafe), "controller": controller,
-            "examples": unsafe[:10],
-            "violations": [f"t={u['time_s']:.1f} s {u['unit']}: {u['reason']}"
-                           for u in unsafe[:10]]}
 
 
 def _faults(faults) -> dict:
@@ -185,15 +234,8 @@ def _faults(faults) -> dict:
     }
 
 
-def _units(plant, events) -> dict:
-    kinds = events["kind"]
-    counts = {k: 0 for k in ("create", "produce", "complete", "scrap", "consume")}
-    vc = pc.value_counts(kinds).to_pylist()
-    for item in vc:
-        if item["values"] in counts:
-            counts[item["values"]] = item["counts"]
-    refills = events.filter(pc.and_(pc.equal(kinds, "refill"),
-                                    pc.greater_equal(events["unit_id"], 0))).num_rows
+def _units(plant, scan: _EventScan) -> dict:
+    counts, refills = scan.counts, scan.refills
     created = counts["create"] + counts["produce"]
     left = counts["complete"] + counts["scrap"] + counts["consume"] + refills
     in_plant = created - left
@@ -233,7 +275,7 @@ def format_verification(v: dict[str, Any]) -> str:
     n = len(v["violations"])
     lines = [f"verification: {'all clear' if v['ok'] else f'{n} violation(s)'}"]
     lines.append(f"  deadlock (waits > {c['deadlock']['bound_s']:g} s): "
-                 f"{len(c['deadlock']['long_waits'])}; out-of-spec released: "
+                 f"{c['deadlock']['n_long_waits']}; out-of-spec released: "
                  f"{sum(c['out_of_spec_released']['released_out_of_spec_kg'].values()):.3g} kg; "
                  f"unsafe commands: {c['unsafe_commands']['unsafe']} of "
                  f"{c['unsafe_commands']['commands_executed']}")
