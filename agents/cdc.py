@@ -203,6 +203,12 @@ class ContinuousLine(FixedAgent):
         self.lot_potency: dict[Hashable, float] = {}
         self.next_potency: dict[str, float] = {}  # feeder -> potency of its next container
         self._repair_name: str | None = None
+        # punch wear (darkfab.factory.wear) and maintenance, set by set_wear()
+        self.wear = None
+        self._op_base = 0.0  # operating seconds on the present punches up to _run_since
+        self.breakages = 0
+        self.wear_at_breakage: list[float] = []
+        self.maintenance_log: list[tuple[float, float, str, float]] = []  # start, dur, kind, wear
 
     # --- the process ------------------------------------------------------------------------
     def run(self):
@@ -234,6 +240,8 @@ class ContinuousLine(FixedAgent):
             times.append(st._next[0])
         if self.running and self._ttf:
             times.append(self._run_since + min(self._ttf))
+        if self.running and self.wear is not None:
+            times.append(self._run_since + self.wear.life_s - self._op_base)
         times.append(self._repair_until)
         if self.running:  # the next unit at the nominal rate (units go out at the wake after)
             times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
@@ -527,6 +535,10 @@ class ContinuousLine(FixedAgent):
 
     # --- failures, stops, restarts ----------------------------------------------------------
     def _failures(self, now: float) -> None:
+        if (self.running and self.wear is not None
+                and self.operating_s(now) >= self.wear.life_s - 1e-6):
+            self._break_punches(now)
+            return
         if self.running and self._ttf:
             up = now - self._run_since
             i = int(np.argmin(self._ttf))
@@ -541,14 +553,19 @@ class ContinuousLine(FixedAgent):
         if not self.running and now >= self._repair_until - 1e-9:
             name, self._repair_name = (self._repair_name
                                        or self.failures[self._fail_i].name), None
-            self.model.log.record(now, "repair", self.name, -1, "", self.node, name)
+            done = "maintenance_done" if name == "maintenance" else "repair"
+            self.model.log.record(now, done, self.name, -1, "", self.node, name)
             self._repair_until = math.inf
             self._maybe_restart(now, "repaired")
+            if not self.running and name == "maintenance":  # starved or blocked meanwhile
+                self.timer.change(now, SUSPENDED)
 
     def _stop(self, now: float, state: str, reason: str) -> None:
         if self.running and self._ttf:
             up = now - self._run_since
             self._ttf = [x - up for x in self._ttf]
+        if self.running:
+            self._op_base += now - self._run_since
         self.running = False
         self._reason = reason
         self.stops += 1
@@ -578,6 +595,89 @@ class ContinuousLine(FixedAgent):
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{EXECUTE}: {why}")
         if self.listeners:
             self._notify("state", EXECUTE)
+
+    # --- punch wear and maintenance ----------------------------------------------------------
+    def set_wear(self, wear, maintenance_s: float, breakage_repair_s: float,
+                 inspection_s: float) -> None:
+        """Give the press a punch-wear model (:class:`darkfab.factory.wear.PunchWear`)."""
+        self.wear = wear
+        self.maintenance_s = maintenance_s
+        self.breakage_repair_s = breakage_repair_s
+        self.inspection_s = inspection_s
+
+    def operating_s(self, now: float | None = None) -> float:
+        """Operating time (in Execute) on the present punches."""
+        now = self.env.now if now is None else now
+        return self._op_base + (now - self._run_since if self.running else 0.0)
+
+    def _break_punches(self, now: float) -> None:
+        """Wear reached the threshold: the punches break, the line is Held for the repair
+        (new punches are fitted: wear starts again from 0)."""
+        self._stop(now, HELD, "punch breakage")
+        self.breakages += 1
+        self.wear_at_breakage.append(self.wear.wear_at(self._op_base))
+        self.wear.replace()
+        self._op_base = 0.0
+        self._repair_until = now + self.breakage_repair_s
+        self._repair_name = "punch breakage"
+        self.model.log.record(now, "fault", self.name, -1, "", self.node, "punch breakage")
+
+    def condition(self) -> dict | None:
+        """A condition-monitoring reading now: operating hours on the punches, the measured
+        compression-force drift, the wear and RUL estimated from it (``None`` without a wear
+        model). Each call draws one measurement."""
+        if self.wear is None:
+            return None
+        op = self.operating_s()
+        drift = self.wear.measure_force_drift_kn(op)
+        w, rul = self.wear.estimate(drift)
+        return {"operating_h": op / 3600.0, "force_drift_kn": drift, "wear_estimate": w,
+                "rul_h": rul, "in_maintenance": self._repair_name == "maintenance"
+                and math.isfinite(self._repair_until)}
+
+    def maintenance(self, kind: str, reason: str = "") -> str | None:
+        """A punch change now (a controller's ``Maintenance`` command): the line is stopped
+        Held (reason ``maintenance``) for ``maintenance_s``, the wear is reset to 0, then the
+        line restarts. Returns why it is refused, or ``None`` when done."""
+        if self.wear is None:
+            return "the line has no punch-wear model"
+        if math.isfinite(self._repair_until):
+            return f"the line is under repair or maintenance ({self._repair_name or 'failure'})"
+        now = self.env.now
+        self._sync(now)
+        if self.running:
+            self._stop(now, HELD, "maintenance")
+        else:
+            self.timer.change(now, HELD)
+            self.model.log.record(now, "line", self.name, -1, "", self.node, f"{HELD}: maintenance")
+            if self.listeners:
+                self._notify("state", HELD)
+        worn = self.wear.wear_at(self._op_base)
+        self.maintenance_log.append((now, self.maintenance_s, kind, worn))
+        self.model.log.record(now, "maintenance", self.name, -1, "", self.node,
+                              f"{kind}: {reason}; true wear {worn:.4g}, operating "
+                              f"{self._op_base / 3600.0:.4g} h")
+        self.wear.replace()
+        self._op_base = 0.0
+        self._repair_until = now + self.maintenance_s
+        self._repair_name = "maintenance"
+        self._kick()
+        return None
+
+    def maintenance_kpis(self, end: float) -> dict:
+        log = self.maintenance_log
+        return {"punch_breakages": self.breakages,
+                "maintenance_actions": len(log),
+                "maintenance_by_kind": {k: sum(1 for x in log if x[2] == k)
+                                        for k in sorted({x[2] for x in log})},
+                "time_in_maintenance_s": sum(max(0.0, min(t + d, end) - t)
+                                             for t, d, _, _ in log),
+                "mean_wear_at_maintenance": sum(x[3] for x in log) / len(log)
+                if log else math.nan,
+                "mean_wear_at_breakage": sum(self.wear_at_breakage) / self.breakages
+                if self.breakages else math.nan,
+                "wear_threshold": self.wear.p.threshold,
+                "operating_h_on_punches": self.operating_s(end) / 3600.0}
 
     # --- fault campaign hooks ---------------------------------------------------------------
     def _notify(self, kind: str, detail: str) -> None:
@@ -736,6 +836,7 @@ class ContinuousLine(FixedAgent):
             "batches": batches,
             "mass_balance": self.mass_balance(end),
             "continuous_model_wall_s": self.continuous_wall_s,
+            **({"punch_wear": self.maintenance_kpis(end)} if self.wear is not None else {}),
         }
 
     def mass_balance(self, now: float) -> dict[str, float]:

@@ -8,7 +8,7 @@ from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Main
                        PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
                        TransportRequest, WakeUp)
 from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
-                          Observation, PlantInfo, QualityObs, RobotObs)
+                          LineObs, Observation, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
 from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
                        make_controller, register, resolve_controller)
@@ -18,7 +18,7 @@ __all__ = [
     "Controller", "ControllerFault", "CONTROLLERS", "DEFAULT_CONTROLLER", "ControllerSpecError",
     "register", "resolve_controller", "make_controller", "controller_problems",
     "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
-    "Event", "EVENT_KINDS", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
+    "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo",
     "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
     "TransportRequest", "Charge", "Maintenance", "Divert", "Quarantine", "Release", "SetPoint",

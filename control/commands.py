@@ -7,11 +7,12 @@ target) or that this plant cannot apply yet is **rejected**: logged in ``events.
 ``command_rejected`` event, never applied and never fatal. Accepted commands are logged as kind
 ``command``.
 
-Applied today: :class:`PackMLCommand`, :class:`ChangeMode`, :class:`WakeUp`. The others are
-part of the API so that policies can be written against it; this plant validates their targets
-and rejects them as ``unsupported`` (no dispatching on FIFO input buffers, transport requests
-are made by the fleet manager itself, no maintenance, quality gate or set-point models in the
-discrete plant yet).
+Applied today: :class:`PackMLCommand`, :class:`ChangeMode`, :class:`WakeUp`, and
+:class:`Maintenance` of a continuous line with a punch-wear model (a punch change). The others
+are part of the API so that policies can be written against it; this plant validates their
+targets and rejects them as ``unsupported`` (no dispatching on FIFO input buffers, transport
+requests are made by the fleet manager itself, no maintenance of discrete units, quality gate
+or set-point models in the discrete plant yet).
 """
 
 from __future__ import annotations
@@ -79,10 +80,12 @@ class Charge:
 
 @dataclass(frozen=True, slots=True)
 class Maintenance:
-    """Preventive maintenance on a unit (``kind``: preventive or predictive)."""
+    """Maintenance on a unit (``kind``: preventive or predictive; ``reason`` goes to the event
+    log). Applied to a continuous line with a punch-wear model: a punch change."""
 
     unit: str
     kind: str = "preventive"
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

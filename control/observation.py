@@ -17,10 +17,10 @@ import numpy as np
 from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
-           "Observation", "PlantInfo", "EquipmentInfo"]
+           "Observation", "PlantInfo", "EquipmentInfo", "LineObs"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
-                         "command_rejected", "command_lost", "timer"})
+                         "command_rejected", "command_lost", "timer", "inspection"})
 """``start``: the run begins, or the controller is back after an outage (detail ``resume``;
 source ``plant``); ``state``: a unit entered a PackML state
 (detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
@@ -28,7 +28,9 @@ repaired; ``starved`` / ``blocked``: a unit suspended itself for lack of input /
 ``command_rejected``: a command of this controller was refused (detail: the reason; delivered
 with the next decision, it never wakes the controller by itself); ``command_lost``: a command
 was lost on its way to the unit (detail: the command; a communication fault); ``timer``: a
-:class:`~darkfab.control.commands.WakeUp` fell due."""
+:class:`~darkfab.control.commands.WakeUp` fell due; ``inspection``: a condition-monitoring
+reading of a continuous line's press is in the observation (``Observation.lines``; source: the
+line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,20 @@ class RobotObs:
 
 
 @dataclass(frozen=True, slots=True)
+class LineObs:
+    """A continuous line with a punch-wear model (``darkfab.factory.wear``): its state and a
+    condition-monitoring reading of the press."""
+
+    name: str
+    state: str  # Execute, Held or Suspended
+    operating_h: float  # operating hours on the present punches
+    force_drift_kn: float  # measured compression-force drift (the wear symptom)
+    wear_estimate: float  # wear estimated from the measured drift
+    rul_h: float  # remaining useful life from the estimate, operating hours
+    in_maintenance: bool
+
+
+@dataclass(frozen=True, slots=True)
 class QualityObs:
     units_completed: int  # good units that left the plant after warm-up
     units_scrapped: int  # rejected or scrapped after warm-up
@@ -93,6 +109,7 @@ class Observation:
     buffers: Mapping[str, BufferObs] = field(default_factory=_frozen)
     robots: Mapping[str, RobotObs] = field(default_factory=_frozen)
     quality: QualityObs = QualityObs(0, 0)
+    lines: Mapping[str, LineObs] = field(default_factory=_frozen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from darkfab.factory.packml import Command, State
 
 from .commands import PackMLCommand, PlantCommand
+from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
 
 __all__ = ["AutoRecoverySupervisor", "recovery_commands", "note_repairs", "RECOVERY_TOPICS"]
@@ -73,15 +74,26 @@ def recovery_commands(units: Iterable[str], obs: Observation,
 
 
 class AutoRecoverySupervisor:
-    """Start every unit and recover it after each repaired fault (no parameters)."""
+    """Start every unit and recover it after each repaired fault; plan punch changes of
+    continuous lines by ``maintenance`` policy (``none``, ``preventive`` every
+    ``pm_interval_h`` operating hours, ``predictive`` when the estimated RUL is at most
+    ``rul_threshold_h``; :mod:`darkfab.control.maintenance`)."""
 
     name = "auto-recovery"
     wakes_on = RECOVERY_TOPICS
+    planner = MaintenancePlanner()  # "none" (stateless); subclasses need not call __init__
+
+    def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
+                 rul_threshold_h: float = 10.0) -> None:
+        self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
+        if maintenance != "none":
+            self.wakes_on = RECOVERY_TOPICS | {"inspection"}
 
     def reset(self, info: PlantInfo) -> None:
         self._repaired: set[str] = set()
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
         note_repairs(events, observation, self._repaired)
-        return recovery_commands(touched_units(events, observation), observation,
-                                 self._repaired)
+        out: list[PlantCommand] = recovery_commands(touched_units(events, observation),
+                                                    observation, self._repaired)
+        return out + self.planner.decide(events, observation)

@@ -23,6 +23,7 @@ from darkfab.factory.feeder import FeederParams, LossInWeightFeeder
 from darkfab.factory.pat import NirSensor, NirSensorParams
 from darkfab.factory.rtd import RTD, SeriesRTD
 from darkfab.factory.tablet_press import TabletPress
+from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.recorder import TRANSPORT_SCHEMA, TableWriter
 from darkfab.factory.transport import Staging
@@ -226,12 +227,22 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
                                                   streams.stream(f"{p}.failures.{f.name}"
                                                                  ".repair_time")))
                 for f in spec.failures]
-    return ContinuousLine(
+    line = ContinuousLine(
         model, name, spec.node, stations, blender, line_rtd, press,
         ps.compaction_pressure_mpa * 1e6, sensor, quality, emit, spec.product,
         spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
         spec.batch_kg, failures, spec.control_interval_s, spec.lookahead_s,
         spec.qc_tablets_per_unit)
+    if ps.wear is not None:
+        w = ps.wear
+        line.set_wear(PunchWear(
+            WearParams(w.shape_per_h, w.scale, w.threshold, w.step_h, w.force_per_wear_kn,
+                       w.noise_sd_kn),
+            streams.stream(f"{p}.press.wear"),
+            streams.stream(f"{p}.press.wear.measurement") if w.noise_sd_kn > 0 else None),
+            w.maintenance_h * 3600.0, w.breakage_repair_h * 3600.0,
+            w.inspection_interval_h * 3600.0)
+    return line
 
 
 def _notify_space(lvl: TimeAverage, fleet: FleetManager, buffers: dict, name: str):

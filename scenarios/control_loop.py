@@ -43,7 +43,8 @@ from darkfab.agents.flow import Source
 from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, ControllerFault,
                              EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
                              PlantInfo, QualityObs, RobotObs, WakeUp)
-from darkfab.control.commands import Charge, Dispatch, Sequence, TransportRequest
+from darkfab.control.commands import Charge, Dispatch, Maintenance, Sequence, TransportRequest
+from darkfab.control.observation import LineObs
 from darkfab.control.dispatching import RULES
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.kpis import LogHistogram
@@ -96,7 +97,8 @@ class ControlLoop:
                  sources: Mapping[str, Source], robots: Mapping[str, Any] | None = None,
                  horizon_s: float, decision_latency_s: float = 0.0, sensor_delay_s: float = 0.0,
                  sensors: SensorModel | None = None, safe_stop_s: float = 600.0,
-                 info_extra: Mapping[str, Any] | None = None) -> None:
+                 info_extra: Mapping[str, Any] | None = None,
+                 lines: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.env = model.env
         self.controller = controller
@@ -105,6 +107,9 @@ class ControlLoop:
         self.buffers = dict(buffers)
         self.sources = dict(sources)
         self.robots = dict(robots or {})
+        # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
+        self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
+        self.maintenance_commands = 0
         self.horizon_s = horizon_s
         self.latency = decision_latency_s
         self.sensor_delay = sensor_delay_s
@@ -158,7 +163,7 @@ class ControlLoop:
                    buffers=plant.buffers, sources=plant.sources, robots=plant.robots,
                    horizon_s=plant.scenario.scenario.horizon_s,
                    decision_latency_s=spec.decision_latency_s, sensor_delay_s=delay,
-                   sensors=sensors, safe_stop_s=spec.safe_stop_s)
+                   sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines)
 
     # --- start ----------------------------------------------------------------------------
     def plant_info(self) -> PlantInfo:
@@ -180,6 +185,18 @@ class ControlLoop:
             self._controller_fault(e, "reset")
             return
         self._post(Event(self.env.now, "start", "plant"))
+        for ln in self.lines.values():
+            self.env.process(self._inspect(ln))
+
+    def _inspect(self, line):
+        """Wake the controller with an ``inspection`` event of ``line`` every
+        ``inspection_s`` (condition monitoring of the press)."""
+        while True:
+            yield self.env.timeout(line.inspection_s)
+            if self.fault is not None or self._halting:
+                return
+            if self._wakes is None or "inspection" in self._wakes:
+                self._post(Event(self.env.now, "inspection", line.name))
 
     # --- events ---------------------------------------------------------------------------
     def _on_unit(self, eq: Equipment, kind: str, detail: str) -> None:
@@ -262,9 +279,15 @@ class ControlLoop:
                 pos = r.node if r.node is not None else f"lane:{r.lane[1]}-{r.lane[2]}"
                 robots[n] = RobotObs(n, pos, r.state, soc(r.battery.soc),
                                      None if r.job is None else r.job.kind)
+        lines = {}
+        for n, ln in self.lines.items():
+            c = ln.condition()
+            lines[n] = LineObs(n, ln.timer.state, c["operating_h"], c["force_drift_kn"],
+                               c["wear_estimate"], c["rul_h"], c["in_maintenance"])
         return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
-                           QualityObs(m.units_completed, m.units_scrapped))
+                           QualityObs(m.units_completed, m.units_scrapped),
+                           MappingProxyType(lines))
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
@@ -412,6 +435,14 @@ class ControlLoop:
             self.env.timeout(cmd.at_s - self.env.now).callbacks.append(
                 lambda _e: self._post(Event(self.env.now, "timer", "plant", tag))
                 if self.fault is None and not self._halting else None)
+            return True
+        if isinstance(cmd, Maintenance) and cmd.unit in self.lines:
+            why = self.lines[cmd.unit].maintenance(cmd.kind, cmd.reason)
+            if why is not None:
+                return self._reject(cmd.unit, label, why, issuer)
+            self.maintenance_commands += 1
+            self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
+                                  f"Maintenance {cmd.kind}")
             return True
         return self._unsupported(cmd, label, issuer)
 

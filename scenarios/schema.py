@@ -420,6 +420,25 @@ class BlenderSpec(Strict):
     peclet: PositiveFloat = 10.0
 
 
+class PunchWearSpec(Strict):
+    """Punch wear (``darkfab.factory.wear``): a Gamma process in operating hours, increments
+    Gamma(shape = ``shape_per_h``·Δ, scale = ``scale``), mean rate shape·scale per hour; the
+    punches break at ``threshold`` (line Held for ``breakage_repair_h``); the symptom is a
+    compression-force drift ``force_per_wear_kn``·wear read with noise ``noise_sd_kn``. A punch
+    change (``Maintenance`` command) holds the line for ``maintenance_h``; the supervisor is
+    woken with an ``inspection`` event every ``inspection_interval_h``."""
+
+    shape_per_h: PositiveFloat
+    scale: PositiveFloat
+    threshold: PositiveFloat
+    step_h: PositiveFloat = 0.25
+    force_per_wear_kn: PositiveFloat = 1.0
+    noise_sd_kn: NonNegativeFloat = 0.0
+    maintenance_h: PositiveFloat = 1.0
+    breakage_repair_h: PositiveFloat = 8.0
+    inspection_interval_h: PositiveFloat = 1.0
+
+
 class PressSpec(Strict):
     """Rotary tablet press: W = ρ_fill·A_die·h_fill; tablets/s = stations × turret speed; the
     line's mass flow is what the press draws. Compaction (Kawakita or Heckel) and tensile
@@ -443,6 +462,7 @@ class PressSpec(Strict):
     sigma0_mpa: PositiveFloat = 8.0
     k_rd: PositiveFloat = 10.0
     rho_c: Annotated[float, Field(ge=0, lt=1)] = 0.4
+    wear: PunchWearSpec | None = None
 
 
 class PatSpec(Strict):
