@@ -540,9 +540,10 @@ class ContinuousLine(FixedAgent):
             self._break_punches(now)
             return
         if self.running and self._ttf:
-            up = now - self._run_since
             i = int(np.argmin(self._ttf))
-            if up >= self._ttf[i] - 1e-9:
+            # the same sum as the wake-up time in _next_wake: at t ~ 1e7 s, now − run_since
+            # differs from ttf by more than any fixed tolerance
+            if now >= self._run_since + self._ttf[i]:
                 self._fail_i = i
                 self._stop(now, HELD, self.failures[i].name)  # counts down every clock
                 self._ttf[i] = self.failures[i].time_to_failure()
