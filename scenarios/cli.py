@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
     r.add_argument("--strict", action="store_true",
                    help="exit with code 4 if the verification report has a violation")
+    r.add_argument("--no-verify", action="store_true",
+                   help="skip verification.json (saves a pass over the event log)")
     r.add_argument("--check-invariants", action="store_true",
                    help="stop at the first broken fleet invariant (collision, jump, charge)")
     r.add_argument("--jobshop", type=Path, metavar="FILE",
@@ -179,7 +181,12 @@ def _run(args) -> int:
         return 2
     show = not args.quiet and sys.stderr.isatty()
     try:
+        if args.strict and args.no_verify:
+            print("darkfab: --strict needs the verification report (drop --no-verify)",
+                  file=sys.stderr)
+            return 2
         res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
+                           verify_run=not args.no_verify,
                            progress=show, check_invariants=args.check_invariants)
     except ControllerFault as e:
         where = getattr(e, "out_dir", None)

@@ -91,26 +91,26 @@ class _EventScan:
                                      ).num_rows
         self.excusals += batch.filter(pc.is_in(kinds, value_set=_arr(
             list(self._EXCUSE)))).to_pylist()
-        rows = batch.filter(pc.is_in(kinds, value_set=_arr(
-            ["state", "command", "fault", "repair"]))).to_pylist()
-        self._replay(rows)
+        sel = batch.filter(pc.is_in(kinds, value_set=_arr(
+            ["state", "command", "fault", "repair"])))
+        # column lists, not row dicts: a tenth of the cost on long logs
+        self._replay(zip(*(sel.column(c).to_pylist()
+                           for c in ("time_s", "kind", "entity", "location", "detail"))))
 
     def _replay(self, rows) -> None:
         names, state, active = self.names, self.state, self.active
-        for e in rows:
-            n = e["entity"]
+        for time_s, k, n, location, detail in rows:
             if n not in names:
                 continue
-            k = e["kind"]
             if k == "state":
-                state[n] = e["detail"]
+                state[n] = detail
             elif k == "fault":
-                active[n].add(e["detail"])
+                active[n].add(detail)
             elif k == "repair":
-                active[n].discard(e["detail"])
+                active[n].discard(detail)
             else:
                 self.executed += 1
-                cmd, issuer = e["detail"], e["location"]
+                cmd, issuer = detail, location
                 legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
                 why = None
                 if not legal:
@@ -120,7 +120,7 @@ class _EventScan:
                 if why:
                     self.n_unsafe += 1
                     if len(self.unsafe) < 10:
-                        self.unsafe.append({"time_s": e["time_s"], "unit": n,
+                        self.unsafe.append({"time_s": time_s, "unit": n,
                                             "issuer": issuer, "reason": why})
 
     def unsafe_report(self) -> dict:
@@ -159,7 +159,8 @@ def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float
     waits = []
     n_waits = 0
     longest = None
-    for row in _rows(out / "states.parquet", ["entity", "state", "start_s", "end_s"]):
+    for row in _rows(out / "states.parquet", ["entity", "state", "start_s", "end_s"],
+                     longer_than=bound):
         name, st = row["entity"], row["state"]
         if name in plant.equipment:
             waiting = st in _COMMAND_WAIT
@@ -172,8 +173,6 @@ def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float
         if not waiting:
             continue
         a, b = row["start_s"], row["end_s"]
-        if b - a <= bound:
-            continue
         d = (b - a) - _overlap(a, b, excused.get(name, ()))
         if d > bound:
             w = {"entity": name, "state": st, "start_s": a, "end_s": b, "wait_s": d}
@@ -187,9 +186,13 @@ def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float
                            f"t={w['start_s']:.0f} s (bound {bound:g} s)" for w in waits[:20]]}
 
 
-def _rows(path: Path, columns: list[str]):
-    """The rows of a Parquet table, read 64 Ki rows at a time (bounded memory)."""
+def _rows(path: Path, columns: list[str], longer_than: float | None = None):
+    """The rows of a state-interval table, read 64 Ki rows at a time (bounded memory); only
+    intervals longer than ``longer_than`` seconds, if given (filtered in Arrow, not Python)."""
     for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=columns):
+        if longer_than is not None:
+            dur = pc.subtract(batch.column("end_s"), batch.column("start_s"))
+            batch = batch.filter(pc.greater(dur, longer_than))
         yield from batch.to_pylist()
 
 
