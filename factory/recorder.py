@@ -9,6 +9,7 @@ dictionary-encoded: for times, ids and free text a dictionary costs time and byt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -118,6 +119,9 @@ class TableWriter:
             self.path, schema, compression="zstd", write_statistics=True,
             use_dictionary=[n for n in schema.names if n in DICTIONARY_COLUMNS])
         self.rows_written = 0
+        # called with each batch as it is written (an Arrow table): lets a consumer (the
+        # verification) see the log once, without reading the file back
+        self.batch_listeners: list[Callable[[pa.Table], None]] = []
 
     def __len__(self) -> int:
         return self.rows_written + len(self.columns[0])
@@ -134,7 +138,10 @@ class TableWriter:
             return
         arrays = [pa.repeat(self._run_scalars[0], n), pa.repeat(self._run_scalars[1], n)]
         arrays += [pa.array(c, t) for c, t in zip(self.columns, self._types)]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        self._writer.write_table(table)
+        for fn in self.batch_listeners:
+            fn(table)
         self.rows_written += n
         for c in self.columns:
             c.clear()

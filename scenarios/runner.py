@@ -29,7 +29,7 @@ from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 from .builder import Plant, build_plant
 from .schema import JobShopScenario, Scenario
 from .summary import kpi_rows, plant_kpis
-from .verification import verify
+from .verification import attach_event_scan, verify
 
 __all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for"]
 
@@ -74,6 +74,7 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     out.mkdir(parents=True, exist_ok=True)
     horizon = s.scenario.horizon_s
     plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants)
+    scan = attach_event_scan(plant) if verify_run else None
     env = plant.model.env
     wall0 = time.perf_counter()
     partial, reason = False, ""
@@ -93,10 +94,10 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     except Exception as e:  # noqa: BLE001 - keep results readable, then re-raise
         partial, reason = True, f"error: {type(e).__name__}: {e}"
         _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
-                verify_run)
+                verify_run, scan)
         raise
     summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
-                verify_run)
+                verify_run, scan)
     return RunResult(out, summary, plant, getattr(plant, "verification", None))
 
 
@@ -150,7 +151,8 @@ def _simulate(env, horizon: float, progress: bool, stop: _StopFlag) -> bool:
 
 
 def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str, out: Path,
-            wall0: float, partial: bool, reason: str, verify_run: bool = True) -> dict[str, Any]:
+            wall0: float, partial: bool, reason: str, verify_run: bool = True,
+            scan=None) -> dict[str, Any]:
     env = plant.model.env
     end = min(env.now, s.scenario.horizon_s) if partial else s.scenario.horizon_s
     if plant.fleet is not None:
@@ -179,7 +181,7 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
     if not verify_run:
         return summary
     faults = plant.faults.finish(end) if plant.faults is not None else []
-    v = verify(plant, summary, out, end, faults)
+    v = verify(plant, summary, out, end, faults, scan)
     v = {"run_id": run_id, "simulated_s": end, "partial": partial, **v}
     plant.verification = v  # type: ignore[attr-defined]
     (out / "verification.json").write_text(json.dumps(_json_safe(v), indent=2) + "\n")

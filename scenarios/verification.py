@@ -34,22 +34,33 @@ import pyarrow.parquet as pq
 
 from darkfab.factory.packml import COMMAND_TRANSITIONS, Command, State
 
-__all__ = ["verify", "format_verification"]
+__all__ = ["verify", "format_verification", "attach_event_scan"]
 
 _COMMAND_WAIT = frozenset({"Stopped", "Idle", "Held", "Aborted", "Complete"})
 _INTERLOCKED = frozenset({"Reset", "Start", "Unhold", "Unsuspend", "Clear"})
 
 
-def verify(plant, summary: dict[str, Any], out: Path, end: float,
-           faults: list[dict[str, Any]]) -> dict[str, Any]:
-    """Check the run's results in ``out`` (tables closed) against the rules above."""
-    spec = plant.scenario.verification
+def attach_event_scan(plant) -> "_EventScan":
+    """Let the verification see every batch of the event log as it is written (call before the
+    run): no second pass over events.parquet at the end."""
     scan = _EventScan(plant)
-    # one pass over the event log in batches: memory does not grow with the run's length
-    for batch in pq.ParquetFile(out / "events.parquet").iter_batches(
-            batch_size=65_536, columns=["time_s", "kind", "entity", "unit_id", "location",
-                                        "detail"]):
-        scan.add(batch)
+    plant.model.log.batch_listeners.append(scan.add)
+    return scan
+
+
+def verify(plant, summary: dict[str, Any], out: Path, end: float,
+           faults: list[dict[str, Any]], scan: "_EventScan | None" = None) -> dict[str, Any]:
+    """Check the run's results in ``out`` (tables closed) against the rules above. ``scan``:
+    the event log as seen while it was written (:func:`attach_event_scan`); without it the
+    log is read back in batches."""
+    spec = plant.scenario.verification
+    if scan is None:
+        scan = _EventScan(plant)
+        # one pass over the event log in batches: memory does not grow with the run's length
+        for batch in pq.ParquetFile(out / "events.parquet").iter_batches(
+                batch_size=65_536, columns=["time_s", "kind", "entity", "unit_id", "location",
+                                            "detail"]):
+            scan.add(batch)
     checks = {
         "deadlock": _deadlock(plant, out, scan.excusals, faults, spec.deadlock_bound_s, end),
         "out_of_spec_released": _oos(summary),
@@ -70,8 +81,8 @@ class _EventScan:
     _EXCUSE = ("fault", "repair", "maintenance", "maintenance_done")
 
     def __init__(self, plant) -> None:
+        self.plant = plant
         self.names = set(plant.equipment)
-        self.controller = plant.control.name if plant.control is not None else None
         self.excusals: list[dict] = []  # grows with faults and maintenance, not with events
         self.state = {n: "Stopped" for n in self.names}
         self.active: dict[str, set[str]] = {n: set() for n in self.names}
@@ -124,8 +135,10 @@ class _EventScan:
                                             "issuer": issuer, "reason": why})
 
     def unsafe_report(self) -> dict:
+        control = self.plant.control
         return {"commands_executed": self.executed, "unsafe": self.n_unsafe,
-                "controller": self.controller, "examples": self.unsafe,
+                "controller": control.name if control is not None else None,
+                "examples": self.unsafe,
                 "violations": [f"t={u['time_s']:.1f} s {u['unit']}: {u['reason']}"
                                for u in self.unsafe]}
 
