@@ -29,6 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -102,26 +104,54 @@ class _EventScan:
                                      ).num_rows
         self.excusals += batch.filter(pc.is_in(kinds, value_set=_arr(
             list(self._EXCUSE)))).to_pylist()
-        sel = batch.filter(pc.is_in(kinds, value_set=_arr(
-            ["state", "command", "fault", "repair"])))
-        # column lists rather than one dict per row (cheaper on long logs)
-        self._replay(zip(*(sel.column(c).to_pylist()
-                           for c in ("time_s", "kind", "entity", "location", "detail"))))
+        self._replay(batch, kinds)
 
-    def _replay(self, rows) -> None:
+    def _replay(self, batch, kinds) -> None:
+        """Check each command against its unit's PackML state and active faults at that point
+        of the log. Only command, fault and repair rows (few) become Python objects; a unit's
+        latest state before a row is found by index search over the batch's state rows."""
+        def np_mask(kind: str) -> np.ndarray:
+            return pc.equal(kinds, kind).to_numpy(zero_copy_only=False)
+
+        def col(name: str):
+            c = batch.column(name)
+            return c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+
+        is_state, is_cmd = np_mask("state"), np_mask("command")
+        is_fault, is_repair = np_mask("fault"), np_mask("repair")
+        enc = col("entity").dictionary_encode()
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        entities = enc.dictionary.to_pylist()
+        detail = col("detail")
         names, state, active = self.names, self.state, self.active
-        for time_s, k, n, location, detail in rows:
+        st_rows = np.flatnonzero(is_state)
+        st_codes = codes[st_rows]
+        rows_of: dict[int, np.ndarray] = {}
+
+        def states_of(c: int) -> np.ndarray:
+            if c not in rows_of:
+                rows_of[c] = st_rows[st_codes == c]
+            return rows_of[c]
+
+        special = np.flatnonzero(is_cmd | is_fault | is_repair)
+        if special.size:
+            location, time_s = col("location"), col("time_s")
+        for i in special:
+            n = entities[codes[i]]
             if n not in names:
                 continue
-            if k == "state":
-                state[n] = detail
-            elif k == "fault":
-                active[n].add(detail)
-            elif k == "repair":
-                active[n].discard(detail)
+            rows = states_of(int(codes[i]))
+            j = int(np.searchsorted(rows, i)) - 1
+            if j >= 0:
+                state[n] = detail[int(rows[j])].as_py()
+            d = detail[int(i)].as_py()
+            if is_fault[i]:
+                active[n].add(d)
+            elif is_repair[i]:
+                active[n].discard(d)
             else:
                 self.executed += 1
-                cmd, issuer = detail, location
+                cmd, issuer = d, location[int(i)].as_py()
                 legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
                 why = None
                 if not legal:
@@ -131,8 +161,13 @@ class _EventScan:
                 if why:
                     self.n_unsafe += 1
                     if len(self.unsafe) < 10:
-                        self.unsafe.append({"time_s": time_s, "unit": n,
+                        self.unsafe.append({"time_s": time_s[int(i)].as_py(), "unit": n,
                                             "issuer": issuer, "reason": why})
+        for c, n in enumerate(entities):  # carry each unit's last state into the next batch
+            if n in names:
+                rows = states_of(c)
+                if rows.size:
+                    state[n] = detail[int(rows[-1])].as_py()
 
     def unsafe_report(self) -> dict:
         control = self.plant.control
