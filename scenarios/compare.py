@@ -33,7 +33,7 @@ from darkfab.factory.statistics import t_interval
 from .engines import run_tasks
 from .experiment import RunTask, execute_run
 from .loader import Problem, ScenarioError, load_scenario, resolve_path
-from .runner import darkfab_version
+from .runner import _json_safe as _clean, darkfab_version
 
 __all__ = ["run_compare", "CompareResult", "format_compare", "split_controller",
            "COMPARE_SCHEMA"]
@@ -162,16 +162,6 @@ def _derived(k: dict[str, float | None], equipment: list[str], lines: list[str])
 
 def _finite(x):
     return x if x is not None and math.isfinite(x) else None
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def format_compare(sm: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from darkfab.factory.statistics import mser5, t_interval
 
 from .engines import run_tasks
 from .loader import Problem, ScenarioError, _dotted, load_scenario, resolve_path
-from .runner import darkfab_version
+from .runner import _json_safe as _clean, darkfab_version
 
 __all__ = ["ExperimentSpec", "load_experiment", "run_experiment", "ExperimentResult",
            "RunTask", "execute_run"]
@@ -432,16 +432,6 @@ def _factor_levels(spec: ExperimentSpec, plan: _Plan, by_point: dict[int, dict[i
             rows.append({"level": level, "points": pts, "kpis": kpis})
         out[f.path] = rows
     return out
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 class _Progress:
