@@ -497,6 +497,9 @@ class ContinuousLine(FixedAgent):
                 self._refill_windows.append((st.refill_from if st.refill_from is not None
                                              else now, now))
                 st.refill_from = None
+                # older refills can no longer explain a deviation (_cause): keep the deque short
+                while self._refill_windows[0][1] < now - 2 * self.rtd.tail_s:
+                    self._refill_windows.popleft()
                 self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
                                       f"{f.mass_kg:.3f} kg")
             elif kind == "empty" or f.mode == "starved":
