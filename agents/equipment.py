@@ -385,6 +385,8 @@ class Equipment(FixedAgent):
         t = self.transform
         outs = m.material.transform(now, batch, t.product, t.units, self.name, t.container)
         m.units_entered(now, len(outs) - len(batch))
+        if m.lots is not None:
+            m.lots.transformed(batch, outs, now)
         log = m.log.record
         for u in batch:
             log(now, "consume", self.name, u.id, u.product, self.name, "")

@@ -12,7 +12,7 @@ import simpy
 from mesa.discrete_space import Network
 
 from darkfab.factory.kpis import LogHistogram, TimeAverage, Timeseries
-from darkfab.factory.material import MaterialFactory, Unit
+from darkfab.factory.material import LotCounter, MaterialFactory, Unit
 from darkfab.factory.random_streams import RandomStreams
 from darkfab.factory.recorder import (GENEALOGY_SCHEMA, STATES_SCHEMA, TIMESERIES_SCHEMA,
                                       EventLog, TableWriter)
@@ -49,6 +49,7 @@ class PlantModel(mesa.Model):
         self.lead_time = LogHistogram()
         self.units_completed = 0
         self.units_scrapped = 0
+        self.lots: LotCounter | None = None  # set by an order book: units left per order lot
 
     def _record_genealogy(self, now: float, child: Unit, parents, equipment: str) -> None:
         for p in parents:
@@ -61,6 +62,8 @@ class PlantModel(mesa.Model):
         self.series.level(now, self.wip.value)
 
     def unit_left(self, now: float, unit: Unit, good: bool) -> None:
+        if self.lots is not None:
+            self.lots.left(unit.lot, now, good)
         self.wip.add(now, -1)
         self.series.level(now, self.wip.value)
         if good:
@@ -75,6 +78,8 @@ class PlantModel(mesa.Model):
     def unit_consumed(self, now: float, unit: Unit) -> None:
         """``unit`` is used up as raw material (e.g. a refill container emptied into a feeder):
         it leaves the WIP without counting as completed or scrapped."""
+        if self.lots is not None:
+            self.lots.left(unit.lot, now, None)
         self.wip.add(now, -1)
         self.series.level(now, self.wip.value)
 

@@ -17,10 +17,11 @@ import numpy as np
 from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
-           "Observation", "PlantInfo", "EquipmentInfo", "LineObs"]
+           "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
-                         "command_rejected", "command_lost", "timer", "inspection"})
+                         "command_rejected", "command_lost", "timer", "inspection",
+                         "order", "order_release", "order_complete"})
 """``start``: the run begins, or the controller is back after an outage (detail ``resume``;
 source ``plant``); ``state``: a unit entered a PackML state
 (detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
@@ -30,7 +31,9 @@ with the next decision, it never wakes the controller by itself); ``command_lost
 was lost on its way to the unit (detail: the command; a communication fault); ``timer``: a
 :class:`~darkfab.control.commands.WakeUp` fell due; ``inspection``: a condition-monitoring
 reading of a continuous line's press is in the observation (``Observation.lines``; source: the
-line)."""
+line); ``order`` / ``order_release`` / ``order_complete``: a customer order arrived in an order
+book, started to be released, or left the plant (source: the book; detail: the order id; the
+order is in ``Observation.orders`` until it completes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,22 @@ class LineObs:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderObs:
+    """An open customer order (arrived, not complete) of an order book."""
+
+    id: str
+    book: str
+    product: str
+    quantity: int  # units
+    weight: float
+    arrival_s: float
+    due_s: float
+    released_units: int
+    status: str  # waiting, releasing or released (all units in the plant)
+    release_start_s: float  # nan while waiting
+
+
+@dataclass(frozen=True, slots=True)
 class QualityObs:
     units_completed: int  # good units that left the plant after warm-up
     units_scrapped: int  # rejected or scrapped after warm-up
@@ -110,6 +129,7 @@ class Observation:
     robots: Mapping[str, RobotObs] = field(default_factory=_frozen)
     quality: QualityObs = QualityObs(0, 0)
     lines: Mapping[str, LineObs] = field(default_factory=_frozen)
+    orders: Mapping[str, OrderObs] = field(default_factory=_frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +139,18 @@ class EquipmentInfo:
     servers: int
     failure_modes: tuple[str, ...]
     failure_reactions: tuple[str, ...]  # hold or abort, one per failure mode
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookInfo:
+    """An order book: the buffer it releases into, the expected bottleneck work per released
+    unit and changeover between products (s), its CONWIP limit (orders in process)."""
+
+    name: str
+    buffer: str
+    work_s_per_unit: float
+    changeover_s: float
+    max_orders_in_process: int
 
 
 @dataclass(frozen=True)
@@ -135,3 +167,4 @@ class PlantInfo:
     rng: np.random.Generator = field(default_factory=lambda: np.random.Generator(
         np.random.PCG64(0)), compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=_frozen)
+    order_books: Mapping[str, OrderBookInfo] = field(default_factory=_frozen)

@@ -18,6 +18,7 @@ from darkfab.factory.packml import Command, State
 from .commands import PackMLCommand, PlantCommand
 from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
+from .release import OrderRelease
 
 __all__ = ["AutoRecoverySupervisor", "recovery_commands", "note_repairs", "RECOVERY_TOPICS"]
 
@@ -74,26 +75,38 @@ def recovery_commands(units: Iterable[str], obs: Observation,
 
 
 class AutoRecoverySupervisor:
-    """Start every unit and recover it after each repaired fault; plan punch changes of
-    continuous lines by ``maintenance`` policy (``none``, ``preventive`` every
-    ``pm_interval_h`` operating hours, ``predictive`` when the estimated RUL is at most
-    ``rul_threshold_h``; :mod:`darkfab.control.maintenance`)."""
+    """Start every unit and recover it after each repaired fault; release customer orders of
+    the plant's order books by ``release_rule`` (a dispatching rule, or ``cpsat``: rolling-
+    horizon optimization with ``freeze_window_s`` and ``release_time_limit_s``;
+    :mod:`darkfab.control.release`); plan punch changes of continuous lines by
+    ``maintenance`` policy (``none``, ``preventive`` every ``pm_interval_h`` operating hours,
+    ``predictive`` when the estimated RUL is at most ``rul_threshold_h``;
+    :mod:`darkfab.control.maintenance`)."""
 
     name = "auto-recovery"
     wakes_on = RECOVERY_TOPICS
     planner = MaintenancePlanner()  # "none" (stateless); subclasses need not call __init__
+    release = OrderRelease()  # FIFO; stateless until reset
 
     def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
-                 rul_threshold_h: float = 10.0) -> None:
+                 rul_threshold_h: float = 10.0, release_rule: str = "fifo",
+                 freeze_window_s: float = 0.0, release_time_limit_s: float = 5.0) -> None:
         self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
+        self.release = OrderRelease(release_rule, freeze_window_s, release_time_limit_s)
+        wakes = RECOVERY_TOPICS | self.release.topics
         if maintenance != "none":
-            self.wakes_on = RECOVERY_TOPICS | {"inspection"}
+            wakes |= {"inspection"}
+        self.wakes_on = wakes
 
     def reset(self, info: PlantInfo) -> None:
         self._repaired: set[str] = set()
+        if "release" not in self.__dict__:  # a subclass that did not call __init__
+            self.release = OrderRelease()
+        self.release.reset(info)
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
         note_repairs(events, observation, self._repaired)
         out: list[PlantCommand] = recovery_commands(touched_units(events, observation),
                                                     observation, self._repaired)
-        return out + self.planner.decide(events, observation)
+        return (out + self.release.decide(events, observation)
+                + self.planner.decide(events, observation))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Unit", "Container", "MaterialFactory"]
+__all__ = ["Unit", "Container", "MaterialFactory", "LotCounter"]
 
 
 @dataclass(slots=True, eq=False)
@@ -74,3 +74,76 @@ class MaterialFactory:
     @property
     def units_made(self) -> int:
         return self._next_id - 1
+
+
+class LotCounter:
+    """Units of *watched* lots still in the plant, to know when a lot is done.
+
+    A lot is watched from :meth:`watch` on; every unit created for it, made from it by a
+    transformation (children take the first parent's lot, :meth:`MaterialFactory.transform`),
+    consumed, completed or scrapped moves its count. When the count of a lot that is
+    :meth:`close`-d (no more units will be created for it) reaches zero, the lot's
+    ``on_done(lot, now, good, scrapped)`` is called once with its units that left as good
+    product and as scrap, and the lot is forgotten. An unwatched lot costs one dictionary
+    lookup."""
+
+    __slots__ = ("_live", "_closed")
+
+    def __init__(self) -> None:
+        # lot -> [in the plant, left good, scrapped, on_done]
+        self._live: dict[str, list] = {}
+        self._closed: set[str] = set()
+
+    def watch(self, lot: str, on_done: Callable[[str, float, int, int], None]) -> None:
+        self._live.setdefault(lot, [0, 0, 0, on_done])
+
+    def live(self, lot: str) -> int:
+        """Units of ``lot`` in the plant now (0 for a lot not watched)."""
+        c = self._live.get(lot)
+        return 0 if c is None else c[0]
+
+    def entered(self, lot: str, n: int) -> None:
+        """``n`` new units of ``lot`` entered the plant."""
+        c = self._live.get(lot)
+        if c is not None:
+            c[0] += n
+
+    def left(self, lot: str, now: float, good: bool | None) -> None:
+        """A unit of ``lot`` left the plant at ``now``: completed (``good``), scrapped
+        (``False``) or consumed as raw material (``None``)."""
+        c = self._live.get(lot)
+        if c is not None:
+            c[0] -= 1
+            if good is not None:
+                c[1 if good else 2] += 1
+            if c[0] <= 0 and lot in self._closed:
+                self._done(lot, now)
+
+    def transformed(self, parents: Sequence[Unit], children: Sequence[Unit],
+                    now: float) -> None:
+        live = self._live
+        for p in parents:
+            c = live.get(p.lot)
+            if c is not None:
+                c[0] -= 1
+        for ch in children:
+            c = live.get(ch.lot)
+            if c is not None:
+                c[0] += 1
+        for lot in {p.lot for p in parents}:
+            c = live.get(lot)
+            if c is not None and c[0] <= 0 and lot in self._closed:
+                self._done(lot, now)
+
+    def close(self, lot: str, now: float) -> None:
+        """No more units will be created for ``lot``."""
+        c = self._live.get(lot)
+        if c is not None:
+            self._closed.add(lot)
+            if c[0] <= 0:
+                self._done(lot, now)
+
+    def _done(self, lot: str, now: float) -> None:
+        _, good, scrapped, on_done = self._live.pop(lot)
+        self._closed.discard(lot)
+        on_done(lot, now, good, scrapped)

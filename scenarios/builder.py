@@ -9,10 +9,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from darkfab.agents.cdc import ContinuousLine, FeederStation, LineFailure, QualitySpec
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
 from darkfab.agents.model import PlantModel
+from darkfab.agents.orders import Order, OrderBook, OrderStream
 from darkfab.agents.robot import Amr, AmrSpec, RobotArm, StallMode
 from darkfab.control import make_controller
 from darkfab.control.fleet import FleetManager
@@ -34,7 +37,7 @@ from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
 from .control_loop import ControlLoop
-from .schema import ContinuousLineSpec, Scenario, transport_hops
+from .schema import ContinuousLineSpec, OrderBookSpec, Scenario, transport_hops
 
 __all__ = ["Plant", "build_plant", "line_models"]
 
@@ -57,12 +60,15 @@ class Plant:
     started: bool = field(default=False)
     control: ControlLoop | None = None  # set by start()
     faults: object = None  # the FaultCampaign, set by start()
+    order_books: dict[str, OrderBook] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start every process (after the whole tree is wired)."""
         env = self.model.env
         for src in self.sources.values():
             src.start()
+        for book in self.order_books.values():
+            book.start()
         for eq in self.equipment.values():
             eq.start_processes()
         self.control = ControlLoop.for_plant(self)
@@ -160,10 +166,59 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
         )
     lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output))
              for name, spec in s.continuous_lines.items()}
+    books = {name: _build_order_book(s, name, spec, model, to(name, spec.to), uniform)
+             for name, spec in s.order_books.items()}
     controller = make_controller(s.controller.name, s.controller.params)
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
-                 robots, arms, staging, lines)
+                 robots, arms, staging, lines, order_books=books)
+
+
+def order_book_work(s: Scenario, spec: OrderBookSpec) -> tuple[float, float]:
+    """Work per released unit and mean changeover time (s) of an order book: the given
+    ``work_s_per_unit``, or the mean process time per unit and server of the equipment fed by
+    its buffer; the changeover is that equipment's mean changeover (0 if none)."""
+    eq = next((e for e in s.equipment.values() if e.input == spec.to), None)
+    work = spec.work_s_per_unit
+    if work is None:
+        assert eq is not None  # the schema asks for work_s_per_unit otherwise
+        work = _mean(eq.process_time) / (eq.batch_size_units * eq.servers)
+    change = _mean(eq.changeover) if eq is not None and eq.changeover is not None else 0.0
+    return float(work), float(change)
+
+
+def _mean(dist) -> float:
+    """The mean of a distribution spec (a throw-away generator: no named stream is used)."""
+    return dist.sampler("mean", np.random.Generator(np.random.PCG64(0))).mean
+
+
+def _build_order_book(s: Scenario, name: str, spec: OrderBookSpec, model: PlantModel, to,
+                      uniform) -> OrderBook:
+    streams = model.streams
+    p = f"order_books.{name}"
+    work, change = order_book_work(s, spec)
+    stream = None
+    a = spec.arrivals
+    if a is not None:
+        if a.product is not None:
+            products, choice = [a.product], None
+        else:
+            mix = a.product_mix or {}
+            products = list(mix)
+            choice = Router(products, list(mix.values()),  # type: ignore[arg-type]
+                            uniform(f"{p}.arrivals.product_mix"))
+        rng = streams.stream(f"{p}.arrivals.quantity")
+        lo, hi = a.quantity_min_units, a.quantity_max_units
+        stream = OrderStream(
+            a.interarrival.sampler(f"{p}.arrivals.interarrival",
+                                   streams.stream(f"{p}.arrivals.interarrival")),
+            lambda: int(rng.integers(lo, hi + 1)), products, choice, a.due_allowance,
+            a.max_orders)
+    script = [Order(o.id, o.product, o.quantity, o.arrival_s, o.due_s, o.weight)
+              for o in spec.orders]
+    return OrderBook(model, name, spec.node, to, script=script, stream=stream,
+                     work_s_per_unit=work, changeover_s=change,
+                     max_orders_in_process=spec.max_orders_in_process)
 
 
 def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:

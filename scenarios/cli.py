@@ -358,6 +358,15 @@ def _print_table(k: dict) -> None:
               f"{c['released_out_of_spec_kg']:.3g} kg; refills "
               + ", ".join(f"{f} {n}" for f, n in c["refills"].items())
               + f"; mass balance error {k['mass_balance_rel_error']:.1e}")
+    for name, o in k.get("orders", {}).items():
+        by = o["release_policy"] + (f", {o['orders_released_by_sequence']} in the controller's "
+                                    "sequence" if o["orders_released_by_sequence"] else "")
+        print(f"\norders {name} (released by {by}): {o['orders_completed']} of "
+              f"{o['orders_arrived']} completed, {100 * o['on_time_fraction']:.0f} % on time"
+              if o["orders_completed"] else f"\norders {name}: none completed", end="")
+        print(f", mean tardiness {fmt(o['mean_tardiness_s'])} s, max "
+              f"{fmt(o['max_tardiness_s'])} s, mean lead time {fmt(o['mean_lead_time_s'])} s"
+              if o["orders_completed"] else "")
 
 
 def _compare(args) -> int:

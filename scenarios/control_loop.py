@@ -44,7 +44,8 @@ from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, C
                              EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
                              PlantInfo, QualityObs, RobotObs, WakeUp)
 from darkfab.control.commands import Charge, Dispatch, Maintenance, Sequence, TransportRequest
-from darkfab.control.observation import LineObs
+from darkfab.control.observation import LineObs, OrderBookInfo, OrderObs
+from darkfab.control.release import RuleRelease
 from darkfab.control.dispatching import RULES
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.kpis import LogHistogram
@@ -98,7 +99,8 @@ class ControlLoop:
                  horizon_s: float, decision_latency_s: float = 0.0, sensor_delay_s: float = 0.0,
                  sensors: SensorModel | None = None, safe_stop_s: float = 600.0,
                  info_extra: Mapping[str, Any] | None = None,
-                 lines: Mapping[str, Any] | None = None) -> None:
+                 lines: Mapping[str, Any] | None = None,
+                 order_books: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.env = model.env
         self.controller = controller
@@ -107,6 +109,7 @@ class ControlLoop:
         self.buffers = dict(buffers)
         self.sources = dict(sources)
         self.robots = dict(robots or {})
+        self.order_books = dict(order_books or {})
         # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
         self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
         self.maintenance_commands = 0
@@ -163,22 +166,27 @@ class ControlLoop:
                    buffers=plant.buffers, sources=plant.sources, robots=plant.robots,
                    horizon_s=plant.scenario.scenario.horizon_s,
                    decision_latency_s=spec.decision_latency_s, sensor_delay_s=delay,
-                   sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines)
+                   sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines,
+                   order_books=plant.order_books)
 
     # --- start ----------------------------------------------------------------------------
     def plant_info(self) -> PlantInfo:
         eq = {n: EquipmentInfo(n, e.input.name, e.servers, tuple(f.name for f in e.failures),
                                tuple(f.reaction for f in e.failures))
               for n, e in self.equipment.items()}
+        books = {n: OrderBookInfo(n, b.to.name, b.work_s_per_unit, b.changeover_s,
+                                  b.max_in_process) for n, b in self.order_books.items()}
         return PlantInfo(MappingProxyType(eq), tuple(self.buffers), tuple(self.robots),
                          tuple(self.sources), self.horizon_s, self.model.warmup_s,
                          self.model.streams.stream("controller.rng"),
-                         MappingProxyType(dict(self._info_extra)))
+                         MappingProxyType(dict(self._info_extra)), MappingProxyType(books))
 
     def start(self) -> None:
         """Subscribe to the units, reset the controller and wake it with a ``start`` event."""
         for eq in self.equipment.values():
             eq.subscribe(self._on_unit)
+        for book in self.order_books.values():
+            book.listeners.append(self._on_order)
         try:
             self.controller.reset(self.plant_info())
         except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
@@ -229,6 +237,13 @@ class ControlLoop:
             return
         if self._wakes is None or kind in self._wakes:
             self._post(Event(self.env.now, kind, name, detail))
+
+    def _on_order(self, book, kind: str, order) -> None:
+        """An order arrived, started or completed in ``book``."""
+        if self._halting:
+            return
+        if self._wakes is None or kind in self._wakes:
+            self._post(Event(self.env.now, kind, book.name, order.id))
 
     def _on_suspended(self, eq: Equipment) -> None:
         reason = eq.suspend_reason
@@ -284,10 +299,15 @@ class ControlLoop:
             c = ln.condition()
             lines[n] = LineObs(n, ln.timer.state, c["operating_h"], c["force_drift_kn"],
                                c["wear_estimate"], c["rul_h"], c["in_maintenance"])
+        orders = {}
+        for bn, book in self.order_books.items():
+            for o in book.known.values():
+                orders[o.id] = OrderObs(o.id, bn, o.product, o.quantity, o.weight, o.arrival_s,
+                                        o.due_s, o.released, o.status, o.release_start_s)
         return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
                            QualityObs(m.units_completed, m.units_scrapped),
-                           MappingProxyType(lines))
+                           MappingProxyType(lines), MappingProxyType(orders))
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
@@ -436,6 +456,8 @@ class ControlLoop:
                 lambda _e: self._post(Event(self.env.now, "timer", "plant", tag))
                 if self.fault is None and not self._halting else None)
             return True
+        if isinstance(cmd, (Dispatch, Sequence)) and cmd.unit in self.order_books:
+            return self._apply_release(cmd, label, issuer)
         if isinstance(cmd, Maintenance) and cmd.unit in self.lines:
             why = self.lines[cmd.unit].maintenance(cmd.kind, cmd.reason)
             if why is not None:
@@ -445,6 +467,27 @@ class ControlLoop:
                                   f"Maintenance {cmd.kind}")
             return True
         return self._unsupported(cmd, label, issuer)
+
+    def _apply_release(self, cmd: Dispatch | Sequence, label: str, issuer: str) -> bool:
+        """A release rule or an order sequence for an order book."""
+        book = self.order_books[cmd.unit]
+        if isinstance(cmd, Dispatch):
+            if cmd.rule not in RULES:
+                return self._reject(cmd.unit, label, f"unknown dispatching rule {cmd.rule!r}",
+                                    issuer)
+            book.set_policy(RuleRelease(cmd.rule, book.work_s_per_unit))
+            detail = f"Dispatch {cmd.rule}"
+        else:
+            unknown = [lot for lot in cmd.lots if lot not in book.known]
+            if unknown:
+                return self._reject(cmd.unit, label, "unknown or completed orders: "
+                                    + ", ".join(map(str, unknown[:5])), issuer)
+            if len(set(cmd.lots)) != len(cmd.lots):
+                return self._reject(cmd.unit, label, "an order appears twice", issuer)
+            book.set_priority(cmd.lots)
+            detail = "Sequence " + " ".join(cmd.lots)
+        self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer, detail)
+        return True
 
     def _unsupported(self, cmd: Any, label: str, issuer: str) -> bool:
         target = getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or \
@@ -478,7 +521,7 @@ class ControlLoop:
         self.model.log.record(now, "controller_fault", self.name, -1, "", self.name, cause)
         self._halting = True
         self._pending.clear()
-        for src in self.sources.values():
+        for src in (*self.sources.values(), *self.order_books.values()):
             src.stop()
         for n, eq in self.equipment.items():
             if eq.sm.target(Command.STOP) is not None:

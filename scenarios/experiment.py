@@ -215,6 +215,8 @@ def _kpi_known(path: str, s) -> bool:
         return len(parts) in (2, 3)
     if parts[0] == "buffers" and len(parts) == 3:
         return parts[1] in s.buffers and parts[2] in ("level_mean", "level_end")
+    if parts[0] == "orders" and len(parts) == 3:  # e.g. orders.book.mean_tardiness_s
+        return parts[1] in s.order_books
     return False
 
 

@@ -212,6 +212,62 @@ class SourceSpec(Strict):
         return self
 
 
+class ScriptedOrder(Strict):
+    """An order known in advance: ``quantity`` units of ``product`` due at ``due_s``."""
+
+    id: Name
+    product: Name
+    quantity: PositiveInt
+    arrival_s: NonNegativeFloat = 0.0
+    due_s: NonNegativeFloat
+    weight: PositiveFloat = 1.0
+
+
+class OrderArrivals(Strict):
+    """Random orders: quantity uniform on whole units in [quantity_min_units,
+    quantity_max_units]; due date = arrival + due_allowance × quantity × work_s_per_unit."""
+
+    interarrival: Distribution
+    quantity_min_units: PositiveInt = 1
+    quantity_max_units: PositiveInt = 1
+    product: Name | None = None
+    product_mix: dict[Name, PositiveFloat] | None = None
+    due_allowance: PositiveFloat = 3.0
+    max_orders: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if (self.product is None) == (self.product_mix is None):
+            raise PydanticCustomError("product", "give exactly one of product or product_mix")
+        if self.quantity_max_units < self.quantity_min_units:
+            raise PydanticCustomError("order", "quantity_max_units < quantity_min_units")
+        return self
+
+
+class OrderBookSpec(Strict):
+    """Customer orders released into buffer ``to`` (agents/orders.py): scripted ``orders``,
+    random ``arrivals`` or both; at most ``max_orders_in_process`` released and not complete
+    (CONWIP). ``work_s_per_unit`` (default: mean cycle time of the equipment fed by ``to`` per
+    unit) sets stream due dates and is what schedulers plan with."""
+
+    node: Name
+    to: Name
+    orders: list[ScriptedOrder] = []
+    arrivals: OrderArrivals | None = None
+    work_s_per_unit: PositiveFloat | None = None
+    max_orders_in_process: PositiveInt = 2
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if not self.orders and self.arrivals is None:
+            raise PydanticCustomError("orders", "give scripted orders, arrivals or both")
+        ids = [o.id for o in self.orders]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise PydanticCustomError("dup", f"order ids must be unique: {', '.join(dup)}")
+        return self
+
+
 class SinkSpec(Strict):
     node: Name
     kind: Literal["product", "scrap"] = "product"
@@ -668,7 +724,8 @@ class Scenario(Strict):
     nodes: Annotated[dict[Name, Node], Field(min_length=1)]
     links: list[Link] = []
     buffers: dict[Name, BufferSpec] = {}
-    sources: Annotated[dict[Name, SourceSpec], Field(min_length=1)]
+    sources: dict[Name, SourceSpec] = {}
+    order_books: dict[Name, OrderBookSpec] = {}
     sinks: Annotated[dict[Name, SinkSpec], Field(min_length=1)]
     equipment: dict[Name, EquipmentSpec] = {}
     fleet: FleetSpec | None = None
@@ -711,7 +768,8 @@ class Scenario(Strict):
 def reference_errors(s: Scenario):
     """Yield ``(path, message)`` for every dangling reference and unreachable material hop."""
     kinds = {"buffer": s.buffers, "sink": s.sinks, "equipment": s.equipment,
-             "source": s.sources, "continuous line": s.continuous_lines}
+             "source": s.sources, "continuous line": s.continuous_lines,
+             "order book": s.order_books}
     seen: dict[str, str] = {}
     for kind, table in kinds.items():
         for name in table:
@@ -754,6 +812,27 @@ def reference_errors(s: Scenario):
             if prod not in s.products:
                 field = "product" if src.product else f"product_mix.{prod}"
                 yield (f"{p}.{field}", f"unknown product {prod!r}")
+    if not s.sources and not s.order_books:
+        yield ("sources", "give at least one source or order book")
+    for name, book in s.order_books.items():
+        p = f"order_books.{name}"
+        if book.to not in s.buffers:
+            yield (f"{p}.to", f"unknown buffer {book.to!r}")
+        else:
+            yield from hop(f"{p}.to", book.node, s.buffers[book.to].node, f"buffer {book.to!r}")
+            if book.work_s_per_unit is None and not any(
+                    e.input == book.to for e in s.equipment.values()):
+                yield (f"{p}.work_s_per_unit", f"no equipment takes from {book.to!r} to "
+                       "estimate it from: give it")
+        for i, o in enumerate(book.orders):
+            if o.product not in s.products:
+                yield (f"{p}.orders[{i}].product", f"unknown product {o.product!r}")
+        a = book.arrivals
+        if a is not None:
+            for prod in [a.product] if a.product else list(a.product_mix or {}):
+                if prod not in s.products:
+                    field = "product" if a.product else f"product_mix.{prod}"
+                    yield (f"{p}.arrivals.{field}", f"unknown product {prod!r}")
     fed = {}
     for name, eq in s.equipment.items():
         p = f"equipment.{name}"
@@ -819,7 +898,8 @@ def reference_errors(s: Scenario):
             yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
         if not any(src.to == b for src in s.sources.values()) and not any(
                 to == b for eq in s.equipment.values() for to, _ in eq.branches()) and not any(
-                line.output == b for line in s.continuous_lines.values()):
+                line.output == b for line in s.continuous_lines.values()) and not any(
+                book.to == b for book in s.order_books.values()):
             yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
 
 
@@ -922,7 +1002,8 @@ def _target(s: Scenario, g, path: str, origin: str, to: str, hop):
 
 def _plural(kind: str) -> str:
     return {"buffer": "buffers", "sink": "sinks", "equipment": "equipment",
-            "source": "sources", "continuous line": "continuous_lines"}[kind]
+            "source": "sources", "continuous line": "continuous_lines",
+            "order book": "order_books"}[kind]
 
 
 # --- job shop -----------------------------------------------------------------------------

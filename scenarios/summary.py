@@ -71,6 +71,8 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
         **({"controller": plant.control.summary()} if getattr(plant, "control", None) else {}),
         **(line_kpis(plant, end) if plant.lines else {}),
+        **({"orders": {n: b.kpis(end) for n, b in plant.order_books.items()}}
+           if plant.order_books else {}),
     }
 
 
@@ -161,5 +163,8 @@ def kpi_rows(k: dict) -> list[tuple]:
         rows.append((name, "bottleneck_rank", k["bottleneck_ranking"].index(name) + 1, "rank"))
     for name, b in k["buffers"].items():
         rows += [(name, kpi, v, "units") for kpi, v in b.items()]
+    for name, o in k.get("orders", {}).items():
+        rows += [(name, kpi, v, "s" if kpi.endswith("_s") else "1" if kpi.endswith("fraction")
+                  else "count") for kpi, v in o.items() if not isinstance(v, str)]
     return [(s, kpi, None if v is None else float(finite(v)) if finite(v) is not None else None,
              u) for s, kpi, v, u in rows]
