@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,16 +40,40 @@ class Sink(FixedAgent):
 
 
 class Router:
-    """Chooses the next destination: fixed, or by probabilities drawn from its own stream."""
+    """Chooses the next destination: fixed, or by probabilities drawn from its own stream.
 
-    __slots__ = ("targets", "_cum", "_u")
+    ``names`` (default: the targets' names) are the destinations as the scenario names them;
+    :meth:`set_weight` changes one branch's weight during the run (a supervisor rerouting work
+    around a unit that is down: weight 0 sends nothing there). The stream is drawn once per
+    routing whatever the weights, so common random numbers survive a reroute."""
+
+    __slots__ = ("targets", "names", "weights", "_cum", "_u")
 
     def __init__(self, targets: Sequence[Buffer | Sink], probabilities: Sequence[float],
-                 uniform: Sampler | None) -> None:
+                 uniform: Sampler | None, names: Sequence[str] | None = None) -> None:
         self.targets = list(targets)
-        cum = np.cumsum(probabilities) / float(np.sum(probabilities))
-        self._cum = cum.tolist()
+        self.names = list(names) if names is not None else [t.name for t in self.targets]
+        self.weights = [float(p) for p in probabilities]
         self._u = uniform if len(self.targets) > 1 else None
+        self._cum: list[float] = []
+        self._update()
+
+    def _update(self) -> None:
+        cum = np.cumsum(self.weights) / float(np.sum(self.weights))
+        self._cum = cum.tolist()
+
+    def set_weight(self, name: str, weight: float) -> str | None:
+        """Set the weight of the branch to ``name``; the reason if that is impossible."""
+        if name not in self.names:
+            return f"no branch to {name!r} (branches: {', '.join(self.names)})"
+        if not (weight >= 0 and math.isfinite(weight)):
+            return f"weight must be finite and >= 0, got {weight}"
+        i = self.names.index(name)
+        if weight == 0 and sum(w for j, w in enumerate(self.weights) if j != i) <= 0:
+            return "every branch would have weight 0"
+        self.weights[i] = float(weight)
+        self._update()
+        return None
 
     def __call__(self) -> Buffer | Sink:
         if self._u is None:

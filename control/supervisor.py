@@ -19,6 +19,7 @@ from .commands import PackMLCommand, PlantCommand
 from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
 from .release import OrderRelease
+from .reroute import REROUTE_TOPICS, Rerouting
 
 __all__ = ["AutoRecoverySupervisor", "recovery_commands", "note_repairs", "RECOVERY_TOPICS"]
 
@@ -78,7 +79,8 @@ class AutoRecoverySupervisor:
     """Start every unit and recover it after each repaired fault; release customer orders of
     the plant's order books by ``release_rule`` (a dispatching rule, or ``cpsat``: rolling-
     horizon optimization with ``freeze_window_s`` and ``release_time_limit_s``;
-    :mod:`darkfab.control.release`); plan punch changes of continuous lines by
+    :mod:`darkfab.control.release`); with ``reroute``, send work around a broken unit to its
+    alternates (:mod:`darkfab.control.reroute`); plan punch changes of continuous lines by
     ``maintenance`` policy (``none``, ``preventive`` every ``pm_interval_h`` operating hours,
     ``predictive`` when the estimated RUL is at most ``rul_threshold_h``;
     :mod:`darkfab.control.maintenance`)."""
@@ -87,13 +89,16 @@ class AutoRecoverySupervisor:
     wakes_on = RECOVERY_TOPICS
     planner = MaintenancePlanner()  # "none" (stateless); subclasses need not call __init__
     release = OrderRelease()  # FIFO; stateless until reset
+    reroute = True
 
     def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
                  rul_threshold_h: float = 10.0, release_rule: str = "fifo",
-                 freeze_window_s: float = 0.0, release_time_limit_s: float = 5.0) -> None:
+                 freeze_window_s: float = 0.0, release_time_limit_s: float = 5.0,
+                 reroute: bool = True) -> None:
         self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
         self.release = OrderRelease(release_rule, freeze_window_s, release_time_limit_s)
-        wakes = RECOVERY_TOPICS | self.release.topics
+        self.reroute = reroute
+        wakes = RECOVERY_TOPICS | self.release.topics | (REROUTE_TOPICS if reroute else set())
         if maintenance != "none":
             wakes |= {"inspection"}
         self.wakes_on = wakes
@@ -103,10 +108,15 @@ class AutoRecoverySupervisor:
         if "release" not in self.__dict__:  # a subclass that did not call __init__
             self.release = OrderRelease()
         self.release.reset(info)
+        self._rerouting = Rerouting() if self.reroute else None
+        if self._rerouting is not None:
+            self._rerouting.reset(info)
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
         note_repairs(events, observation, self._repaired)
         out: list[PlantCommand] = recovery_commands(touched_units(events, observation),
                                                     observation, self._repaired)
+        if self._rerouting is not None:
+            out += self._rerouting.decide(events, observation)
         return (out + self.release.decide(events, observation)
                 + self.planner.decide(events, observation))

@@ -144,7 +144,7 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
         branches = e.branches()
         router = Router([to(name, target) for target, _ in branches],
                         [pr for _, pr in branches], uniform(f"{p}.next") if len(branches) > 1
-                        else None)
+                        else None, names=[target for target, _ in branches])
         failures = [FailureMode(f.name, sampler(f"{p}.failures.{f.name}.time_to_failure",
                                                 f.time_to_failure),
                                 sampler(f"{p}.failures.{f.name}.repair_time", f.repair_time),

@@ -43,7 +43,8 @@ from darkfab.agents.flow import Source
 from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, ControllerFault,
                              EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
                              PlantInfo, QualityObs, RobotObs, WakeUp)
-from darkfab.control.commands import Charge, Dispatch, Maintenance, Sequence, TransportRequest
+from darkfab.control.commands import (Charge, Dispatch, Maintenance, Sequence, SetPoint,
+                                      TransportRequest)
 from darkfab.control.observation import LineObs, OrderBookInfo, OrderObs
 from darkfab.control.release import RuleRelease
 from darkfab.control.dispatching import RULES
@@ -100,7 +101,8 @@ class ControlLoop:
                  sensors: SensorModel | None = None, safe_stop_s: float = 600.0,
                  info_extra: Mapping[str, Any] | None = None,
                  lines: Mapping[str, Any] | None = None,
-                 order_books: Mapping[str, Any] | None = None) -> None:
+                 order_books: Mapping[str, Any] | None = None,
+                 alternative_routes: frozenset[str] = frozenset()) -> None:
         self.model = model
         self.env = model.env
         self.controller = controller
@@ -110,6 +112,7 @@ class ControlLoop:
         self.sources = dict(sources)
         self.robots = dict(robots or {})
         self.order_books = dict(order_books or {})
+        self.alternative_routes = alternative_routes
         # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
         self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
         self.maintenance_commands = 0
@@ -167,12 +170,16 @@ class ControlLoop:
                    horizon_s=plant.scenario.scenario.horizon_s,
                    decision_latency_s=spec.decision_latency_s, sensor_delay_s=delay,
                    sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines,
-                   order_books=plant.order_books)
+                   order_books=plant.order_books,
+                   alternative_routes=frozenset(n for n, e in plant.scenario.equipment.items()
+                                                if e.alternative_routes))
 
     # --- start ----------------------------------------------------------------------------
     def plant_info(self) -> PlantInfo:
         eq = {n: EquipmentInfo(n, e.input.name, e.servers, tuple(f.name for f in e.failures),
-                               tuple(f.reaction for f in e.failures))
+                               tuple(f.reaction for f in e.failures),
+                               tuple(zip(e.router.names, e.router.weights)),
+                               n in self.alternative_routes)
               for n, e in self.equipment.items()}
         books = {n: OrderBookInfo(n, b.to.name, b.work_s_per_unit, b.changeover_s,
                                   b.max_in_process) for n, b in self.order_books.items()}
@@ -458,6 +465,15 @@ class ControlLoop:
             return True
         if isinstance(cmd, (Dispatch, Sequence)) and cmd.unit in self.order_books:
             return self._apply_release(cmd, label, issuer)
+        if isinstance(cmd, SetPoint) and cmd.unit in self.equipment and \
+                cmd.name.startswith("route:"):
+            why = self.equipment[cmd.unit].router.set_weight(cmd.name[len("route:"):],
+                                                             cmd.value)
+            if why is not None:
+                return self._reject(cmd.unit, label, why, issuer)
+            self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
+                                  f"SetPoint {cmd.name}={cmd.value:g}")
+            return True
         if isinstance(cmd, Maintenance) and cmd.unit in self.lines:
             why = self.lines[cmd.unit].maintenance(cmd.kind, cmd.reason)
             if why is not None:

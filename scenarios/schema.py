@@ -312,6 +312,7 @@ class EquipmentSpec(Strict):
         Discriminator(_name_or_list, custom_error_type="next",
                       custom_error_message="must be a buffer or sink name, or a list of "
                                            "{ to, probability } branches")]
+    alternative_routes: bool = False  # `next` branches lead to parallel, equivalent equipment
     reject_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
     reject_to: Name | None = None
     failures: list[FailureMode] = []
@@ -343,6 +344,9 @@ class EquipmentSpec(Strict):
     def _checks(self):
         if self.reject_probability > 0 and self.reject_to is None:
             raise PydanticCustomError("reject", "reject_probability > 0 needs reject_to")
+        if self.alternative_routes and not isinstance(self.next, list):
+            raise PydanticCustomError("routes", "alternative_routes needs a list of next "
+                                      "branches")
         names = [f.name for f in self.failures]
         if len(set(names)) != len(names):
             raise PydanticCustomError("dup", "failure mode names must be unique")

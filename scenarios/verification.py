@@ -40,6 +40,7 @@ __all__ = ["verify", "format_verification", "attach_event_scan"]
 
 _COMMAND_WAIT = frozenset({"Stopped", "Idle", "Held", "Aborted", "Complete"})
 _INTERLOCKED = frozenset({"Reset", "Start", "Unhold", "Unsuspend", "Clear"})
+_PACKML_COMMANDS = frozenset(c.value for c in Command)
 
 
 def attach_event_scan(plant) -> "_EventScan":
@@ -149,6 +150,8 @@ class _EventScan:
                 active[n].add(d)
             elif is_repair[i]:
                 active[n].discard(d)
+            elif d not in _PACKML_COMMANDS:  # a set-point or release command: no PackML guard
+                continue
             else:
                 self.executed += 1
                 cmd, issuer = d, location[int(i)].as_py()
