@@ -52,7 +52,8 @@ class Router:
     def __init__(self, targets: Sequence[Buffer | Sink], probabilities: Sequence[float],
                  uniform: Sampler | None, names: Sequence[str] | None = None) -> None:
         self.targets = list(targets)
-        self.names = list(names) if names is not None else [t.name for t in self.targets]
+        self.names = list(names) if names is not None else [getattr(t, "name", str(t))
+                                                             for t in self.targets]
         self.weights = [float(p) for p in probabilities]
         self._u = uniform if len(self.targets) > 1 else None
         self._cum: list[float] = []

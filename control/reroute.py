@@ -6,15 +6,17 @@ splits its output by branch weights. When the unit fed by one branch goes down w
 fault (Held or Aborted with an alarm), :class:`Rerouting` sets that branch's weight to 0
 (``SetPoint(unit, "route:<buffer>", 0)``) as long as another branch leads to a unit that is up,
 so work flows to the alternates instead of piling up in front of the broken unit; when the unit
-is repaired the original weight is restored. Units already in the broken unit's buffer wait
-for it (moving them would need a transport request).
+is repaired the original weight is restored. With a robot fleet (and ``move_wip``), the units
+already waiting in the broken unit's buffer are sent to the buffer of a working alternate by a
+``TransportRequest`` (as many as it has room for; the plant rejects the request if no lane
+joins the two); without one they wait for the repair.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .commands import PlantCommand, SetPoint
+from .commands import PlantCommand, SetPoint, TransportRequest
 from .observation import Event, Observation, PlantInfo
 
 __all__ = ["Rerouting", "REROUTE_TOPICS"]
@@ -25,11 +27,14 @@ REROUTE_TOPICS = frozenset({"start", "fault", "repaired"})
 class Rerouting:
     """See the module docstring. Stateless until :meth:`reset`."""
 
-    def __init__(self) -> None:
+    def __init__(self, move_wip: bool = True) -> None:
+        self.move_wip = move_wip
         self._splitters: dict[str, list[tuple[str, str, float]]] = {}
         self._off: set[tuple[str, str]] = set()
+        self._fleet = False
 
     def reset(self, info: PlantInfo) -> None:
+        self._fleet = bool(info.robots)
         consumer = {e.input: n for n, e in info.equipment.items()}
         # buffer -> [(splitter unit, consumer of the buffer, original weight)]
         self._splitters = {}
@@ -77,6 +82,15 @@ class Rerouting:
                 continue  # nowhere else to go: the work waits for the repair
             self._off.add((splitter, buf))
             out.append(SetPoint(splitter, f"route:{buf}", 0.0))
+            waiting = obs.buffers[buf].level_units if buf in obs.buffers else None
+            if self.move_wip and self._fleet and waiting:
+                to = alive[0]
+                b = obs.buffers.get(to)
+                room = (b.capacity_units - (b.level_units or 0)) \
+                    if b is not None and b.capacity_units is not None else waiting
+                n = int(min(waiting, room))
+                if n >= 1:
+                    out.append(TransportRequest(buf, to, n))
         return out
 
     def _restore(self, obs: Observation) -> list[PlantCommand]:

@@ -108,7 +108,7 @@ class AutoRecoverySupervisor:
         if "release" not in self.__dict__:  # a subclass that did not call __init__
             self.release = OrderRelease()
         self.release.reset(info)
-        self._rerouting = Rerouting() if self.reroute else None
+        self._rerouting = Rerouting(move_wip=True) if self.reroute else None
         if self._rerouting is not None:
             self._rerouting.reset(info)
 

@@ -51,6 +51,7 @@ from darkfab.control.dispatching import RULES
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.kpis import LogHistogram
 from darkfab.factory.packml import Command, State
+from darkfab.factory.transport import Staging
 
 __all__ = ["ControlLoop", "SensorModel", "MAX_DECISIONS_PER_INSTANT"]
 
@@ -102,7 +103,8 @@ class ControlLoop:
                  info_extra: Mapping[str, Any] | None = None,
                  lines: Mapping[str, Any] | None = None,
                  order_books: Mapping[str, Any] | None = None,
-                 alternative_routes: frozenset[str] = frozenset()) -> None:
+                 alternative_routes: frozenset[str] = frozenset(),
+                 fleet: Any = None, staging: dict[str, Any] | None = None) -> None:
         self.model = model
         self.env = model.env
         self.controller = controller
@@ -113,6 +115,9 @@ class ControlLoop:
         self.robots = dict(robots or {})
         self.order_books = dict(order_books or {})
         self.alternative_routes = alternative_routes
+        self.fleet = fleet
+        self.staging = staging if staging is not None else {}  # the plant's: shared, not copied
+        self.transport_requests = 0
         # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
         self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
         self.maintenance_commands = 0
@@ -172,7 +177,8 @@ class ControlLoop:
                    sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines,
                    order_books=plant.order_books,
                    alternative_routes=frozenset(n for n, e in plant.scenario.equipment.items()
-                                                if e.alternative_routes))
+                                                if e.alternative_routes),
+                   fleet=plant.fleet, staging=plant.staging)
 
     # --- start ----------------------------------------------------------------------------
     def plant_info(self) -> PlantInfo:
@@ -474,6 +480,8 @@ class ControlLoop:
             self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
                                   f"SetPoint {cmd.name}={cmd.value:g}")
             return True
+        if isinstance(cmd, TransportRequest) and self.fleet is not None:
+            return self._apply_transport(cmd, label, issuer)
         if isinstance(cmd, Maintenance) and cmd.unit in self.lines:
             why = self.lines[cmd.unit].maintenance(cmd.kind, cmd.reason)
             if why is not None:
@@ -503,6 +511,47 @@ class ControlLoop:
             book.set_priority(cmd.lots)
             detail = "Sequence " + " ".join(cmd.lots)
         self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer, detail)
+        return True
+
+    def _apply_transport(self, cmd: TransportRequest, label: str, issuer: str) -> bool:
+        """Move up to ``cmd.units`` units waiting in one buffer to another by robot: they leave
+        the origin buffer (the first ones, FIFO) for a staging area ``origin=>destination`` at
+        its node, from which the fleet carries them like any other transport."""
+        o, d = self.buffers.get(cmd.origin), self.buffers.get(cmd.destination)
+        for name, b in ((cmd.origin, o), (cmd.destination, d)):
+            if b is None:
+                return self._reject(cmd.origin, label, f"unknown buffer {name!r}", issuer)
+        assert o is not None and d is not None
+        if o is d:
+            return self._reject(cmd.origin, label, "origin and destination are the same",
+                                issuer)
+        if cmd.units < 1:
+            return self._reject(cmd.origin, label, f"units must be >= 1, got {cmd.units}",
+                                issuer)
+        n = int(min(cmd.units, o.level, d.free))
+        if n < 1:
+            why = "origin is empty" if o.level == 0 else "no room at the destination"
+            return self._reject(cmd.origin, label, why, issuer)
+        if o.node != d.node and self.fleet._path(o.node, d.node) is None:
+            return self._reject(cmd.origin, label, f"no lane from {o.node!r} to {d.node!r}",
+                                issuer)
+        st = self.staging.get(f"{cmd.origin}=>{cmd.destination}")
+        if st is None:
+            st = Staging(self.env, cmd.origin, o.node, d, 1 << 30, self.fleet.on_staged)
+            st.name = f"{cmd.origin}=>{cmd.destination}"
+            self.staging[st.name] = st
+            _notify_fleet_of_space(d, self.fleet)
+        now = self.env.now
+        self.model.log.record(now, "command", cmd.origin, -1, "", issuer,
+                              f"TransportRequest {cmd.destination} {n}")
+        for _ in range(n):
+            unit = o.items.popleft()
+            if o._on_level is not None:
+                o._on_level(now, len(o.items))
+            if not st.try_put(unit):
+                st.put(unit)
+        o._trigger_put(None)  # units waiting for room in the origin may enter now
+        self.transport_requests += 1
         return True
 
     def _unsupported(self, cmd: Any, label: str, issuer: str) -> bool:
@@ -561,6 +610,7 @@ class ControlLoop:
             "commands": self.commands,
             "commands_rejected": self.rejected,
             "commands_unsupported": self.unsupported,
+            "transport_requests": self.transport_requests,
             "recovery_time_s": {"mean": r.mean(), "p95": r.quantile(0.95), "n": r.n,
                                 "max": r.max if r.n else math.nan},
             "faults_unrecovered": len(self._fault_since),
@@ -572,6 +622,21 @@ class ControlLoop:
 
 def _target(cmd: Any) -> str:
     return str(getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or "plant")
+
+
+def _notify_fleet_of_space(buffer: Buffer, fleet: Any) -> None:
+    """Make ``buffer`` tell the fleet when it loses a unit (transports wait for room there),
+    once; buffers that are scenario transport destinations already do."""
+    if getattr(buffer, "_fleet_space", False):
+        return
+    prev = buffer._on_level
+
+    def on_level(now: float, level: int) -> None:
+        if prev is not None:
+            prev(now, level)
+        fleet.on_space(buffer)
+    buffer._on_level = on_level
+    buffer._fleet_space = True  # type: ignore[attr-defined]
 
 
 def _identity(x):

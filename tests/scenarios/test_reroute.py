@@ -15,7 +15,8 @@ from darkfab.scenarios.cli import main
 T0, DUR = 3_600.0, 7_200.0
 
 
-def toml(reroute: bool, alternative: bool = True) -> str:
+def toml(reroute: bool, alternative: bool = True, interarrival_s: float = 50.0,
+         ma_mean_s: float = 40.0) -> str:
     return f"""
 [scenario]
 name = "parallel"
@@ -56,7 +57,7 @@ b = "out"
 node = "in"
 to = "q0"
 product = "p"
-interarrival = {{ dist = "exponential", mean_s = 50.0 }}  # one machine alone copes (rho 0.8)
+interarrival = {{ dist = "exponential", mean_s = {interarrival_s} }}  # default: one machine alone copes (rho 0.8)
 [buffers.q0]
 node = "s"
 capacity_units = 10
@@ -75,7 +76,7 @@ alternative_routes = {str(alternative).lower()}
 [equipment.ma]
 node = "a"
 input = "qa"
-process_time = {{ dist = "exponential", mean_s = 40.0 }}
+process_time = {{ dist = "exponential", mean_s = {ma_mean_s} }}
 next = "out"
 [equipment.mb]
 node = "b"
@@ -177,3 +178,107 @@ def test_alternative_routes_needs_branches(tmp_path, capsys):
                                     'next = "out"\nalternative_routes = true\n[equipment.mb]'))
     assert main(["run", str(p)]) == 2
     assert "equipment.ma" in capsys.readouterr().err
+
+
+def test_transport_request_moves_waiting_units_by_robot(tmp_path):
+    """m1 is never started, so totes pile up in q1; at t = 3000 s the controller has 3 of them
+    carried to q2 by robot, where m2 finishes them."""
+    ctl = tmp_path / "mover.py"
+    ctl.write_text("""
+from darkfab.control import PackMLCommand, TransportRequest, WakeUp
+class Mover:
+    name = "mover"
+    def reset(self, info):
+        pass
+    def decide(self, events, observation):
+        out = []
+        for e in events:
+            if e.kind == "start":
+                out += [PackMLCommand("m2", "Reset"), WakeUp(3000.0, "move")]
+            elif e.kind == "state" and e.source == "m2" and e.detail == "Idle":
+                out.append(PackMLCommand("m2", "Start"))
+            elif e.kind == "timer":
+                out += [TransportRequest("q1", "q2", 3), TransportRequest("q1", "nope", 1),
+                        TransportRequest("q1", "q1", 1), TransportRequest("q2", "q1", 0)]
+        return out
+""")
+    import sys
+    text = (Path(__file__).parents[1] / "data" / "tiny_amr.toml").read_text()
+    text += '\n[controller]\nname = "mover:Mover"\n'
+    p = tmp_path / "tiny.toml"
+    p.write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        res = run_scenario(load_scenario(p), out_dir=tmp_path / "tiny")
+    finally:
+        sys.path.remove(str(tmp_path))
+    tr = [r for r in pq.read_table(res.out_dir / "transport.parquet").to_pylist()
+          if r["origin"] == "q1" and r["destination"] == "q2"]
+    assert sum(r["units"] for r in tr) == 3
+    assert all(r["status"] == "delivered" for r in tr)  # one tote per trip (payload 1)
+    assert min(r["requested_s"] for r in tr) == 3000.0
+    ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
+    rej = [e["detail"] for e in ev if e["kind"] == "command_rejected"]
+    assert any("unknown buffer 'nope'" in d for d in rej)
+    assert any("are the same" in d for d in rej)
+    assert any("units must be >= 1" in d for d in rej)
+    assert res.summary["units_completed"] == 3  # only the moved totes reach the sink
+    assert res.summary["controller"]["transport_requests"] == 1
+    # units balance (none lost in the staging area); m1, never started, is flagged as stuck
+    assert res.verification["checks"]["unit_balance"]["violations"] == []
+    assert [v for v in res.verification["violations"] if "m1 Stopped" not in v] == []
+
+
+FLEET = """
+[nodes.p1]
+x_m = 1.0
+y_m = 2.0
+role = "parking"
+[nodes.p2]
+x_m = 1.0
+y_m = -2.0
+role = "parking"
+[nodes.ch]
+x_m = 0.0
+y_m = 2.0
+role = "charger"
+[[links]]
+a = "s"
+b = "p1"
+[[links]]
+a = "s"
+b = "p2"
+[[links]]
+a = "in"
+b = "ch"
+[[links]]
+a = "a"
+b = "b"
+[fleet]
+count = 2
+homes = ["p1", "p2"]
+speed_empty_m_s = 1.0
+speed_loaded_m_s = 0.8
+payload_units = 2
+load_time = { dist = "constant", value_s = 5.0 }
+unload_time = { dist = "constant", value_s = 5.0 }
+battery = { capacity_kwh = 1.0, consumption_empty_kwh_per_m = 0.0005, consumption_loaded_kwh_per_m = 0.0008, base_kw = 0.02, charging_kw = 0.5 }
+"""
+
+
+def test_with_robots_the_waiting_work_is_carried_to_the_alternate(tmp_path):
+    p = tmp_path / "fleet.toml"
+    # ma is overloaded (each machine gets a unit every 50 s, ma needs 60 s): qa is full
+    # (10 units) long before the fault at 1 h, with a probability of being empty that is nil
+    p.write_text(toml(True, interarrival_s=25.0, ma_mean_s=60.0) + FLEET)
+    res = run_scenario(load_scenario(p), out_dir=tmp_path / "fleet")
+    ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
+    req = [e for e in ev if e["kind"] == "command" and e["detail"].startswith("Transport")]
+    assert req and req[0]["time_s"] == T0 and req[0]["entity"] == "qa"
+    assert req[0]["detail"].startswith("TransportRequest qb ")
+    moved = int(req[0]["detail"].split()[-1])
+    tr = [r for r in pq.read_table(res.out_dir / "transport.parquet").to_pylist()
+          if r["origin"] == "qa" and r["destination"] == "qb"]
+    assert sum(r["units"] for r in tr) == moved >= 1
+    assert all(r["status"] == "delivered" for r in tr)
+    assert res.verification["violations"] == []
