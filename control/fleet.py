@@ -160,6 +160,10 @@ class FleetManager:
                 payload = max(1, min(payload, int(self.robots[0].spec.payload_kg // mass)))
         dest = staging.destination
         n = int(min(payload, staging.level, dest.free))
+        if staging.on_request:  # only what a controller asked for
+            n = min(n, staging.requested)
+            if staging.requested <= 0:
+                return
         if staging.level == 0:
             return
         if n <= 0:
@@ -168,6 +172,8 @@ class FleetManager:
                 waiting.append(staging)
             return
         dest.reserved += n
+        if staging.on_request:
+            staging.requested -= n
         self._task_id += 1
         task = TransportTask(self._task_id, staging, self.env.now, units=n)
         self.tasks_requested += 1

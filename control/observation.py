@@ -17,7 +17,8 @@ import numpy as np
 from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
-           "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo"]
+           "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo",
+           "FeederObs", "FeederInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
                          "command_rejected", "command_lost", "timer", "inspection",
@@ -109,6 +110,21 @@ class OrderObs:
 
 
 @dataclass(frozen=True, slots=True)
+class FeederObs:
+    """A loss-in-weight feeder of a continuous line (name ``<line>.<feeder>``): its load-cell
+    reading and the containers on their way to its refill dock."""
+
+    name: str
+    mass_kg: float  # hopper mass now
+    low_level_kg: float  # a refill starts here when a container is at the dock
+    high_level_kg: float
+    feed_rate_kg_s: float  # now (0 while the line is stopped)
+    mode: str  # gravimetric, refill or starved
+    containers_at_dock: int
+    containers_coming: int  # requested or carried, not yet at the dock
+
+
+@dataclass(frozen=True, slots=True)
 class QualityObs:
     units_completed: int  # good units that left the plant after warm-up
     units_scrapped: int  # rejected or scrapped after warm-up
@@ -130,6 +146,7 @@ class Observation:
     quality: QualityObs = QualityObs(0, 0)
     lines: Mapping[str, LineObs] = field(default_factory=_frozen)
     orders: Mapping[str, OrderObs] = field(default_factory=_frozen)
+    feeders: Mapping[str, FeederObs] = field(default_factory=_frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +172,20 @@ class OrderBookInfo:
     max_orders_in_process: int
 
 
+@dataclass(frozen=True, slots=True)
+class FeederInfo:
+    """A feeder's refill logistics: containers of ``container_kg`` come from ``store`` (the
+    origin to name in a ``TransportRequest``) to ``dock``; ``refill_request`` is ``kanban``
+    (robots bring one whenever the dock has room) or ``controller`` (only when asked)."""
+
+    name: str
+    line: str
+    dock: str
+    store: str
+    container_kg: float
+    refill_request: str
+
+
 @dataclass(frozen=True)
 class PlantInfo:
     """The static plant a controller is reset for. ``rng`` is the controller's own named
@@ -170,3 +201,4 @@ class PlantInfo:
         np.random.PCG64(0)), compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=_frozen)
     order_books: Mapping[str, OrderBookInfo] = field(default_factory=_frozen)
+    feeders: Mapping[str, FeederInfo] = field(default_factory=_frozen)

@@ -19,6 +19,7 @@ from .commands import PackMLCommand, PlantCommand
 from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
 from .release import OrderRelease
+from .refill import REFILL_TOPICS, RefillPlanner
 from .reroute import REROUTE_TOPICS, Rerouting
 
 __all__ = ["AutoRecoverySupervisor", "recovery_commands", "note_repairs", "RECOVERY_TOPICS"]
@@ -80,7 +81,10 @@ class AutoRecoverySupervisor:
     the plant's order books by ``release_rule`` (a dispatching rule, or ``cpsat``: rolling-
     horizon optimization with ``freeze_window_s`` and ``release_time_limit_s``;
     :mod:`darkfab.control.release`); with ``reroute``, send work around a broken unit to its
-    alternates (:mod:`darkfab.control.reroute`); plan punch changes of continuous lines by
+    alternates (:mod:`darkfab.control.reroute`); request raw-material containers for feeders
+    whose refills are the controller's (``refill_request = "controller"``) just in time,
+    ``refill_lead_s`` + ``refill_margin_s`` before the hopper's low level
+    (:mod:`darkfab.control.refill`); plan punch changes of continuous lines by
     ``maintenance`` policy (``none``, ``preventive`` every ``pm_interval_h`` operating hours,
     ``predictive`` when the estimated RUL is at most ``rul_threshold_h``;
     :mod:`darkfab.control.maintenance`)."""
@@ -94,11 +98,14 @@ class AutoRecoverySupervisor:
     def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
                  rul_threshold_h: float = 10.0, release_rule: str = "fifo",
                  freeze_window_s: float = 0.0, release_time_limit_s: float = 5.0,
-                 reroute: bool = True) -> None:
+                 reroute: bool = True, refill_lead_s: float = 900.0,
+                 refill_margin_s: float = 300.0) -> None:
         self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
         self.release = OrderRelease(release_rule, freeze_window_s, release_time_limit_s)
         self.reroute = reroute
-        wakes = RECOVERY_TOPICS | self.release.topics | (REROUTE_TOPICS if reroute else set())
+        self.refills = RefillPlanner(refill_lead_s, refill_margin_s)
+        wakes = (RECOVERY_TOPICS | self.release.topics | REFILL_TOPICS
+                 | (REROUTE_TOPICS if reroute else set()))
         if maintenance != "none":
             wakes |= {"inspection"}
         self.wakes_on = wakes
@@ -108,6 +115,9 @@ class AutoRecoverySupervisor:
         if "release" not in self.__dict__:  # a subclass that did not call __init__
             self.release = OrderRelease()
         self.release.reset(info)
+        if "refills" not in self.__dict__:
+            self.refills = RefillPlanner()
+        self.refills.reset(info)
         self._rerouting = Rerouting(move_wip=True) if self.reroute else None
         if self._rerouting is not None:
             self._rerouting.reset(info)
@@ -119,4 +129,5 @@ class AutoRecoverySupervisor:
         if self._rerouting is not None:
             out += self._rerouting.decide(events, observation)
         return (out + self.release.decide(events, observation)
+                + self.refills.decide(events, observation)
                 + self.planner.decide(events, observation))

@@ -28,6 +28,10 @@ class Staging(Buffer):
         self.origin = origin
         self.destination = destination
         self._on_staged = on_staged
+        # on_request: units leave only when a controller asks (TransportRequest); ``requested``
+        # is how many it asked for that no robot has been given yet
+        self.on_request = False
+        self.requested = 0
 
     def _after_put(self) -> None:  # type: ignore[override]
         """Every unit put here (by ``put`` or ``try_put``) is announced to the fleet."""

@@ -166,6 +166,10 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
         )
     lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output))
              for name, spec in s.continuous_lines.items()}
+    on_request = {f.refill_from for spec in s.continuous_lines.values()
+                  for f in spec.feeders.values() if f.refill_request == "controller"}
+    for st in staging.values():  # refills planned by the controller: robots wait to be asked
+        st.on_request = st.destination.name in on_request
     books = {name: _build_order_book(s, name, spec, model, to(name, spec.to), uniform)
              for name, spec in s.order_books.items()}
     controller = make_controller(s.controller.name, s.controller.params)

@@ -45,7 +45,8 @@ from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, C
                              PlantInfo, QualityObs, RobotObs, WakeUp)
 from darkfab.control.commands import (Charge, Dispatch, Maintenance, Sequence, SetPoint,
                                       TransportRequest)
-from darkfab.control.observation import LineObs, OrderBookInfo, OrderObs
+from darkfab.control.observation import (FeederInfo, FeederObs, LineObs, OrderBookInfo,
+                                         OrderObs)
 from darkfab.control.release import RuleRelease
 from darkfab.control.dispatching import RULES
 from darkfab.factory.buffers import Buffer
@@ -104,7 +105,8 @@ class ControlLoop:
                  lines: Mapping[str, Any] | None = None,
                  order_books: Mapping[str, Any] | None = None,
                  alternative_routes: frozenset[str] = frozenset(),
-                 fleet: Any = None, staging: dict[str, Any] | None = None) -> None:
+                 fleet: Any = None, staging: dict[str, Any] | None = None,
+                 feeders: Mapping[str, FeederInfo] | None = None) -> None:
         self.model = model
         self.env = model.env
         self.controller = controller
@@ -120,6 +122,9 @@ class ControlLoop:
         self.transport_requests = 0
         # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
         self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
+        self.feeders = dict(feeders or {})
+        self._stations = {f"{n}.{st.name}": (ln, st) for n, ln in (lines or {}).items()
+                          for st in ln.stations if f"{n}.{st.name}" in self.feeders}
         self.maintenance_commands = 0
         self.horizon_s = horizon_s
         self.latency = decision_latency_s
@@ -178,7 +183,7 @@ class ControlLoop:
                    order_books=plant.order_books,
                    alternative_routes=frozenset(n for n, e in plant.scenario.equipment.items()
                                                 if e.alternative_routes),
-                   fleet=plant.fleet, staging=plant.staging)
+                   fleet=plant.fleet, staging=plant.staging, feeders=feeder_infos(plant))
 
     # --- start ----------------------------------------------------------------------------
     def plant_info(self) -> PlantInfo:
@@ -192,7 +197,8 @@ class ControlLoop:
         return PlantInfo(MappingProxyType(eq), tuple(self.buffers), tuple(self.robots),
                          tuple(self.sources), self.horizon_s, self.model.warmup_s,
                          self.model.streams.stream("controller.rng"),
-                         MappingProxyType(dict(self._info_extra)), MappingProxyType(books))
+                         MappingProxyType(dict(self._info_extra)), MappingProxyType(books),
+                         MappingProxyType(self.feeders))
 
     def start(self) -> None:
         """Subscribe to the units, reset the controller and wake it with a ``start`` event."""
@@ -317,10 +323,22 @@ class ControlLoop:
             for o in book.known.values():
                 orders[o.id] = OrderObs(o.id, bn, o.product, o.quantity, o.weight, o.arrival_s,
                                         o.due_s, o.released, o.status, o.release_start_s)
+        feeders = {}
+        now = self.env.now
+        for fn, (ln, st) in self._stations.items():
+            f, dock = st.feeder, st.refill_dock
+            rate = f.setpoint_kg_s if ln.running and f.mode == "gravimetric" else 0.0
+            mass = f.mass_kg if f.mode == "refill" else max(0.0, f.mass_kg - rate * (now - f.t))
+            info = self.feeders[fn]
+            sg = self.staging.get(f"{info.store}->{info.dock}")
+            coming = dock.reserved + (sg.requested if sg is not None else 0)
+            feeders[fn] = FeederObs(fn, mass, f.p.m_low_kg, f.p.m_high_kg, rate, f.mode,
+                                    dock.level + (st.held_unit is not None), coming)
         return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
                            QualityObs(m.units_completed, m.units_scrapped),
-                           MappingProxyType(lines), MappingProxyType(orders))
+                           MappingProxyType(lines), MappingProxyType(orders),
+                           MappingProxyType(feeders))
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
@@ -517,6 +535,9 @@ class ControlLoop:
         """Move up to ``cmd.units`` units waiting in one buffer to another by robot: they leave
         the origin buffer (the first ones, FIFO) for a staging area ``origin=>destination`` at
         its node, from which the fleet carries them like any other transport."""
+        st = self.staging.get(f"{cmd.origin}->{cmd.destination}")
+        if st is not None and cmd.origin not in self.buffers:
+            return self._request_from_staging(st, cmd, label, issuer)
         o, d = self.buffers.get(cmd.origin), self.buffers.get(cmd.destination)
         for name, b in ((cmd.origin, o), (cmd.destination, d)):
             if b is None:
@@ -552,6 +573,23 @@ class ControlLoop:
                 st.put(unit)
         o._trigger_put(None)  # units waiting for room in the origin may enter now
         self.transport_requests += 1
+        return True
+
+    def _request_from_staging(self, st: Staging, cmd: TransportRequest, label: str,
+                              issuer: str) -> bool:
+        """Units a source or unit staged for a destination whose transports wait for the
+        controller (``on_request``, e.g. planned feeder refills): ask the fleet for them."""
+        if not st.on_request:
+            return self._reject(cmd.origin, label, f"robots carry from {cmd.origin!r} to "
+                                f"{cmd.destination!r} on their own (kanban)", issuer)
+        if cmd.units < 1:
+            return self._reject(cmd.origin, label, f"units must be >= 1, got {cmd.units}",
+                                issuer)
+        st.requested += cmd.units
+        self.model.log.record(self.env.now, "command", cmd.origin, -1, "", issuer,
+                              f"TransportRequest {cmd.destination} {cmd.units}")
+        self.transport_requests += 1
+        self.fleet.on_staged(st)
         return True
 
     def _unsupported(self, cmd: Any, label: str, issuer: str) -> bool:
@@ -622,6 +660,22 @@ class ControlLoop:
 
 def _target(cmd: Any) -> str:
     return str(getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or "plant")
+
+
+def feeder_infos(plant) -> dict[str, FeederInfo]:
+    """The refill logistics of every feeder of the plant's continuous lines."""
+    s = plant.scenario
+    out = {}
+    for ln, spec in s.continuous_lines.items():
+        for fname, f in spec.feeders.items():
+            st = next((x for x in plant.staging.values()
+                       if x.destination.name == f.refill_from), None)
+            store = st.origin if st is not None else ""
+            src = s.sources.get(store)
+            kg = s.products[src.product].mass_kg if src is not None and src.product else 0.0
+            out[f"{ln}.{fname}"] = FeederInfo(f"{ln}.{fname}", ln, f.refill_from, store, kg,
+                                              f.refill_request)
+    return out
 
 
 def _notify_fleet_of_space(buffer: Buffer, fleet: Any) -> None:

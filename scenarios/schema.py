@@ -455,6 +455,9 @@ class FeederSpec(Strict):
     noise_sd: NonNegativeFloat = 0.0
     noise_corr: Annotated[float, Field(gt=-1, lt=1)] = 0.0
     noise_period_s: PositiveFloat = 10.0
+    # kanban: robots bring a container whenever the dock has room; controller: only when the
+    # controller asks (TransportRequest from the store to the dock), i.e. refills are planned
+    refill_request: Literal["kanban", "controller"] = "kanban"
 
     @model_validator(mode="after")
     def _levels(self):
@@ -881,6 +884,11 @@ def reference_errors(s: Scenario):
             fed[f.refill_from] = f"{name}.{fname}"
             yield from hop(f"{fp}.refill_from", s.buffers[f.refill_from].node, line.node,
                            f"buffer {f.refill_from!r}")
+            if f.refill_request == "controller" and (s.fleet is None or not any(
+                    dest == f.refill_from for _, _, dest in transport_hops(s))):
+                yield (f"{fp}.refill_request", "controller-requested refills need robots "
+                       f"carrying containers to {f.refill_from!r} (a fleet and a store at "
+                       "another node)")
             if f.refill_rate_kg_s <= f.mass_fraction * flow:
                 yield (f"{fp}.refill_rate_kg_s", f"must exceed the feed rate "
                        f"{f.mass_fraction * flow:.6g} kg/s (press draw × mass_fraction)")
