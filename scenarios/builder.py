@@ -123,13 +123,8 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
              s.sinks.items()}
     sources = {}
     for name, src in s.sources.items():
-        if src.product is not None:
-            products, choice = [src.product], None
-        else:
-            mix = src.product_mix or {}
-            products = list(mix)
-            choice = Router(products, list(mix.values()),  # type: ignore[arg-type]
-                            uniform(f"sources.{name}.product_mix"))
+        products, choice = _product_choice(src.product, src.product_mix,
+                                           f"sources.{name}.product_mix", uniform)
         sources[name] = Source(model, name, src.node, to(name, src.to),
                                sampler(f"sources.{name}.interarrival", src.interarrival),
                                products, choice, src.lot_size_units, src.max_units)
@@ -191,6 +186,17 @@ def order_book_work(s: Scenario, spec: OrderBookSpec) -> tuple[float, float]:
     return float(work), float(change)
 
 
+def _product_choice(product: str | None, mix: dict[str, float] | None, stream: str,
+                    uniform) -> tuple[list[str], Router | None]:
+    """The products of a source and how one is drawn: fixed, or by the mix's weights from
+    the uniform stream ``stream``."""
+    if product is not None:
+        return [product], None
+    products = list(mix or {})
+    return products, Router(products, list((mix or {}).values()),  # type: ignore[arg-type]
+                            uniform(stream))
+
+
 def _mean(dist) -> float:
     """The mean of a distribution spec (a throw-away generator: no named stream is used)."""
     return dist.sampler("mean", np.random.Generator(np.random.PCG64(0))).mean
@@ -204,13 +210,8 @@ def _build_order_book(s: Scenario, name: str, spec: OrderBookSpec, model: PlantM
     stream = None
     a = spec.arrivals
     if a is not None:
-        if a.product is not None:
-            products, choice = [a.product], None
-        else:
-            mix = a.product_mix or {}
-            products = list(mix)
-            choice = Router(products, list(mix.values()),  # type: ignore[arg-type]
-                            uniform(f"{p}.arrivals.product_mix"))
+        products, choice = _product_choice(a.product, a.product_mix,
+                                           f"{p}.arrivals.product_mix", uniform)
         rng = streams.stream(f"{p}.arrivals.quantity")
         lo, hi = a.quantity_min_units, a.quantity_max_units
         stream = OrderStream(

@@ -196,20 +196,25 @@ class BufferSpec(Strict):
     capacity_units: PositiveInt | None = None  # omitted: unbounded
 
 
-class SourceSpec(Strict):
-    node: Name
-    to: Name
+class _ProductChoice(Strict):
+    """One ``product``, or a ``product_mix`` of products with weights."""
+
     product: Name | None = None
     product_mix: dict[Name, PositiveFloat] | None = None
-    interarrival: Distribution
-    lot_size_units: PositiveInt = 1
-    max_units: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _product(self):
         if (self.product is None) == (self.product_mix is None):
             raise PydanticCustomError("product", "give exactly one of product or product_mix")
         return self
+
+
+class SourceSpec(_ProductChoice):
+    node: Name
+    to: Name
+    interarrival: Distribution
+    lot_size_units: PositiveInt = 1
+    max_units: PositiveInt | None = None
 
 
 class ScriptedOrder(Strict):
@@ -223,22 +228,18 @@ class ScriptedOrder(Strict):
     weight: PositiveFloat = 1.0
 
 
-class OrderArrivals(Strict):
+class OrderArrivals(_ProductChoice):
     """Random orders: quantity uniform on whole units in [quantity_min_units,
     quantity_max_units]; due date = arrival + due_allowance × quantity × work_s_per_unit."""
 
     interarrival: Distribution
     quantity_min_units: PositiveInt = 1
     quantity_max_units: PositiveInt = 1
-    product: Name | None = None
-    product_mix: dict[Name, PositiveFloat] | None = None
     due_allowance: PositiveFloat = 3.0
     max_orders: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _checks(self):
-        if (self.product is None) == (self.product_mix is None):
-            raise PydanticCustomError("product", "give exactly one of product or product_mix")
         if self.quantity_max_units < self.quantity_min_units:
             raise PydanticCustomError("order", "quantity_max_units < quantity_min_units")
         return self

@@ -35,3 +35,15 @@ def run(tmp_path: Path):
                             out_dir=tmp_path / f"run{next(counter)}", **kw)
 
     return _run
+
+
+@pytest.fixture
+def controller_module(tmp_path: Path, monkeypatch):
+    """``controller_module("name", code)`` writes a user controller module and puts its folder
+    on the module path (for ``controller.name = "name:Class"``)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def _write(name: str, code: str) -> None:
+        (tmp_path / f"{name}.py").write_text(code)
+
+    return _write

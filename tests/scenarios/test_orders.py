@@ -260,9 +260,8 @@ def test_order_completion_is_the_exit_of_its_last_unit_through_transformations(t
             assert r["release_start_s"] is None or last.get(r["order"], -1) <= 86400
 
 
-def test_bad_order_commands_are_rejected_with_a_reason(tmp_path):
-    ctl = tmp_path / "badseq.py"
-    ctl.write_text("""
+def test_bad_order_commands_are_rejected_with_a_reason(tmp_path, controller_module):
+    controller_module("badseq", """
 from darkfab.control import AutoRecoverySupervisor, Dispatch, Sequence
 class Bad(AutoRecoverySupervisor):
     name = "bad"
@@ -273,14 +272,9 @@ class Bad(AutoRecoverySupervisor):
                     Sequence("book", ("o2", "o2")), Sequence("book", ("o2", "o1"))]
         return out
 """)
-    import sys
-    sys.path.insert(0, str(tmp_path))
-    try:
-        text = machine_toml("fifo").replace('name = "auto-recovery"\nparams = { release_rule = '
-                                            '"fifo" }', 'name = "badseq:Bad"')
-        res = run(tmp_path, text, "bad")
-    finally:
-        sys.path.remove(str(tmp_path))
+    text = machine_toml("fifo").replace('name = "auto-recovery"\nparams = { release_rule = '
+                                        '"fifo" }', 'name = "badseq:Bad"')
+    res = run(tmp_path, text, "bad")
     ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
     rejected = [e["detail"] for e in ev if e["kind"] == "command_rejected"]
     assert any("unknown dispatching rule 'nonsense'" in d for d in rejected)

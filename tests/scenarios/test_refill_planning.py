@@ -62,9 +62,8 @@ def test_a_controller_that_never_asks_starves_the_line_at_the_mass_balance_time(
     assert first["time_s"] == pytest.approx(26.0 / (0.89 * 54.0 / 3600.0), rel=0.01)
 
 
-def test_kanban_transports_cannot_be_requested(tmp_path):
-    ctl = tmp_path / "ask.py"
-    ctl.write_text("""
+def test_kanban_transports_cannot_be_requested(tmp_path, controller_module):
+    controller_module("ask", """
 from darkfab.control import AutoRecoverySupervisor, TransportRequest
 class Ask(AutoRecoverySupervisor):
     name = "ask"
@@ -74,14 +73,9 @@ class Ask(AutoRecoverySupervisor):
             out.append(TransportRequest("api_store", "api_dock", 1))
         return out
 """)
-    import sys
-    sys.path.insert(0, str(tmp_path))
-    try:
-        res = run_scenario(load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0",
-                                                      "controller.name=ask:Ask"]),
-                           out_dir=tmp_path / "ask")
-    finally:
-        sys.path.remove(str(tmp_path))
+    s = load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0",
+                                   "controller.name=ask:Ask"])
+    res = run_scenario(s, out_dir=tmp_path / "ask")
     ev = pq.read_table(res.out_dir / "events.parquet", columns=["kind", "detail"]).to_pylist()
     assert any(e["kind"] == "command_rejected" and "on their own (kanban)" in e["detail"]
                for e in ev)

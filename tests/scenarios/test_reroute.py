@@ -143,9 +143,8 @@ def test_no_reroute_where_branches_are_not_alternatives(tmp_path):
     assert commands(res.out_dir) == []
 
 
-def test_route_set_point_validation(tmp_path):
-    ctl = tmp_path / "routes.py"
-    ctl.write_text("""
+def test_route_set_point_validation(tmp_path, controller_module):
+    controller_module("routes", """
 from darkfab.control import AutoRecoverySupervisor, SetPoint
 class R(AutoRecoverySupervisor):
     name = "r"
@@ -156,14 +155,9 @@ class R(AutoRecoverySupervisor):
                     SetPoint("split", "route:qa", 0.0), SetPoint("split", "route:qb", 0.0)]
         return out
 """)
-    import sys
-    sys.path.insert(0, str(tmp_path))
-    try:
-        p = tmp_path / "v.toml"
-        p.write_text(toml(False).replace('name = "auto-recovery"', 'name = "routes:R"'))
-        res = run_scenario(load_scenario(p), out_dir=tmp_path / "v")
-    finally:
-        sys.path.remove(str(tmp_path))
+    p = tmp_path / "v.toml"
+    p.write_text(toml(False).replace('name = "auto-recovery"', 'name = "routes:R"'))
+    res = run_scenario(load_scenario(p), out_dir=tmp_path / "v")
     ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
     rej = [e["detail"] for e in ev if e["kind"] == "command_rejected"]
     assert any("no branch to 'nowhere'" in d for d in rej)
@@ -180,11 +174,10 @@ def test_alternative_routes_needs_branches(tmp_path, capsys):
     assert "equipment.ma" in capsys.readouterr().err
 
 
-def test_transport_request_moves_waiting_units_by_robot(tmp_path):
+def test_transport_request_moves_waiting_units_by_robot(tmp_path, controller_module):
     """m1 is never started, so totes pile up in q1; at t = 3000 s the controller has 3 of them
     carried to q2 by robot, where m2 finishes them."""
-    ctl = tmp_path / "mover.py"
-    ctl.write_text("""
+    controller_module("mover", """
 from darkfab.control import PackMLCommand, TransportRequest, WakeUp
 class Mover:
     name = "mover"
@@ -202,16 +195,11 @@ class Mover:
                         TransportRequest("q1", "q1", 1), TransportRequest("q2", "q1", 0)]
         return out
 """)
-    import sys
     text = (Path(__file__).parents[1] / "data" / "tiny_amr.toml").read_text()
     text += '\n[controller]\nname = "mover:Mover"\n'
     p = tmp_path / "tiny.toml"
     p.write_text(text)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        res = run_scenario(load_scenario(p), out_dir=tmp_path / "tiny")
-    finally:
-        sys.path.remove(str(tmp_path))
+    res = run_scenario(load_scenario(p), out_dir=tmp_path / "tiny")
     tr = [r for r in pq.read_table(res.out_dir / "transport.parquet").to_pylist()
           if r["origin"] == "q1" and r["destination"] == "q2"]
     assert sum(r["units"] for r in tr) == 3
