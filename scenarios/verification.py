@@ -90,7 +90,11 @@ _WAIT_STATES = pa.array(sorted(_COMMAND_WAIT | {"waiting_traffic", "Suspended", 
 
 
 def _plain(column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    """One array for a column (a table's columns are chunked; a batch's from the recorder have
+    one chunk, taken without a copy)."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 class _EventScan:
