@@ -44,18 +44,23 @@ _PACKML_COMMANDS = frozenset(c.value for c in Command)
 
 
 def attach_event_scan(plant) -> "_EventScan":
-    """Let the verification see every batch of the event log as it is written (call before the
-    run): no second pass over events.parquet at the end."""
+    """Let the verification see every batch of the event log, and the long intervals of the
+    state log, as they are written (call before the run): no second pass over events.parquet
+    or states.parquet at the end."""
     scan = _EventScan(plant)
     plant.model.log.batch_listeners.append(scan.add)
+    states = plant.model.states
+    if states.rows_written == 0:  # else a batch went by unseen: states.parquet is read back
+        scan.long_states = []
+        states.batch_listeners.append(scan.add_states)
     return scan
 
 
 def verify(plant, summary: dict[str, Any], out: Path, end: float,
            faults: list[dict[str, Any]], scan: "_EventScan | None" = None) -> dict[str, Any]:
     """Check the run's results in ``out`` (tables closed) against the rules above. ``scan``:
-    the event log as seen while it was written (:func:`attach_event_scan`); without it the
-    log is read back in batches."""
+    the event and state logs as seen while they were written (:func:`attach_event_scan`);
+    without it both are read back in batches."""
     spec = plant.scenario.verification
     if scan is None:
         scan = _EventScan(plant)
@@ -64,8 +69,14 @@ def verify(plant, summary: dict[str, Any], out: Path, end: float,
                 batch_size=65_536, columns=["time_s", "kind", "entity", "unit_id", "location",
                                             "detail"]):
             scan.add(batch)
+    if scan.long_states is not None:
+        intervals = (r for t in scan.long_states for r in t.to_pylist())
+    else:
+        intervals = _rows(out / "states.parquet", ["entity", "state", "start_s", "end_s"],
+                          longer_than=spec.deadlock_bound_s)
     checks = {
-        "deadlock": _deadlock(plant, out, scan.excusals, faults, spec.deadlock_bound_s, end),
+        "deadlock": _deadlock(plant, intervals, scan.excusals, faults, spec.deadlock_bound_s,
+                              end),
         "out_of_spec_released": _oos(summary),
         "unsafe_commands": scan.unsafe_report(),
         "faults": _faults(faults),
@@ -76,10 +87,26 @@ def verify(plant, summary: dict[str, Any], out: Path, end: float,
     return {"ok": not violations, "violations": violations, "checks": checks}
 
 
+_WAIT_STATES = pa.array(sorted(_COMMAND_WAIT | {"waiting_traffic", "Suspended", "Held"}))
+
+
+def _plain(column) -> pa.Array:
+    """One array for a column (a table's columns are chunked; a batch's from the recorder have
+    one chunk, taken without a copy)."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
 class _EventScan:
     """Everything the checks need from the event log, gathered batch by batch: fault and
     maintenance records (to excuse waits), the replay of commands against PackML states, and
-    unit counts by kind."""
+    unit counts by kind; optionally (``long_states`` not ``None``) the state intervals longer
+    than the deadlock bound in a waiting state, from the state log's batches.
+
+    The work per batch is vectorised (Arrow and numpy, proportional to the batch, not to the
+    history): the only rows turned into Python objects are fault and maintenance records,
+    commands and faults of units with an active fault, and at most ten unsafe commands."""
 
     _EXCUSE = ("fault", "repair", "maintenance", "maintenance_done")
 
@@ -94,83 +121,134 @@ class _EventScan:
         self.n_unsafe = 0
         self.counts = {k: 0 for k in ("create", "produce", "complete", "scrap", "consume")}
         self.refills = 0
+        # intervals longer than the deadlock bound in a waiting state (few: at most the run's
+        # length / bound per entity); None: read states.parquet back at the end
+        self.long_states: list[pa.Table] | None = None
+        self._legal: dict[tuple[str, str], bool] = {}  # (command, state) -> legal, memo
 
     def add(self, batch) -> None:
-        kinds = batch.column("kind")
-        for item in pc.value_counts(kinds).to_pylist():
-            if item["values"] in self.counts:
-                self.counts[item["values"]] += item["counts"]
-        self.refills += batch.filter(pc.and_(pc.equal(kinds, "refill"),
-                                             pc.greater_equal(batch.column("unit_id"), 0))
-                                     ).num_rows
-        self.excusals += batch.filter(pc.is_in(kinds, value_set=_arr(
-            list(self._EXCUSE)))).to_pylist()
-        self._replay(batch, kinds)
+        """Take one batch of the event log (a table with at least ``time_s``, ``kind``,
+        ``entity``, ``unit_id``, ``location``, ``detail``), in log order."""
+        kinds = _plain(batch.column("kind")).dictionary_encode()
+        k = kinds.indices.to_numpy(zero_copy_only=False)
+        code = {v: i for i, v in enumerate(kinds.dictionary.to_pylist())}
+        n_of = np.bincount(k, minlength=len(code))
+        for kind in self.counts:
+            if kind in code:
+                self.counts[kind] += int(n_of[code[kind]])
+        if "refill" in code:
+            unit = _plain(batch.column("unit_id")).to_numpy(zero_copy_only=False)
+            self.refills += int(np.count_nonzero((k == code["refill"]) & (unit >= 0)))
+        excuse = [code[x] for x in self._EXCUSE if x in code]
+        if excuse:
+            self.excusals += batch.take(np.flatnonzero(np.isin(k, excuse))).to_pylist()
+        self._replay(batch, k, code)
 
-    def _replay(self, batch, kinds) -> None:
-        """Check each command against its unit's PackML state and active faults at that point
-        of the log. Only command, fault and repair rows (few) become Python objects; a unit's
-        latest state before a row is found by index search over the batch's state rows."""
-        def np_mask(kind: str) -> np.ndarray:
-            return pc.equal(kinds, kind).to_numpy(zero_copy_only=False)
+    def add_states(self, batch) -> None:
+        """Take one batch of the state log: keep the waiting intervals longer than the bound
+        (the entity decides at the end whether the state counts as waiting)."""
+        bound = self.plant.scenario.verification.deadlock_bound_s
+        dur = pc.subtract(batch.column("end_s"), batch.column("start_s"))
+        long_ = batch.filter(pc.greater(dur, bound))
+        if long_.num_rows:
+            long_ = long_.filter(pc.is_in(long_.column("state"), value_set=_WAIT_STATES))
+        if long_.num_rows:
+            self.long_states.append(long_.select(["entity", "state", "start_s", "end_s"]))
 
-        def col(name: str):
-            c = batch.column(name)
-            return c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+    def _replay(self, batch, k: np.ndarray, code: dict[str, int]) -> None:
+        """Check each command of a unit against the unit's PackML state and active faults at
+        that point of the log. A command's state is the unit's latest state row before it in
+        the batch (a running maximum over the unit's rows in log order) or the state carried
+        from the earlier batches; legality is looked up once per distinct (command, state)."""
+        def kind(name: str) -> np.ndarray:
+            return k == code.get(name, -1)
 
-        is_state, is_cmd = np_mask("state"), np_mask("command")
-        is_fault, is_repair = np_mask("fault"), np_mask("repair")
-        enc = col("entity").dictionary_encode()
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        entities = enc.dictionary.to_pylist()
-        detail = col("detail")
-        names, state, active = self.names, self.state, self.active
-        st_rows = np.flatnonzero(is_state)
-        st_codes = codes[st_rows]
-        rows_of: dict[int, np.ndarray] = {}
+        is_fault, is_repair = kind("fault"), kind("repair")
+        rows = np.flatnonzero(kind("state") | kind("command") | is_fault | is_repair)
+        if not rows.size:
+            return
+        ent = pc.take(_plain(batch.column("entity")), rows).dictionary_encode()
+        e = ent.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        names = ent.dictionary.to_pylist()
+        ours = np.fromiter((n in self.names for n in names), bool, len(names))
+        keep = ours[e]
+        if not keep.all():
+            rows, e = rows[keep], e[keep]
+            if not rows.size:
+                return
+        det = pc.take(_plain(batch.column("detail")), rows).dictionary_encode()
+        words = det.dictionary.to_pylist()
+        kr = k[rows]
+        order = np.argsort(e, kind="stable")  # by unit, log order within a unit
+        es = e[order]
+        ds = det.indices.to_numpy(zero_copy_only=False).astype(np.int64)[order]
+        is_st = (kr == code.get("state", -1))[order]
+        # set-point, routing and release commands have no PackML guard: not replayed
+        packml = np.fromiter((w in _PACKML_COMMANDS for w in words), bool, len(words))
+        is_cmd = ((kr == code.get("command", -1)) & packml[det.indices.to_numpy(
+            zero_copy_only=False)])[order]
+        pos = np.arange(order.size)
+        last = np.maximum.accumulate(np.where(is_st, pos, -1))  # latest state row so far
+        first = np.searchsorted(es, es)  # where each row's unit starts
+        seen = last >= first
+        # state words: the batch's details, then each unit's carried state at len(words) + e
+        carried = [self.state[n] if ours[i] else "" for i, n in enumerate(names)]
+        vocab = words + carried
+        before = np.where(seen, ds[np.maximum(last, 0)], len(words) + es)
+        for g in np.flatnonzero(np.append(es[1:] != es[:-1], True)):  # carry into next batch
+            if seen[g]:
+                self.state[names[es[g]]] = words[ds[last[g]]]
 
-        def states_of(c: int) -> np.ndarray:
-            if c not in rows_of:
-                rows_of[c] = st_rows[st_codes == c]
-            return rows_of[c]
+        cp = np.flatnonzero(is_cmd)
+        self.executed += int(cp.size)
+        legal = np.ones(order.size, bool)
+        if cp.size:
+            pairs, inv = np.unique(ds[cp] * len(vocab) + before[cp], return_inverse=True)
+            ok = np.array([self._is_legal(words[p // len(vocab)], vocab[p % len(vocab)])
+                           for p in pairs.tolist()], bool)
+            legal[cp] = ok[inv.reshape(-1)]
+        bad: dict[int, tuple[str, str]] = {}  # row -> (unit, reason)
+        for p in np.flatnonzero(~legal).tolist():
+            bad[int(rows[order[p]])] = (names[es[p]], f"{words[ds[p]]} executed in "
+                                        f"{vocab[before[p]]}")
+        # interlocks: only units with a fault or repair in this batch or an active fault
+        fr = (is_fault | is_repair)[rows][order]
+        hot = set(es[fr].tolist()) | {i for i, n in enumerate(names)
+                                      if ours[i] and self.active[n]}
+        if hot:
+            location = _plain(batch.column("location"))
+            fault = is_fault[rows][order]
+            for u in sorted(hot):
+                n, active = names[u], self.active[names[u]]
+                lo, hi = np.searchsorted(es, [u, u + 1])
+                for p in range(int(lo), int(hi)):
+                    if is_st[p]:
+                        continue
+                    w = words[ds[p]]
+                    if fr[p]:
+                        if fault[p]:
+                            active.add(w)
+                        else:
+                            active.discard(w)
+                    elif legal[p] and w in _INTERLOCKED and active:
+                        r = int(rows[order[p]])
+                        issuer = location[r].as_py()
+                        if issuer not in (n, "safety"):
+                            bad[r] = (n, f"{w} by {issuer} with active fault "
+                                         f"{', '.join(sorted(active))}")
+        if bad:
+            self.n_unsafe += len(bad)
+            location, time_s = _plain(batch.column("location")), _plain(batch.column("time_s"))
+            for r in sorted(bad)[:max(0, 10 - len(self.unsafe))]:
+                n, why = bad[r]
+                self.unsafe.append({"time_s": time_s[r].as_py(), "unit": n,
+                                    "issuer": location[r].as_py(), "reason": why})
 
-        special = np.flatnonzero(is_cmd | is_fault | is_repair)
-        if special.size:
-            location, time_s = col("location"), col("time_s")
-        for i in special:
-            n = entities[codes[i]]
-            if n not in names:
-                continue
-            rows = states_of(int(codes[i]))
-            j = int(np.searchsorted(rows, i)) - 1
-            if j >= 0:
-                state[n] = detail[int(rows[j])].as_py()
-            d = detail[int(i)].as_py()
-            if is_fault[i]:
-                active[n].add(d)
-            elif is_repair[i]:
-                active[n].discard(d)
-            elif d not in _PACKML_COMMANDS:  # a set-point or release command: no PackML guard
-                continue
-            else:
-                self.executed += 1
-                cmd, issuer = d, location[int(i)].as_py()
-                legal = COMMAND_TRANSITIONS[Command(cmd)].get(State(state[n])) is not None
-                why = None
-                if not legal:
-                    why = f"{cmd} executed in {state[n]}"
-                elif cmd in _INTERLOCKED and active[n] and issuer not in (n, "safety"):
-                    why = f"{cmd} by {issuer} with active fault {', '.join(sorted(active[n]))}"
-                if why:
-                    self.n_unsafe += 1
-                    if len(self.unsafe) < 10:
-                        self.unsafe.append({"time_s": time_s[int(i)].as_py(), "unit": n,
-                                            "issuer": issuer, "reason": why})
-        for c, n in enumerate(entities):  # carry each unit's last state into the next batch
-            if n in names:
-                rows = states_of(c)
-                if rows.size:
-                    state[n] = detail[int(rows[-1])].as_py()
+    def _is_legal(self, command: str, state: str) -> bool:
+        key = (command, state)
+        if key not in self._legal:
+            self._legal[key] = COMMAND_TRANSITIONS[Command(command)].get(State(state)) is not None
+        return self._legal[key]
 
     def unsafe_report(self) -> dict:
         control = self.plant.control
@@ -181,7 +259,9 @@ class _EventScan:
                                for u in self.unsafe]}
 
 
-def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float) -> dict:
+def _deadlock(plant, intervals, ev: list[dict], faults, bound: float, end: float) -> dict:
+    """Long waits among ``intervals`` (state-interval rows longer than ``bound``, in log
+    order), net of the time a fault or maintenance of the entity was active."""
     excused: dict[str, list[tuple[float, float]]] = defaultdict(list)
     open_: dict[tuple[str, str], float] = {}
     for e in ev:
@@ -210,8 +290,7 @@ def _deadlock(plant, out: Path, ev: list[dict], faults, bound: float, end: float
     waits = []
     n_waits = 0
     longest = None
-    for row in _rows(out / "states.parquet", ["entity", "state", "start_s", "end_s"],
-                     longer_than=bound):
+    for row in intervals:
         name, st = row["entity"], row["state"]
         if name in plant.equipment:
             waiting = st in _COMMAND_WAIT
@@ -315,11 +394,6 @@ def _mass(summary, tol: float) -> dict:
     return {"rel_error": errs, "tolerance": tol,
             "violations": [f"line {n}: relative mass-balance error {e:.3g} >= {tol:g}"
                            for n, e in errs.items() if not e < tol]}
-
-
-def _arr(values):
-    import pyarrow as pa
-    return pa.array(values)
 
 
 def format_verification(v: dict[str, Any]) -> str:

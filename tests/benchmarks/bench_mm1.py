@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     nvw, nvc = min(r["wall_s"] for r in noverify), min(r["cpu_s"] for r in noverify)
     print(f"without the verification pass (run_scenario(verify_run=False), darkfab run "
           f"--no-verify): wall {(nd / nvw) / (npl / pw):.3f}, CPU {(nd / nvc) / (npl / pc):.3f}")
+    print(f"verification pass: {dc - nvc:+.3f} s CPU per run (best with minus best without, "
+          f"{100 * (dc - nvc) / nvc:+.1f} %)")
     print(f"1-min load average at the end: {load:.2f} on {_cpu_count()} CPU(s)"
           + ("  (machine busy: wall figures are noisy)" if load > _cpu_count() - 0.5 else ""))
 
