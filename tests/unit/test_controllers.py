@@ -351,7 +351,8 @@ def test_raising_controller_stops_the_plant_safely_exit_3(tmp_path, user_module)
     fault = next(e for e in ev if e["kind"] == "controller_fault")
     assert 8000 < fault["time_s"] <= sm["simulated_s"] <= fault["time_s"] + 600  # safe_stop_s
     assert "ZeroDivisionError" in fault["detail"]
-    after = [e for e in ev if e["time_s"] >= fault["time_s"]]
+    after = ev[ev.index(fault) + 1:]  # logged after the fault (a unit's own Abort that woke
+    # the controller may share its time stamp)
     assert not [e for e in after if e["kind"] == "create"]  # sources stopped
     assert not [e for e in after if e["kind"] == "command" and e["location"] != "safety"]
     last = {e["entity"]: e["detail"] for e in ev if e["kind"] == "state"}
