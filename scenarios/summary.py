@@ -71,6 +71,8 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
         **({"controller": plant.control.summary()} if getattr(plant, "control", None) else {}),
         **(line_kpis(plant, end) if plant.lines else {}),
+        **({"containment": plant.containment.summary()}
+           if getattr(plant, "containment", None) is not None else {}),
     }
 
 

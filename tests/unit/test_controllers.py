@@ -288,12 +288,13 @@ def test_user_controller_by_module_path(tmp_path, user_module):
            "recording"]
     for part in ("Dispatch: unknown dispatching rule", "Dispatch: unsupported",
                  "Sequence: unsupported", "TransportRequest: no fleet", "Charge: unknown robot",
-                 "Maintenance: unsupported", "Divert: unsupported", "Quarantine: unsupported",
-                 "Release: unsupported", "SetPoint: unsupported", "PackMLCommand: unknown unit",
+                 "Maintenance: unsupported", "Divert: unknown lot 'L1'",
+                 "Quarantine: unknown lot 'L1'", "Release: unknown lot 'L1'",
+                 "SetPoint: unsupported", "PackMLCommand: unknown unit",
                  "PackMLCommand: unknown PackML command", "Unhold in ", "mode Maintenance in ",
                  "WakeUp: time -1", "str: not a darkfab command"):
         assert any(part in r for r in rej), (part, rej)
-    assert res.summary["controller"]["commands_unsupported"] == 7
+    assert res.summary["controller"]["commands_unsupported"] == 4
     assert not res.summary["partial"]
 
 
