@@ -1,14 +1,16 @@
 """The plant's quality system: lot records of continuous lines, suspects, and lot disposition.
 
 *Records* (an MES / LIMS): every unit a continuous line makes joins its output lot (the line's
-batch, ICH Q13) with the raw-material lots in it (its genealogy rows, mass fractions) and the at-
-line QC assay of its sample. The assay is modelled as exact: the unit's true mean API content
-(lots of low potency carry less API than the line's mass-flow model assumes), and the unit fails
-when that is out of spec or when any part of its material was (the line's independent audit of
-accepted material, attributed to the unit made from it).
+batch, ICH Q13) with the raw-material lots in it (its genealogy rows, mass fractions), the unit's
+API content as the line's model predicts it (the mean over its accepted material; the model is
+blind to a lot's potency) and the at-line QC assay of its sample, a content-uniformity test
+modelled as exact: the unit fails when any part of its accepted material is out of spec (the
+line's independent audit of accepted material, attributed to the unit made from it) or its
+predicted mean is.
 
 *Suspects*: a raw-material lot becomes suspect when ``SUSPECT_AFTER_READINGS`` PAT readings in a
-row are out of spec while the line's model does not explain it (the gate was not diverting for a
+row are out of spec by more than ``SUSPECT_NOISE_SDS`` standard deviations of the sensor's noise
+while the line's model does not explain it (the gate was not diverting for a
 model-predicted cause: refill, start-up, stop, disturbance) — every lot at the sensor at that time
 with a mass fraction of at least ``SUSPECT_MIN_FRACTION`` — or when a unit containing it fails its
 assay. Each suspect is logged (kind ``quality``) and posted once to the listeners (the control
@@ -31,11 +33,13 @@ from typing import Any
 from darkfab.factory.material import Container, Unit
 
 __all__ = ["QualityRecords", "LotRecord", "Containment", "lots_of",
-           "SUSPECT_AFTER_READINGS", "SUSPECT_MIN_FRACTION"]
+           "SUSPECT_AFTER_READINGS", "SUSPECT_NOISE_SDS", "SUSPECT_MIN_FRACTION"]
 
-SUSPECT_AFTER_READINGS = 4
-"""Unexplained out-of-spec PAT readings in a row that make the lots at the sensor suspect
-(isolated readings are noise: a 1 % sensor on a ±5 % spec alarms a few times a day)."""
+SUSPECT_AFTER_READINGS = 2
+"""Unexplained out-of-spec PAT readings in a row that make the lots at the sensor suspect."""
+SUSPECT_NOISE_SDS = 2.0
+"""How far out of spec (in sensor-noise standard deviations) a reading must be to count: true
+content near a limit plus noise alarms a few times a day and is no evidence against a lot."""
 SUSPECT_MIN_FRACTION = 1e-3
 """Lots below this mass fraction at the sensor (an RTD tail) are not suspected."""
 
@@ -45,8 +49,8 @@ Listener = Callable[[str, str, str], None]  # fn(kind, source, detail)
 class LotRecord:
     """What the quality system knows of one output lot (see :class:`~darkfab.control.LotObs`)."""
 
-    __slots__ = ("lot", "line", "units", "mass_kg", "raw_kg", "peak", "last_seen", "assayed",
-                 "out_of_spec", "cmin", "cmax", "oos_kg")
+    __slots__ = ("lot", "line", "units", "mass_kg", "raw_kg", "peak", "last_seen", "latest",
+                 "assayed", "out_of_spec", "cmin", "cmax", "oos_kg")
 
     def __init__(self, lot: str, line: str) -> None:
         self.lot, self.line = lot, line
@@ -55,6 +59,7 @@ class LotRecord:
         self.raw_kg: dict[str, float] = {}
         self.peak: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
+        self.latest: dict[str, float] = {}  # raw lot -> fraction in the latest unit
         self.assayed = self.out_of_spec = 0
         self.cmin, self.cmax = math.inf, -math.inf
         self.oos_kg = 0.0  # accepted material of its units found out of spec by the audit
@@ -101,8 +106,7 @@ class QualityRecords:
         kg = line.unit_kg
         rec.units += 1
         rec.mass_kg += kg
-        short = 0.0
-        pot = line.lot_potency
+        rec.latest = {str(raw): x for raw, x in fractions.items()}
         for raw, x in fractions.items():
             r = str(raw)
             rec.raw_kg[r] = rec.raw_kg.get(r, 0.0) + x * kg
@@ -111,27 +115,23 @@ class QualityRecords:
                 self.by_raw.setdefault(r, {})[lot] = x
             rec.last_seen[r] = now
             self.last_seen[r] = now
-            if raw in pot:
-                short += (1.0 - pot[raw]) * x
-        true = c - short / line.api_share
         oos = line.released_oos_kg - self._audited[line.name]
         self._audited[line.name] = line.released_oos_kg
         q = line.quality_spec
-        bad = not q.spec_low - 1e-9 <= true <= q.spec_high + 1e-9 or oos > 0
+        bad = not q.spec_low - 1e-9 <= c <= q.spec_high + 1e-9 or oos > 0
         rec.assayed += 1
-        rec.cmin, rec.cmax = min(rec.cmin, true), max(rec.cmax, true)
+        rec.cmin, rec.cmax = min(rec.cmin, c), max(rec.cmax, c)
         rec.oos_kg += oos
         for fn in self.listeners:
             fn("lot", lot, line.name)
         if bad:
             rec.out_of_spec += 1
             self.model.log.record(now, "assay", line.name, unit.id, unit.product, lot,
-                                  f"out of spec: {100 * true:.2f} %"
-                                  + (f", {oos:.4g} kg of it out of spec" if oos > 0 else ""))
+                                  f"out of spec: {oos:.4g} kg of its accepted material "
+                                  f"(predicted mean {100 * c:.2f} %)")
             for raw, x in sorted(fractions.items(), key=lambda kv: str(kv[0])):
                 if x >= SUSPECT_MIN_FRACTION:
-                    self._suspect(line, str(raw), f"assay of unit {unit.id} out of spec "
-                                  f"({100 * true:.2f} %)")
+                    self._suspect(line, str(raw), f"assay of unit {unit.id} out of spec")
 
     def disposition(self, lot: str) -> str:
         c = self.containment
@@ -145,20 +145,21 @@ class QualityRecords:
     def _on_readings(self, line, readings) -> None:
         q = line.quality_spec
         period = line.sensor.p.period_s
+        band = SUSPECT_NOISE_SDS * line.sensor.p.noise_sd
         for m in readings:
             if m.value is None or not math.isfinite(m.true_value):
                 continue
-            if q.spec_low <= m.value <= q.spec_high:
+            if q.spec_low - band <= m.value <= q.spec_high + band:
                 self._bad_in_row[line.name] = 0
                 continue
-            cause = line.gate.cause_at(m.sample_time_s)
-            if cause is not None and cause != "pat":  # the model explains it
+            t = m.sample_time_s
+            if any(a <= t <= b and cause != "pat" for a, b, cause in line.gate.windows):
+                # the model explains it (a refill, start-up, stop or feed disturbance)
                 self._bad_in_row[line.name] = 0
                 continue
             self._bad_in_row[line.name] += 1
             if self._bad_in_row[line.name] < SUSPECT_AFTER_READINGS:
                 continue
-            t = m.sample_time_s
             a = max(t - period, line.lots.valid_from)
             if t <= a:
                 continue

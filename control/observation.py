@@ -111,10 +111,11 @@ class LotObs:
     raw_lots: Mapping[str, float]  # raw-material lot -> mass fraction in the lot so far
     peak_fraction: Mapping[str, float]  # raw-material lot -> highest fraction in one unit
     last_seen_s: Mapping[str, float]  # raw-material lot -> time of the latest unit with it
+    latest_unit: Mapping[str, float]  # raw-material lot -> fraction in the latest unit
     assayed: int  # units whose QC sample was assayed (all, at-line, when the unit is made)
-    out_of_spec: int  # of which out of spec
-    content_min_pct: float  # lowest / highest assayed API content, % of label claim
-    content_max_pct: float
+    out_of_spec: int  # of which out of spec (content uniformity of the accepted material)
+    content_min_pct: float  # lowest / highest predicted mean API content of a unit, % of
+    content_max_pct: float  # label claim (the line's model: blind to a lot's potency)
     disposition: str  # open, quarantined, released or diverted
 
 
@@ -136,7 +137,7 @@ class LotView(Mapping[str, LotObs]):
         return LotObs(r.lot, r.line, r.units, r.mass_kg,
                       MappingProxyType({k: v / r.mass_kg for k, v in r.raw_kg.items()}),
                       MappingProxyType(dict(r.peak)), MappingProxyType(dict(r.last_seen)),
-                      r.assayed, r.out_of_spec, 100.0 * r.cmin, 100.0 * r.cmax,
+                      MappingProxyType(r.latest), r.assayed, r.out_of_spec, 100.0 * r.cmin, 100.0 * r.cmax,
                       self._r.disposition(lot))
 
     def __iter__(self):
