@@ -52,8 +52,8 @@ class Sink(FixedAgent):
         self.received += 1
         m.unit_left(now, unit, True)
 
-    def scrap_held(self, now: float, unit: Unit, note: str, arrived: bool = False) -> None:
-        """A unit of a diverted lot, held here or ``arrived`` now, is scrapped."""
+    def scrap_held(self, now: float, unit: Unit, note: str) -> None:
+        """A unit of a diverted lot (held here, or arriving now) is scrapped."""
         m = self.model
         m.log.record(now, "scrap", self.name, unit.id, unit.product, self.name, note)
         m.unit_left(now, unit, False)

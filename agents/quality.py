@@ -193,6 +193,10 @@ class QualityRecords:
         return out
 
 
+def _nothing() -> None:
+    pass
+
+
 class Containment:
     """Lot disposition at the plant's product sinks (module docstring)."""
 
@@ -235,24 +239,27 @@ class Containment:
             for s in self.sinks.values():
                 s.hold = self._on_arrival
 
-    # --- commands (validated here; ``None`` = applied, else the reason for rejecting) -------
-    def quarantine(self, lot: str, reason: str) -> str | None:
+    # --- commands (validated here; ``None`` = applied, else the reason for rejecting;
+    # ``accepted()`` is called once valid, before the held units are completed or scrapped) ---
+    def quarantine(self, lot: str, reason: str, accepted=_nothing) -> str | None:
         if not self.known(lot):
             return f"unknown lot {lot!r}"
         if lot in self.diverted:
             return f"lot {lot} is diverted"
         if lot in self.quarantined:
             return f"lot {lot} is already quarantined"
+        accepted()
         self._attach()
         self.quarantined[lot] = self.model.env.now
         self.lots_quarantined += 1
         return None
 
-    def release(self, lot: str, reason: str) -> str | None:
+    def release(self, lot: str, reason: str, accepted=_nothing) -> str | None:
         if not self.known(lot):
             return f"unknown lot {lot!r}"
         if lot not in self.quarantined:
             return f"lot {lot} is not quarantined"
+        accepted()
         del self.quarantined[lot]
         self.released.add(lot)
         now = self.model.env.now
@@ -265,11 +272,12 @@ class Containment:
             sink.complete_held(now, unit, origin, f"released {lot}")
         return None
 
-    def divert(self, lot: str, reason: str) -> str | None:
+    def divert(self, lot: str, reason: str, accepted=_nothing) -> str | None:
         if not self.known(lot):
             return f"unknown lot {lot!r}"
         if lot in self.diverted:
             return f"lot {lot} is already diverted"
+        accepted()
         self._attach()
         self.quarantined.pop(lot, None)
         self.diverted[lot] = reason or "diverted"
@@ -291,7 +299,7 @@ class Containment:
         for x in lots:
             if x in self.diverted:
                 self.units_diverted += 1
-                sink.scrap_held(now, unit, f"divert {x}: {self.diverted[x]}", arrived=True)
+                sink.scrap_held(now, unit, f"divert {x}: {self.diverted[x]}")
                 return True
         held = [x for x in lots if x in self.quarantined]
         if not held:

@@ -506,15 +506,14 @@ class ControlLoop:
         c = self.containment
         lot = str(cmd.lot)
         fn = {Quarantine: c.quarantine, Release: c.release, Divert: c.divert}[type(cmd)]
-        # logged first: the held units completed or scrapped by it follow in the log
-        if not c.known(lot):
-            return self._reject(lot, label, f"unknown lot {lot!r}", issuer)
-        why = fn(lot, cmd.reason)
+
+        def accepted() -> None:  # logged before the held units it completes or scraps
+            self.lot_commands += 1
+            self.model.log.record(self.env.now, "command", lot, -1, "", issuer,
+                                  label + (f": {cmd.reason}" if cmd.reason else ""))
+        why = fn(lot, cmd.reason, accepted)
         if why is not None:
             return self._reject(lot, label, why, issuer)
-        self.lot_commands += 1
-        self.model.log.record(self.env.now, "command", lot, -1, "", issuer,
-                              label + (f": {cmd.reason}" if cmd.reason else ""))
         return True
 
     def _command_source(self, cmd: PackMLCommand, issuer: str) -> bool:

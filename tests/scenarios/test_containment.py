@@ -10,6 +10,8 @@ from collections import defaultdict
 import pyarrow.parquet as pq
 import pytest
 
+from darkfab.scenarios.cli import main
+
 from darkfab.control import Divert, PackMLCommand, Quarantine, Release
 from darkfab.scenarios import load_scenario, run_scenario
 from darkfab.scenarios.builder import build_plant
@@ -105,6 +107,10 @@ def test_lot_commands_applied_and_rejected(tmp_path):
     cmds = ev[ev.kind == "command"]
     assert cmds[cmds.entity == "src-000004"].detail.tolist() == ["Quarantine: suspect",
                                                                   "Release: in spec"]
+    # the audit trail: the disposition first, then the units it completes or scraps
+    rel = cmds[cmds.detail == "Release: in spec"].index[0]
+    done = ev[(ev.unit_id == made["src-000004"]) & (ev.kind == "complete")].index[0]
+    assert rel < done
     rej = ev[ev.kind == "command_rejected"].detail.tolist()
     for part in ("Quarantine: lot src-000004 is already quarantined",
                  "Release: lot src-000003 is not quarantined", "Quarantine: unknown lot "
@@ -288,3 +294,12 @@ def test_cdc_quarantine_through_genealogy(tmp_path):
         line["released_out_of_spec_kg"])  # ... all of it in diverted lots
     assert res.verification["checks"]["out_of_spec_released"]["violations"] == []
     assert c["units_diverted"] > 0 and c["units_held_at_end"] == 0
+
+
+def test_bad_watchdog_is_a_scenario_error(tmp_path, capsys):
+    discrete(tmp_path, ONE_UNIT, 'name = "auto-recovery"\nwatchdog_s = 1.0')  # valid
+    p = tmp_path / "contain.toml"
+    p.write_text(p.read_text().replace("watchdog_s = 1.0", "watchdog_s = -5.0"))
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "controller.watchdog_s" in err
