@@ -213,7 +213,8 @@ class Containment:
         self.released: set[str] = set()
         self._held: dict[int, tuple[Unit, Any, str, tuple[str, ...]]] = {}  # unit id -> ...
         self._held_by_lot: dict[str, set[int]] = {}
-        self.lots_quarantined = 0
+        self.quarantines = 0
+        self._ever_quarantined: set[str] = set()
         self.units_quarantined = self.units_released = self.units_diverted = 0
         self._attached = False
 
@@ -251,7 +252,8 @@ class Containment:
         accepted()
         self._attach()
         self.quarantined[lot] = self.model.env.now
-        self.lots_quarantined += 1
+        self.quarantines += 1
+        self._ever_quarantined.add(lot)
         return None
 
     def release(self, lot: str, reason: str, accepted=_nothing) -> str | None:
@@ -315,7 +317,8 @@ class Containment:
     def summary(self) -> dict[str, Any]:
         held_lots = sorted({x for _, _, _, lots in self._held.values() for x in lots
                             if x in self.quarantined} | set(self.quarantined))
-        out = {"lots_quarantined": self.lots_quarantined,
+        out = {"quarantines": self.quarantines,
+               "lots_quarantined": len(self._ever_quarantined),
                "lots_released": len(self.released),
                "lots_diverted": len(self.diverted),
                "lots_still_quarantined": held_lots,

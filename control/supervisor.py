@@ -293,7 +293,7 @@ class AutoRecoverySupervisor:
     # class defaults: subclasses need not call __init__
     planner = MaintenancePlanner()  # "none" (stateless)
     containment: bool | ContainmentPolicy = True
-    quarantine_min_fraction = 0.0
+    quarantine_min_fraction = 1e-3
     hold_s = 3600.0
     escalate_after_s = 14_400.0
     max_faults = 10
@@ -302,7 +302,7 @@ class AutoRecoverySupervisor:
 
     def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
                  rul_threshold_h: float = 10.0, containment: bool = True,
-                 quarantine_min_fraction: float = 0.0, hold_s: float = 3600.0,
+                 quarantine_min_fraction: float = 1e-3, hold_s: float = 3600.0,
                  escalate_after_s: float = 14_400.0, max_faults: int = 10,
                  window_s: float = 3600.0, lockout_s: float = 3600.0) -> None:
         self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
