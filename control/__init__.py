@@ -7,8 +7,9 @@ from .cautious import CautiousSupervisor
 from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Maintenance,
                        PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
                        TransportRequest, WakeUp)
+from .containment import ContainmentPolicy
 from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
-                          LineObs, Observation, PlantInfo, QualityObs, RobotObs)
+                          LineObs, LotObs, LotView, Observation, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
 from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
                        make_controller, register, resolve_controller)
@@ -17,7 +18,8 @@ from .supervisor import AutoRecoverySupervisor
 __all__ = [
     "Controller", "ControllerFault", "CONTROLLERS", "DEFAULT_CONTROLLER", "ControllerSpecError",
     "register", "resolve_controller", "make_controller", "controller_problems",
-    "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
+    "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing", "ContainmentPolicy",
+    "LotObs", "LotView",
     "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo",
     "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
