@@ -26,7 +26,7 @@ from .observation import Event, LotObs, Observation
 
 __all__ = ["ContainmentPolicy", "CONTAINMENT_TOPICS"]
 
-CONTAINMENT_TOPICS = frozenset({"quality", "lot", "timer"})
+CONTAINMENT_TOPICS = frozenset({"quality", "lot", "timer", "start"})
 _TAG = "containment"
 
 
@@ -70,10 +70,9 @@ class ContainmentPolicy:
                         if lo.latest_unit.get(raw, 0.0) > self.min_fraction:
                             out.append(self._quarantine(lot, raw, lo, now))
                             break
-                check = check or lot in self._held
-            elif e.kind == "timer" and e.detail == _TAG:
-                self._wakes.discard(e.time_s)
                 check = True
+            elif (e.kind == "timer" and e.detail == _TAG) or e.kind == "start":
+                check = True  # (a resume after an outage: its timers may have been lost)
         if check and self._held:
             out += self._verdicts(obs, now)
         return out
@@ -87,6 +86,7 @@ class ContainmentPolicy:
 
     def _verdicts(self, obs: Observation, now: float) -> list[PlantCommand]:
         out: list[PlantCommand] = []
+        self._wakes = {w for w in self._wakes if w > now}  # fired, or lost in an outage
         due_next = None
         for lot, since in list(self._held.items()):
             if lot not in obs.lots:

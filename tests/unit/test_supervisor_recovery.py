@@ -80,3 +80,54 @@ def test_too_many_faults_lock_the_unit_out_and_stop_upstream():
     cmds = sup.decide((Event(530.0, "timer", "plant", "lockout:m2"),), obs(530.0, stopped, q))
     got = [(c.unit, c.command) for c in cmds if isinstance(c, PackMLCommand)]
     assert ("src", "Start") in got and ("m1", "Reset") in got and ("m2", "Reset") in got
+
+
+# --- containment policy on hand-made quality records ------------------------------------------
+class _Rec:
+    """A stand-in for darkfab.agents.quality.LotRecord."""
+
+    def __init__(self, lot, raw: dict[str, float], t: float, oos: int = 0) -> None:
+        self.lot, self.line, self.units, self.mass_kg = lot, "cdc", 1, 7.5
+        self.raw_kg = {r: x * 7.5 for r, x in raw.items()}
+        self.peak, self.latest = dict(raw), dict(raw)
+        self.last_seen = {r: t for r in raw}
+        self.assayed, self.out_of_spec, self.cmin, self.cmax = 1, oos, 0.99, 1.01
+
+
+class _Records:
+    def __init__(self, *recs: _Rec) -> None:
+        self.lots = {r.lot: r for r in recs}
+        self.by_raw: dict[str, dict[str, float]] = {}
+        self.last_seen: dict[str, float] = {}
+        for r in recs:
+            for raw, x in r.peak.items():
+                self.by_raw.setdefault(raw, {})[r.lot] = x
+
+    def disposition(self, lot):
+        return "open"
+
+
+def test_containment_quarantines_then_diverts_or_releases():
+    from darkfab.control import ContainmentPolicy, Divert, LotView, Quarantine, Release
+    pol = ContainmentPolicy(min_fraction=1e-3, hold_s=100.0)
+    pol.reset()
+    recs = _Records(_Rec("B1", {"api-1": 0.05, "exc-1": 0.9}, 10.0),
+                    _Rec("B2", {"api-1": 0.0005, "exc-2": 0.9}, 10.0),  # a trace only
+                    _Rec("B3", {"api-2": 0.05}, 10.0))
+    o = Observation(20.0, lots=LotView(recs))
+    cmds = pol.decide((Event(20.0, "quality", "cdc", "api-1"),), o)
+    assert [type(c) for c in cmds] == [Quarantine, WakeUp]
+    assert cmds[0].lot == "B1" and "api-1" in cmds[0].reason and cmds[1].at_s == 120.0
+    # a new unit of B3 takes in the suspect lot: B3 is quarantined too
+    recs.lots["B3"].latest = {"api-1": 0.02}
+    recs.lots["B3"].last_seen["api-1"] = 50.0
+    cmds = pol.decide((Event(50.0, "lot", "B3", "cdc"),), Observation(50.0, lots=LotView(recs)))
+    assert [(type(c), c.lot) for c in cmds if not isinstance(c, WakeUp)] == [(Quarantine, "B3")]
+    # B3 fails an assay: diverted at once; B1 released at its hold time (the timer)
+    recs.lots["B3"].out_of_spec = 1
+    cmds = pol.decide((Event(60.0, "lot", "B3", "cdc"),), Observation(60.0, lots=LotView(recs)))
+    assert [(type(c), c.lot) for c in cmds if not isinstance(c, WakeUp)] == [(Divert, "B3")]
+    cmds = pol.decide((Event(120.0, "timer", "plant", "containment"),),
+                      Observation(120.0, lots=LotView(recs)))
+    assert [(type(c), c.lot) for c in cmds] == [(Release, "B1")]
+    assert "all in spec" in cmds[0].reason
