@@ -7,9 +7,8 @@ from .cautious import CautiousSupervisor
 from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Maintenance,
                        PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
                        TransportRequest, WakeUp)
-from .containment import ContainmentPolicy
 from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
-                          LineObs, LotObs, LotView, Observation, PlantInfo, QualityObs, RobotObs)
+                          LineObs, Observation, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
 from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
                        make_controller, register, resolve_controller)
@@ -18,8 +17,7 @@ from .supervisor import AutoRecoverySupervisor
 __all__ = [
     "Controller", "ControllerFault", "CONTROLLERS", "DEFAULT_CONTROLLER", "ControllerSpecError",
     "register", "resolve_controller", "make_controller", "controller_problems",
-    "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing", "ContainmentPolicy",
-    "LotObs", "LotView",
+    "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
     "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo",
     "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",

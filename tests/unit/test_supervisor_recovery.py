@@ -108,7 +108,9 @@ class _Records:
 
 
 def test_containment_quarantines_then_diverts_or_releases():
-    from darkfab.control import ContainmentPolicy, Divert, LotView, Quarantine, Release
+    from darkfab.control import Divert, Quarantine, Release
+    from darkfab.control.containment import ContainmentPolicy
+    from darkfab.control.observation import LotView
     pol = ContainmentPolicy(min_fraction=1e-3, hold_s=100.0)
     pol.reset()
     recs = _Records(_Rec("B1", {"api-1": 0.05, "exc-1": 0.9}, 10.0),
