@@ -201,6 +201,7 @@ class ContinuousLine(FixedAgent):
         # state changes and alarms, API potency of out-of-spec lots (the model is blind to it)
         self.listeners: list[Callable] = []
         self.lot_potency: dict[Hashable, float] = {}
+        self.unit_listeners: list[Callable] = []  # fn(line, unit, lot fractions, content)
         self.next_potency: dict[str, float] = {}  # feeder -> potency of its next container
         self._repair_name: str | None = None
         # punch wear (darkfab.factory.wear) and maintenance, set by set_wear()
@@ -751,6 +752,8 @@ class ContinuousLine(FixedAgent):
             for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
                 m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
                                    frac * self.unit_kg, frac)
+            for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
+                fn(self, unit, fractions, c)
             m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
                          self.batch.id)
             if not self.emit.try_put(unit):

@@ -20,7 +20,12 @@ __all__ = ["Source", "Sink", "Router"]
 
 
 class Sink(FixedAgent):
-    """Where units leave the plant: ``product`` sinks count as completed, ``scrap`` as rejected."""
+    """Where units leave the plant: ``product`` sinks count as completed, ``scrap`` as rejected.
+
+    ``hold``: set by lot containment (:mod:`darkfab.agents.quality`) on product sinks, called
+    with each arriving unit; ``True`` means it took the unit (held in quarantine or scrapped)."""
+
+    hold = None  # fn(sink, unit, origin) -> bool, or None
 
     def __init__(self, model: PlantModel, name: str, node: str, good: bool = True) -> None:
         super().__init__(model)
@@ -32,11 +37,27 @@ class Sink(FixedAgent):
         self._kind = "complete" if good else "scrap"
 
     def absorb(self, unit: Unit, origin: str) -> None:
+        if self.hold is not None and self.hold(self, unit, origin):
+            return
         m = self.model
         now = m.env.now
         m.log.record(now, self._kind, self.name, unit.id, unit.product, self.name, origin)
         self.received += 1
         m.unit_left(now, unit, self.good)
+
+    def complete_held(self, now: float, unit: Unit, origin: str, note: str) -> None:
+        """A unit held here in quarantine is released: completed now."""
+        m = self.model
+        m.log.record(now, "complete", self.name, unit.id, unit.product, self.name,
+                     f"{origin}; {note}")
+        self.received += 1
+        m.unit_left(now, unit, True)
+
+    def scrap_held(self, now: float, unit: Unit, note: str) -> None:
+        """A unit of a diverted lot (held here, or arriving now) is scrapped."""
+        m = self.model
+        m.log.record(now, "scrap", self.name, unit.id, unit.product, self.name, note)
+        m.unit_left(now, unit, False)
 
 
 class Router:

@@ -8,20 +8,16 @@ run), after which its fault history is forgotten and it is reset and started aga
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Sequence
 
 from darkfab.factory.packml import Command, State
 
-from .commands import PackMLCommand, PlantCommand, WakeUp
+from .commands import PackMLCommand, PlantCommand
 from .observation import Event, Observation, PlantInfo
-from .supervisor import RECOVERY_TOPICS, note_repairs, recovery_commands, touched_units
+from .supervisor import (RECOVERY_TOPICS, FaultWindow, Lockout, note_repairs, recovery_commands,
+                         touched_units)
 
 __all__ = ["CautiousSupervisor"]
-
-_NO_STOP = frozenset({State.STOPPING, State.STOPPED, State.ABORTING, State.ABORTED,
-                      State.CLEARING})
 
 
 class CautiousSupervisor:
@@ -38,8 +34,8 @@ class CautiousSupervisor:
         if self.max_faults < 1 or not self.window_s > 0:
             raise ValueError("max_faults must be >= 1 and window_s > 0")
         self._repaired: set[str] = set()
-        self._faults: dict[str, deque[float]] = {}
-        self._locked: dict[str, float] = {}  # unit -> end of lockout
+        self._faults = FaultWindow(self.window_s)
+        self._locked = Lockout()  # WakeUp tag: the unit's name
         self.escalations = 0
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
@@ -49,10 +45,9 @@ class CautiousSupervisor:
         for e in events:
             if e.kind == "fault":
                 out += self._on_fault(e, observation)
-            elif e.kind == "timer" and e.detail in self._locked:
-                del self._locked[e.detail]
-                self._faults.pop(e.detail, None)
-                released.append(e.detail)
+            elif (u := self._locked.unlock(e)) is not None:
+                self._faults.forget(u)
+                released.append(u)
         units = touched_units(events, observation) + released
         active = [u for u in dict.fromkeys(units) if u not in self._locked]
         out += recovery_commands(active, observation, self._repaired)
@@ -60,23 +55,17 @@ class CautiousSupervisor:
             if u in self._locked and u in self._repaired and \
                     observation.equipment[u].state is State.ABORTED:
                 self._repaired.discard(u)
-                out.append(PackMLCommand(u, Command.CLEAR))
+                out.append(PackMLCommand(u, Command.CLEAR, "repaired: Clear to Stopped "
+                                         "(locked out)"))
         return out
 
     def _on_fault(self, e: Event, obs: Observation) -> list[PlantCommand]:
         u = e.source
-        dq = self._faults.setdefault(u, deque())
-        dq.append(e.time_s)
-        while dq and dq[0] < e.time_s - self.window_s:
-            dq.popleft()
-        if len(dq) < self.max_faults or u in self._locked:
+        n = self._faults.add(u, e.time_s)
+        if n < self.max_faults or u in self._locked:
             return []
         self.escalations += 1
-        until = math.inf if self.lockout_s is None else e.time_s + self.lockout_s
-        self._locked[u] = until
-        out: list[PlantCommand] = []
-        if obs.equipment[u].state not in _NO_STOP:
-            out.append(PackMLCommand(u, Command.STOP))
-        if math.isfinite(until):
-            out.append(WakeUp(until, tag=u))
-        return out
+        return self._locked.lock(u, e.time_s, self.lockout_s, obs,
+                                 f"escalation: {n} faults of {u} within {self.window_s:g} s; "
+                                 + ("out for the rest of the run" if self.lockout_s is None
+                                    else f"out for {self.lockout_s:g} s"))

@@ -7,12 +7,20 @@ target) or that this plant cannot apply yet is **rejected**: logged in ``events.
 ``command_rejected`` event, never applied and never fatal. Accepted commands are logged as kind
 ``command``.
 
-Applied today: :class:`PackMLCommand`, :class:`ChangeMode`, :class:`WakeUp`, and
-:class:`Maintenance` of a continuous line with a punch-wear model (a punch change). The others
-are part of the API so that policies can be written against it; this plant validates their
-targets and rejects them as ``unsupported`` (no dispatching on FIFO input buffers, transport
-requests are made by the fleet manager itself, no maintenance of discrete units, quality gate
-or set-point models in the discrete plant yet).
+Every command has an optional last field ``reason`` (why the controller decided it); a
+non-empty reason goes to the event log: the ``command`` row's detail is ``"<what>: <reason>"``.
+
+Applied today: :class:`PackMLCommand` (to a unit; Stop and Start also to a source: it stops or
+resumes releasing material), :class:`ChangeMode`, :class:`WakeUp`, :class:`Maintenance` of a
+continuous line with a punch-wear model (a punch change), the lot dispositions
+:class:`Quarantine`, :class:`Release` and :class:`Divert` (``darkfab.agents.quality``),
+:class:`Dispatch` and :class:`Sequence` to an order book (``darkfab.agents.orders``),
+:class:`SetPoint` ``route:<target>`` (a branch weight) to a unit with ``next`` branches, and
+:class:`TransportRequest` in a plant with a fleet (from a buffer, or from a source or unit whose
+transports wait for the controller, e.g. planned feeder refills). The others (:class:`Charge`,
+:class:`Maintenance` of discrete units, other set-points, dispatching at a unit's FIFO input
+buffer) are part of the API so that policies can be written against it; this plant validates
+their targets and rejects them as ``unsupported``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class PackMLCommand:
 
     unit: str
     command: Command | str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,7 @@ class ChangeMode:
 
     unit: str
     mode: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,7 @@ class Dispatch:
 
     unit: str
     rule: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,7 @@ class Sequence:
 
     unit: str
     lots: tuple[str, ...]
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,7 @@ class TransportRequest:
     origin: str
     destination: str
     units: int = 1
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,7 @@ class Charge:
     """Send a robot to a charger."""
 
     robot: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +104,28 @@ class Maintenance:
 
 @dataclass(frozen=True, slots=True)
 class Divert:
+    """Scrap every unit of ``lot`` (and of everything made from it, which keeps the lot): the
+    units held in quarantine at product sinks now, the others when they arrive there."""
+
     lot: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Quarantine:
+    """Hold ``lot``: its units that reach a product sink are held there, not completed, until
+    :class:`Release` or :class:`Divert`."""
+
     lot: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
+    """Release a quarantined ``lot``: its held units are completed now."""
+
     lot: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +133,7 @@ class SetPoint:
     unit: str
     name: str
     value: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +143,7 @@ class WakeUp:
 
     at_s: float
     tag: str = ""
+    reason: str = ""
 
 
 PlantCommand = Union[PackMLCommand, ChangeMode, Dispatch, Sequence, TransportRequest, Charge,

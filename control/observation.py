@@ -18,11 +18,13 @@ from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
            "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo",
-           "FeederObs", "FeederInfo"]
+           "FeederObs", "FeederInfo", "LotObs", "LotView"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
                          "command_rejected", "command_lost", "timer", "inspection",
-                         "order", "order_release", "order_complete"})
+                         "order", "order_release", "order_complete",
+                         # fault recovery and containment
+                         "watchdog", "quality", "lot"})
 """``start``: the run begins, or the controller is back after an outage (detail ``resume``;
 source ``plant``); ``state``: a unit entered a PackML state
 (detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
@@ -34,7 +36,14 @@ was lost on its way to the unit (detail: the command; a communication fault); ``
 reading of a continuous line's press is in the observation (``Observation.lines``; source: the
 line); ``order`` / ``order_release`` / ``order_complete``: a customer order arrived in an order
 book, started to be released, or left the plant (source: the book; detail: the order id; the
-order is in ``Observation.orders`` until it completes)."""
+order is in ``Observation.orders`` until it completes);
+``watchdog``: a unit made no progress for the scenario's ``controller.watchdog_s`` — in
+Execute or Suspend* without completing anything, or Holding/Held/Aborting/Aborted (source: the
+unit; detail ``"<state> <seconds> s"``), once per stall; ``quality``: the quality system suspects
+a raw-material lot (source: the continuous line; detail: the raw-material lot) after an
+out-of-spec PAT excursion the line's model does not explain, or an out-of-spec QC assay of a unit
+containing it; ``lot``: a continuous line added a unit to an output lot (source: the output lot,
+detail: the line), its records are in ``Observation.lots``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,70 @@ class LineObs:
     in_maintenance: bool
 
 
+# --- quality records: output lots and their raw-material lots (issue #5) ----------------------
+@dataclass(frozen=True, slots=True)
+class LotObs:
+    """An output lot (batch) of a continuous line as the quality system records it: the
+    raw-material lots in its units (from the units' genealogy) and the QC assays of its units.
+    Fractions are of mass."""
+
+    lot: str
+    line: str
+    units: int  # units made so far
+    mass_kg: float
+    raw_lots: Mapping[str, float]  # raw-material lot -> mass fraction in the lot so far
+    peak_fraction: Mapping[str, float]  # raw-material lot -> highest fraction in one unit
+    last_seen_s: Mapping[str, float]  # raw-material lot -> time of the latest unit with it
+    latest_unit: Mapping[str, float]  # raw-material lot -> fraction in the latest unit
+    assayed: int  # units whose QC sample was assayed (all, at-line, when the unit is made)
+    out_of_spec: int  # of which out of spec (content uniformity of the accepted material)
+    content_min_pct: float  # lowest / highest predicted mean API content of a unit, % of
+    content_max_pct: float  # label claim (the line's model: blind to a lot's potency)
+    disposition: str  # open, quarantined, released or diverted
+
+
+class LotView(Mapping[str, LotObs]):
+    """Read-only view of the plant's lot records (a quality system / MES): output lot ->
+    :class:`LotObs`, built when read (a frozen copy as of the decision), plus the reverse
+    genealogy query :meth:`containing`. The plant maintains the records in O(lots per unit)
+    per unit made; a controller only reads them."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, records: Any = None) -> None:
+        self._r = records
+
+    def __getitem__(self, lot: str) -> LotObs:
+        if self._r is None:
+            raise KeyError(lot)
+        r = self._r.lots[lot]
+        return LotObs(r.lot, r.line, r.units, r.mass_kg,
+                      MappingProxyType({k: v / r.mass_kg for k, v in r.raw_kg.items()}),
+                      MappingProxyType(dict(r.peak)), MappingProxyType(dict(r.last_seen)),
+                      MappingProxyType(r.latest), r.assayed, r.out_of_spec, 100.0 * r.cmin, 100.0 * r.cmax,
+                      self._r.disposition(lot))
+
+    def __iter__(self):
+        return iter(()) if self._r is None else iter(self._r.lots)
+
+    def __len__(self) -> int:
+        return 0 if self._r is None else len(self._r.lots)
+
+    def containing(self, raw_lot: str, min_fraction: float = 0.0) -> tuple[str, ...]:
+        """Output lots with a unit that holds ``raw_lot`` at a mass fraction above
+        ``min_fraction``, in order of first appearance."""
+        if self._r is None:
+            return ()
+        return tuple(k for k, x in self._r.by_raw.get(raw_lot, {}).items() if x > min_fraction)
+
+    def last_seen(self, raw_lot: str) -> float | None:
+        """Time of the latest unit made with ``raw_lot`` in it (``None``: never)."""
+        return None if self._r is None else self._r.last_seen.get(raw_lot)
+
+
+_NO_LOTS = LotView()
+
+
 @dataclass(frozen=True, slots=True)
 class OrderObs:
     """An open customer order (arrived, not complete) of an order book."""
@@ -147,6 +220,8 @@ class Observation:
     lines: Mapping[str, LineObs] = field(default_factory=_frozen)
     orders: Mapping[str, OrderObs] = field(default_factory=_frozen)
     feeders: Mapping[str, FeederObs] = field(default_factory=_frozen)
+    # --- quality records (issue #5): output lots of continuous lines, read-only -----------
+    lots: LotView = field(default_factory=lambda: _NO_LOTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +233,8 @@ class EquipmentInfo:
     failure_reactions: tuple[str, ...]  # hold or abort, one per failure mode
     routes: tuple[tuple[str, float], ...] = ()  # (buffer or sink, initial weight) per branch
     alternative_routes: bool = False  # the branches lead to equivalent (parallel) equipment
+    outputs: tuple[str, ...] = ()  # buffers and sinks it sends units to (incl. rejects)
+    batch_size: int = 1  # units loaded per cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +279,27 @@ class PlantInfo:
     extra: Mapping[str, Any] = field(default_factory=_frozen)
     order_books: Mapping[str, OrderBookInfo] = field(default_factory=_frozen)
     feeders: Mapping[str, FeederInfo] = field(default_factory=_frozen)
+    # --- material flow (issue #5): what feeds what, for controlled shutdowns ---------------
+    feeds: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
+    """Source, unit, continuous line or buffer -> the buffers, units, lines and sinks it passes
+    material to (a source to its buffer, a buffer to the units and lines taking from it, a unit
+    to its outputs, a line to its output buffer)."""
+
+    def upstream(self, unit: str) -> list[str]:
+        """Sources, units and lines upstream of ``unit``, farthest first (buffers left out)."""
+        back: dict[str, list[str]] = {}
+        for a, bs in self.feeds.items():
+            for b in bs:
+                back.setdefault(b, []).append(a)
+        dist = {unit: 0}
+        frontier = [unit]
+        while frontier:
+            nxt = []
+            for x in frontier:
+                for p in back.get(x, ()):
+                    if p not in dist:
+                        dist[p] = dist[x] + 1
+                        nxt.append(p)
+            frontier = nxt
+        return sorted((x for x in dist if x != unit and x not in self.buffers),
+                      key=lambda x: (-dist[x], x))

@@ -74,11 +74,13 @@ class RefillPlanner:
             t_req = t_low - self.lead - self.margin
             if t_req <= now:
                 self.requests += 1
-                out.append(TransportRequest(info.store, info.dock, 1))
+                out.append(TransportRequest(
+                    info.store, info.dock, 1, f"{name}: low level in {t_low - now:.0f} s, "
+                    f"lead {self.lead:g} s + margin {self.margin:g} s"))
                 nxt = min(nxt, now + self.recheck)
             else:
                 nxt = min(nxt, t_req)
         if nxt < self._wake:
             self._wake = nxt
-            out.append(WakeUp(nxt, REFILL_TAG))
+            out.append(WakeUp(nxt, REFILL_TAG, "next refill request"))
         return out

@@ -200,7 +200,9 @@ class OrderRelease:
         out: list[PlantCommand] = []
         if "start" in kinds and not any(e.detail == "resume" for e in events):
             first = "edd" if self.rule == "cpsat" else self.rule
-            out += [Dispatch(b, first) for b in self.books]
+            why = ("fallback for orders not yet sequenced by CP-SAT" if self.rule == "cpsat"
+                   else "order release rule")
+            out += [Dispatch(b, first, why) for b in self.books]
         if self.rule == "cpsat" and kinds & self.topics:
             for b in self.books:
                 cmd = self._resequence(b, obs)
@@ -237,7 +239,9 @@ class OrderRelease:
         seq = frozen + [by_id[i] for i in res.order_ids]
         self._plan[book] = list(_planned_starts(seq, now + backlog, work, info.changeover_s,
                                                 last))
-        return SequenceCommand(book, tuple(o.id for o in seq))
+        return SequenceCommand(book, tuple(o.id for o in seq),
+                               f"CP-SAT {res.status.lower()}: planned total weighted tardiness "
+                               f"{res.cost:.0f} s, {len(frozen)} order(s) frozen")
 
 
 def _planned_starts(seq: Iterable[OrderObs], t: float, work: float, changeover: float,

@@ -81,7 +81,9 @@ class Rerouting:
             if not alive:
                 continue  # nowhere else to go: the work waits for the repair
             self._off.add((splitter, buf))
-            out.append(SetPoint(splitter, f"route:{buf}", 0.0))
+            alarms = ", ".join(obs.equipment[unit].alarms)
+            out.append(SetPoint(splitter, f"route:{buf}", 0.0,
+                                f"{unit} down ({alarms}): work to {', '.join(alive)}"))
             waiting = obs.buffers[buf].level_units if buf in obs.buffers else None
             if self.move_wip and self._fleet and waiting:
                 to = alive[0]
@@ -90,7 +92,8 @@ class Rerouting:
                     if b is not None and b.capacity_units is not None else waiting
                 n = int(min(waiting, room))
                 if n >= 1:
-                    out.append(TransportRequest(buf, to, n))
+                    out.append(TransportRequest(buf, to, n, f"work waiting for {unit} ({alarms}) "
+                                                f"to its alternate"))
         return out
 
     def _restore(self, obs: Observation) -> list[PlantCommand]:
@@ -101,5 +104,5 @@ class Rerouting:
             for splitter, buf, w in lst:
                 if (splitter, buf) in self._off:
                     self._off.discard((splitter, buf))
-                    out.append(SetPoint(splitter, f"route:{buf}", w))
+                    out.append(SetPoint(splitter, f"route:{buf}", w, f"{c} repaired"))
         return out

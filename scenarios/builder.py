@@ -14,6 +14,7 @@ import numpy as np
 from darkfab.agents.cdc import ContinuousLine, FeederStation, LineFailure, QualitySpec
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
+from darkfab.agents.quality import Containment, QualityRecords
 from darkfab.agents.model import PlantModel
 from darkfab.agents.orders import Order, OrderBook, OrderStream
 from darkfab.agents.robot import Amr, AmrSpec, RobotArm, StallMode
@@ -61,6 +62,8 @@ class Plant:
     control: ControlLoop | None = None  # set by start()
     faults: object = None  # the FaultCampaign, set by start()
     order_books: dict[str, OrderBook] = field(default_factory=dict)
+    quality: QualityRecords | None = None  # lot records of continuous lines, set by start()
+    containment: Containment | None = None  # lot disposition at product sinks, set by start()
 
     def start(self) -> None:
         """Start every process (after the whole tree is wired)."""
@@ -71,6 +74,8 @@ class Plant:
             book.start()
         for eq in self.equipment.values():
             eq.start_processes()
+        self.quality = QualityRecords(self.model, self.lines) if self.lines else None
+        self.containment = Containment(self.model, self.sinks, self.sources, self.quality)
         self.control = ControlLoop.for_plant(self)
         self.control.start()
         if self.fleet is not None:

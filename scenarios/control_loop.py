@@ -19,6 +19,15 @@ with :class:`~darkfab.control.ControllerFault`.
 
 It also measures recovery time: from a unit's fault to the unit back in Execute.
 
+Fault recovery and containment (issue #5): a **watchdog** (one lazily re-armed timer per unit,
+no polling) posts a ``watchdog`` event when a unit has completed nothing for ``watchdog_s`` in
+Execute or Suspend*, or has stayed in Holding/Held/Aborting/Aborted that long, once per stall;
+the plant's **quality records** (:mod:`darkfab.agents.quality`) post ``quality`` (a suspect
+raw-material lot) and ``lot`` (a unit added to an output lot) events and are readable as
+``Observation.lots``; ``Quarantine`` / ``Release`` / ``Divert`` are applied to lots at the
+product sinks, ``PackMLCommand`` Stop / Start to sources (stop / resume releasing). A command's
+non-empty ``reason`` is logged in its ``command`` row's detail, ``"<command>: <reason>"``.
+
 Communication faults (scripted by a fault campaign, :mod:`darkfab.scenarios.faults`): while
 the controller is *offline* (:meth:`ControlLoop.set_offline`) it gets no events and commands in
 transit are lost; when it comes back it is woken with a ``start`` event (detail ``resume``) and
@@ -43,9 +52,9 @@ from darkfab.agents.flow import Source
 from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, ControllerFault,
                              EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
                              PlantInfo, QualityObs, RobotObs, WakeUp)
-from darkfab.control.commands import (Charge, Dispatch, Maintenance, Sequence, SetPoint,
-                                      TransportRequest)
-from darkfab.control.observation import (FeederInfo, FeederObs, LineObs, OrderBookInfo,
+from darkfab.control.commands import (Charge, Dispatch, Divert, Maintenance, Quarantine, Release,
+                                      Sequence, SetPoint, TransportRequest)
+from darkfab.control.observation import (FeederInfo, FeederObs, LineObs, LotView, OrderBookInfo,
                                          OrderObs)
 from darkfab.control.release import RuleRelease
 from darkfab.control.dispatching import RULES
@@ -67,6 +76,12 @@ _SAFE = frozenset({State.STOPPED, State.ABORTED})
 _SAFETY = "safety"
 ACK_TIMEOUT_S = 5.0
 """A command neither applied nor refused within this time is reported lost."""
+_WD_CLASS = {State.EXECUTE.value: "run", State.SUSPENDING.value: "run",
+             State.SUSPENDED.value: "run", State.UNSUSPENDING.value: "run",
+             State.HOLDING.value: "down", State.HELD.value: "down",
+             State.ABORTING.value: "down", State.ABORTED.value: "down"}
+"""Watched states: working (progress expected) and down (a repair expected)."""
+_WORKING = ("busy", "setup")
 
 
 class SensorModel:
@@ -102,7 +117,9 @@ class ControlLoop:
                  horizon_s: float, decision_latency_s: float = 0.0, sensor_delay_s: float = 0.0,
                  sensors: SensorModel | None = None, safe_stop_s: float = 600.0,
                  info_extra: Mapping[str, Any] | None = None,
-                 lines: Mapping[str, Any] | None = None,
+                 lines: Mapping[str, Any] | None = None, watchdog_s: float = 0.0,
+                 quality: Any = None, containment: Any = None,
+                 feeds: Mapping[str, tuple[str, ...]] | None = None,
                  order_books: Mapping[str, Any] | None = None,
                  alternative_routes: frozenset[str] = frozenset(),
                  fleet: Any = None, staging: dict[str, Any] | None = None,
@@ -156,6 +173,18 @@ class ControlLoop:
         self.events_missed = 0
         self.commands_lost = 0
         self.fault_listeners: list = []  # fn(kind, detail) when the plant notices a fault
+        # --- fault recovery and containment (issue #5) ---------------------------------------
+        self.quality = quality  # darkfab.agents.quality.QualityRecords or None
+        self.containment = containment  # darkfab.agents.quality.Containment or None
+        self._lots = LotView(quality)
+        self._feeds = dict(feeds or {})
+        self.watchdog_s = watchdog_s
+        self._wd_class: dict[str, str | None] = {n: None for n in self.equipment}
+        self._wd_since: dict[str, float] = {n: 0.0 for n in self.equipment}
+        self._wd_armed: set[str] = set()
+        self._wd_fired: dict[str, float] = {}
+        self.watchdog_events = 0
+        self.lot_commands = 0
 
     @classmethod
     def for_plant(cls, plant) -> "ControlLoop":
@@ -180,6 +209,9 @@ class ControlLoop:
                    horizon_s=plant.scenario.scenario.horizon_s,
                    decision_latency_s=spec.decision_latency_s, sensor_delay_s=delay,
                    sensors=sensors, safe_stop_s=spec.safe_stop_s, lines=plant.lines,
+                   watchdog_s=spec.watchdog_s, quality=getattr(plant, "quality", None),
+                   containment=getattr(plant, "containment", None),
+                   feeds=material_flow(plant.scenario),
                    order_books=plant.order_books,
                    alternative_routes=frozenset(n for n, e in plant.scenario.equipment.items()
                                                 if e.alternative_routes),
@@ -189,16 +221,20 @@ class ControlLoop:
     def plant_info(self) -> PlantInfo:
         eq = {n: EquipmentInfo(n, e.input.name, e.servers, tuple(f.name for f in e.failures),
                                tuple(f.reaction for f in e.failures),
-                               tuple(zip(e.router.names, e.router.weights)),
-                               n in self.alternative_routes)
+                               routes=tuple(zip(e.router.names, e.router.weights)),
+                               alternative_routes=n in self.alternative_routes,
+                               outputs=tuple(x for x in self._feeds.get(n, ()) if x != n),
+                               batch_size=e.batch_size)
               for n, e in self.equipment.items()}
         books = {n: OrderBookInfo(n, b.to.name, b.work_s_per_unit, b.changeover_s,
                                   b.max_in_process) for n, b in self.order_books.items()}
         return PlantInfo(MappingProxyType(eq), tuple(self.buffers), tuple(self.robots),
                          tuple(self.sources), self.horizon_s, self.model.warmup_s,
                          self.model.streams.stream("controller.rng"),
-                         MappingProxyType(dict(self._info_extra)), MappingProxyType(books),
-                         MappingProxyType(self.feeders))
+                         MappingProxyType(dict(self._info_extra)),
+                         order_books=MappingProxyType(books),
+                         feeders=MappingProxyType(self.feeders),
+                         feeds=MappingProxyType(dict(self._feeds)))
 
     def start(self) -> None:
         """Subscribe to the units, reset the controller and wake it with a ``start`` event."""
@@ -214,6 +250,11 @@ class ControlLoop:
         self._post(Event(self.env.now, "start", "plant"))
         for ln in self.lines.values():
             self.env.process(self._inspect(ln))
+        if self.quality is not None:
+            self.quality.listeners.append(self._on_quality)
+        if self.watchdog_s > 0:
+            for eq in self.equipment.values():
+                self._wd_state(eq.name, eq.sm.state.value)
 
     def _inspect(self, line):
         """Wake the controller with an ``inspection`` event of ``line`` every
@@ -229,6 +270,8 @@ class ControlLoop:
     def _on_unit(self, eq: Equipment, kind: str, detail: str) -> None:
         name = eq.name
         if kind == "state":
+            if self.watchdog_s > 0:
+                self._wd_state(name, detail)
             if self._fault_since and detail == "Execute" and name in self._fault_since:
                 t0 = self._fault_since.pop(name)
                 if t0 >= self.model.warmup_s:
@@ -337,8 +380,8 @@ class ControlLoop:
         return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
                            QualityObs(m.units_completed, m.units_scrapped),
-                           MappingProxyType(lines), MappingProxyType(orders),
-                           MappingProxyType(feeders))
+                           MappingProxyType(lines), orders=MappingProxyType(orders),
+                           feeders=MappingProxyType(feeders), lots=self._lots)
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
@@ -451,6 +494,8 @@ class ControlLoop:
         label = type(cmd).__name__
         if isinstance(cmd, PackMLCommand):
             eq = self.equipment.get(cmd.unit)
+            if eq is None and cmd.unit in self.sources:
+                return self._command_source(cmd, issuer)
             if eq is None:
                 return self._reject(cmd.unit, label, f"unknown unit {cmd.unit!r}", issuer)
             try:
@@ -461,6 +506,11 @@ class ControlLoop:
             if command in _INTERLOCKED and self._alarms[cmd.unit]:
                 return self._reject(cmd.unit, label, f"interlock: {command.value} with active "
                                     f"fault {', '.join(self._alarms[cmd.unit])}", issuer)
+            if cmd.reason and eq.sm.target(command) is not None:
+                # as Equipment.command, with the reason in the log
+                self.model.log.record(self.env.now, "command", eq.name, -1, "", issuer,
+                                      f"{command.value}: {cmd.reason}")
+                return eq.sm.command(command)
             if eq.command(command, issuer=issuer):  # the unit logs command / command_rejected
                 return True
             self.rejected += 1
@@ -481,7 +531,8 @@ class ControlLoop:
             if not math.isfinite(cmd.at_s) or cmd.at_s < self.env.now:
                 return self._reject("plant", label, f"time {cmd.at_s} is in the past", issuer)
             self.model.log.record(self.env.now, "command", "plant", -1, "", issuer,
-                                  f"WakeUp {cmd.at_s:g} {cmd.tag}")
+                                  f"WakeUp {cmd.at_s:g} {cmd.tag}"
+                                  + (f": {cmd.reason}" if cmd.reason else ""))
             tag = cmd.tag
             self.env.timeout(cmd.at_s - self.env.now).callbacks.append(
                 lambda _e: self._post(Event(self.env.now, "timer", "plant", tag))
@@ -496,7 +547,8 @@ class ControlLoop:
             if why is not None:
                 return self._reject(cmd.unit, label, why, issuer)
             self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
-                                  f"SetPoint {cmd.name}={cmd.value:g}")
+                                  f"SetPoint {cmd.name}={cmd.value:g}"
+                                  + (f": {cmd.reason}" if cmd.reason else ""))
             return True
         if isinstance(cmd, TransportRequest) and self.fleet is not None:
             return self._apply_transport(cmd, label, issuer)
@@ -506,8 +558,11 @@ class ControlLoop:
                 return self._reject(cmd.unit, label, why, issuer)
             self.maintenance_commands += 1
             self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
-                                  f"Maintenance {cmd.kind}")
+                                  f"Maintenance {cmd.kind}"
+                                  + (f": {cmd.reason}" if cmd.reason else ""))
             return True
+        if isinstance(cmd, (Quarantine, Release, Divert)) and self.containment is not None:
+            return self._dispose(cmd, label, issuer)
         return self._unsupported(cmd, label, issuer)
 
     def _apply_release(self, cmd: Dispatch | Sequence, label: str, issuer: str) -> bool:
@@ -528,7 +583,8 @@ class ControlLoop:
                 return self._reject(cmd.unit, label, "an order appears twice", issuer)
             book.set_priority(cmd.lots)
             detail = "Sequence " + " ".join(cmd.lots)
-        self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer, detail)
+        self.model.log.record(self.env.now, "command", cmd.unit, -1, "", issuer,
+                              detail + (f": {cmd.reason}" if cmd.reason else ""))
         return True
 
     def _apply_transport(self, cmd: TransportRequest, label: str, issuer: str) -> bool:
@@ -564,7 +620,8 @@ class ControlLoop:
             _notify_fleet_of_space(d, self.fleet)
         now = self.env.now
         self.model.log.record(now, "command", cmd.origin, -1, "", issuer,
-                              f"TransportRequest {cmd.destination} {n}")
+                              f"TransportRequest {cmd.destination} {n}"
+                              + (f": {cmd.reason}" if cmd.reason else ""))
         for _ in range(n):
             unit = o.items.popleft()
             if o._on_level is not None:
@@ -587,10 +644,99 @@ class ControlLoop:
                                 issuer)
         st.requested += cmd.units
         self.model.log.record(self.env.now, "command", cmd.origin, -1, "", issuer,
-                              f"TransportRequest {cmd.destination} {cmd.units}")
+                              f"TransportRequest {cmd.destination} {cmd.units}"
+                              + (f": {cmd.reason}" if cmd.reason else ""))
         self.transport_requests += 1
         self.fleet.on_staged(st)
         return True
+
+    # --- fault recovery and containment (issue #5) ----------------------------------------
+    def _dispose(self, cmd: Quarantine | Release | Divert, label: str, issuer: str) -> bool:
+        """Apply a lot disposition at the product sinks (validated by the containment)."""
+        c = self.containment
+        lot = str(cmd.lot)
+        fn = {Quarantine: c.quarantine, Release: c.release, Divert: c.divert}[type(cmd)]
+
+        def accepted() -> None:  # logged before the held units it completes or scraps
+            self.lot_commands += 1
+            self.model.log.record(self.env.now, "command", lot, -1, "", issuer,
+                                  label + (f": {cmd.reason}" if cmd.reason else ""))
+        why = fn(lot, cmd.reason, accepted)
+        if why is not None:
+            return self._reject(lot, label, why, issuer)
+        return True
+
+    def _command_source(self, cmd: PackMLCommand, issuer: str) -> bool:
+        """Stop a source (it releases nothing more) or Start it again."""
+        src = self.sources[cmd.unit]
+        try:
+            command = Command(cmd.command)
+        except ValueError:
+            command = None
+        if command is Command.STOP and not src.stopped:
+            src.stop()
+        elif command is Command.START and src.stopped:
+            src.stopped = False
+            src.start()
+        else:
+            what = cmd.command.value if isinstance(cmd.command, Command) else cmd.command
+            return self._reject(cmd.unit, "PackMLCommand",
+                                f"a source takes Stop (running) and Start (stopped), not "
+                                f"{what} ({'stopped' if src.stopped else 'running'})", issuer)
+        self.model.log.record(self.env.now, "command", src.name, -1, "", issuer,
+                              command.value + (f": {cmd.reason}" if cmd.reason else ""))
+        return True
+
+    def _on_quality(self, kind: str, source: str, detail: str) -> None:
+        if self.fault is not None or self._halting:
+            return
+        if self._wakes is None or kind in self._wakes:
+            self._post(Event(self.env.now, kind, source, detail))
+
+    def _wd_state(self, name: str, state: str) -> None:
+        """Watchdog bookkeeping on a state change: the stall class and since when; arm the
+        unit's timer if none is pending."""
+        cls = _WD_CLASS.get(state)
+        if cls != self._wd_class[name]:
+            self._wd_class[name] = cls
+            self._wd_since[name] = self.env.now
+        if cls is not None and name not in self._wd_armed:
+            self._wd_arm(name, self.env.now + self.watchdog_s)
+
+    def _wd_arm(self, name: str, at: float) -> None:
+        self._wd_armed.add(name)
+        self.env.timeout(max(0.0, at - self.env.now)).callbacks.append(
+            lambda _e: self._wd_fire(name))
+
+    def _last_progress(self, eq: Equipment) -> float:
+        """When the unit last completed work: now if a server is working, else the latest time
+        a server stopped working (its status timers)."""
+        if any(st in _WORKING for st in eq._status):
+            return self.env.now
+        return max(t.since for t in eq._server_time)
+
+    def _wd_fire(self, name: str) -> None:
+        self._wd_armed.discard(name)
+        cls = self._wd_class[name]
+        if cls is None or self.fault is not None or self._halting:
+            return
+        now = self.env.now
+        since = self._wd_since[name]
+        if cls == "run":
+            since = max(since, self._last_progress(self.equipment[name]))
+        due = since + self.watchdog_s
+        if now < due - 1e-9 * max(1.0, due):
+            self._wd_arm(name, due)
+            return
+        if self._wd_fired.get(name) == since:
+            return  # reported; re-armed by the next state change
+        self._wd_fired[name] = since
+        self.watchdog_events += 1
+        state = self.equipment[name].sm.state.value
+        detail = f"{state} {now - since:g} s"
+        self.model.log.record(now, "watchdog", name, -1, "", self.name, detail)
+        if self._wakes is None or "watchdog" in self._wakes:
+            self._post(Event(now, "watchdog", name, detail))
 
     def _unsupported(self, cmd: Any, label: str, issuer: str) -> bool:
         target = getattr(cmd, "unit", None) or getattr(cmd, "robot", None) or \
@@ -654,8 +800,31 @@ class ControlLoop:
             "faults_unrecovered": len(self._fault_since),
             "events_missed_offline": self.events_missed,
             "commands_lost": self.commands_lost,
+            "watchdog_events": self.watchdog_events,
+            "lot_commands": self.lot_commands,
             "fault": None if self.fault is None else str(self.fault),
         }
+
+
+def material_flow(s) -> dict[str, tuple[str, ...]]:
+    """What feeds what in scenario ``s`` (see ``PlantInfo.feeds``)."""
+    out: dict[str, dict[str, None]] = {}
+
+    def edge(a: str, b: str) -> None:
+        out.setdefault(a, {})[b] = None
+    for n, src in s.sources.items():
+        edge(n, src.to)
+    for n, e in s.equipment.items():
+        edge(e.input, n)
+        for target, _ in e.branches():
+            edge(n, target)
+        if e.reject_to:
+            edge(n, e.reject_to)
+    for n, ln in s.continuous_lines.items():
+        edge(n, ln.output)
+        for f in ln.feeders.values():
+            edge(f.refill_from, n)
+    return {a: tuple(bs) for a, bs in out.items()}
 
 
 def _target(cmd: Any) -> str:

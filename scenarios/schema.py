@@ -427,7 +427,8 @@ class SensorModelSpec(Strict):
 class ControllerSpec(Strict):
     """A registered controller name (``darkfab.control.CONTROLLERS``) or ``module:Class``, with
     keyword parameters; commands apply ``decision_latency_s`` after the decision; on a
-    controller fault the plant has ``safe_stop_s`` to come to a safe stop."""
+    controller fault the plant has ``safe_stop_s`` to come to a safe stop; a unit stalled for
+    ``watchdog_s`` raises a ``watchdog`` event."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+(:[A-Za-z_][A-Za-z0-9_.]*)?$")] \
         = "auto-recovery"
@@ -435,6 +436,9 @@ class ControllerSpec(Strict):
     decision_latency_s: NonNegativeFloat = 0.0
     sensors: SensorModelSpec | None = None
     safe_stop_s: PositiveFloat = 600.0
+    # watchdog on stalled work (issue #5): a ``watchdog`` event for a unit in Execute/Suspend*
+    # that completed nothing, or Holding/Held/Aborting/Aborted, for this long; 0: off
+    watchdog_s: NonNegativeFloat = 3600.0
 
 
 # --- continuous lines ---------------------------------------------------------------------

@@ -73,6 +73,8 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         **(line_kpis(plant, end) if plant.lines else {}),
         **({"orders": {n: b.kpis(end) for n, b in plant.order_books.items()}}
            if plant.order_books else {}),
+        **({"containment": plant.containment.summary()}
+           if getattr(plant, "containment", None) is not None else {}),
     }
 
 

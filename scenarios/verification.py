@@ -6,7 +6,9 @@ gate on (``darkfab run --strict`` exits with code 4 when one is broken).
   waiting for traffic, a continuous line Suspended or Held — not counting the time a fault of
   that unit, robot or line is active (from its fault to its repair, or an injected fault's
   window up to its recovery);
-* ``out_of_spec_released``: every continuous line's ``released_out_of_spec_kg`` is 0;
+* ``out_of_spec_released``: every continuous line's ``released_out_of_spec_kg`` is 0, not
+  counting what is in lots diverted or still quarantined (not released product:
+  ``containment.out_of_spec_kg_contained``);
 * ``unsafe_commands``: the event log replayed through the PackML command table: a command
   *executed* in a state where it is illegal, or (issued by the controller) a Reset, Start,
   Unhold, Unsuspend or Clear executed while a fault of the unit was active, is unsafe; rejected
@@ -177,7 +179,8 @@ class _EventScan:
             if not rows.size:
                 return
         det = pc.take(_plain(batch.column("detail")), rows).dictionary_encode()
-        words = det.dictionary.to_pylist()
+        # a command's detail is "<command>: <reason>"; states and fault names have no colon
+        words = [w.split(":", 1)[0] for w in det.dictionary.to_pylist()]
         kr = k[rows]
         order = np.argsort(e, kind="stable")  # by unit, log order within a unit
         es = e[order]
@@ -339,8 +342,10 @@ def _overlap(a: float, b: float, windows) -> float:
 
 def _oos(summary) -> dict:
     lines = summary.get("continuous_lines", {})
-    kg = {n: k["released_out_of_spec_kg"] for n, k in lines.items()}
-    return {"released_out_of_spec_kg": kg,
+    contained = summary.get("containment", {}).get("out_of_spec_kg_contained", {})
+    kg = {n: max(0.0, k["released_out_of_spec_kg"] - contained.get(n, 0.0))
+          for n, k in lines.items()}
+    return {"released_out_of_spec_kg": kg, "contained_kg": contained,
             "violations": [f"line {n}: {v:.6g} kg out of spec released" for n, v in kg.items()
                            if v > 0]}
 

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkfab.factory.packml import COMMAND_TRANSITIONS, Command, State
+from darkfab.scenarios.verification import _oos  # not part of the scan: shared
 
 __all__ = ["verify", "format_verification", "attach_event_scan"]
 
@@ -128,6 +129,8 @@ class _EventScan:
             if j >= 0:
                 state[n] = detail[int(rows[j])].as_py()
             d = detail[int(i)].as_py()
+            if is_cmd[i]:
+                d = d.split(":", 1)[0]  # "<command>: <reason>"
             if is_fault[i]:
                 active[n].add(d)
             elif is_repair[i]:
@@ -238,14 +241,6 @@ def _overlap(a: float, b: float, windows) -> float:
             total += y - x
             cur = y
     return total
-
-
-def _oos(summary) -> dict:
-    lines = summary.get("continuous_lines", {})
-    kg = {n: k["released_out_of_spec_kg"] for n, k in lines.items()}
-    return {"released_out_of_spec_kg": kg,
-            "violations": [f"line {n}: {v:.6g} kg out of spec released" for n, v in kg.items()
-                           if v > 0]}
 
 
 def _faults(faults) -> dict:

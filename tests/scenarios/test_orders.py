@@ -170,7 +170,8 @@ def test_cpsat_release_reaches_the_optimal_weighted_tardiness_with_changeovers(t
     # the decisions are in the event log with the sequence the plant followed
     ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
     seqs = [e["detail"] for e in ev if e["kind"] == "command" and e["entity"] == "book"]
-    assert seqs[0] == "Dispatch edd" and seqs[1].startswith("Sequence ")
+    assert seqs[0].startswith("Dispatch edd: ") and seqs[1].startswith("Sequence ")
+    assert "CP-SAT optimal" in seqs[1]  # the decision's reason is logged with it
 
 
 def test_sequence_orders_matches_enumeration_on_random_instances():

@@ -116,7 +116,10 @@ def commands(out: Path) -> list[dict]:
 def test_work_goes_around_the_broken_unit_and_back_after_the_repair(tmp_path):
     res = run(tmp_path, True)
     cmds = commands(res.out_dir)
-    assert [c["detail"] for c in cmds] == ["SetPoint route:qa=0", "SetPoint route:qa=0.5"]
+    assert [c["detail"].split(": ")[0] for c in cmds] == ["SetPoint route:qa=0",
+                                                           "SetPoint route:qa=0.5"]
+    assert cmds[0]["detail"].endswith("ma down (breakdown#0): work to qb")
+    assert cmds[1]["detail"].endswith("ma repaired")
     off, on = cmds[0]["time_s"], cmds[1]["time_s"]
     assert off == T0  # as soon as the fault strikes
     assert T0 + DUR <= on < T0 + DUR + 60.0  # at the repair
@@ -264,7 +267,7 @@ def test_with_robots_the_waiting_work_is_carried_to_the_alternate(tmp_path):
     req = [e for e in ev if e["kind"] == "command" and e["detail"].startswith("Transport")]
     assert req and req[0]["time_s"] == T0 and req[0]["entity"] == "qa"
     assert req[0]["detail"].startswith("TransportRequest qb ")
-    moved = int(req[0]["detail"].split()[-1])
+    moved = int(req[0]["detail"].split(": ")[0].split()[-1])
     tr = [r for r in pq.read_table(res.out_dir / "transport.parquet").to_pylist()
           if r["origin"] == "qa" and r["destination"] == "qb"]
     assert sum(r["units"] for r in tr) == moved >= 1

@@ -139,7 +139,8 @@ def test_abort_scraps_material_and_recovers_by_clear_reset_start(tmp_path):
                                "Idle", "Starting", "Execute"]
     scrapped = [e for e in ev if e["kind"] == "scrap"]
     assert scrapped and all(e["detail"] == "abort" for e in scrapped)
-    cmds = [e["detail"] for e in ev if e["kind"] == "command" and e["location"] == "auto-recovery"]
+    cmds = [e["detail"].split(":")[0] for e in ev
+            if e["kind"] == "command" and e["location"] == "auto-recovery"]
     assert cmds[:2] == ["Reset", "Start"] and "Clear" in cmds
     # material balance: created = completed + scrapped + still inside
     created = sum(e["kind"] == "create" for e in ev)
