@@ -8,8 +8,8 @@ from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Main
                        PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
                        TransportRequest, WakeUp)
 from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
-                          FeederInfo, FeederObs, LineObs, Observation, OrderBookInfo, OrderObs,
-                          PlantInfo, QualityObs, RobotObs)
+                          FeederInfo, FeederObs, LineObs, LotObs, LotView, Observation,
+                          OrderBookInfo, OrderObs, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
 from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
                        make_controller, register, resolve_controller)
@@ -21,6 +21,7 @@ __all__ = [
     "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
     "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo", "OrderObs", "OrderBookInfo", "FeederObs", "FeederInfo",
+    "LotObs", "LotView",
     "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
     "TransportRequest", "Charge", "Maintenance", "Divert", "Quarantine", "Release", "SetPoint",
     "WakeUp",
