@@ -231,10 +231,10 @@ class EquipmentInfo:
     servers: int
     failure_modes: tuple[str, ...]
     failure_reactions: tuple[str, ...]  # hold or abort, one per failure mode
-    routes: tuple[tuple[str, float], ...] = ()  # (buffer or sink, initial weight) per branch
-    alternative_routes: bool = False  # the branches lead to equivalent (parallel) equipment
     outputs: tuple[str, ...] = ()  # buffers and sinks it sends units to (incl. rejects)
     batch_size: int = 1  # units loaded per cycle
+    routes: tuple[tuple[str, float], ...] = ()  # (buffer or sink, initial weight) per branch
+    alternative_routes: bool = False  # the branches lead to equivalent (parallel) equipment
 
 
 @dataclass(frozen=True, slots=True)
