@@ -41,8 +41,8 @@ from mesa.discrete_space import FixedAgent
 
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import Sampler
-from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals
-from darkfab.factory.feeder import FeedSegment, LossInWeightFeeder
+from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals, scan_grid
+from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
@@ -153,11 +153,12 @@ class ContinuousLine(FixedAgent):
         for c in sorted({st.component for st in stations}):
             self.comp._channel(c)  # fixed channel order
         self._api_idx = [i for i, c in enumerate(self.comp.channels) if c == "api"]
+        self._comp_col = [self.comp.channels.index(st.component) for st in stations]
         self.lots = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
-        self._lots_key: tuple = ()
+        self._lots_key: tuple[int, ...] = (-1,) * len(stations)  # composition per feeder
         self.gate = DiversionGate()
         self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
         self.running = False
@@ -272,46 +273,84 @@ class ContinuousLine(FixedAgent):
         component predictor at every breakpoint of any feeder's piecewise-constant flow, the lot
         predictor whenever a hopper's lot composition changes (it carries each lot's share of
         the feeder's set-point flow, so feed noise does not enter the lot split); then the
-        present flows, assumed to persist until the next sync replaces them."""
-        segs = [st.feeder.advance(now) for st in self.stations]
-        cuts = sorted({x for ss in segs for sg in ss for x in (sg.start_s, sg.end_s) if x < now})
-        ptr = [0] * len(segs)
-        comp_push, lots_push = self.comp.push, self._push_lots
+        present flows, assumed to persist until the next sync replaces them. The feeders'
+        segments arrive as arrays (:class:`~darkfab.factory.feeder.FeedBlock`); the rates at
+        all breakpoints are found by binary search and pushed as one matrix."""
         stations = self.stations
-        for c in cuts:
-            comp: dict[Hashable, float] = {}
-            mix: list[tuple[int, FeedSegment]] = []
-            for k, ss in enumerate(segs):
-                i = ptr[k]
-                while i < len(ss) and ss[i].end_s <= c:
-                    i += 1
-                ptr[k] = i
-                if i < len(ss) and ss[i].start_s <= c:
-                    sg: FeedSegment = ss[i]
-                    cmp = stations[k].component
-                    comp[cmp] = comp.get(cmp, 0.0) + sg.rate_kg_s
-                    mix.append((k, sg))
-            comp_push(c, comp)
-            key = tuple((k, sg.composition) for k, sg in mix if sg.rate_kg_s > 0)
-            if key != self._lots_key:
-                self._lots_key = key
-                lots_push(c, {(k, lot): r / sg.rate_kg_s for k, sg in mix
-                              for lot, r in sg.lots.items() if sg.rate_kg_s > 0})
-        comp = {}
-        feeding = []
+        feeds = []
+        for st in stations:
+            blocks = st.feeder.advance_blocks(now)
+            if not blocks:
+                feeds.append(None)
+            elif len(blocks) == 1:
+                b0 = blocks[0]
+                feeds.append((b0.starts, b0.ends, b0.rates, blocks, None))
+            else:
+                feeds.append((np.concatenate([b.starts for b in blocks]),
+                              np.concatenate([b.ends for b in blocks]),
+                              np.concatenate([b.rates for b in blocks]), blocks,
+                              np.cumsum([b.starts.size for b in blocks])))
+        live = [f for f in feeds if f is not None]
+        if live:
+            cuts = np.unique(np.concatenate([x for f in live for x in f[:2]]))
+            cuts = cuts[cuts < now]
+        else:
+            cuts = np.zeros(0)
+        if cuts.size:
+            comp = np.zeros((cuts.size, len(self.comp.channels)))
+            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
+            rows: list[np.ndarray | None] = []
+            for k, f in enumerate(feeds):
+                if f is None:
+                    rows.append(None)
+                    continue
+                starts, ends, rates, blocks, offs = f
+                i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
+                ic = np.minimum(i, starts.size - 1)
+                cov = (i < starts.size) & (starts[ic] <= cuts)
+                r = np.where(cov, rates[ic], 0.0)
+                comp[:, self._comp_col[k]] += r
+                if offs is None:
+                    keys[:, k] = np.where(cov & (r > 0), blocks[0].composition, -1)
+                else:
+                    bi = np.searchsorted(offs, ic, side="right")
+                    compo = np.array([b.composition for b in blocks])[
+                        np.minimum(bi, len(blocks) - 1)]
+                    keys[:, k] = np.where(cov & (r > 0), compo, -1)
+                rows.append(ic)
+            self.comp.push_many(cuts, comp)
+            prev = np.asarray(self._lots_key, dtype=np.int64)
+            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
+            for j in changed.tolist():
+                fractions: dict[tuple[int, Hashable], float] = {}
+                for k, f in enumerate(feeds):
+                    if keys[j, k] < 0:
+                        continue
+                    blocks, offs = f[3], f[4]
+                    i = int(rows[k][j])
+                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
+                    blk = blocks[bi]
+                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
+                    rate = blk.rates[ii]
+                    for lot, x in blk.lots_at(ii).items():
+                        fractions[(k, lot)] = x / rate
+                self._push_lots(float(cuts[j]), fractions)
+            self._lots_key = tuple(keys[-1].tolist())
+        comp_now = np.zeros(len(self.comp.channels))
+        key = [-1] * len(stations)
         for k, st in enumerate(stations):
             f = st.feeder
             r = f.current_rate_kg_s()
             if r <= 0.0:
                 continue
-            comp[st.component] = comp.get(st.component, 0.0) + r
-            feeding.append(k)
-        comp_push(now, comp)
-        key = tuple((k, stations[k].feeder.composition) for k in feeding)
-        if key != self._lots_key:
-            self._lots_key = key
-            lots_push(now, {(k, lot): x for k in feeding
-                            for lot, x in stations[k].feeder.hopper_fractions().items()})
+            comp_now[self._comp_col[k]] += r
+            key[k] = f.composition
+        self.comp.push_many([now], comp_now[None, :])
+        key_t = tuple(key)
+        if key_t != self._lots_key:
+            self._lots_key = key_t
+            self._push_lots(now, {(k, lot): x for k in range(len(stations)) if key[k] >= 0
+                                  for lot, x in stations[k].feeder.hopper_fractions().items()})
         self._synced = now
 
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
@@ -350,15 +389,21 @@ class ContinuousLine(FixedAgent):
 
     def _scan(self, now: float) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
-        of spec, and out-of-spec PAT readings available by now."""
+        of spec, and out-of-spec PAT readings available by now. The scan grid and the PAT
+        sample times are evaluated together (one predictor evaluation per wake-up; Brent's
+        refinement of a crossing evaluates single points)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         if now <= a:
             return
         step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
+        ts = scan_grid(a, now, step)
+        sensor = self.sensor
+        pat_ts = sensor.sample_times(now - sensor.p.delay_s) if sensor is not None else ts[:0]
+        c_all = self._content(self.comp.output(np.concatenate([ts, pat_ts])))
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
-                                            xtol_s=1e-3):
+                                            xtol_s=1e-3, values=c_all[:ts.size]):
             cause = self._cause(lo)
             self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
             self.oos_events += 1
@@ -366,26 +411,24 @@ class ContinuousLine(FixedAgent):
                 self.refill_deviations += 1
             self.model.log.record(now, "divert", self.name, -1, "", self.node,
                                   f"{cause} [{lo:.3f}, {hi:.3f}]")
-        if self.sensor is not None:
-            ts = self.sensor.sample_times(now - self.sensor.p.delay_s)
-            if ts.size:
-                true = self._true_content(ts, g(ts))  # NaN: flow too low to read
-                for m, x in zip(self.sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
-                    if not math.isfinite(x):
-                        continue
-                    self.pat_samples += 1
-                    if m.value is None:
-                        self.pat_dropouts += 1
-                    elif not q.spec_low <= m.value <= q.spec_high:
-                        if not self.gate.is_diverting(m.available_s):
-                            self.pat_alarms += 1
-                            self.model.log.record(now, "pat_alarm", self.name, -1, "",
-                                                  self.node, f"{m.value:.4f} at "
-                                                  f"{m.sample_time_s:.1f}")
-                        # back to the last good reading: that material has not reached the
-                        # gate yet (lag_s ≥ period + delay)
-                        self.gate.add_window(m.sample_time_s - self.sensor.p.period_s,
-                                             m.available_s + q.pat_hold_s, "pat")
+        if sensor is not None and pat_ts.size:
+            true = self._true_content(pat_ts, c_all[ts.size:])  # NaN: flow too low to read
+            for m, x in zip(sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
+                if not math.isfinite(x):
+                    continue
+                self.pat_samples += 1
+                if m.value is None:
+                    self.pat_dropouts += 1
+                elif not q.spec_low <= m.value <= q.spec_high:
+                    if not self.gate.is_diverting(m.available_s):
+                        self.pat_alarms += 1
+                        self.model.log.record(now, "pat_alarm", self.name, -1, "",
+                                              self.node, f"{m.value:.4f} at "
+                                              f"{m.sample_time_s:.1f}")
+                    # back to the last good reading: that material has not reached the
+                    # gate yet (lag_s ≥ period + delay)
+                    self.gate.add_window(m.sample_time_s - sensor.p.period_s,
+                                         m.available_s + q.pat_hold_s, "pat")
         self._scanned = now
 
     def _cause(self, t: float) -> str:
@@ -404,46 +447,61 @@ class ContinuousLine(FixedAgent):
         return "disturbance"
 
     def _route(self, until: float) -> None:
-        """Send the output up to ``until`` to accepted or diverted by the gate's windows."""
+        """Send the output up to ``until`` to accepted or diverted by the gate's windows (the
+        masses between all window boundaries from one predictor evaluation)."""
         a = self._routed
         if until <= a:
             return
         cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
-        for x, y in zip(cuts[:-1], cuts[1:]):
-            m = self.comp.output_mass(x, y)
-            tot = float(m.sum())
+        masses = self.comp.output_masses(cuts)
+        tots = masses.sum(axis=1).tolist()
+        apis = masses[:, self._api_idx].sum(axis=1).tolist()
+        accepted: list[tuple[float, float]] = []
+        for k, (x, y) in enumerate(zip(cuts[:-1], cuts[1:])):
+            tot = tots[k]
             self.output_kg += tot
             cause = self.gate.cause_at(0.5 * (x + y))
             if cause is None:
                 self.accepted_kg += tot
-                self.api_accepted_kg += float(m[self._api_idx].sum())
+                self.api_accepted_kg += apis[k]
                 if self._pending_kg <= 0:
                     self._pending_from = x
                 self._pending_kg += tot
-                self._pending_api_kg += float(m[self._api_idx].sum())
+                self._pending_api_kg += apis[k]
                 self.batch.accepted_kg += tot
                 self.accepting_s += y - x
-                self._audit(x, y)
+                accepted.append((x, y))
             else:
                 self.q.by_cause[cause] = self.q.by_cause.get(cause, 0.0) + tot
                 self.diverting_s += y - x
+        if accepted:
+            self._audit(accepted)
         self._routed = until
         self.gate.prune(until)
 
-    def _audit(self, x: float, y: float) -> None:
-        """Independent check of accepted material: sample the content on [x, y] every σ/10 and
-        book the mass of any sample outside spec (or at too low a flow) as released out of
-        spec. The control strategy should keep this at zero."""
+    def _audit(self, intervals: list[tuple[float, float]]) -> None:
+        """Independent check of accepted material: sample the content on each [x, y] every σ/10
+        (its own grid, not the scan's) and book the mass of any sample outside spec (or at too
+        low a flow) as released out of spec. The control strategy should keep this at zero.
+        All intervals are evaluated together."""
         q = self.quality_spec
-        n = max(2, math.ceil((y - x) / (self.rtd.std_s / 10.0)) + 1)
-        ts = np.linspace(x, y, n)
+        step = self.rtd.std_s / 10.0
+        grids = [scan_grid(x, y, step) for x, y in intervals]
+        ts = grids[0] if len(grids) == 1 else np.concatenate(grids)
         out = self.comp.output(ts)
         c = self._true_content(ts, self._content(out))
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
-        if bad.any():
-            dt = (y - x) / (n - 1)
-            self.released_oos_kg += float(out.sum(axis=1)[bad].sum()) * dt
-            self.released_oos_samples += int(bad.sum())
+        if not bad.any():
+            return
+        flow = out.sum(axis=1)
+        i = 0
+        for (x, y), g in zip(intervals, grids):
+            b = bad[i:i + g.size]
+            if b.any():
+                dt = (y - x) / (g.size - 1)
+                self.released_oos_kg += float(flow[i:i + g.size][b].sum()) * dt
+                self.released_oos_samples += int(b.sum())
+            i += g.size
 
     def _predict_exit(self, now: float) -> None:
         """While a feeder refills (volumetric feed drifting) or just after the line restarted,

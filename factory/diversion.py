@@ -23,7 +23,7 @@ from scipy import optimize
 
 from darkfab.factory.rtd import RTD
 
-__all__ = ["rtd_window", "out_of_spec_intervals", "merge_intervals", "DiversionGate"]
+__all__ = ["rtd_window", "scan_grid", "out_of_spec_intervals", "merge_intervals", "DiversionGate"]
 
 Interval = tuple[float, float]
 ScalarFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
@@ -47,14 +47,22 @@ def merge_intervals(intervals: list[Interval]) -> list[Interval]:
     return out
 
 
+def scan_grid(t0: float, t1: float, step_s: float) -> NDArray[np.float64]:
+    """The sampling times of :func:`out_of_spec_intervals`: [t0, t1] in equal steps ≤ step_s."""
+    return np.linspace(t0, t1, max(2, math.ceil((t1 - t0) / step_s) + 1))
+
+
 def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: float,
                           step_s: float, xtol_s: float = 1e-9,
-                          time_margin_s: float = 0.0) -> list[Interval]:
+                          time_margin_s: float = 0.0,
+                          values: NDArray[np.float64] | None = None) -> list[Interval]:
     """Intervals within [t0, t1] where the vectorised scalar g is outside [low, high], padded by
-    ``time_margin_s`` each side and merged."""
-    n = max(2, math.ceil((t1 - t0) / step_s) + 1)
-    ts = np.linspace(t0, t1, n)
-    vs = g(ts)
+    ``time_margin_s`` each side and merged. ``values``: g already evaluated on
+    ``scan_grid(t0, t1, step_s)`` (g is then called only to refine crossings)."""
+    ts = scan_grid(t0, t1, step_s)
+    vs = g(ts) if values is None else values
+    if vs.shape != ts.shape:
+        raise ValueError("values must be g on scan_grid(t0, t1, step_s)")
     bad = (vs < low) | (vs > high) | ~np.isfinite(vs)
     if not bad.any():
         return []

@@ -183,26 +183,24 @@ class RTDPredictor:
         """Append segments (s non-decreasing, ≥ the last start); a segment of zero length is
         replaced by the next one; close the previous last segment's input mass."""
         h, n = self._h, self._n
-        if n > h:  # the open segment ends at s[0]; the new ones end at the next start
-            all_s = np.concatenate([self._s[n - 1:n], s])
-            all_v = np.concatenate([self._v[n - 1:n], v])
-            n -= 1
-        else:
-            all_s, all_v = s, v
-        d = np.diff(all_s)
-        if d.size:
-            self._input_closed += d @ all_v[:-1]
-        keep = np.ones(all_s.size, dtype=bool)
-        keep[:-1] = d > 0  # zero length: replaced by the next one
-        if not keep.all():
-            all_s, all_v = all_s[keep], all_v[keep]
+        if n > h:  # the open segment ends at s[0]
+            d0 = s[0] - self._s[n - 1]
+            self._input_closed += d0 * self._v[n - 1]
+            if d0 == 0.0:  # zero length: replaced
+                n -= 1
+        if s.size > 1:
+            d = s[1:] - s[:-1]
+            self._input_closed += d @ v[:-1]
+            if not d.all():  # zero-length segments: replaced by the next one
+                keep = np.append(d > 0, True)
+                s, v = s[keep], v[keep]
         self._n = n
-        self._reserve(all_s.size)
+        self._reserve(s.size)
         n = self._n
-        self._s[n:n + all_s.size] = all_s
-        self._v[n:n + all_s.size] = all_v
-        self._n = n + all_s.size
-        self._t_last = float(all_s[-1])
+        self._s[n:n + s.size] = s
+        self._v[n:n + s.size] = v
+        self._n = n + s.size
+        self._t_last = float(s[-1])
         self._cache = None
         self.prune(self._t_last)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from darkfab.factory.diversion import (DiversionGate, merge_intervals, out_of_spec_intervals,
-                                       rtd_window)
+                                       rtd_window, scan_grid)
 from darkfab.factory.rtd import TanksInSeries
 from darkfab.factory.rtd_predictor import RTDPredictor
 
@@ -76,8 +76,13 @@ def test_diversion_property_predicted_rule(dist):
         p.push(c, [input_level(c, dist)])
     m = 0.002
     g = DiversionGate()
-    for a, b in out_of_spec_intervals(lambda ts: p.output(ts)[:, 0], 200.0, T_END,
-                                      LOW + m, HIGH - m, step_s=RTD.std_s / 20):
+    fn = lambda ts: p.output(ts)[:, 0]  # noqa: E731
+    found = out_of_spec_intervals(fn, 200.0, T_END, LOW + m, HIGH - m, step_s=RTD.std_s / 20)
+    # samples evaluated beforehand (as the CDC line shares them with the PAT): same intervals
+    vs = fn(scan_grid(200.0, T_END, RTD.std_s / 20))
+    assert out_of_spec_intervals(fn, 200.0, T_END, LOW + m, HIGH - m, step_s=RTD.std_s / 20,
+                                 values=vs) == found
+    for a, b in found:
         g.add_window(a, b, "predicted")
     g.route(200.0, T_END, lambda a, b: float(p.output_mass(a, b)[0]))
     accepted_in_spec(g, dist)
