@@ -54,6 +54,7 @@ from .model import PlantModel
 __all__ = ["ContinuousLine", "FeederStation", "LineFailure", "QualitySpec"]
 
 EXECUTE, HELD, SUSPENDED = "Execute", "Held", "Suspended"
+_NO_TIMES = np.zeros(0)
 
 
 @dataclass
@@ -166,6 +167,7 @@ class ContinuousLine(FixedAgent):
         self._synced = 0.0
         self._scanned = 0.0
         self._routed = 0.0
+        self._audit_samples: tuple | None = None  # (from, to, times, flow, content) by _scan
         self._pending_kg = 0.0  # accepted mass not yet in a unit
         self._pending_api_kg = 0.0
         self._pending_from = 0.0
@@ -255,7 +257,7 @@ class ContinuousLine(FixedAgent):
     def _step(self, now: float) -> None:
         w0 = time.perf_counter()
         self._sync(now)
-        self._scan(now)
+        self._scan(now, route_until=now - self.lag_s)
         self._route(now - self.lag_s)
         self.continuous_wall_s += time.perf_counter() - w0
         self._feeder_events(now)
@@ -290,52 +292,22 @@ class ContinuousLine(FixedAgent):
                               np.concatenate([b.ends for b in blocks]),
                               np.concatenate([b.rates for b in blocks]), blocks,
                               np.cumsum([b.starts.size for b in blocks])))
-        live = [f for f in feeds if f is not None]
-        if live:
-            cuts = np.unique(np.concatenate([x for f in live for x in f[:2]]))
-            cuts = cuts[cuts < now]
+        # the common case: every feeder gravimetric on the same noise-cell grid up to now
+        f0 = feeds[0]
+        same = f0 is not None and f0[4] is None and f0[1][-1] == now and all(
+            f is not None and f[4] is None and f[0].size == f0[0].size
+            and (f[0] == f0[0]).all() and (f[1] == f0[1]).all() for f in feeds[1:]) and (
+            f0[0][1:] == f0[1][:-1]).all()
+        if same:
+            cuts = f0[0]  # every start is a cut, and no end before now that is not a start
         else:
-            cuts = np.zeros(0)
-        if cuts.size:
-            comp = np.zeros((cuts.size, len(self.comp.channels)))
-            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
-            rows: list[np.ndarray | None] = []
-            for k, f in enumerate(feeds):
-                if f is None:
-                    rows.append(None)
-                    continue
-                starts, ends, rates, blocks, offs = f
-                i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
-                ic = np.minimum(i, starts.size - 1)
-                cov = (i < starts.size) & (starts[ic] <= cuts)
-                r = np.where(cov, rates[ic], 0.0)
-                comp[:, self._comp_col[k]] += r
-                if offs is None:
-                    keys[:, k] = np.where(cov & (r > 0), blocks[0].composition, -1)
-                else:
-                    bi = np.searchsorted(offs, ic, side="right")
-                    compo = np.array([b.composition for b in blocks])[
-                        np.minimum(bi, len(blocks) - 1)]
-                    keys[:, k] = np.where(cov & (r > 0), compo, -1)
-                rows.append(ic)
-            self.comp.push_many(cuts, comp)
-            prev = np.asarray(self._lots_key, dtype=np.int64)
-            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
-            for j in changed.tolist():
-                fractions: dict[tuple[int, Hashable], float] = {}
-                for k, f in enumerate(feeds):
-                    if keys[j, k] < 0:
-                        continue
-                    blocks, offs = f[3], f[4]
-                    i = int(rows[k][j])
-                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
-                    blk = blocks[bi]
-                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
-                    rate = blk.rates[ii]
-                    for lot, x in blk.lots_at(ii).items():
-                        fractions[(k, lot)] = x / rate
-                self._push_lots(float(cuts[j]), fractions)
-            self._lots_key = tuple(keys[-1].tolist())
+            live = [f for f in feeds if f is not None]
+            if live:
+                cuts = np.unique(np.concatenate([x for f in live for x in f[:2]]))
+                cuts = cuts[cuts < now]
+            else:
+                cuts = _NO_TIMES
+        # the present flows (noise cell at now), assumed to persist until the next sync
         comp_now = np.zeros(len(self.comp.channels))
         key = [-1] * len(stations)
         for k, st in enumerate(stations):
@@ -345,7 +317,54 @@ class ContinuousLine(FixedAgent):
                 continue
             comp_now[self._comp_col[k]] += r
             key[k] = f.composition
-        self.comp.push_many([now], comp_now[None, :])
+        if cuts.size:
+            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
+            comp[-1] = comp_now
+            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
+            rows: list[np.ndarray | None] = []
+            for k, f in enumerate(feeds):
+                if f is None:
+                    rows.append(None)
+                    continue
+                starts, ends, rates, blocks, offs = f
+                if same:  # segment j of every feeder starts at cut j
+                    ic, r = None, rates
+                    pos = r > 0
+                else:
+                    i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
+                    ic = np.minimum(i, starts.size - 1)
+                    cov = (i < starts.size) & (starts[ic] <= cuts)
+                    r = np.where(cov, rates[ic], 0.0)
+                    pos = cov & (r > 0)
+                comp[:-1, self._comp_col[k]] += r
+                if offs is None:
+                    keys[:, k] = np.where(pos, blocks[0].composition, -1)
+                else:
+                    bi = np.searchsorted(offs, ic, side="right")
+                    compo = np.array([b.composition for b in blocks])[
+                        np.minimum(bi, len(blocks) - 1)]
+                    keys[:, k] = np.where(pos, compo, -1)
+                rows.append(ic)
+            self.comp.push_many(np.append(cuts, now), comp)
+            prev = np.asarray(self._lots_key, dtype=np.int64)
+            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
+            for j in changed.tolist():
+                fractions: dict[tuple[int, Hashable], float] = {}
+                for k, f in enumerate(feeds):
+                    if keys[j, k] < 0:
+                        continue
+                    blocks, offs = f[3], f[4]
+                    i = j if rows[k] is None else int(rows[k][j])
+                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
+                    blk = blocks[bi]
+                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
+                    rate = blk.rates[ii]
+                    for lot, x in blk.lots_at(ii).items():
+                        fractions[(k, lot)] = x / rate
+                self._push_lots(float(cuts[j]), fractions)
+            self._lots_key = tuple(keys[-1].tolist())
+        else:
+            self.comp.push_many([now], comp_now[None, :])
         key_t = tuple(key)
         if key_t != self._lots_key:
             self._lots_key = key_t
@@ -381,29 +400,49 @@ class ContinuousLine(FixedAgent):
 
     # --- quality: scan, divert, route -------------------------------------------------------
     def _content(self, y: np.ndarray) -> np.ndarray:
+        """API content (fraction of label claim) of the output rows ``y`` (kg/s per channel);
+        NaN where the flow is below ``min_flow_fraction`` of nominal."""
         tot = y.sum(axis=1)
+        thr = self.quality_spec.min_flow_fraction * self.nominal_kg_s
+        api = y[:, self._api_idx[0]] if len(self._api_idx) == 1 else \
+            y[:, self._api_idx].sum(axis=1)
+        if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
+            return api / np.where(tot >= thr, tot, np.nan) / self.api_share
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = y[:, self._api_idx].sum(axis=1) / tot / self.api_share
-        return np.where(tot >= self.quality_spec.min_flow_fraction * self.nominal_kg_s, c,
-                        np.nan)
+            return np.where(tot >= thr, api / tot / self.api_share, np.nan)
 
-    def _scan(self, now: float) -> None:
+    def _scan(self, now: float, route_until: float | None = None) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
-        of spec, and out-of-spec PAT readings available by now. The scan grid and the PAT
-        sample times are evaluated together (one predictor evaluation per wake-up; Brent's
-        refinement of a crossing evaluates single points)."""
+        of spec, and out-of-spec PAT readings available by now. The scan grid, the PAT sample
+        times and (with ``route_until``) the audit grid of the output to be routed next, up to
+        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
+        evaluates single points)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
-        if now <= a:
-            return
+        scan = now > a
         step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
-        ts = scan_grid(a, now, step)
         sensor = self.sensor
-        pat_ts = sensor.sample_times(now - sensor.p.delay_s) if sensor is not None else ts[:0]
-        c_all = self._content(self.comp.output(np.concatenate([ts, pat_ts])))
+        ts = scan_grid(a, now, step) if scan else _NO_TIMES
+        pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
+                  else _NO_TIMES)
+        r0 = self._routed
+        audit = route_until is not None and route_until > r0
+        au_ts = scan_grid(r0, route_until, step) if audit else _NO_TIMES
+        if not (scan or audit):
+            return
+        n1, n2 = ts.size, ts.size + pat_ts.size
+        all_t = np.concatenate([ts, pat_ts, au_ts])
+        y = self.comp.output(all_t)
+        c_all = self._content(y)
+        if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
+            true = self._true_content(all_t[n1:], c_all[n1:])
+        if audit:
+            self._audit_samples = (r0, route_until, au_ts, y[n2:].sum(axis=1), true[n2 - n1:])
+        if not scan:
+            return
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
-                                            xtol_s=1e-3, values=c_all[:ts.size]):
+                                            xtol_s=1e-3, values=c_all[:n1]):
             cause = self._cause(lo)
             self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
             self.oos_events += 1
@@ -411,24 +450,25 @@ class ContinuousLine(FixedAgent):
                 self.refill_deviations += 1
             self.model.log.record(now, "divert", self.name, -1, "", self.node,
                                   f"{cause} [{lo:.3f}, {hi:.3f}]")
-        if sensor is not None and pat_ts.size:
-            true = self._true_content(pat_ts, c_all[ts.size:])  # NaN: flow too low to read
-            for m, x in zip(sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
-                if not math.isfinite(x):
-                    continue
-                self.pat_samples += 1
-                if m.value is None:
-                    self.pat_dropouts += 1
-                elif not q.spec_low <= m.value <= q.spec_high:
-                    if not self.gate.is_diverting(m.available_s):
-                        self.pat_alarms += 1
-                        self.model.log.record(now, "pat_alarm", self.name, -1, "",
-                                              self.node, f"{m.value:.4f} at "
-                                              f"{m.sample_time_s:.1f}")
-                    # back to the last good reading: that material has not reached the
-                    # gate yet (lag_s ≥ period + delay)
-                    self.gate.add_window(m.sample_time_s - sensor.p.period_s,
-                                         m.available_s + q.pat_hold_s, "pat")
+        if pat_ts.size:
+            x_pat = true[:n2 - n1]  # NaN: flow too low to read
+            readable = np.isfinite(x_pat)
+            t_s, t_av, val = sensor.measure_array(np.where(readable, x_pat, 1.0))
+            lost = np.isnan(val)
+            self.pat_samples += int(readable.sum())
+            self.pat_dropouts += int((readable & lost).sum())
+            with np.errstate(invalid="ignore"):
+                oos = readable & ~lost & ((val < q.spec_low) | (val > q.spec_high))
+            for i in np.flatnonzero(oos).tolist():  # in sample order
+                if not self.gate.is_diverting(float(t_av[i])):
+                    self.pat_alarms += 1
+                    self.model.log.record(now, "pat_alarm", self.name, -1, "",
+                                          self.node, f"{float(val[i]):.4f} at "
+                                          f"{float(t_s[i]):.1f}")
+                # back to the last good reading: that material has not reached the
+                # gate yet (lag_s ≥ period + delay)
+                self.gate.add_window(float(t_s[i]) - sensor.p.period_s,
+                                     float(t_av[i]) + q.pat_hold_s, "pat")
         self._scanned = now
 
     def _cause(self, t: float) -> str:
@@ -456,7 +496,7 @@ class ContinuousLine(FixedAgent):
         masses = self.comp.output_masses(cuts)
         tots = masses.sum(axis=1).tolist()
         apis = masses[:, self._api_idx].sum(axis=1).tolist()
-        accepted: list[tuple[float, float]] = []
+        acc_mask = np.zeros(len(cuts) - 1, dtype=bool)
         for k, (x, y) in enumerate(zip(cuts[:-1], cuts[1:])):
             tot = tots[k]
             self.output_kg += tot
@@ -470,38 +510,40 @@ class ContinuousLine(FixedAgent):
                 self._pending_api_kg += apis[k]
                 self.batch.accepted_kg += tot
                 self.accepting_s += y - x
-                accepted.append((x, y))
+                acc_mask[k] = True
             else:
                 self.q.by_cause[cause] = self.q.by_cause.get(cause, 0.0) + tot
                 self.diverting_s += y - x
-        if accepted:
-            self._audit(accepted)
+        if acc_mask.any():
+            self._audit(cuts, acc_mask)
         self._routed = until
         self.gate.prune(until)
 
-    def _audit(self, intervals: list[tuple[float, float]]) -> None:
-        """Independent check of accepted material: sample the content on each [x, y] every σ/10
-        (its own grid, not the scan's) and book the mass of any sample outside spec (or at too
-        low a flow) as released out of spec. The control strategy should keep this at zero.
-        All intervals are evaluated together."""
+    def _audit(self, cuts: list[float], accepted: np.ndarray) -> None:
+        """Independent check of accepted material: the content sampled every σ/10 over the
+        routed interval [cuts[0], cuts[-1]] (its own grid, not the scan's; evaluated with the
+        scan, :meth:`_scan`); the mass of every sample that falls in accepted material
+        (the pieces between ``cuts`` with ``accepted`` set) and is outside spec
+        (or at too low a flow) is booked as released out of spec (sample flow × grid step).
+        The control strategy should keep this at zero."""
         q = self.quality_spec
-        step = self.rtd.std_s / 10.0
-        grids = [scan_grid(x, y, step) for x, y in intervals]
-        ts = grids[0] if len(grids) == 1 else np.concatenate(grids)
-        out = self.comp.output(ts)
-        c = self._true_content(ts, self._content(out))
+        smp = self._audit_samples
+        self._audit_samples = None
+        if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
+            ts = scan_grid(cuts[0], cuts[-1], self.rtd.std_s / 10.0)
+            y = self.comp.output(ts)
+            smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
+                   self._true_content(ts, self._content(y)))
+        _, _, ts, flow, c = smp
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
         if not bad.any():
             return
-        flow = out.sum(axis=1)
-        i = 0
-        for (x, y), g in zip(intervals, grids):
-            b = bad[i:i + g.size]
-            if b.any():
-                dt = (y - x) / (g.size - 1)
-                self.released_oos_kg += float(flow[i:i + g.size][b].sum()) * dt
-                self.released_oos_samples += int(b.sum())
-            i += g.size
+        piece = np.clip(np.searchsorted(cuts, ts, side="right") - 1, 0, len(cuts) - 2)
+        bad &= accepted[piece]
+        if bad.any():
+            dt = (cuts[-1] - cuts[0]) / (ts.size - 1)
+            self.released_oos_kg += float(flow[bad].sum()) * dt
+            self.released_oos_samples += int(bad.sum())
 
     def _predict_exit(self, now: float) -> None:
         """While a feeder refills (volumetric feed drifting) or just after the line restarted,
@@ -846,7 +888,7 @@ class ContinuousLine(FixedAgent):
     # --- end of run -------------------------------------------------------------------------
     def finish(self, now: float) -> None:
         self._sync(now)
-        self._scan(now)
+        self._scan(now, route_until=now)
         self._route(now)
         self.timer.finish(now)
 

@@ -36,6 +36,7 @@ from darkfab.factory.rtd import RTD
 __all__ = ["RTDPredictor", "first_exit_time"]
 
 FloatArray = NDArray[np.float64]
+_NO_STEPS = np.zeros(0)
 ScalarFn = Callable[[FloatArray], FloatArray]
 
 
@@ -51,15 +52,18 @@ def first_exit_time(g: ScalarFn, t0: float, t1: float, low: float, high: float, 
         raise ValueError("step_s must be positive")
     if not t1 > t0:
         return None
-    g0 = float(g(np.array([t0]))[0])
-    if not (low <= g0 <= high):
-        return t0
     n_total = max(1, math.ceil((t1 - t0) / step_s))
-    prev_t, prev_v = t0, g0
+    prev_t, prev_v = t0, math.nan
     for k0 in range(1, n_total + 1, chunk):
         k = np.arange(k0, min(k0 + chunk, n_total + 1))
         ts = np.minimum(t0 + k * step_s, t1)
-        vs = g(ts)
+        if k0 == 1:  # g(t0) in the same call as the first chunk
+            vs = g(np.concatenate([[t0], ts]))
+            prev_v, vs = float(vs[0]), vs[1:]
+            if not (low <= prev_v <= high):
+                return t0
+        else:
+            vs = g(ts)
         bad = np.flatnonzero((vs < low) | (vs > high) | ~np.isfinite(vs))
         if bad.size:
             j = int(bad[0])
@@ -151,7 +155,7 @@ class RTDPredictor:
         if t < self._t_last:
             raise ValueError(f"push at {t} is before the last input change {self._t_last}")
         row = self._row(values)
-        self._append(np.array([t]), row[None, :])
+        self._append(np.array([t]), row[None, :], _NO_STEPS)
 
     def push_many(self, starts: Sequence[float] | FloatArray,
                   values: Sequence[Mapping[Hashable, float] | Sequence[float]] | FloatArray
@@ -161,7 +165,8 @@ class RTDPredictor:
         s = np.asarray(starts, dtype=float).reshape(-1)
         if s.size == 0:
             return
-        if s[0] < self._t_last or np.any(np.diff(s) < 0):
+        d = s[1:] - s[:-1]
+        if s[0] < self._t_last or (d < 0).any():
             raise ValueError(f"pushes must not go back (last input change {self._t_last})")
         if isinstance(values, np.ndarray):
             v = np.asarray(values, dtype=float)
@@ -177,11 +182,12 @@ class RTDPredictor:
                 v[r, :x.size] = x
         if v.shape[0] != s.size:
             raise ValueError("starts and values differ in length")
-        self._append(s, v)
+        self._append(s, v, d)
 
-    def _append(self, s: FloatArray, v: FloatArray) -> None:
-        """Append segments (s non-decreasing, ≥ the last start); a segment of zero length is
-        replaced by the next one; close the previous last segment's input mass."""
+    def _append(self, s: FloatArray, v: FloatArray, d: FloatArray) -> None:
+        """Append segments (s non-decreasing, ≥ the last start; d = their lengths but the
+        last's); a segment of zero length is replaced by the next one; close the previous last
+        segment's input mass."""
         h, n = self._h, self._n
         if n > h:  # the open segment ends at s[0]
             d0 = s[0] - self._s[n - 1]
@@ -189,7 +195,6 @@ class RTDPredictor:
             if d0 == 0.0:  # zero length: replaced
                 n -= 1
         if s.size > 1:
-            d = s[1:] - s[:-1]
             self._input_closed += d @ v[:-1]
             if not d.all():  # zero-length segments: replaced by the next one
                 keep = np.append(d > 0, True)
@@ -212,7 +217,7 @@ class RTDPredictor:
             return 0
         k = int(np.searchsorted(self._s[h + 1:n], horizon, side="right"))
         s = self._s[h:h + k + 1]
-        self._exited += np.diff(s) @ self._v[h:h + k]
+        self._exited += (s[1:] - s[:-1]) @ self._v[h:h + k]
         self.valid_from = max(self.valid_from, float(s[-1]) + self.rtd.tail_s)
         self._h = h + k
         self._cache = None
