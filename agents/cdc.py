@@ -317,7 +317,21 @@ class ContinuousLine(FixedAgent):
                 continue
             comp_now[self._comp_col[k]] += r
             key[k] = f.composition
-        if cuts.size:
+        if same and all(f[2].min() > 0.0 for f in feeds):
+            # every feeder feeds from one hopper composition at every cut: the lot predictor
+            # changes at most at the first cut
+            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
+            comp[-1] = comp_now
+            for k, f in enumerate(feeds):
+                comp[:-1, self._comp_col[k]] += f[2]
+            self.comp.push_many(np.append(cuts, now), comp)
+            key0 = tuple(f[3][0].composition for f in feeds)
+            if key0 != self._lots_key:
+                self._push_lots(float(cuts[0]), {
+                    (k, lot): x / f[2][0] for k, f in enumerate(feeds)
+                    for lot, x in f[3][0].lots_at(0).items()})
+            self._lots_key = key0
+        elif cuts.size:
             comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
             comp[-1] = comp_now
             keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)

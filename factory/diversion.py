@@ -9,7 +9,9 @@ the diversion gate with its mass accounting.
     [low + margin, high − margin], padded by ``time_margin_s`` on both sides (a margin for
     RTD-parameter uncertainty). Out-of-spec intervals are found by sampling at ``step_s``
     and refining both ends with Brent's method (tolerance as in
-    :func:`darkfab.factory.rtd_predictor.first_exit_time`).
+    :func:`darkfab.factory.rtd_predictor.first_exit_time`); sampled local extrema close to
+    a limit (within the second difference of the samples) are refined too, so that an
+    excursion narrower than the step is not missed.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
     if vs.shape != ts.shape:
         raise ValueError("values must be g on scan_grid(t0, t1, step_s)")
     bad = (vs < low) | (vs > high) | ~np.isfinite(vs)
+    hidden = _hidden_excursions(g, ts, vs, bad, low, high, xtol_s)
     if not bad.any():
-        return []
+        return merge_intervals([(a - time_margin_s, b + time_margin_s) for a, b in hidden])
 
     def edge(i: int) -> float:  # crossing between samples i and i + 1
         vb = vs[i] if bad[i] else vs[i + 1]
@@ -95,7 +98,54 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
     if bad[-1]:
         ends.append(t1)
     return merge_intervals([(a - time_margin_s, b + time_margin_s)
-                            for a, b in zip(starts, ends, strict=True)])
+                            for a, b in [*zip(starts, ends, strict=True), *hidden]])
+
+
+def _hidden_excursions(g: ScalarFn, ts: NDArray[np.float64], vs: NDArray[np.float64],
+                       bad: NDArray[np.bool_], low: float, high: float,
+                       xtol_s: float) -> list[Interval]:
+    """Excursions between samples: at a sampled local minimum (maximum) v_i inside spec, the
+    parabola through the three samples dips below v_i by at most d²/8, d² = v_(i−1) − 2v_i +
+    v_(i+1); where v_i is within |d²| (8× that bound) of a limit, g is minimised (maximised)
+    on [t_(i−1), t_(i+1)] (bounded Brent, ``xtol_s``; the end samples with their one
+    neighbour, as the grids of consecutive scans share them) and, if the extremum is beyond the
+    limit, both crossings are found by Brent's method. Cheap when every sample is further
+    than max |d²| from the limits (the usual case: no refinement at all)."""
+    if vs.size < 3 or bad.all():
+        return []
+    d2 = vs[2:] - 2.0 * vs[1:-1] + vs[:-2]
+    slack = np.abs(d2)
+    with np.errstate(invalid="ignore"):
+        span = float(np.nanmax(slack)) if np.isfinite(slack).any() else np.inf
+        if not (float(np.nanmin(vs)) - low < span or high - float(np.nanmax(vs)) < span):
+            return []
+        # the end samples count as extrema when the next sample inwards is further from the
+        # limit (a dip in the first or last step), with the slack of their triple
+        m = vs
+        prev = np.concatenate([[np.nan], vs[:-1]])
+        nxt = np.concatenate([vs[1:], [np.nan]])
+        sl = np.concatenate([slack[:1], slack, slack[-1:]])
+        inside = ~bad
+        inside[1:] &= ~bad[:-1]
+        inside[:-1] &= ~bad[1:]
+        # NaN (beyond an end) compares False: "not beyond" is written as ~(x > y)
+        cand_lo = inside & ~(m > prev) & ~(m > nxt) & (m - low < sl)
+        cand_hi = inside & ~(m < prev) & ~(m < nxt) & (high - m < sl)
+    g1 = lambda x: float(g(np.array([x]))[0])  # noqa: E731
+    out: list[Interval] = []
+    n = ts.size
+    for j, sign, limit in [*((int(j), 1.0, low) for j in np.flatnonzero(cand_lo)),
+                           *((int(j), -1.0, high) for j in np.flatnonzero(cand_hi))]:
+        lo_t, hi_t = float(ts[max(j - 1, 0)]), float(ts[min(j + 1, n - 1)])
+        r = optimize.minimize_scalar(lambda x: sign * g1(x), bounds=(lo_t, hi_t),
+                                     method="bounded", options={"xatol": xtol_s})
+        x = float(r.x)
+        if not sign * (g1(x) - limit) < 0:
+            continue
+        fl = lambda t: g1(t) - limit  # noqa: E731
+        out.append((float(optimize.brentq(fl, lo_t, x, xtol=xtol_s)),
+                    float(optimize.brentq(fl, x, hi_t, xtol=xtol_s))))
+    return out
 
 
 class DiversionGate:

@@ -315,9 +315,12 @@ class LossInWeightFeeder:
                                                           prev.rates[:-1])
         blocks.append(FeedBlock(a, b, rate, frac, self.composition))
 
-    def _take(self, fed: float) -> dict[Hashable, float]:
-        """Remove ``fed`` kg from the mixed hopper; returns the composition used."""
-        frac = self.hopper_fractions()
+    def _take(self, fed: float, frac: dict[Hashable, float] | None = None
+              ) -> dict[Hashable, float]:
+        """Remove ``fed`` kg from the mixed hopper (composition ``frac``: the present hopper
+        fractions, computed if not given); returns the composition used."""
+        if frac is None:
+            frac = self.hopper_fractions()
         for k, f in frac.items():
             self.lots[k] -= fed * f
             self.fed_by_lot[k] = self.fed_by_lot.get(k, 0.0) + fed * f
@@ -377,7 +380,7 @@ class LossInWeightFeeder:
             fed[-1] = avail - (float(cum[n - 2]) if n > 1 else 0.0)
             total = float(cum[n - 2]) + float(fed[-1]) if n > 1 else float(fed[-1])
         self._emit(a, b, fed, frac)
-        self._take(total)
+        self._take(total, frac)
         self.mass_kg = (self.mass_kg - total) if k >= cum.size else floor
         self.t = float(t_stop)
         if k < cum.size:

@@ -103,3 +103,21 @@ def test_diversion_property_rtd_window_rule(dist):
             g.add_window(*rtd_window(RTD, a, b, alpha=1e-3), "input")
     g.route(0.0, T_END + RTD.tail_s, lambda a, b: b - a)
     accepted_in_spec(g, dist)
+
+
+@pytest.mark.parametrize("centre", [50.3, 0.4, 99.7])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_out_of_spec_finds_excursions_between_samples(centre, sign):
+    """A Gaussian bump 0.2 % beyond the limit and far narrower than the sampling step (no
+    sample outside spec), inside the grid or in its first or last step: found, with both
+    crossings at centre ± w·√ln(0.0502/0.05) to xtol."""
+    def g(t: np.ndarray) -> np.ndarray:
+        return 1.0 + sign * 0.0502 * np.exp(-((t - centre) / 0.8) ** 2)
+    ts = scan_grid(0.0, 100.0, 2.0)
+    assert not ((g(ts) < 0.95) | (g(ts) > 1.05)).any()
+    (iv,) = out_of_spec_intervals(g, 0.0, 100.0, 0.95, 1.05, 2.0, xtol_s=1e-9)
+    half = 0.8 * math.sqrt(math.log(0.0502 / 0.05))
+    assert iv == pytest.approx((centre - half, centre + half), abs=1e-7)
+    # a bump that stays inside spec books nothing
+    assert out_of_spec_intervals(lambda t: 1.0 + sign * 0.0498 * np.exp(
+        -((t - centre) / 0.8) ** 2), 0.0, 100.0, 0.95, 1.05, 2.0) == []
