@@ -168,6 +168,9 @@ class ContinuousLine(FixedAgent):
         self._scanned = 0.0
         self._routed = 0.0
         self._audit_samples: tuple | None = None  # (from, to, times, flow, content) by _scan
+        self._last_wake = 0.0
+        self._full_at = 0.0  # last wake-up that scanned and routed
+        self._unrouted_kg = 0.0  # output between the routed time and now − lag (kg)
         self._pending_kg = 0.0  # accepted mass not yet in a unit
         self._pending_api_kg = 0.0
         self._pending_from = 0.0
@@ -236,7 +239,7 @@ class ContinuousLine(FixedAgent):
 
     def _next_wake(self) -> float:
         now = self.env.now
-        times = [now + self.control_interval_s, self._exit_at]
+        times = [self._full_at + self.control_interval_s, self._exit_at]
         for st in self.stations:
             if st._next is None:
                 st._next = st.feeder.next_event()
@@ -247,7 +250,10 @@ class ContinuousLine(FixedAgent):
             times.append(self._run_since + self.wear.life_s - self._op_base)
         times.append(self._repair_until)
         if self.running:  # the next unit at the nominal rate (units go out at the wake after)
-            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
+            # (pending + the output not yet routed, as accepted: exactly the old estimate
+            # when the last wake-up routed everything it could)
+            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg
+                                   - self._unrouted_kg, 0.0)
                          / self.nominal_kg_s + self.lag_s + 1e-6)
         if self.batch_s:
             times.append(self.batch.start_s + self.batch_s)
@@ -256,9 +262,13 @@ class ContinuousLine(FixedAgent):
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
         w0 = time.perf_counter()
+        self._last_wake = now
         self._sync(now)
-        self._scan(now, route_until=now - self.lag_s)
-        self._route(now - self.lag_s)
+        if self._quality_due(now):
+            self._scan(now, route_until=now - self.lag_s)
+            self._route(now - self.lag_s)
+            self._full_at = now
+            self._unrouted_kg = 0.0
         self.continuous_wall_s += time.perf_counter() - w0
         self._feeder_events(now)
         self._failures(now)
@@ -269,6 +279,35 @@ class ContinuousLine(FixedAgent):
         w0 = time.perf_counter()
         self._predict_exit(now)
         self.continuous_wall_s += time.perf_counter() - w0
+
+    def _quality_due(self, now: float) -> bool:
+        """Whether this wake-up must scan and route (else they wait for the next one that
+        does: the scan then covers the union of the elapsed intervals, on one grid). Due at
+        the supervisory cycle (``control_interval_s`` after the last one), at a predicted exit
+        from spec, at the end of a batch, and whenever a unit of accepted tablets may be
+        complete: pending + all the output up to now − lag (an upper bound of what the route
+        accepts) reaches a unit. State changes that :meth:`_cause` depends on scan up to the
+        last wake-up first (:meth:`_catch_up`), so causes are as if every wake-up scanned."""
+        if (now >= self._full_at + self.control_interval_s - 1e-9
+                or now >= self._exit_at - 1e-9 or self.batch_kg
+                or (self.batch_s and now >= self.batch.start_s + self.batch_s)):
+            return True
+        need = self.unit_kg + self.qc_kg - self._pending_kg
+        until = now - self.lag_s
+        if need <= 0.0:
+            return True
+        if until <= self._routed or self._routed < self.comp.valid_from:
+            self._unrouted_kg = 0.0
+            return until > self._routed
+        self._unrouted_kg = float(self.comp.output_masses([self._routed, until]).sum())
+        return self._unrouted_kg >= need * (1.0 - 1e-9)
+
+    def _catch_up(self) -> None:
+        """Scan up to the last wake-up if that wake-up did not (before a state change)."""
+        if self._scanned < self._last_wake:
+            w0 = time.perf_counter()
+            self._scan(self._last_wake)
+            self.continuous_wall_s += time.perf_counter() - w0
 
     def _sync(self, now: float) -> None:
         """Advance every feeder to ``now`` and push their flows into the predictors: the
@@ -612,7 +651,7 @@ class ContinuousLine(FixedAgent):
                                              else now, now))
                 st.refill_from = None
                 # older refills can no longer explain a deviation (_cause): keep the deque short
-                while self._refill_windows[0][1] < now - 2 * self.rtd.tail_s:
+                while self._refill_windows[0][1] < self._scanned - 2 * self.rtd.tail_s:
                     self._refill_windows.popleft()
                 self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
                                       f"{f.mass_kg:.3f} kg")
@@ -679,6 +718,7 @@ class ContinuousLine(FixedAgent):
                 self.timer.change(now, SUSPENDED)
 
     def _stop(self, now: float, state: str, reason: str) -> None:
+        self._catch_up()  # causes of what left spec before now: with the line running
         if self.running and self._ttf:
             up = now - self._run_since
             self._ttf = [x - up for x in self._ttf]
@@ -698,6 +738,7 @@ class ContinuousLine(FixedAgent):
             self._notify("state", state)
 
     def _restart(self, now: float, why: str) -> None:
+        self._catch_up()  # causes of what left spec before now: before this restart
         self._sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None

@@ -9,7 +9,8 @@ the diversion gate with its mass accounting.
     [low + margin, high − margin], padded by ``time_margin_s`` on both sides (a margin for
     RTD-parameter uncertainty). Out-of-spec intervals are found by sampling at ``step_s``
     and refining both ends with Brent's method (tolerance as in
-    :func:`darkfab.factory.rtd_predictor.first_exit_time`); sampled local extrema close to
+    :func:`darkfab.factory.rtd_predictor.first_exit_time`; where g turns NaN, e.g. a flow
+    below its threshold, by bisection to the same tolerance); sampled local extrema close to
     a limit (within the second difference of the samples) are refined too, so that an
     excursion narrower than the step is not missed.
 """
@@ -85,6 +86,20 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
         vb = vs[i] if bad[i] else vs[i + 1]
         limit = high if vb > high else low
         fa, fb = vs[i] - limit, vs[i + 1] - limit
+        if np.isfinite(vs[i]) != np.isfinite(vs[i + 1]):
+            # g turns NaN (e.g. a flow below its threshold): bisect on "g is a number" to
+            # xtol_s; the boundary is taken on the in-spec side
+            a, b = float(ts[i]), float(ts[i + 1])
+            fin_a = bool(np.isfinite(vs[i]))
+            while b - a > xtol_s:
+                mid = 0.5 * (a + b)
+                if mid <= a or mid >= b:
+                    break
+                if bool(np.isfinite(g(np.array([mid]))[0])) == fin_a:
+                    a = mid
+                else:
+                    b = mid
+            return a if not bad[i] else b
         if not (np.isfinite(fa) and np.isfinite(fb)) or fa * fb > 0:
             return float(ts[i + 1] if bad[i + 1] else ts[i])
         return float(optimize.brentq(lambda x: float(g(np.array([x]))[0]) - limit,

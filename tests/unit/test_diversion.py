@@ -121,3 +121,13 @@ def test_out_of_spec_finds_excursions_between_samples(centre, sign):
     # a bump that stays inside spec books nothing
     assert out_of_spec_intervals(lambda t: 1.0 + sign * 0.0498 * np.exp(
         -((t - centre) / 0.8) ** 2), 0.0, 100.0, 0.95, 1.05, 2.0) == []
+
+
+def test_out_of_spec_bisects_where_the_scalar_turns_nan():
+    """g is NaN (e.g. the flow below its threshold) on [31.234, 47.777]: the interval is found
+    to xtol whatever the sampling grid, not to the sampling step."""
+    def g(t: np.ndarray) -> np.ndarray:
+        return np.where((t >= 31.234) & (t <= 47.777), np.nan, 1.0)
+    for step in (2.0, 5.8, 7.3):
+        (iv,) = out_of_spec_intervals(g, 0.0, 100.0, 0.95, 1.05, step, xtol_s=1e-6)
+        assert iv == pytest.approx((31.234, 47.777), abs=2e-6)
