@@ -202,7 +202,8 @@ class ContinuousLine(FixedAgent):
         self.released_oos_kg = 0.0
         self.released_oos_samples = 0
         self._exit_at = math.inf
-        self.continuous_wall_s = 0.0
+        self.continuous_wall_s = 0.0  # wall and CPU time in the continuous models (s)
+        self.continuous_cpu_s = 0.0
         # fault campaigns (darkfab.scenarios.faults): listeners fn(line, kind, detail) of
         # state changes and alarms, API potency of out-of-spec lots (the model is blind to it)
         self.listeners: list[Callable] = []
@@ -237,12 +238,23 @@ class ContinuousLine(FixedAgent):
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
+    @staticmethod
+    def _clock() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def _clocked(self, start: tuple[float, float]) -> None:
+        """Book the time since ``start`` (:meth:`_clock`) to the continuous models."""
+        self.continuous_wall_s += time.perf_counter() - start[0]
+        self.continuous_cpu_s += time.process_time() - start[1]
+
     def _next_wake(self) -> float:
         now = self.env.now
         times = [self._full_at + self.control_interval_s, self._exit_at]
         for st in self.stations:
             if st._next is None:
+                w0 = self._clock()  # the feeder's next level event: a look-ahead run
                 st._next = st.feeder.next_event()
+                self._clocked(w0)
             times.append(st._next[0])
         if self.running and self._ttf:
             times.append(self._run_since + min(self._ttf))
@@ -261,7 +273,7 @@ class ContinuousLine(FixedAgent):
 
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
-        w0 = time.perf_counter()
+        w0 = self._clock()
         self._last_wake = now
         self._sync(now)
         if self._quality_due(now):
@@ -269,16 +281,16 @@ class ContinuousLine(FixedAgent):
             self._route(now - self.lag_s)
             self._full_at = now
             self._unrouted_kg = 0.0
-        self.continuous_wall_s += time.perf_counter() - w0
+        self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
         self._emit_units(now)
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
-        w0 = time.perf_counter()
+        w0 = self._clock()
         self._predict_exit(now)
-        self.continuous_wall_s += time.perf_counter() - w0
+        self._clocked(w0)
 
     def _quality_due(self, now: float) -> bool:
         """Whether this wake-up must scan and route (else they wait for the next one that
@@ -302,12 +314,18 @@ class ContinuousLine(FixedAgent):
         self._unrouted_kg = float(self.comp.output_masses([self._routed, until]).sum())
         return self._unrouted_kg >= need * (1.0 - 1e-9)
 
+    def _timed_sync(self, now: float) -> None:
+        """:meth:`_sync` outside a wake-up (stops, restarts, commands), timed."""
+        w0 = self._clock()
+        self._sync(now)
+        self._clocked(w0)
+
     def _catch_up(self) -> None:
         """Scan up to the last wake-up if that wake-up did not (before a state change)."""
         if self._scanned < self._last_wake:
-            w0 = time.perf_counter()
+            w0 = self._clock()
             self._scan(self._last_wake)
-            self.continuous_wall_s += time.perf_counter() - w0
+            self._clocked(w0)
 
     def _sync(self, now: float) -> None:
         """Advance every feeder to ``now`` and push their flows into the predictors: the
@@ -495,7 +513,7 @@ class ContinuousLine(FixedAgent):
             return
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
-                                            xtol_s=1e-3, values=c_all[:n1]):
+                                            xtol_s=1e-3, values=c_all[:n1], grid=ts):
             cause = self._cause(lo)
             self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
             self.oos_events += 1
@@ -727,11 +745,11 @@ class ContinuousLine(FixedAgent):
         self.running = False
         self._reason = reason
         self.stops += 1
-        self._sync(now)  # feed up to now into the predictors before the set-points change
+        self._timed_sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
-        self._sync(now)
+        self._timed_sync(now)
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
         if self.listeners:
@@ -739,11 +757,11 @@ class ContinuousLine(FixedAgent):
 
     def _restart(self, now: float, why: str) -> None:
         self._catch_up()  # causes of what left spec before now: before this restart
-        self._sync(now)  # feed up to now into the predictors before the set-points change
+        self._timed_sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, st.setpoint_kg_s)
-        self._sync(now)
+        self._timed_sync(now)
         self.running = True
         self._reason = ""
         self._run_since = now
@@ -803,7 +821,7 @@ class ContinuousLine(FixedAgent):
         if math.isfinite(self._repair_until):
             return f"the line is under repair or maintenance ({self._repair_name or 'failure'})"
         now = self.env.now
-        self._sync(now)
+        self._timed_sync(now)
         if self.running:
             self._stop(now, HELD, "maintenance")
         else:
@@ -847,7 +865,7 @@ class ContinuousLine(FixedAgent):
         """A scripted breakdown now: the line is Held until ``duration_s`` later (a failure in
         progress keeps the later of the two repair times)."""
         now = self.env.now
-        self._sync(now)  # feeders up to now before their set-points change
+        self._timed_sync(now)  # feeders up to now before their set-points change
         if self.running:
             self._stop(now, HELD, name)
         else:
@@ -929,7 +947,9 @@ class ContinuousLine(FixedAgent):
         lots are written to genealogy.parquet when it is made)."""
         if b <= a:
             return {}
+        w0 = self._clock()
         fr = self.lots.lot_fractions(a, b)
+        self._clocked(w0)
         return {self._slot_lot[s]: x for s, x in fr.items()}
 
     def _close_batch(self, now: float) -> None:
@@ -942,9 +962,11 @@ class ContinuousLine(FixedAgent):
 
     # --- end of run -------------------------------------------------------------------------
     def finish(self, now: float) -> None:
+        w0 = self._clock()
         self._sync(now)
         self._scan(now, route_until=now)
         self._route(now)
+        self._clocked(w0)
         self.timer.finish(now)
 
     def kpis(self, end: float) -> dict:
@@ -995,6 +1017,7 @@ class ContinuousLine(FixedAgent):
             "batches": batches,
             "mass_balance": self.mass_balance(end),
             "continuous_model_wall_s": self.continuous_wall_s,
+            "continuous_model_cpu_s": self.continuous_cpu_s,
             **({"punch_wear": self.maintenance_kpis(end)} if self.wear is not None else {}),
         }
 

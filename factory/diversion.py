@@ -69,11 +69,13 @@ def scan_grid(t0: float, t1: float, step_s: float) -> NDArray[np.float64]:
 def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: float,
                           step_s: float, xtol_s: float = 1e-9,
                           time_margin_s: float = 0.0,
-                          values: NDArray[np.float64] | None = None) -> list[Interval]:
+                          values: NDArray[np.float64] | None = None,
+                          grid: NDArray[np.float64] | None = None) -> list[Interval]:
     """Intervals within [t0, t1] where the vectorised scalar g is outside [low, high], padded by
     ``time_margin_s`` each side and merged. ``values``: g already evaluated on
-    ``scan_grid(t0, t1, step_s)`` (g is then called only to refine crossings)."""
-    ts = scan_grid(t0, t1, step_s)
+    ``scan_grid(t0, t1, step_s)`` (g is then called only to refine crossings); ``grid``: that
+    grid, if the caller has it."""
+    ts = scan_grid(t0, t1, step_s) if grid is None else grid
     vs = g(ts) if values is None else values
     if vs.shape != ts.shape:
         raise ValueError("values must be g on scan_grid(t0, t1, step_s)")
@@ -128,6 +130,11 @@ def _hidden_excursions(g: ScalarFn, ts: NDArray[np.float64], vs: NDArray[np.floa
     than max |d²| from the limits (the usual case: no refinement at all)."""
     if vs.size < 3 or bad.all():
         return []
+    if not bad.any():  # |d²| ≤ 2·(max − min): nothing to refine when that far from the limits
+        vmin, vmax = float(vs.min()), float(vs.max())
+        r = 2.0 * (vmax - vmin)
+        if vmin - low >= r and high - vmax >= r:
+            return []
     d2 = vs[2:] - 2.0 * vs[1:-1] + vs[:-2]
     slack = np.abs(d2)
     with np.errstate(invalid="ignore"):
