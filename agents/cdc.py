@@ -41,8 +41,8 @@ from mesa.discrete_space import FixedAgent
 
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import Sampler
-from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals
-from darkfab.factory.feeder import FeedSegment, LossInWeightFeeder
+from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals, scan_grid
+from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
@@ -54,6 +54,7 @@ from .model import PlantModel
 __all__ = ["ContinuousLine", "FeederStation", "LineFailure", "QualitySpec"]
 
 EXECUTE, HELD, SUSPENDED = "Execute", "Held", "Suspended"
+_NO_TIMES = np.zeros(0)
 
 
 @dataclass
@@ -153,11 +154,12 @@ class ContinuousLine(FixedAgent):
         for c in sorted({st.component for st in stations}):
             self.comp._channel(c)  # fixed channel order
         self._api_idx = [i for i, c in enumerate(self.comp.channels) if c == "api"]
+        self._comp_col = [self.comp.channels.index(st.component) for st in stations]
         self.lots = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
-        self._lots_key: tuple = ()
+        self._lots_key: tuple[int, ...] = (-1,) * len(stations)  # composition per feeder
         self.gate = DiversionGate()
         self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
         self.running = False
@@ -165,6 +167,10 @@ class ContinuousLine(FixedAgent):
         self._synced = 0.0
         self._scanned = 0.0
         self._routed = 0.0
+        self._audit_samples: tuple | None = None  # (from, to, times, flow, content) by _scan
+        self._last_wake = 0.0
+        self._full_at = 0.0  # last wake-up that scanned and routed
+        self._unrouted_kg = 0.0  # output between the routed time and now − lag (kg)
         self._pending_kg = 0.0  # accepted mass not yet in a unit
         self._pending_api_kg = 0.0
         self._pending_from = 0.0
@@ -196,7 +202,8 @@ class ContinuousLine(FixedAgent):
         self.released_oos_kg = 0.0
         self.released_oos_samples = 0
         self._exit_at = math.inf
-        self.continuous_wall_s = 0.0
+        self.continuous_wall_s = 0.0  # wall and CPU time in the continuous models (s)
+        self.continuous_cpu_s = 0.0
         # fault campaigns (darkfab.scenarios.faults): listeners fn(line, kind, detail) of
         # state changes and alarms, API potency of out-of-spec lots (the model is blind to it)
         self.listeners: list[Callable] = []
@@ -232,12 +239,23 @@ class ContinuousLine(FixedAgent):
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
+    @staticmethod
+    def _clock() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def _clocked(self, start: tuple[float, float]) -> None:
+        """Book the time since ``start`` (:meth:`_clock`) to the continuous models."""
+        self.continuous_wall_s += time.perf_counter() - start[0]
+        self.continuous_cpu_s += time.process_time() - start[1]
+
     def _next_wake(self) -> float:
         now = self.env.now
-        times = [now + self.control_interval_s, self._exit_at]
+        times = [self._full_at + self.control_interval_s, self._exit_at]
         for st in self.stations:
             if st._next is None:
+                w0 = self._clock()  # the feeder's next level event: a look-ahead run
                 st._next = st.feeder.next_event()
+                self._clocked(w0)
             times.append(st._next[0])
         if self.running and self._ttf:
             times.append(self._run_since + min(self._ttf))
@@ -245,7 +263,10 @@ class ContinuousLine(FixedAgent):
             times.append(self._run_since + self.wear.life_s - self._op_base)
         times.append(self._repair_until)
         if self.running:  # the next unit at the nominal rate (units go out at the wake after)
-            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
+            # (pending + the output not yet routed, as accepted: exactly the old estimate
+            # when the last wake-up routed everything it could)
+            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg
+                                   - self._unrouted_kg, 0.0)
                          / self.nominal_kg_s + self.lag_s + 1e-6)
         if self.batch_s:
             times.append(self.batch.start_s + self.batch_s)
@@ -253,66 +274,174 @@ class ContinuousLine(FixedAgent):
 
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
-        w0 = time.perf_counter()
+        w0 = self._clock()
+        self._last_wake = now
         self._sync(now)
-        self._scan(now)
-        self._route(now - self.lag_s)
-        self.continuous_wall_s += time.perf_counter() - w0
+        if self._quality_due(now):
+            self._scan(now, route_until=now - self.lag_s)
+            self._route(now - self.lag_s)
+            self._full_at = now
+            self._unrouted_kg = 0.0
+        self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
         self._emit_units(now)
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
-        w0 = time.perf_counter()
+        w0 = self._clock()
         self._predict_exit(now)
-        self.continuous_wall_s += time.perf_counter() - w0
+        self._clocked(w0)
+
+    def _quality_due(self, now: float) -> bool:
+        """Whether this wake-up must scan and route (else they wait for the next one that
+        does: the scan then covers the union of the elapsed intervals, on one grid). Due at
+        the supervisory cycle (``control_interval_s`` after the last one), at a predicted exit
+        from spec, at the end of a batch, and whenever a unit of accepted tablets may be
+        complete: pending + all the output up to now − lag (an upper bound of what the route
+        accepts) reaches a unit. State changes that :meth:`_cause` depends on scan up to the
+        last wake-up first (:meth:`_catch_up`), so causes are as if every wake-up scanned."""
+        if (now >= self._full_at + self.control_interval_s - 1e-9
+                or now >= self._exit_at - 1e-9 or self.batch_kg
+                or (self.batch_s and now >= self.batch.start_s + self.batch_s)):
+            return True
+        need = self.unit_kg + self.qc_kg - self._pending_kg
+        until = now - self.lag_s
+        if need <= 0.0:
+            return True
+        if until <= self._routed or self._routed < self.comp.valid_from:
+            self._unrouted_kg = 0.0
+            return until > self._routed
+        self._unrouted_kg = float(self.comp.output_masses([self._routed, until]).sum())
+        return self._unrouted_kg >= need * (1.0 - 1e-9)
+
+    def _timed_sync(self, now: float) -> None:
+        """:meth:`_sync` outside a wake-up (stops, restarts, commands), timed."""
+        w0 = self._clock()
+        self._sync(now)
+        self._clocked(w0)
+
+    def _catch_up(self) -> None:
+        """Scan up to the last wake-up if that wake-up did not (before a state change)."""
+        if self._scanned < self._last_wake:
+            w0 = self._clock()
+            self._scan(self._last_wake)
+            self._clocked(w0)
 
     def _sync(self, now: float) -> None:
         """Advance every feeder to ``now`` and push their flows into the predictors: the
         component predictor at every breakpoint of any feeder's piecewise-constant flow, the lot
         predictor whenever a hopper's lot composition changes (it carries each lot's share of
         the feeder's set-point flow, so feed noise does not enter the lot split); then the
-        present flows, assumed to persist until the next sync replaces them."""
-        segs = [st.feeder.advance(now) for st in self.stations]
-        cuts = sorted({x for ss in segs for sg in ss for x in (sg.start_s, sg.end_s) if x < now})
-        ptr = [0] * len(segs)
-        comp_push, lots_push = self.comp.push, self._push_lots
+        present flows, assumed to persist until the next sync replaces them. The feeders'
+        segments arrive as arrays (:class:`~darkfab.factory.feeder.FeedBlock`); the rates at
+        all breakpoints are found by binary search and pushed as one matrix."""
         stations = self.stations
-        for c in cuts:
-            comp: dict[Hashable, float] = {}
-            mix: list[tuple[int, FeedSegment]] = []
-            for k, ss in enumerate(segs):
-                i = ptr[k]
-                while i < len(ss) and ss[i].end_s <= c:
-                    i += 1
-                ptr[k] = i
-                if i < len(ss) and ss[i].start_s <= c:
-                    sg: FeedSegment = ss[i]
-                    cmp = stations[k].component
-                    comp[cmp] = comp.get(cmp, 0.0) + sg.rate_kg_s
-                    mix.append((k, sg))
-            comp_push(c, comp)
-            key = tuple((k, sg.composition) for k, sg in mix if sg.rate_kg_s > 0)
-            if key != self._lots_key:
-                self._lots_key = key
-                lots_push(c, {(k, lot): r / sg.rate_kg_s for k, sg in mix
-                              for lot, r in sg.lots.items() if sg.rate_kg_s > 0})
-        comp = {}
-        feeding = []
+        feeds = []
+        for st in stations:
+            blocks = st.feeder.advance_blocks(now)
+            if not blocks:
+                feeds.append(None)
+            elif len(blocks) == 1:
+                b0 = blocks[0]
+                feeds.append((b0.starts, b0.ends, b0.rates, blocks, None))
+            else:
+                feeds.append((np.concatenate([b.starts for b in blocks]),
+                              np.concatenate([b.ends for b in blocks]),
+                              np.concatenate([b.rates for b in blocks]), blocks,
+                              np.cumsum([b.starts.size for b in blocks])))
+        # the common case: every feeder gravimetric on the same noise-cell grid up to now
+        f0 = feeds[0]
+        same = f0 is not None and f0[4] is None and f0[1][-1] == now and all(
+            f is not None and f[4] is None and f[0].size == f0[0].size
+            and (f[0] == f0[0]).all() and (f[1] == f0[1]).all() for f in feeds[1:]) and (
+            f0[0][1:] == f0[1][:-1]).all()
+        if same:
+            cuts = f0[0]  # every start is a cut, and no end before now that is not a start
+        else:
+            live = [f for f in feeds if f is not None]
+            if live:
+                cuts = np.unique(np.concatenate([x for f in live for x in f[:2]]))
+                cuts = cuts[cuts < now]
+            else:
+                cuts = _NO_TIMES
+        # the present flows (noise cell at now), assumed to persist until the next sync
+        comp_now = np.zeros(len(self.comp.channels))
+        key = [-1] * len(stations)
         for k, st in enumerate(stations):
             f = st.feeder
             r = f.current_rate_kg_s()
             if r <= 0.0:
                 continue
-            comp[st.component] = comp.get(st.component, 0.0) + r
-            feeding.append(k)
-        comp_push(now, comp)
-        key = tuple((k, stations[k].feeder.composition) for k in feeding)
-        if key != self._lots_key:
-            self._lots_key = key
-            lots_push(now, {(k, lot): x for k in feeding
-                            for lot, x in stations[k].feeder.hopper_fractions().items()})
+            comp_now[self._comp_col[k]] += r
+            key[k] = f.composition
+        if same and all(f[2].min() > 0.0 for f in feeds):
+            # every feeder feeds from one hopper composition at every cut: the lot predictor
+            # changes at most at the first cut
+            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
+            comp[-1] = comp_now
+            for k, f in enumerate(feeds):
+                comp[:-1, self._comp_col[k]] += f[2]
+            self.comp.push_many(np.append(cuts, now), comp)
+            key0 = tuple(f[3][0].composition for f in feeds)
+            if key0 != self._lots_key:
+                self._push_lots(float(cuts[0]), {
+                    (k, lot): x / f[2][0] for k, f in enumerate(feeds)
+                    for lot, x in f[3][0].lots_at(0).items()})
+            self._lots_key = key0
+        elif cuts.size:
+            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
+            comp[-1] = comp_now
+            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
+            rows: list[np.ndarray | None] = []
+            for k, f in enumerate(feeds):
+                if f is None:
+                    rows.append(None)
+                    continue
+                starts, ends, rates, blocks, offs = f
+                if same:  # segment j of every feeder starts at cut j
+                    ic, r = None, rates
+                    pos = r > 0
+                else:
+                    i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
+                    ic = np.minimum(i, starts.size - 1)
+                    cov = (i < starts.size) & (starts[ic] <= cuts)
+                    r = np.where(cov, rates[ic], 0.0)
+                    pos = cov & (r > 0)
+                comp[:-1, self._comp_col[k]] += r
+                if offs is None:
+                    keys[:, k] = np.where(pos, blocks[0].composition, -1)
+                else:
+                    bi = np.searchsorted(offs, ic, side="right")
+                    compo = np.array([b.composition for b in blocks])[
+                        np.minimum(bi, len(blocks) - 1)]
+                    keys[:, k] = np.where(pos, compo, -1)
+                rows.append(ic)
+            self.comp.push_many(np.append(cuts, now), comp)
+            prev = np.asarray(self._lots_key, dtype=np.int64)
+            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
+            for j in changed.tolist():
+                fractions: dict[tuple[int, Hashable], float] = {}
+                for k, f in enumerate(feeds):
+                    if keys[j, k] < 0:
+                        continue
+                    blocks, offs = f[3], f[4]
+                    i = j if rows[k] is None else int(rows[k][j])
+                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
+                    blk = blocks[bi]
+                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
+                    rate = blk.rates[ii]
+                    for lot, x in blk.lots_at(ii).items():
+                        fractions[(k, lot)] = x / rate
+                self._push_lots(float(cuts[j]), fractions)
+            self._lots_key = tuple(keys[-1].tolist())
+        else:
+            self.comp.push_many([now], comp_now[None, :])
+        key_t = tuple(key)
+        if key_t != self._lots_key:
+            self._lots_key = key_t
+            self._push_lots(now, {(k, lot): x for k in range(len(stations)) if key[k] >= 0
+                                  for lot, x in stations[k].feeder.hopper_fractions().items()})
         self._synced = now
 
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
@@ -343,23 +472,49 @@ class ContinuousLine(FixedAgent):
 
     # --- quality: scan, divert, route -------------------------------------------------------
     def _content(self, y: np.ndarray) -> np.ndarray:
+        """API content (fraction of label claim) of the output rows ``y`` (kg/s per channel);
+        NaN where the flow is below ``min_flow_fraction`` of nominal."""
         tot = y.sum(axis=1)
+        thr = self.quality_spec.min_flow_fraction * self.nominal_kg_s
+        api = y[:, self._api_idx[0]] if len(self._api_idx) == 1 else \
+            y[:, self._api_idx].sum(axis=1)
+        if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
+            return api / np.where(tot >= thr, tot, np.nan) / self.api_share
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = y[:, self._api_idx].sum(axis=1) / tot / self.api_share
-        return np.where(tot >= self.quality_spec.min_flow_fraction * self.nominal_kg_s, c,
-                        np.nan)
+            return np.where(tot >= thr, api / tot / self.api_share, np.nan)
 
-    def _scan(self, now: float) -> None:
+    def _scan(self, now: float, route_until: float | None = None) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
-        of spec, and out-of-spec PAT readings available by now."""
+        of spec, and out-of-spec PAT readings available by now. The scan grid, the PAT sample
+        times and (with ``route_until``) the audit grid of the output to be routed next, up to
+        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
+        evaluates single points)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
-        if now <= a:
-            return
+        scan = now > a
         step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
+        sensor = self.sensor
+        ts = scan_grid(a, now, step) if scan else _NO_TIMES
+        pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
+                  else _NO_TIMES)
+        r0 = self._routed
+        audit = route_until is not None and route_until > r0
+        au_ts = scan_grid(r0, route_until, step) if audit else _NO_TIMES
+        if not (scan or audit):
+            return
+        n1, n2 = ts.size, ts.size + pat_ts.size
+        all_t = np.concatenate([ts, pat_ts, au_ts])
+        y = self.comp.output(all_t)
+        c_all = self._content(y)
+        if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
+            true = self._true_content(all_t[n1:], c_all[n1:])
+        if audit:
+            self._audit_samples = (r0, route_until, au_ts, y[n2:].sum(axis=1), true[n2 - n1:])
+        if not scan:
+            return
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
-                                            xtol_s=1e-3):
+                                            xtol_s=1e-3, values=c_all[:n1], grid=ts):
             cause = self._cause(lo)
             self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
             self.oos_events += 1
@@ -367,26 +522,25 @@ class ContinuousLine(FixedAgent):
                 self.refill_deviations += 1
             self.model.log.record(now, "divert", self.name, -1, "", self.node,
                                   f"{cause} [{lo:.3f}, {hi:.3f}]")
-        if self.sensor is not None:
-            ts = self.sensor.sample_times(now - self.sensor.p.delay_s)
-            if ts.size:
-                true = self._true_content(ts, g(ts))  # NaN: flow too low to read
-                for m, x in zip(self.sensor.measure_many(np.nan_to_num(true, nan=1.0)), true):
-                    if not math.isfinite(x):
-                        continue
-                    self.pat_samples += 1
-                    if m.value is None:
-                        self.pat_dropouts += 1
-                    elif not q.spec_low <= m.value <= q.spec_high:
-                        if not self.gate.is_diverting(m.available_s):
-                            self.pat_alarms += 1
-                            self.model.log.record(now, "pat_alarm", self.name, -1, "",
-                                                  self.node, f"{m.value:.4f} at "
-                                                  f"{m.sample_time_s:.1f}")
-                        # back to the last good reading: that material has not reached the
-                        # gate yet (lag_s ≥ period + delay)
-                        self.gate.add_window(m.sample_time_s - self.sensor.p.period_s,
-                                             m.available_s + q.pat_hold_s, "pat")
+        if pat_ts.size:
+            x_pat = true[:n2 - n1]  # NaN: flow too low to read
+            readable = np.isfinite(x_pat)
+            t_s, t_av, val = sensor.measure_array(np.where(readable, x_pat, 1.0))
+            lost = np.isnan(val)
+            self.pat_samples += int(readable.sum())
+            self.pat_dropouts += int((readable & lost).sum())
+            with np.errstate(invalid="ignore"):
+                oos = readable & ~lost & ((val < q.spec_low) | (val > q.spec_high))
+            for i in np.flatnonzero(oos).tolist():  # in sample order
+                if not self.gate.is_diverting(float(t_av[i])):
+                    self.pat_alarms += 1
+                    self.model.log.record(now, "pat_alarm", self.name, -1, "",
+                                          self.node, f"{float(val[i]):.4f} at "
+                                          f"{float(t_s[i]):.1f}")
+                # back to the last good reading: that material has not reached the
+                # gate yet (lag_s ≥ period + delay)
+                self.gate.add_window(float(t_s[i]) - sensor.p.period_s,
+                                     float(t_av[i]) + q.pat_hold_s, "pat")
         self._scanned = now
 
     def _cause(self, t: float) -> str:
@@ -405,45 +559,62 @@ class ContinuousLine(FixedAgent):
         return "disturbance"
 
     def _route(self, until: float) -> None:
-        """Send the output up to ``until`` to accepted or diverted by the gate's windows."""
+        """Send the output up to ``until`` to accepted or diverted by the gate's windows (the
+        masses between all window boundaries from one predictor evaluation)."""
         a = self._routed
         if until <= a:
             return
         cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
-        for x, y in zip(cuts[:-1], cuts[1:]):
-            m = self.comp.output_mass(x, y)
-            tot = float(m.sum())
+        masses = self.comp.output_masses(cuts)
+        tots = masses.sum(axis=1).tolist()
+        apis = masses[:, self._api_idx].sum(axis=1).tolist()
+        acc_mask = np.zeros(len(cuts) - 1, dtype=bool)
+        for k, (x, y) in enumerate(zip(cuts[:-1], cuts[1:])):
+            tot = tots[k]
             self.output_kg += tot
             cause = self.gate.cause_at(0.5 * (x + y))
             if cause is None:
                 self.accepted_kg += tot
-                self.api_accepted_kg += float(m[self._api_idx].sum())
+                self.api_accepted_kg += apis[k]
                 if self._pending_kg <= 0:
                     self._pending_from = x
                 self._pending_kg += tot
-                self._pending_api_kg += float(m[self._api_idx].sum())
+                self._pending_api_kg += apis[k]
                 self.batch.accepted_kg += tot
                 self.accepting_s += y - x
-                self._audit(x, y)
+                acc_mask[k] = True
             else:
                 self.q.by_cause[cause] = self.q.by_cause.get(cause, 0.0) + tot
                 self.diverting_s += y - x
+        if acc_mask.any():
+            self._audit(cuts, acc_mask)
         self._routed = until
         self.gate.prune(until)
 
-    def _audit(self, x: float, y: float) -> None:
-        """Independent check of accepted material: sample the content on [x, y] every σ/10 and
-        book the mass of any sample outside spec (or at too low a flow) as released out of
-        spec. The control strategy should keep this at zero."""
+    def _audit(self, cuts: list[float], accepted: np.ndarray) -> None:
+        """Independent check of accepted material: the content sampled every σ/10 over the
+        routed interval [cuts[0], cuts[-1]] (its own grid, not the scan's; evaluated with the
+        scan, :meth:`_scan`); the mass of every sample that falls in accepted material
+        (the pieces between ``cuts`` with ``accepted`` set) and is outside spec
+        (or at too low a flow) is booked as released out of spec (sample flow × grid step).
+        The control strategy should keep this at zero."""
         q = self.quality_spec
-        n = max(2, math.ceil((y - x) / (self.rtd.std_s / 10.0)) + 1)
-        ts = np.linspace(x, y, n)
-        out = self.comp.output(ts)
-        c = self._true_content(ts, self._content(out))
+        smp = self._audit_samples
+        self._audit_samples = None
+        if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
+            ts = scan_grid(cuts[0], cuts[-1], self.rtd.std_s / 10.0)
+            y = self.comp.output(ts)
+            smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
+                   self._true_content(ts, self._content(y)))
+        _, _, ts, flow, c = smp
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
+        if not bad.any():
+            return
+        piece = np.clip(np.searchsorted(cuts, ts, side="right") - 1, 0, len(cuts) - 2)
+        bad &= accepted[piece]
         if bad.any():
-            dt = (y - x) / (n - 1)
-            self.released_oos_kg += float(out.sum(axis=1)[bad].sum()) * dt
+            dt = (cuts[-1] - cuts[0]) / (ts.size - 1)
+            self.released_oos_kg += float(flow[bad].sum()) * dt
             self.released_oos_samples += int(bad.sum())
 
     def _predict_exit(self, now: float) -> None:
@@ -499,7 +670,7 @@ class ContinuousLine(FixedAgent):
                                              else now, now))
                 st.refill_from = None
                 # older refills can no longer explain a deviation (_cause): keep the deque short
-                while self._refill_windows[0][1] < now - 2 * self.rtd.tail_s:
+                while self._refill_windows[0][1] < self._scanned - 2 * self.rtd.tail_s:
                     self._refill_windows.popleft()
                 self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
                                       f"{f.mass_kg:.3f} kg")
@@ -566,6 +737,7 @@ class ContinuousLine(FixedAgent):
                 self.timer.change(now, SUSPENDED)
 
     def _stop(self, now: float, state: str, reason: str) -> None:
+        self._catch_up()  # causes of what left spec before now: with the line running
         if self.running and self._ttf:
             up = now - self._run_since
             self._ttf = [x - up for x in self._ttf]
@@ -574,22 +746,23 @@ class ContinuousLine(FixedAgent):
         self.running = False
         self._reason = reason
         self.stops += 1
-        self._sync(now)  # feed up to now into the predictors before the set-points change
+        self._timed_sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
-        self._sync(now)
+        self._timed_sync(now)
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
         if self.listeners:
             self._notify("state", state)
 
     def _restart(self, now: float, why: str) -> None:
-        self._sync(now)  # feed up to now into the predictors before the set-points change
+        self._catch_up()  # causes of what left spec before now: before this restart
+        self._timed_sync(now)  # feed up to now into the predictors before the set-points change
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, st.setpoint_kg_s)
-        self._sync(now)
+        self._timed_sync(now)
         self.running = True
         self._reason = ""
         self._run_since = now
@@ -649,7 +822,7 @@ class ContinuousLine(FixedAgent):
         if math.isfinite(self._repair_until):
             return f"the line is under repair or maintenance ({self._repair_name or 'failure'})"
         now = self.env.now
-        self._sync(now)
+        self._timed_sync(now)
         if self.running:
             self._stop(now, HELD, "maintenance")
         else:
@@ -693,7 +866,7 @@ class ContinuousLine(FixedAgent):
         """A scripted breakdown now: the line is Held until ``duration_s`` later (a failure in
         progress keeps the later of the two repair times)."""
         now = self.env.now
-        self._sync(now)  # feeders up to now before their set-points change
+        self._timed_sync(now)  # feeders up to now before their set-points change
         if self.running:
             self._stop(now, HELD, name)
         else:
@@ -777,7 +950,9 @@ class ContinuousLine(FixedAgent):
         lots are written to genealogy.parquet when it is made)."""
         if b <= a:
             return {}
+        w0 = self._clock()
         fr = self.lots.lot_fractions(a, b)
+        self._clocked(w0)
         return {self._slot_lot[s]: x for s, x in fr.items()}
 
     def _close_batch(self, now: float) -> None:
@@ -790,9 +965,11 @@ class ContinuousLine(FixedAgent):
 
     # --- end of run -------------------------------------------------------------------------
     def finish(self, now: float) -> None:
+        w0 = self._clock()
         self._sync(now)
-        self._scan(now)
+        self._scan(now, route_until=now)
         self._route(now)
+        self._clocked(w0)
         self.timer.finish(now)
 
     def kpis(self, end: float) -> dict:
@@ -843,6 +1020,7 @@ class ContinuousLine(FixedAgent):
             "batches": batches,
             "mass_balance": self.mass_balance(end),
             "continuous_model_wall_s": self.continuous_wall_s,
+            "continuous_model_cpu_s": self.continuous_cpu_s,
             **({"punch_wear": self.maintenance_kpis(end)} if self.wear is not None else {}),
         }
 

@@ -37,7 +37,7 @@ import numpy as np
 from scipy import optimize
 from scipy.signal import lfilter
 
-__all__ = ["FeederParams", "FeedSegment", "LossInWeightFeeder", "feed_factor",
+__all__ = ["FeederParams", "FeedBlock", "FeedSegment", "LossInWeightFeeder", "feed_factor",
            "refill_interval_s", "refill_duration_s"]
 
 BLOCK = 1024
@@ -97,6 +97,29 @@ class FeedSegment:
     composition: int = 0  # hopper composition version: equal versions, equal lot fractions
 
 
+@dataclass
+class FeedBlock:
+    """Consecutive feed segments that share one hopper composition (lot fractions ``fractions``,
+    version ``composition``): segment i feeds at ``rates[i]`` (kg/s, mass-averaged) over
+    [starts[i], ends[i]), lot k at rates[i]·fractions[k]. Arrays instead of one object per noise
+    cell; :meth:`segments` gives the equivalent :class:`FeedSegment` list."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    rates: np.ndarray
+    fractions: dict[Hashable, float]
+    composition: int
+
+    def lots_at(self, i: int) -> dict[Hashable, float]:
+        """Per-lot rates of segment i (kg/s)."""
+        r = self.rates[i]
+        return {k: float(r * f) for k, f in self.fractions.items()}
+
+    def segments(self) -> list[FeedSegment]:
+        return [FeedSegment(float(a), float(b), float(r), self.lots_at(i), self.composition)
+                for i, (a, b, r) in enumerate(zip(self.starts, self.ends, self.rates))]
+
+
 class _Noise:
     """Multiplier 1 + ε_j per noise cell j, drawn lazily in blocks (shared by look-ahead clones)."""
 
@@ -154,7 +177,7 @@ class LossInWeightFeeder:
         self.fed_by_lot: dict[Hashable, float] = {}
         self._noise = _Noise(rng, params.noise_sd, params.noise_corr)
         self._refill: tuple[float, float, Hashable, float] | None = None  # R, left, lot, ω
-        self._segments: list[FeedSegment] = []
+        self._blocks: list[FeedBlock] = []
         self._record = True
         self.residual_lot = residual_lot
         self.purge_fraction = purge_fraction
@@ -213,18 +236,24 @@ class LossInWeightFeeder:
     # --- advancing ------------------------------------------------------------------------------
     def advance(self, t: float) -> list[FeedSegment]:
         """Advance the state to t; returns the feed segments since the previous call."""
+        return [sg for b in self.advance_blocks(t) for sg in b.segments()]
+
+    def advance_blocks(self, t: float) -> list[FeedBlock]:
+        """Advance the state to t; returns the feed since the previous call as blocks of
+        segments (the same segments as :meth:`advance`, without one object per segment)."""
         if t < self.t:
             raise ValueError(f"cannot advance back from {self.t} to {t}")
         self._run(float(t), None)
         if self.mode == "gravimetric" and self.mass_kg <= 1e-12 * max(1.0, self.p.m_high_kg):
             self.mode = "starved"  # empty to rounding (an "empty" event computed ahead)
         self._noise.trim(int(math.floor(self.t / self.p.noise_period_s)))
-        out, self._segments = self._segments, []
+        out, self._blocks = self._blocks, []
         return out
 
     def _clone(self) -> LossInWeightFeeder:
         c = copy.copy(self)
-        c.lots, c.fed_by_lot, c._segments, c._record = dict(self.lots), dict(self.fed_by_lot), [], False
+        c.lots, c.fed_by_lot = dict(self.lots), dict(self.fed_by_lot)
+        c._blocks, c._record = [], False
         return c
 
     def time_to_level(self, m_target_kg: float, horizon_s: float = 30 * 86400.0) -> float:
@@ -248,22 +277,50 @@ class LossInWeightFeeder:
             return self.time_to_level(self.p.m_low_kg), "low"
         return self.time_to_level(0.0), "empty"
 
-    def _emit(self, a: float, b: float, fed: float, frac: dict[Hashable, float]) -> None:
-        if b <= a or not self._record:
+    def _emit(self, a: np.ndarray, b: np.ndarray, fed: np.ndarray,
+              frac: dict[Hashable, float]) -> None:
+        """Record the feed ``fed`` (kg) over the cells [a_i, b_i) with hopper composition
+        ``frac``: rate = fed/(b − a); empty cells are skipped; a cell whose per-lot rates equal
+        those of the segment just before it (e.g. without noise) extends that segment."""
+        if not self._record:
+            return
+        ok = b > a
+        if not ok.all():
+            a, b, fed = a[ok], b[ok], fed[ok]
+        if a.size == 0:
             return
         rate = fed / (b - a)
-        lots = {k: float(rate * f) for k, f in frac.items()}
-        last = self._segments[-1] if self._segments else None
-        if last is not None and last.end_s == a and last.lots == lots:
-            self._segments[-1] = FeedSegment(last.start_s, float(b), float(rate), lots,
-                                             self.composition)
-        else:
-            self._segments.append(FeedSegment(float(a), float(b), float(rate), lots,
-                                              self.composition))
+        # merge within the cells: equal per-lot rates (exact comparison of rate × fraction,
+        # made only where the rates are within rounding of each other)
+        if a.size > 1 and (np.abs(rate[1:] - rate[:-1]) <= 1e-15 * np.abs(rate[1:])).any():
+            fv = np.fromiter(frac.values(), float, len(frac))
+            p = rate[:, None] * fv[None, :]
+            new = np.ones(a.size, dtype=bool)
+            new[1:] = ~(p[1:] == p[:-1]).all(axis=1)
+            if not new.all():
+                first = np.flatnonzero(new)
+                last = np.append(first[1:] - 1, a.size - 1)
+                a, b, rate = a[first], b[last], rate[last]
+        blocks = self._blocks
+        if blocks:
+            prev = blocks[-1]
+            if prev.ends[-1] == a[0] and prev.lots_at(prev.starts.size - 1) == {
+                    k: float(rate[0] * f) for k, f in frac.items()}:
+                a = a.copy()
+                a[0] = prev.starts[-1]  # the previous segment extends into this one
+                if prev.starts.size == 1:
+                    blocks.pop()
+                else:
+                    prev.starts, prev.ends, prev.rates = (prev.starts[:-1], prev.ends[:-1],
+                                                          prev.rates[:-1])
+        blocks.append(FeedBlock(a, b, rate, frac, self.composition))
 
-    def _take(self, fed: float) -> dict[Hashable, float]:
-        """Remove ``fed`` kg from the mixed hopper; returns the composition used."""
-        frac = self.hopper_fractions()
+    def _take(self, fed: float, frac: dict[Hashable, float] | None = None
+              ) -> dict[Hashable, float]:
+        """Remove ``fed`` kg from the mixed hopper (composition ``frac``: the present hopper
+        fractions, computed if not given); returns the composition used."""
+        if frac is None:
+            frac = self.hopper_fractions()
         for k, f in frac.items():
             self.lots[k] -= fed * f
             self.fed_by_lot[k] = self.fed_by_lot.get(k, 0.0) + fed * f
@@ -294,7 +351,7 @@ class LossInWeightFeeder:
         edges = np.arange(j0, j1 + 1) * P
         edges[0] = self.t
         edges[-1] = min(edges[-1], t_end)
-        dt = np.diff(edges)
+        dt = edges[1:] - edges[:-1]
         rates = self.setpoint_kg_s * self._noise.get(j0, j1)
         cum = np.cumsum(rates * dt)
         floor = 0.0
@@ -311,13 +368,19 @@ class LossInWeightFeeder:
             t_stop = edges[k] + (avail - before) / rates[k] if rates[k] > 0 else edges[k + 1]
             n = k + 1
         frac = self.hopper_fractions()
-        total = 0.0
-        for i in range(n):
-            a, b = edges[i], (edges[i + 1] if i < n - 1 or k >= cum.size else t_stop)
-            fed = rates[i] * (b - a) if i < k or k >= cum.size else avail - total
-            total += fed
-            self._emit(a, b, fed, frac)
-        self._take(total)
+        a = edges[:n]
+        b = edges[1:n + 1].copy()
+        if k < cum.size:
+            b[-1] = t_stop
+        if k >= cum.size:  # no crossing: the cells as summed above
+            fed = rates[:n] * dt[:n]
+            total = float(cum[-1])
+        else:  # the last cell feeds what is left above the floor
+            fed = rates[:n] * (b - a)
+            fed[-1] = avail - (float(cum[n - 2]) if n > 1 else 0.0)
+            total = float(cum[n - 2]) + float(fed[-1]) if n > 1 else float(fed[-1])
+        self._emit(a, b, fed, frac)
+        self._take(total, frac)
         self.mass_kg = (self.mass_kg - total) if k >= cum.size else floor
         self.t = float(t_stop)
         if k < cum.size:
@@ -375,7 +438,7 @@ class LossInWeightFeeder:
         added = R * (b - self.t)
         fed = added - (m_b - m0)
         frac = self._take(fed) if fed > 0 else self.hopper_fractions()
-        self._emit(self.t, b, fed, frac)
+        self._emit(np.array([self.t]), np.array([float(b)]), np.array([float(fed)]), frac)
         self.lots[lot] = self.lots.get(lot, 0.0) + added
         self.composition += 1
         self.refilled_kg += added

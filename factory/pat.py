@@ -84,8 +84,9 @@ class NirSensor:
             lost |= (t >= a) & (t < b)
         return lost
 
-    def measure_many(self, true_values: Sequence[float] | np.ndarray) -> list[Measurement]:
-        """Readings of the next len(true_values) samples (true values at their sample times)."""
+    def _read(self, true_values: Sequence[float] | np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Sample times, readings, lost flags and true values of the next samples."""
         x = np.asarray(true_values, dtype=float)
         n = x.size
         t = self.sample_time(0) + np.arange(self.k, self.k + n) * self.p.period_s
@@ -94,11 +95,32 @@ class NirSensor:
         y = x + self.bias(t) + self.p.noise_sd * z[:, 0]
         lost = self._lost(t, u)
         self.k += n
-        out = [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
-                           None if lost[i] else float(y[i]), float(x[i])) for i in range(n)]
+        return t, y, lost, x
+
+    def _measurements(self, t: np.ndarray, y: np.ndarray, lost: np.ndarray,
+                      x: np.ndarray) -> list[Measurement]:
+        return [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
+                            None if lost[i] else float(y[i]), float(x[i]))
+                for i in range(t.size)]
+
+    def measure_many(self, true_values: Sequence[float] | np.ndarray) -> list[Measurement]:
+        """Readings of the next len(true_values) samples (true values at their sample times)."""
+        out = self._measurements(*self._read(true_values))
         for fn in self.listeners:
             fn(out)
         return out
+
+    def measure_array(self, true_values: Sequence[float] | np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same readings as :meth:`measure_many` (same draws, listeners called with the
+        same :class:`Measurement` list) as arrays: sample times (s), availability times (s)
+        and values (NaN: lost)."""
+        t, y, lost, x = self._read(true_values)
+        if self.listeners:
+            out = self._measurements(t, y, lost, x)
+            for fn in self.listeners:
+                fn(out)
+        return t, t + self.p.delay_s, np.where(lost, np.nan, y)
 
     def measure(self, true_value: float) -> Measurement:
         """Reading of the next sample (taken at :attr:`next_sample_time_s`)."""

@@ -216,6 +216,12 @@ class GriddedRTD(RTD):
         self._h = float(t[1] - t[0])
         self._pdf_pad = np.append(self._pdf, [0.0, 0.0])
         self._cdf_pad = np.append(self._cdf, [1.0, 1.0])
+        # ∫F on the grid (trapezoid, exact for linear F) and the quadratic term per cell, for
+        # cdf_integral by index arithmetic; the last cell is padded with F = 1 beyond the grid
+        f = self._cdf
+        hh = np.diff(t)
+        self._ig = np.concatenate([[0.0], np.cumsum(0.5 * hh * (f[1:] + f[:-1]))])
+        self._ig_slope = np.append((f[1:] - f[:-1]) / (2.0 * hh), 0.0)
 
     def _grid(self) -> tuple[FloatArray, FloatArray]:
         return self._t, self._cdf
@@ -224,10 +230,24 @@ class GriddedRTD(RTD):
         x = _arr(t) / self._h
         n = self._t.size
         xc = np.clip(x, 0.0, n)  # beyond the last point: the pad value
-        j = np.minimum(xc.astype(np.intp), n)
+        j = xc.astype(np.intp)  # ≤ n: table has n + 2 entries
         frac = xc - j
         out = table[j] * (1.0 - frac) + table[j + 1] * frac
+        if table[0] == left:  # x < 0 gives j = 0, frac = 0: already the left value
+            return out
         return np.where(x < 0.0, left, out)
+
+    def cdf_integral(self, t: ArrayLike) -> FloatArray:
+        """∫₀ᵗ F (s): the piecewise-linear F integrated exactly, F = 1 beyond the grid (the
+        same values as :meth:`RTD.cdf_integral` on this grid, found by index arithmetic)."""
+        x = _arr(t)
+        g = self._t
+        n = g.size - 1
+        xc = np.clip(x, 0.0, g[-1])
+        j = np.minimum((xc / self._h).astype(np.intp), n - 1)
+        d = xc - g[j]
+        val = self._ig[j] + d * (self._cdf[j] + self._ig_slope[j] * d)
+        return val + np.maximum(x - g[-1], 0.0)
 
     def pdf(self, t: ArrayLike) -> FloatArray:
         return self._lerp(t, self._pdf_pad, 0.0)
@@ -330,6 +350,11 @@ class AxialDispersion(GriddedRTD):
         if self.boundary == "closed":
             return super()._grid()
         return self._default_grid
+
+    def cdf_integral(self, t: ArrayLike) -> FloatArray:
+        if self.boundary == "closed":
+            return super().cdf_integral(t)
+        return RTD.cdf_integral(self, t)
 
     def quantile(self, q: ArrayLike) -> FloatArray:
         if self.boundary == "closed":

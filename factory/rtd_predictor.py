@@ -36,6 +36,7 @@ from darkfab.factory.rtd import RTD
 __all__ = ["RTDPredictor", "first_exit_time"]
 
 FloatArray = NDArray[np.float64]
+_NO_STEPS = np.zeros(0)
 ScalarFn = Callable[[FloatArray], FloatArray]
 
 
@@ -51,15 +52,18 @@ def first_exit_time(g: ScalarFn, t0: float, t1: float, low: float, high: float, 
         raise ValueError("step_s must be positive")
     if not t1 > t0:
         return None
-    g0 = float(g(np.array([t0]))[0])
-    if not (low <= g0 <= high):
-        return t0
     n_total = max(1, math.ceil((t1 - t0) / step_s))
-    prev_t, prev_v = t0, g0
+    prev_t, prev_v = t0, math.nan
     for k0 in range(1, n_total + 1, chunk):
         k = np.arange(k0, min(k0 + chunk, n_total + 1))
         ts = np.minimum(t0 + k * step_s, t1)
-        vs = g(ts)
+        if k0 == 1:  # g(t0) in the same call as the first chunk
+            vs = g(np.concatenate([[t0], ts]))
+            prev_v, vs = float(vs[0]), vs[1:]
+            if not (low <= prev_v <= high):
+                return t0
+        else:
+            vs = g(ts)
         bad = np.flatnonzero((vs < low) | (vs > high) | ~np.isfinite(vs))
         if bad.size:
             j = int(bad[0])
@@ -79,8 +83,15 @@ class RTDPredictor:
     """Output of one RTD unit for piecewise-constant, multi-channel inputs (see module doc).
 
     ``push(t, values)`` starts a new input segment at t (values: mapping channel → value, missing
-    channels are 0, or a sequence in channel order). Channels are created on first use; their
-    order is ``channels``. Times must not go back.
+    channels are 0, or a sequence in channel order); ``push_many`` pushes several at once.
+    Channels are created on first use; their order is ``channels``. Times must not go back.
+
+    Storage: the live segments' starts and values are rows of preallocated numpy arrays (a
+    buffer that is compacted when its dead head reaches half of it), so a push costs O(channels)
+    and an evaluation is one vectorised kernel. Outputs use the telescoped (step) form of the
+    sums of the module doc, Σ_i c_i·[F(t − s_i) − F(t − e_i)] = Σ_i Δc_i·F(t − s_i) with
+    Δc_i = c_i − c_(i−1) (c before the first live segment taken as 0): one RTD evaluation per
+    live segment instead of two.
     """
 
     def __init__(self, rtd: RTD, *, t0: float = 0.0, retain_s: float = 0.0) -> None:
@@ -88,13 +99,17 @@ class RTDPredictor:
         self.retain_s = float(retain_s)
         self.channels: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
-        self._starts: list[float] = []
-        self._rows: list[dict[int, float]] = []
+        self._s = np.empty(64)  # starts of the live segments are _s[_h:_n]
+        self._v = np.zeros((64, 0))  # their values, one column per channel
+        self._h = 0
+        self._n = 0
         self._exited = np.zeros(0)  # input mass of dropped segments, per channel
         self._input_closed = np.zeros(0)  # input mass of all closed segments, per channel
         self._t_last = float(t0)
         self.valid_from = float(t0)  # earliest time at which outputs are still exact
-        self._cache: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._cache: tuple[FloatArray, FloatArray] | None = None
+        self._cdf, self._cdf_integral = rtd.cdf, rtd.cdf_integral
+        self._horizon_lag = rtd.tail_s + self.retain_s
 
     # --- input ------------------------------------------------------------------------------
     def _channel(self, key: Hashable) -> int:
@@ -104,67 +119,127 @@ class RTDPredictor:
             self.channels.append(key)
             self._exited = np.append(self._exited, 0.0)
             self._input_closed = np.append(self._input_closed, 0.0)
+            self._v = np.concatenate([self._v, np.zeros((self._v.shape[0], 1))], axis=1)
+            self._cache = None
         return i
+
+    def _row(self, values: Mapping[Hashable, float] | Sequence[float]) -> FloatArray:
+        if isinstance(values, Mapping):
+            idx = [(self._channel(k), float(v)) for k, v in values.items()]
+            row = np.zeros(len(self.channels))
+            for i, v in idx:
+                row[i] = v
+            return row
+        while len(self.channels) < len(values):
+            self._channel(len(self.channels))
+        row = np.zeros(len(self.channels))
+        row[:len(values)] = np.asarray(values, dtype=float)
+        return row
+
+    def _reserve(self, k: int) -> None:
+        """Room for k more rows: compact the dead head, grow ×2 when still short."""
+        cap = self._s.shape[0]
+        if self._n + k <= cap:
+            return
+        live = self._n - self._h
+        new_cap = cap if live + k <= cap // 2 else max(2 * cap, 2 * (live + k))
+        s = np.empty(new_cap)
+        v = np.zeros((new_cap, self._v.shape[1]))
+        s[:live] = self._s[self._h:self._n]
+        v[:live] = self._v[self._h:self._n]
+        self._s, self._v, self._h, self._n = s, v, 0, live
 
     def push(self, t: float, values: Mapping[Hashable, float] | Sequence[float]) -> None:
         """A new input segment from ``t`` on (the previous one ends at ``t``)."""
         t = float(t)
         if t < self._t_last:
             raise ValueError(f"push at {t} is before the last input change {self._t_last}")
-        if isinstance(values, Mapping):
-            row = {self._channel(k): float(v) for k, v in values.items() if v != 0.0}
-        else:
-            while len(self.channels) < len(values):
-                self._channel(len(self.channels))
-            row = {i: float(v) for i, v in enumerate(values) if v != 0.0}
-        if self._starts:
-            d = t - self._starts[-1]
-            for i, v in self._rows[-1].items():
-                self._input_closed[i] += v * d
-            if self._starts[-1] == t:  # zero-length segment: replace
-                self._starts.pop()
-                self._rows.pop()
-        self._starts.append(t)
-        self._rows.append(row)
-        self._t_last = t
-        self._cache = None
-        self.prune(t)
+        row = self._row(values)
+        self._append(np.array([t]), row[None, :], _NO_STEPS)
 
-    def push_many(self, starts: Sequence[float],
-                  values: Sequence[Mapping[Hashable, float] | Sequence[float]]) -> None:
-        """Several segments at once (e.g. a feeder's noise cells since the last event)."""
-        for t, v in zip(starts, values, strict=True):
-            self.push(t, v)
+    def push_many(self, starts: Sequence[float] | FloatArray,
+                  values: Sequence[Mapping[Hashable, float] | Sequence[float]] | FloatArray
+                  ) -> None:
+        """Several segments at once: ``starts`` non-decreasing, ``values`` a sequence of
+        mappings / sequences, or a 2-D array (one row per start, columns in channel order)."""
+        s = np.asarray(starts, dtype=float).reshape(-1)
+        if s.size == 0:
+            return
+        d = s[1:] - s[:-1]
+        if s[0] < self._t_last or (d < 0).any():
+            raise ValueError(f"pushes must not go back (last input change {self._t_last})")
+        if isinstance(values, np.ndarray):
+            v = np.asarray(values, dtype=float)
+            while len(self.channels) < v.shape[1]:
+                self._channel(len(self.channels))
+            if v.shape[1] < len(self.channels):
+                v = np.concatenate([v, np.zeros((v.shape[0], len(self.channels) - v.shape[1]))],
+                                   axis=1)
+        else:
+            rows = [self._row(x) for x in values]
+            v = np.zeros((len(rows), len(self.channels)))
+            for r, x in enumerate(rows):
+                v[r, :x.size] = x
+        if v.shape[0] != s.size:
+            raise ValueError("starts and values differ in length")
+        self._append(s, v, d)
+
+    def _append(self, s: FloatArray, v: FloatArray, d: FloatArray) -> None:
+        """Append segments (s non-decreasing, ≥ the last start; d = their lengths but the
+        last's); a segment of zero length is replaced by the next one; close the previous last
+        segment's input mass."""
+        h, n = self._h, self._n
+        if n > h:  # the open segment ends at s[0]
+            d0 = s[0] - self._s[n - 1]
+            self._input_closed += d0 * self._v[n - 1]
+            if d0 == 0.0:  # zero length: replaced
+                n -= 1
+        if s.size > 1:
+            self._input_closed += d @ v[:-1]
+            if not d.all():  # zero-length segments: replaced by the next one
+                keep = np.append(d > 0, True)
+                s, v = s[keep], v[keep]
+        self._n = n
+        self._reserve(s.size)
+        n = self._n
+        self._s[n:n + s.size] = s
+        self._v[n:n + s.size] = v
+        self._n = n + s.size
+        self._t_last = float(s[-1])
+        self._cache = None
+        self.prune(self._t_last)
 
     def prune(self, t: float) -> int:
         """Drop segments that ended before t − tail − retain; returns how many were dropped."""
-        horizon = float(t) - self.rtd.tail_s - self.retain_s
-        k = 0
-        while k + 1 < len(self._starts) and self._starts[k + 1] <= horizon:
-            e = self._starts[k + 1]
-            for i, v in self._rows[k].items():
-                self._exited[i] += v * (e - self._starts[k])
-            self.valid_from = max(self.valid_from, e + self.rtd.tail_s)
-            k += 1
-        if k:
-            del self._starts[:k]
-            del self._rows[:k]
-            self._cache = None
+        horizon = float(t) - self._horizon_lag
+        h, n = self._h, self._n
+        if n - h < 2 or self._s[h + 1] > horizon:
+            return 0
+        k = int(np.searchsorted(self._s[h + 1:n], horizon, side="right"))
+        s = self._s[h:h + k + 1]
+        self._exited += (s[1:] - s[:-1]) @ self._v[h:h + k]
+        self.valid_from = max(self.valid_from, float(s[-1]) + self.rtd.tail_s)
+        self._h = h + k
+        self._cache = None
         return k
 
     @property
     def n_segments(self) -> int:
-        return len(self._starts)
+        return self._n - self._h
 
-    def _arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+    @property
+    def _starts(self) -> FloatArray:
+        """Starts of the live segments (s)."""
+        return self._s[self._h:self._n]
+
+    def _arrays(self) -> tuple[FloatArray, FloatArray]:
+        """Live starts s_i and steps Δc_i (rows, per channel)."""
         if self._cache is None:
-            s = np.array(self._starts, dtype=float)
-            e = np.append(s[1:], np.inf)
-            v = np.zeros((len(self._rows), len(self.channels)))
-            for r, row in enumerate(self._rows):
-                for i, x in row.items():
-                    v[r, i] = x
-            self._cache = (s, e, v)
+            h, n = self._h, self._n
+            v = self._v[h:n]
+            dv = v.copy()
+            dv[1:] -= v[:-1]
+            self._cache = (self._s[h:n].copy(), dv)
         return self._cache
 
     # --- output -----------------------------------------------------------------------------
@@ -175,19 +250,14 @@ class RTDPredictor:
         if ta.size and float(ta.min()) < self.valid_from - 1e-9 * max(1.0, self.valid_from):
             raise ValueError(f"time {float(ta.min())} is before the retained history "
                              f"({self.valid_from}); increase retain_s")
-        s, e, v = self._arrays()
-        tt = np.atleast_1d(ta)[:, None]
-        w = self.rtd.cdf(tt - s) - self.rtd.cdf(tt - e)
-        y = w @ v
+        s, dv = self._arrays()
+        y = self._cdf(np.atleast_1d(ta)[:, None] - s) @ dv
         return y[0] if ta.ndim == 0 else y
 
     def _integral(self, t: FloatArray) -> FloatArray:
-        s, e, v = self._arrays()
-        tt = t[:, None]
-        fi = self.rtd.cdf_integral
-        finite = np.isfinite(e)
-        w = fi(tt - s) - np.where(finite, fi(tt - np.where(finite, e, 0.0)), 0.0)
-        return w @ v
+        """Σ_i Δc_i·I(t − s_i), I = ∫₀ˣ F: output of the live segments up to each t."""
+        s, dv = self._arrays()
+        return self._cdf_integral(t[:, None] - s) @ dv
 
     def cumulative_output(self, t: ArrayLike) -> FloatArray:
         """∫ y from the start up to t per channel (kg when channels are kg/s); t ≥ valid_from."""
@@ -197,18 +267,25 @@ class RTDPredictor:
 
     def output_mass(self, a: float, b: float) -> FloatArray:
         """∫ₐᵇ y dt per channel. Exact only for a ≥ ``valid_from`` (raises otherwise)."""
+        return self.output_masses(np.array([a, b], dtype=float))[0]
+
+    def output_masses(self, cuts: ArrayLike) -> FloatArray:
+        """∫ y dt over each interval [cuts[k], cuts[k+1]] per channel: shape (len(cuts) − 1, m),
+        from one evaluation at all the cut times. Exact only for cuts[0] ≥ ``valid_from``."""
+        c = np.asarray(cuts, dtype=float)
+        a = float(c[0])
         if a < self.valid_from - 1e-9 * max(1.0, abs(a)):
             raise ValueError(f"interval starts at {a}, before the retained history "
                              f"({self.valid_from}); increase retain_s")
-        i = self._integral(np.array([a, b], dtype=float))
-        return i[1] - i[0]
+        i = self._integral(c)
+        return i[1:] - i[:-1]
 
     def cumulative_input(self, t: float) -> FloatArray:
         """Input ∫ c dt up to t ≥ last push, per channel."""
         out = self._input_closed.copy()
-        if self._starts and t > self._starts[-1]:
-            for i, v in self._rows[-1].items():
-                out[i] += v * (t - self._starts[-1])
+        h, n = self._h, self._n
+        if n > h and t > self._s[n - 1]:
+            out += self._v[n - 1] * (t - self._s[n - 1])
         return out
 
     def holdup(self, t: float) -> FloatArray:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from darkfab.factory.diversion import (DiversionGate, merge_intervals, out_of_spec_intervals,
-                                       rtd_window)
+                                       rtd_window, scan_grid)
 from darkfab.factory.rtd import TanksInSeries
 from darkfab.factory.rtd_predictor import RTDPredictor
 
@@ -76,8 +76,13 @@ def test_diversion_property_predicted_rule(dist):
         p.push(c, [input_level(c, dist)])
     m = 0.002
     g = DiversionGate()
-    for a, b in out_of_spec_intervals(lambda ts: p.output(ts)[:, 0], 200.0, T_END,
-                                      LOW + m, HIGH - m, step_s=RTD.std_s / 20):
+    fn = lambda ts: p.output(ts)[:, 0]  # noqa: E731
+    found = out_of_spec_intervals(fn, 200.0, T_END, LOW + m, HIGH - m, step_s=RTD.std_s / 20)
+    # samples evaluated beforehand (as the CDC line shares them with the PAT): same intervals
+    vs = fn(scan_grid(200.0, T_END, RTD.std_s / 20))
+    assert out_of_spec_intervals(fn, 200.0, T_END, LOW + m, HIGH - m, step_s=RTD.std_s / 20,
+                                 values=vs) == found
+    for a, b in found:
         g.add_window(a, b, "predicted")
     g.route(200.0, T_END, lambda a, b: float(p.output_mass(a, b)[0]))
     accepted_in_spec(g, dist)
@@ -98,3 +103,31 @@ def test_diversion_property_rtd_window_rule(dist):
             g.add_window(*rtd_window(RTD, a, b, alpha=1e-3), "input")
     g.route(0.0, T_END + RTD.tail_s, lambda a, b: b - a)
     accepted_in_spec(g, dist)
+
+
+@pytest.mark.parametrize("centre", [50.3, 0.4, 99.7])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_out_of_spec_finds_excursions_between_samples(centre, sign):
+    """A Gaussian bump 0.2 % beyond the limit and far narrower than the sampling step (no
+    sample outside spec), inside the grid or in its first or last step: found, with both
+    crossings at centre ± w·√ln(0.0502/0.05) to xtol."""
+    def g(t: np.ndarray) -> np.ndarray:
+        return 1.0 + sign * 0.0502 * np.exp(-((t - centre) / 0.8) ** 2)
+    ts = scan_grid(0.0, 100.0, 2.0)
+    assert not ((g(ts) < 0.95) | (g(ts) > 1.05)).any()
+    (iv,) = out_of_spec_intervals(g, 0.0, 100.0, 0.95, 1.05, 2.0, xtol_s=1e-9)
+    half = 0.8 * math.sqrt(math.log(0.0502 / 0.05))
+    assert iv == pytest.approx((centre - half, centre + half), abs=1e-7)
+    # a bump that stays inside spec books nothing
+    assert out_of_spec_intervals(lambda t: 1.0 + sign * 0.0498 * np.exp(
+        -((t - centre) / 0.8) ** 2), 0.0, 100.0, 0.95, 1.05, 2.0) == []
+
+
+def test_out_of_spec_bisects_where_the_scalar_turns_nan():
+    """g is NaN (e.g. the flow below its threshold) on [31.234, 47.777]: the interval is found
+    to xtol whatever the sampling grid, not to the sampling step."""
+    def g(t: np.ndarray) -> np.ndarray:
+        return np.where((t >= 31.234) & (t <= 47.777), np.nan, 1.0)
+    for step in (2.0, 5.8, 7.3):
+        (iv,) = out_of_spec_intervals(g, 0.0, 100.0, 0.95, 1.05, step, xtol_s=1e-6)
+        assert iv == pytest.approx((31.234, 47.777), abs=2e-6)

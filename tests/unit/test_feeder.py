@@ -118,3 +118,30 @@ def test_refill_ends_late_in_a_long_run():
     assert f.refilled_kg == pytest.approx(20.0, rel=1e-12)
     assert abs(f.mass_balance_error_kg) < 1e-9
     assert f.next_event()[0] > t_done
+
+
+def test_feed_blocks_are_the_noise_cells():
+    """advance_blocks() gives the same segments as advance() on a twin feeder (same seed), and
+    in gravimetric mode they are exactly the noise cells [j·P, (j+1)·P) at F_sp·(1 + ε_j);
+    without noise the cells merge into one segment per call."""
+    p = FeederParams(0.02, 0.01, 0.3, 1.0, 50.0, noise_sd=0.05, noise_corr=0.5,
+                     noise_period_s=30.0)
+    fa = LossInWeightFeeder(p, np.random.default_rng(5), mass_kg=40.0, setpoint_kg_s=0.01)
+    fb = LossInWeightFeeder(p, np.random.default_rng(5), mass_kg=40.0, setpoint_kg_s=0.01)
+    segs, blocks = [], []
+    for t in (7.5, 100.0, 100.0, 1234.5, 2000.0):
+        segs += fa.advance(t)
+        blocks += fb.advance_blocks(t)
+    from_blocks = [sg for b in blocks for sg in b.segments()]
+    assert [(s.start_s, s.end_s, s.rate_kg_s, s.lots, s.composition) for s in segs] == [
+        (s.start_s, s.end_s, s.rate_kg_s, s.lots, s.composition) for s in from_blocks]
+    eps = fb._noise.get(0, 67)
+    for s in from_blocks:
+        j = int(s.start_s // 30.0)
+        assert s.end_s <= (j + 1) * 30.0 + 1e-9  # within one cell
+        assert s.rate_kg_s == pytest.approx(0.01 * eps[j], rel=1e-12)
+    quiet = FeederParams(0.02, 0.01, 0.3, 1.0, 50.0, noise_period_s=30.0)
+    f = LossInWeightFeeder(quiet, np.random.default_rng(5), mass_kg=40.0, setpoint_kg_s=0.01)
+    (b,) = f.advance_blocks(1000.0)
+    assert b.starts.tolist() == [0.0] and b.ends.tolist() == [1000.0]
+    assert b.rates[0] == pytest.approx(0.01, rel=1e-12)

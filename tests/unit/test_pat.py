@@ -43,3 +43,23 @@ def test_pat_batches_do_not_change_readings():
         sb.measure(x) for x in np.linspace(0.9, 1.1, 50)[17:]]
     assert a == b
     assert NirSensor(p, np.random.default_rng(5)).sample_times(3.5) == pytest.approx([0, 1, 2, 3])
+
+
+def test_pat_measure_array_equals_measure_many():
+    """The array form gives the same readings (NaN for lost ones) and notifies listeners with
+    the same Measurement list."""
+    p = NirSensorParams(period_s=15.0, noise_sd=0.01, delay_s=10.0, dropout_prob=0.2,
+                        drift_start_s=100.0, drift_rate_per_s=1e-4)
+    x = np.linspace(0.9, 1.1, 40)
+    ref = NirSensor(p, np.random.default_rng(9)).measure_many(x)
+    s = NirSensor(p, np.random.default_rng(9))
+    seen: list = []
+    s.listeners.append(seen.extend)
+    t, avail, val = s.measure_array(x[:13])
+    t2, avail2, val2 = s.measure_array(x[13:])
+    assert seen == ref
+    t, avail, val = np.append(t, t2), np.append(avail, avail2), np.append(val, val2)
+    assert t.tolist() == [m.sample_time_s for m in ref]
+    assert avail.tolist() == [m.available_s for m in ref]
+    assert [None if math.isnan(v) else v for v in val.tolist()] == [m.value for m in ref]
+    assert any(m.value is None for m in ref)
