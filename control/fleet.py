@@ -540,9 +540,12 @@ class FleetManager:
         return cache[start, goal]
 
     def _free(self, node: str, robot) -> bool:
-        key = ("node", node)
-        return not self.occ.full_for(key, robot.name) and not any(
-            r != robot.name and e == INF for _, e, r in self.table.windows[key])
+        return not self.occ.full_for(("node", node), robot.name) and not self._taken(node, robot)
+
+    def _taken(self, node: str, robot) -> bool:
+        """Whether another robot holds ``node`` for good: it stands there, or will stop there,
+        until its next plan."""
+        return any(r != robot.name and e == INF for _, e, r in self.table.windows[("node", node)])
 
     def _parking_for(self, robot, home: str) -> str:
         """The robot's home, or the nearest free parking/holding spot if someone is there."""
@@ -643,6 +646,14 @@ class FleetManager:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
+        job = robot.job
+        if (job is not None and job.kind == "park" and robot.goal == job.node
+                and self._taken(job.node, robot)
+                and self._parking_for(robot, job.node) != job.node):
+            # the spot it was heading for is taken for good (e.g. its owner came home while
+            # this robot waited for its leg): waiting for it would wait for a robot that is
+            # not going anywhere, so re-plan, which picks a free spot
+            return True
         stalled = self._stalled
         if stalled and not stalled.keys().isdisjoint(keys) and any(
                 stalled.get(k, 0.0) > self.env.now for k in keys):

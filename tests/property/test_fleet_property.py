@@ -223,3 +223,55 @@ def test_head_on_in_a_corridor_is_resolved_with_either_allocation():
         data = _corridor()
         data["fleet"]["task_allocation"] = allocation
         check_plant(data)
+
+
+def _star_of_spurs() -> dict:
+    """A tree: ports c1 and c2 joined through the waypoint c0, six parking spurs off c0, c1 and
+    c2, a charger spur off c2, six robots with payload 1. Units go c1 → c2 (q0, 1 unit) and
+    c2 → c1 → c2 (q1 then r1, 3 units). Found by the property (seed 94), kept as drawn."""
+    def node(x, y, role):
+        return {"x_m": float(x), "y_m": float(y), "role": role}
+
+    return {
+        "scenario": {"name": "prop", "horizon_s": 6563.0, "seed": 94},
+        "products": {"part": {}},
+        "nodes": {"c0": node(0, 0, "waypoint"), "c1": node(10, 0, "port"),
+                  "c2": node(20, 0, "port"),
+                  **{f"park{i}": node(10 * i, -20, "parking") for i in range(6)},
+                  "charger0": node(0, 40, "charger")},
+        "links": [{"a": a, "b": b, "length_m": float(m)} for a, b, m in [
+            ("c0", "c1", 17), ("c0", "c2", 16), ("park0", "c2", 29), ("park1", "c1", 15),
+            ("park2", "c0", 18), ("park3", "c2", 20), ("park4", "c0", 19), ("park5", "c0", 7),
+            ("charger0", "c2", 16)]],
+        "sources": {
+            "src0": {"node": "c1", "to": "q0", "product": "part",
+                     "interarrival": {"dist": "uniform", "low_s": 100.0, "high_s": 103.0},
+                     "max_units": 1, "lot_size_units": 2},
+            "src1": {"node": "c2", "to": "q1", "product": "part",
+                     "interarrival": {"dist": "uniform", "low_s": 19.0, "high_s": 90.0},
+                     "max_units": 3, "lot_size_units": 2}},
+        "buffers": {"q0": {"node": "c2"}, "q1": {"node": "c1", "capacity_units": 2},
+                    "r1": {"node": "c2"}},
+        "equipment": {
+            "m0": {"node": "c2", "input": "q0", "next": "out0",
+                   "process_time": {"dist": "constant", "value_s": 5.0}},
+            "m1": {"node": "c1", "input": "q1", "next": "r1",
+                   "process_time": {"dist": "constant", "value_s": 33.0}},
+            "n1": {"node": "c2", "input": "r1", "next": "out1",
+                   "process_time": {"dist": "constant", "value_s": 33.0}}},
+        "sinks": {"out0": {"node": "c2"}, "out1": {"node": "c2"}},
+        "fleet": {"count": 6, "homes": [f"park{i}" for i in range(6)],
+                  "speed_empty_m_s": 1.0, "speed_loaded_m_s": 0.8, "payload_units": 1,
+                  "load_time": {"dist": "constant", "value_s": 2.0},
+                  "unload_time": {"dist": "constant", "value_s": 2.0},
+                  "task_allocation": "nearest-idle",
+                  "battery": {"capacity_kwh": 10.0, "consumption_empty_kwh_per_m": 0.0001,
+                              "consumption_loaded_kwh_per_m": 0.0002, "base_kw": 0.0,
+                              "charging_kw": 1.0}},
+    }
+
+
+def test_six_robots_on_a_tree_of_spurs_deliver_everything():
+    """Found by the property: 3 of 5 tasks were never delivered; four robots waited in traffic
+    at charger0, park1, park2 and c1 until the horizon after three deadlock escapes."""
+    check_plant(_star_of_spurs())
