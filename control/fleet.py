@@ -113,7 +113,7 @@ class FleetManager:
         self._on_unstall: list[simpy.Event] = []  # woken when a stalled lane is cleared
         self._waiting: dict[str, set[str]] = {}
         self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
-        self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
+        self._detour: dict[str, list[str]] = {}  # deadlock escape: robot -> path to a spot
         self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
         self._charge_queue: deque = deque()  # robots waiting for a free charger
         self._stalled: dict[Hashable, float] = {}
@@ -479,7 +479,8 @@ class FleetManager:
             del self._yield_to[name]
         detour = self._detour.pop(name, None)
         if detour is not None:
-            steps = self._shortest(robot.node, detour, speed, now, frozenset())
+            steps = (self._steps(detour, speed, now) if detour[0] == robot.node
+                     else self._shortest(robot.node, detour[-1], speed, now, frozenset()))
         else:
             to_goal, fastest = self.dist_to(goal), max(speed, 1e-9)
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
@@ -515,6 +516,10 @@ class FleetManager:
             path = self._path_around(start, goal, blocked)
             if path is None:
                 return None
+        return self._steps(path, speed, now)
+
+    def _steps(self, path: list[str], speed: float, now: float) -> list[Step]:
+        """Free-flow steps along ``path`` (nodes), setting off now."""
         steps, t = [], now
         for u, v in zip(path, path[1:]):
             lane = self.graph[u][v]["lane"]
@@ -665,29 +670,48 @@ class FleetManager:
 
     def _break(self, robot, cycle: set[str]) -> bool:
         """Resolve a circular wait: the first robot of the cycle (by name) that can take a
-        free path to a free parking spot right now makes way there."""
+        free path to a free parking spot right now makes way there. The path is the shortest
+        one if the robot can hold it now, else the shortest over lanes and nodes with room
+        for it now (the shortest way to a spot often passes the robots it makes way for)."""
         for victim in sorted((r for r in self.robots if r.name in cycle and r.node is not None),
                              key=lambda r: r.name):
             others = cycle - {victim.name}
             in_the_way = self._in_the_way(others)
-            for spot in self._free_spots(victim, frozenset()):
-                steps = self._shortest(victim.node, spot, 1.0, self.env.now, frozenset())
-                keys = [k for st in steps or () for k in (st.lane.key, ("node", st.to))]
-                if (steps and self.occ.can_hold(keys, victim.name)
-                        and spot not in in_the_way):
-                    self.deadlocks += 1
-                    self.backoffs += 1
-                    self._detour[victim.name] = spot
-                    # stay out of the way until each robot it made way for has moved on
-                    self._yield_to[victim.name] = (
-                        self.env.now, {r.name: r.arrivals for r in self.robots
-                                       if r.name in others})
-                    self._waiting.pop(victim.name, None)
-                    if victim is robot:
-                        return True
-                    victim.request_replan()
-                    return False
+            spots = [n for n in self._free_spots(victim, frozenset()) if n not in in_the_way]
+            path = None
+            for spot in spots:  # the nearest spot whose shortest path is free now
+                p = self._path(victim.node, spot)
+                if p is not None and self.occ.can_hold(
+                        [k for u, v in zip(p, p[1:])
+                         for k in (self.graph[u][v]["lane"].key, ("node", v))], victim.name):
+                    path = p
+                    break
+            if path is None and spots:  # else the nearest reachable by a free detour
+                free_paths = self._free_paths(victim)
+                path = next((free_paths[n] for n in spots if n in free_paths), None)
+            if path is not None:
+                self.deadlocks += 1
+                self.backoffs += 1
+                self._detour[victim.name] = path
+                # stay out of the way until each robot it made way for has moved on
+                self._yield_to[victim.name] = (
+                    self.env.now, {r.name: r.arrivals for r in self.robots
+                                   if r.name in others})
+                self._waiting.pop(victim.name, None)
+                if victim is robot:
+                    return True
+                victim.request_replan()
+                return False
         return False
+
+    def _free_paths(self, robot) -> dict[str, list[str]]:
+        """Shortest paths (nodes) from ``robot``'s node over the lanes and nodes that have room
+        for it now."""
+        occ, graph, name = self.occ, self.graph, robot.name
+        view = nx.subgraph_view(
+            graph, filter_node=lambda n: occ.has_room(("node", n), name),
+            filter_edge=lambda u, v: occ.has_room(graph[u][v]["lane"].key, name))
+        return nx.single_source_dijkstra_path(view, robot.node, weight="length_m")
 
     def _in_the_way(self, names: set[str]) -> set[str]:
         """Nodes the named robots need: the legs they wait for, and the shortest paths to

@@ -225,53 +225,120 @@ def test_head_on_in_a_corridor_is_resolved_with_either_allocation():
         check_plant(data)
 
 
+# Examples drawn by the property, kept as drawn (helpers write them compactly; the generator
+# above places parking and chargers the same way, one parking spur per robot).
+def _n(x: float, y: float, role: str, capacity: int | None = None) -> dict:
+    body = {"x_m": float(x), "y_m": float(y), "role": role}
+    if capacity is not None:
+        body["capacity_robots"] = capacity
+    return body
+
+
+def _l(a: str, b: str, length_m: float, **extra) -> dict:
+    return {"a": a, "b": b, "length_m": float(length_m), **extra}
+
+
+def _src(node: str, to: str, low_s: float, high_s: float, max_units: int, lot: int) -> dict:
+    return {"node": node, "to": to, "product": "part",
+            "interarrival": {"dist": "uniform", "low_s": float(low_s), "high_s": float(high_s)},
+            "max_units": max_units, "lot_size_units": lot}
+
+
+def _buf(node: str, capacity: int | None = None) -> dict:
+    return {"node": node} if capacity is None else {"node": node, "capacity_units": capacity}
+
+
+def _eq(node: str, input_: str, next_: str, process_s: float) -> dict:
+    return {"node": node, "input": input_, "next": next_,
+            "process_time": {"dist": "constant", "value_s": float(process_s)}}
+
+
+def _fleet(count: int, empty_m_s: float, loaded_m_s: float, payload: int, load_s: float,
+           unload_s: float, allocation: str) -> dict:
+    return {"count": count, "homes": [f"park{i}" for i in range(count)],
+            "speed_empty_m_s": float(empty_m_s), "speed_loaded_m_s": float(loaded_m_s),
+            "payload_units": payload,
+            "load_time": {"dist": "constant", "value_s": float(load_s)},
+            "unload_time": {"dist": "constant", "value_s": float(unload_s)},
+            "task_allocation": allocation,
+            "battery": {"capacity_kwh": 10.0, "consumption_empty_kwh_per_m": 0.0001,
+                        "consumption_loaded_kwh_per_m": 0.0002, "base_kw": 0.0,
+                        "charging_kw": 1.0}}
+
+
+def _plant(seed: int, horizon_s: float, nodes: dict, links: list, sources: dict, buffers: dict,
+           equipment: dict, sinks: dict, fleet: dict) -> dict:
+    return {"scenario": {"name": "prop", "horizon_s": float(horizon_s), "seed": seed},
+            "products": {"part": {}}, "nodes": nodes, "links": links, "sources": sources,
+            "buffers": buffers, "equipment": equipment,
+            "sinks": {k: {"node": v} for k, v in sinks.items()}, "fleet": fleet}
+
+
 def _star_of_spurs() -> dict:
     """A tree: ports c1 and c2 joined through the waypoint c0, six parking spurs off c0, c1 and
     c2, a charger spur off c2, six robots with payload 1. Units go c1 → c2 (q0, 1 unit) and
-    c2 → c1 → c2 (q1 then r1, 3 units). Found by the property (seed 94), kept as drawn."""
-    def node(x, y, role):
-        return {"x_m": float(x), "y_m": float(y), "role": role}
-
-    return {
-        "scenario": {"name": "prop", "horizon_s": 6563.0, "seed": 94},
-        "products": {"part": {}},
-        "nodes": {"c0": node(0, 0, "waypoint"), "c1": node(10, 0, "port"),
-                  "c2": node(20, 0, "port"),
-                  **{f"park{i}": node(10 * i, -20, "parking") for i in range(6)},
-                  "charger0": node(0, 40, "charger")},
-        "links": [{"a": a, "b": b, "length_m": float(m)} for a, b, m in [
-            ("c0", "c1", 17), ("c0", "c2", 16), ("park0", "c2", 29), ("park1", "c1", 15),
-            ("park2", "c0", 18), ("park3", "c2", 20), ("park4", "c0", 19), ("park5", "c0", 7),
-            ("charger0", "c2", 16)]],
-        "sources": {
-            "src0": {"node": "c1", "to": "q0", "product": "part",
-                     "interarrival": {"dist": "uniform", "low_s": 100.0, "high_s": 103.0},
-                     "max_units": 1, "lot_size_units": 2},
-            "src1": {"node": "c2", "to": "q1", "product": "part",
-                     "interarrival": {"dist": "uniform", "low_s": 19.0, "high_s": 90.0},
-                     "max_units": 3, "lot_size_units": 2}},
-        "buffers": {"q0": {"node": "c2"}, "q1": {"node": "c1", "capacity_units": 2},
-                    "r1": {"node": "c2"}},
-        "equipment": {
-            "m0": {"node": "c2", "input": "q0", "next": "out0",
-                   "process_time": {"dist": "constant", "value_s": 5.0}},
-            "m1": {"node": "c1", "input": "q1", "next": "r1",
-                   "process_time": {"dist": "constant", "value_s": 33.0}},
-            "n1": {"node": "c2", "input": "r1", "next": "out1",
-                   "process_time": {"dist": "constant", "value_s": 33.0}}},
-        "sinks": {"out0": {"node": "c2"}, "out1": {"node": "c2"}},
-        "fleet": {"count": 6, "homes": [f"park{i}" for i in range(6)],
-                  "speed_empty_m_s": 1.0, "speed_loaded_m_s": 0.8, "payload_units": 1,
-                  "load_time": {"dist": "constant", "value_s": 2.0},
-                  "unload_time": {"dist": "constant", "value_s": 2.0},
-                  "task_allocation": "nearest-idle",
-                  "battery": {"capacity_kwh": 10.0, "consumption_empty_kwh_per_m": 0.0001,
-                              "consumption_loaded_kwh_per_m": 0.0002, "base_kw": 0.0,
-                              "charging_kw": 1.0}},
-    }
+    c2 → c1 → c2 (q1 then r1, 3 units)."""
+    return _plant(
+        seed=94, horizon_s=6563,
+        nodes={"c0": _n(0, 0, "waypoint"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "port"),
+               "park0": _n(0, -20, "parking"), "park1": _n(10, -20, "parking"),
+               "park2": _n(20, -20, "parking"), "park3": _n(30, -20, "parking"),
+               "park4": _n(40, -20, "parking"), "park5": _n(50, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 17), _l("c0", "c2", 16), _l("park0", "c2", 29),
+               _l("park1", "c1", 15), _l("park2", "c0", 18), _l("park3", "c2", 20),
+               _l("park4", "c0", 19), _l("park5", "c0", 7), _l("charger0", "c2", 16)],
+        sources={"src0": _src("c1", "q0", 100, 103, 1, 2),
+                 "src1": _src("c2", "q1", 19, 90, 3, 2)},
+        buffers={"q0": _buf("c2"), "q1": _buf("c1", 2), "r1": _buf("c2")},
+        equipment={"m0": _eq("c2", "q0", "out0", 5), "m1": _eq("c1", "q1", "r1", 33),
+                   "n1": _eq("c2", "r1", "out1", 33)},
+        sinks={"out0": "c2", "out1": "c2"},
+        fleet=_fleet(6, 1, 0.8, 1, 2, 2, "nearest-idle"))
 
 
-def test_six_robots_on_a_tree_of_spurs_deliver_everything():
-    """Found by the property: 3 of 5 tasks were never delivered; four robots waited in traffic
-    at charger0, park1, park2 and c1 until the horizon after three deadlock escapes."""
+def test_a_robot_does_not_wait_for_ever_for_a_parking_spot_taken_meanwhile():
+    """Found by the property (3 of 5 tasks never delivered): amr-4 made way into park5,
+    amr-6's home; amr-6, done at the port c1, was sent to the free spot park3 instead. Its leg
+    had no conflict-free timing, so it waited at c1 for the whole leg, reserving only c1, and
+    amr-4 went home to park3 meanwhile. amr-6 then waited at c1 for amr-4, who waits for
+    nobody (no wait-for cycle, no escape), and three loaded or loading robots waited behind
+    amr-6 for the port until the horizon. It must pick another free spot (park5 by then)."""
     check_plant(_star_of_spurs())
+
+
+def _ladder() -> dict:
+    """Two rows of crossings c0–c1 (ports) over c2…c7 with loops; everything starts at c0 and
+    goes to c1, some of it back to c0; four slow robots (0.5 and 0.4 m/s, lanes at 0.3)."""
+    return _plant(
+        seed=10, horizon_s=31935,
+        nodes={"c0": _n(0, 0, "port"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "waypoint", 2),
+               "c3": _n(30, 0, "waypoint"), "c4": _n(0, 10, "waypoint"),
+               "c5": _n(10, 10, "waypoint"), "c6": _n(20, 10, "waypoint"),
+               "c7": _n(30, 10, "waypoint"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 18), _l("c0", "c2", 21, speed_limit_m_s=0.3),
+               _l("c2", "c3", 29, speed_limit_m_s=0.8), _l("c2", "c4", 10, capacity_robots=2),
+               _l("c3", "c5", 16), _l("c4", "c6", 20, speed_limit_m_s=0.3), _l("c5", "c7", 4),
+               _l("c6", "c1", 11, speed_limit_m_s=0.3), _l("c6", "c3", 10),
+               _l("park0", "c4", 27), _l("park1", "c7", 13), _l("park2", "c3", 5),
+               _l("park3", "c4", 18), _l("charger0", "c3", 21)],
+        sources={"src0": _src("c0", "q0", 50, 150, 2, 2), "src1": _src("c0", "q1", 1, 98, 1, 1),
+                 "src2": _src("c0", "q2", 2, 3, 1, 1)},
+        buffers={"q0": _buf("c1"), "r0": _buf("c0"), "q1": _buf("c1"), "q2": _buf("c1"),
+                 "r2": _buf("c0")},
+        equipment={"m0": _eq("c1", "q0", "r0", 32), "n0": _eq("c0", "r0", "out0", 32),
+                   "m1": _eq("c1", "q1", "out1", 1), "m2": _eq("c1", "q2", "r2", 1),
+                   "n2": _eq("c0", "r2", "out2", 1)},
+        sinks={"out0": "c0", "out1": "c1", "out2": "c0"},
+        fleet=_fleet(4, 0.5, 0.4, 1, 1, 0, "battery-aware"))
+
+
+def test_a_robot_makes_way_by_a_free_detour_when_its_shortest_way_out_is_blocked():
+    """Found by the property (3 of 5 tasks never delivered): amr-3 at c0 waits for amr-4 at c1
+    and amr-4 for amr-3 (its way home passes c0), with amr-2 behind amr-4 at c6. The only way
+    out is amr-3 stepping back by c2 and c3 to its home park2, but every spot's shortest path
+    from c0 passed c1, so no robot of the cycle could make way and they waited for ever."""
+    check_plant(_ladder())
+
