@@ -9,7 +9,10 @@
   paths that ignore other robots (``traffic = "none"``, for comparison only: robots may meet).
 * Deadlocks: when a robot starts waiting, the wait-for graph (robot → robots holding what it
   needs) is searched for a cycle; the robot that closes a cycle re-plans around the others, or
-  backs off to a free neighbouring node when no such path exists.
+  backs off to a free neighbouring node when no such path exists. A robot that waits for
+  nothing cannot close a cycle, so it must not be waited for in vain: an idle robot away from
+  home that stands in a waiting robot's way is sent home, and a robot going to park that
+  finds its spot taken for good picks another free one.
 * A stalled robot's lane is blocked until its expected recovery: robots planned through it
   re-plan.
 * Wake-ups are targeted, so that one robot's move costs the same whatever the fleet size: a
@@ -645,12 +648,21 @@ class FleetManager:
     def on_wait(self, robot, keys: list[Hashable]) -> bool:
         """Record whom ``robot`` waits for (the holders of the lanes and nodes of its leg). If
         that closes a circular wait, the robot in the cycle with the lowest name makes way
-        (to a free parking spot); ``True`` if that is ``robot`` itself."""
+        (to a free parking spot); ``True`` if that is ``robot`` itself, or if ``robot`` should
+        re-plan (its parking spot was taken, or a stalled robot is in the way)."""
         blockers: set[str] = set()
         for k in keys:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
+        for b in sorted(blockers):
+            other = self._by_name.get(b)  # not a robot: some other occupant
+            if (other is not None and other.job is None and other.pending_task is None
+                    and other.node is not None and other.node != other.home):
+                # an idle robot away from home (it made way, or its home was taken) waits for
+                # nothing and so closes no wait-for cycle, however long others wait for it:
+                # send it home; if it cannot get there, its own wait closes the cycle
+                self._assign(other, "park", other.home)
         job = robot.job
         if (job is not None and job.kind == "park" and robot.goal == job.node
                 and self._taken(job.node, robot)

@@ -342,3 +342,32 @@ def test_a_robot_makes_way_by_a_free_detour_when_its_shortest_way_out_is_blocked
     from c0 passed c1, so no robot of the cycle could make way and they waited for ever."""
     check_plant(_ladder())
 
+
+def _four_ports_in_a_row() -> dict:
+    """A tree of four ports: c2 – c0 – c1 – c3, parking spurs off every port, a charger off c3;
+    units go c3 → c2 and on to c0 or c1; five robots."""
+    return _plant(
+        seed=776, horizon_s=7946,
+        nodes={"c0": _n(0, 0, "port"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "port"),
+               "c3": _n(30, 0, "port"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "park4": _n(40, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 17), _l("c0", "c2", 9), _l("c1", "c3", 12), _l("park0", "c3", 19),
+               _l("park1", "c2", 8), _l("park2", "c1", 14), _l("park3", "c1", 15),
+               _l("park4", "c0", 26), _l("charger0", "c3", 30)],
+        sources={"src0": _src("c3", "q0", 42, 113, 2, 2),
+                 "src1": _src("c3", "q1", 36, 40, 2, 2)},
+        buffers={"q0": _buf("c2", 3), "r0": _buf("c0"), "q1": _buf("c2", 4), "r1": _buf("c1")},
+        equipment={"m0": _eq("c2", "q0", "r0", 12), "n0": _eq("c0", "r0", "out0", 12),
+                   "m1": _eq("c2", "q1", "r1", 18), "n1": _eq("c1", "r1", "out1", 18)},
+        sinks={"out0": "c0", "out1": "c1"},
+        fleet=_fleet(5, 1.5, 0.8, 1, 11, 5, "battery-aware"))
+
+
+def test_an_idle_robot_away_from_home_is_sent_home_when_in_the_way():
+    """Found by the property (1 of 8 tasks never delivered): amr-3, its home park2 taken by
+    amr-2, parked idle in park0, amr-1's home; amr-1 went home and waited at the port c2 for
+    amr-3, amr-2 (in park2, bound for park1 past c2) waited for amr-1, and amr-5 for amr-1 at
+    c2. amr-3 waited for nobody, so the wait-for graph had no cycle and nobody made way."""
+    check_plant(_four_ports_in_a_row())
