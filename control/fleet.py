@@ -116,6 +116,7 @@ class FleetManager:
         self._on_unstall: list[simpy.Event] = []  # woken when a stalled lane is cleared
         self._waiting: dict[str, set[str]] = {}
         self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
+        self._timed_legs: set[str] = set()  # robots whose current leg SIPP timed
         self._detour: dict[str, list[str]] = {}  # deadlock escape: robot -> path to a spot
         self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
         self._charge_queue: deque = deque()  # robots waiting for a free charger
@@ -446,6 +447,7 @@ class FleetManager:
         self._waiting.pop(robot.name, None)
         self._yield_to.pop(robot.name, None)
         self._detour.pop(robot.name, None)
+        self._timed_legs.discard(robot.name)
 
     def _write(self, t: TransportTask) -> None:
         if self._writer is not None:
@@ -463,6 +465,7 @@ class FleetManager:
         now = self.env.now
         name = robot.name
         self._no_plan.pop(name, None)
+        self._timed_legs.discard(name)
         self.table.clear_robot(name)
         if not self.traffic:
             return self._shortest(robot.node, goal, speed, now, frozenset())
@@ -505,6 +508,8 @@ class FleetManager:
         self._waiting.pop(name, None)
         if timed:
             self._reserve(name, robot.node, now, steps)
+            if detour is None:
+                self._timed_legs.add(name)
         else:
             self.table.add(("node", robot.node), now, INF, name)
         return steps
@@ -634,6 +639,7 @@ class FleetManager:
         """``robot`` holds its whole leg and sets off now: its reservations become the leg
         as it will be driven from now on (the planned times shift by any wait)."""
         self._waiting.pop(robot.name, None)
+        self._timed_legs.discard(robot.name)
         if not steps:
             return
         now = self.env.now
@@ -655,14 +661,24 @@ class FleetManager:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
+        parked = False
         for b in sorted(blockers):
             other = self._by_name.get(b)  # not a robot: some other occupant
-            if (other is not None and other.job is None and other.pending_task is None
-                    and other.node is not None and other.node != other.home):
+            if (other is None or other.job is not None or other.pending_task is not None
+                    or other.node is None):
+                continue
+            if other.node != other.home:
                 # an idle robot away from home (it made way, or its home was taken) waits for
                 # nothing and so closes no wait-for cycle, however long others wait for it:
                 # send it home; if it cannot get there, its own wait closes the cycle
                 self._assign(other, "park", other.home)
+            else:
+                parked = True
+        if parked and robot.name in self._timed_legs:
+            # its leg was timed before an idle robot came home to a node of it (e.g. a spur
+            # the plan used to let another robot pass): that node is not free again until the
+            # robot there gets a task, so re-plan (a new SIPP plan never passes a parked robot)
+            return True
         job = robot.job
         if (job is not None and job.kind == "park" and robot.goal == job.node
                 and self._taken(job.node, robot)

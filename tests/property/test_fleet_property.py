@@ -371,3 +371,34 @@ def test_an_idle_robot_away_from_home_is_sent_home_when_in_the_way():
     amr-3, amr-2 (in park2, bound for park1 past c2) waited for amr-1, and amr-5 for amr-1 at
     c2. amr-3 waited for nobody, so the wait-for graph had no cycle and nobody made way."""
     check_plant(_four_ports_in_a_row())
+
+
+def _siding() -> dict:
+    """Seven crossings with a loop, ports c2, c4, c5, c6, parking spurs, a charger off c1; two
+    units go c6 → c5; five robots, payload 2."""
+    return _plant(
+        seed=604, horizon_s=3849,
+        nodes={"c0": _n(0, 0, "waypoint"), "c1": _n(10, 0, "waypoint", 2),
+               "c2": _n(20, 0, "port"), "c3": _n(30, 0, "waypoint"), "c4": _n(0, 10, "port"),
+               "c5": _n(10, 10, "port"), "c6": _n(20, 10, "port"),
+               "park0": _n(0, -20, "parking"), "park1": _n(10, -20, "parking"),
+               "park2": _n(20, -20, "parking"), "park3": _n(30, -20, "parking"),
+               "park4": _n(40, -20, "parking"), "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 29, capacity_robots=2), _l("c0", "c2", 18), _l("c1", "c3", 8),
+               _l("c2", "c4", 24), _l("c0", "c5", 14, speed_limit_m_s=0.3),
+               _l("c3", "c6", 23, speed_limit_m_s=0.8), _l("c3", "c4", 6, speed_limit_m_s=0.8),
+               _l("park0", "c1", 6), _l("park1", "c6", 3), _l("park2", "c1", 21),
+               _l("park3", "c5", 7), _l("park4", "c2", 4), _l("charger0", "c1", 28)],
+        sources={"src0": _src("c6", "q0", 60, 111, 2, 1)},
+        buffers={"q0": _buf("c5", 1)},
+        equipment={"m0": _eq("c5", "q0", "out0", 2)},
+        sinks={"out0": "c5"},
+        fleet=_fleet(5, 1.5, 0.4, 2, 16, 12, "nearest-idle"))
+
+
+def test_a_timed_leg_through_a_spot_where_a_robot_came_home_is_planned_again():
+    """Found by the property (1 of 2 tasks never delivered): amr-1's leg to the port c6 was
+    timed to wait in amr-2's home park1 (a siding next to c6) once amr-2 had left. amr-1 could
+    not hold the whole leg before amr-2 was back home, idle, and then waited for park1 for ever
+    (amr-2 waits for nobody: no cycle). A new plan goes straight to c6."""
+    check_plant(_siding())
