@@ -700,36 +700,73 @@ class FleetManager:
         """Resolve a circular wait: the first robot of the cycle (by name) that can take a
         free path to a free parking spot right now makes way there. The path is the shortest
         one if the robot can hold it now, else the shortest over lanes and nodes with room
-        for it now (the shortest way to a spot often passes the robots it makes way for)."""
-        for victim in sorted((r for r in self.robots if r.name in cycle and r.node is not None),
-                             key=lambda r: r.name):
+        for it now (the shortest way to a spot often passes the robots it makes way for).
+        If there is no such spot for any robot of the cycle, the nearest node off the others'
+        way that one of them can reach over free nodes will do (a crossing, say). Failing
+        that, a robot stuck behind the cycle (waiting, or making way) makes way instead, if
+        the node it frees is off the way of the cycle's other robots and one of the cycle's
+        robots could then reach it over free nodes: the next attempt can move that robot
+        there."""
+        members = sorted((r for r in self.robots if r.name in cycle and r.node is not None),
+                         key=lambda r: r.name)
+        for victim in members:
+            others = cycle - {victim.name}
+            path = self._escape_path(victim, self._in_the_way(others))
+            if path is not None:
+                return self._make_way(robot, victim, path, others)
+        # no spot: a free node off the others' way that it can reach over free nodes will do
+        reach = {m.name: self._free_paths(m) for m in members}
+        for victim in members:
             others = cycle - {victim.name}
             in_the_way = self._in_the_way(others)
-            spots = [n for n in self._free_spots(victim, frozenset()) if n not in in_the_way]
-            path = None
-            for spot in spots:  # the nearest spot whose shortest path is free now
-                p = self._path(victim.node, spot)
-                if p is not None and self.occ.can_hold(
-                        [k for u, v in zip(p, p[1:])
-                         for k in (self.graph[u][v]["lane"].key, ("node", v))], victim.name):
-                    path = p
-                    break
-            if path is None and spots:  # else the nearest reachable by a free detour
-                free_paths = self._free_paths(victim)
-                path = next((free_paths[n] for n in spots if n in free_paths), None)
+            paths = reach[victim.name]
+            for n in sorted(paths, key=lambda n: (self._path_m(paths[n]), n)):
+                if n != victim.node and n not in in_the_way and self._free(n, victim):
+                    return self._make_way(robot, victim, paths[n], others)
+        stuck = {r.name for r in self.robots if (r.name in self._waiting
+                 or r.name in self._yield_to) and r.name not in self._detour} - cycle
+        for victim in sorted((r for r in self.robots if r.name in stuck and r.node is not None),
+                             key=lambda r: r.name):
+            into = {u for u, _ in self._preds.get(victim.node, ())}
+            if not any(not into.isdisjoint(reach[m.name])
+                       and victim.node not in self._in_the_way(cycle - {m.name})
+                       for m in members):
+                continue  # the node it would free is of no use to the cycle
+            path = self._escape_path(victim, self._in_the_way(cycle))
             if path is not None:
-                self.deadlocks += 1
-                self.backoffs += 1
-                self._detour[victim.name] = path
-                # stay out of the way until each robot it made way for has moved on
-                self._yield_to[victim.name] = (
-                    self.env.now, {r.name: r.arrivals for r in self.robots
-                                   if r.name in others})
-                self._waiting.pop(victim.name, None)
-                if victim is robot:
-                    return True
-                victim.request_replan()
-                return False
+                return self._make_way(robot, victim, path, cycle)
+        return False
+
+    def _path_m(self, path: list[str]) -> float:
+        return sum(self.graph[u][v]["length_m"] for u, v in zip(path, path[1:]))
+
+    def _escape_path(self, victim, in_the_way: set[str]) -> list[str] | None:
+        """Path (nodes) for ``victim`` to the nearest free spot off ``in_the_way``: the
+        shortest if it can hold it now, else the shortest over lanes and nodes with room."""
+        spots = [n for n in self._free_spots(victim, frozenset()) if n not in in_the_way]
+        for spot in spots:  # the nearest spot whose shortest path is free now
+            p = self._path(victim.node, spot)
+            if p is not None and self.occ.can_hold(
+                    [k for u, v in zip(p, p[1:])
+                     for k in (self.graph[u][v]["lane"].key, ("node", v))], victim.name):
+                return p
+        if spots:  # else the nearest reachable by a free detour
+            free_paths = self._free_paths(victim)
+            return next((free_paths[n] for n in spots if n in free_paths), None)
+        return None
+
+    def _make_way(self, robot, victim, path: list[str], others: set[str]) -> bool:
+        """``victim`` makes way along ``path`` and stays there until each of ``others`` has
+        moved on; ``True`` if ``victim`` is ``robot`` (it re-plans now)."""
+        self.deadlocks += 1
+        self.backoffs += 1
+        self._detour[victim.name] = path
+        self._yield_to[victim.name] = (
+            self.env.now, {r.name: r.arrivals for r in self.robots if r.name in others})
+        self._waiting.pop(victim.name, None)
+        if victim is robot:
+            return True
+        victim.request_replan()
         return False
 
     def _free_paths(self, robot) -> dict[str, list[str]]:

@@ -402,3 +402,40 @@ def test_a_timed_leg_through_a_spot_where_a_robot_came_home_is_planned_again():
     not hold the whole leg before amr-2 was back home, idle, and then waited for park1 for ever
     (amr-2 waits for nobody: no cycle). A new plan goes straight to c6."""
     check_plant(_siding())
+
+
+def _boxed_in() -> dict:
+    """Ports c4, c5, c6, c7; c4 joins c5, c6 and the rest of the layout (c2); parking spurs off
+    c1, c3, c5, c6, c7; five robots, payload 2; units go c4 → c5, c5 → c6 → c4, c5 → c6."""
+    return _plant(
+        seed=3600, horizon_s=55686,
+        nodes={"c0": _n(0, 0, "waypoint", 2), "c1": _n(10, 0, "waypoint"),
+               "c2": _n(20, 0, "waypoint"), "c3": _n(30, 0, "waypoint"),
+               "c4": _n(0, 10, "port"), "c5": _n(10, 10, "port"), "c6": _n(20, 10, "port"),
+               "c7": _n(30, 10, "port"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "park4": _n(40, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 12), _l("c1", "c2", 28, speed_limit_m_s=0.3), _l("c2", "c3", 22),
+               _l("c2", "c4", 27), _l("c4", "c5", 26, speed_limit_m_s=0.8), _l("c4", "c6", 19),
+               _l("c0", "c7", 22), _l("park0", "c1", 23), _l("park1", "c5", 16),
+               _l("park2", "c7", 26), _l("park3", "c6", 25), _l("park4", "c3", 22),
+               _l("charger0", "c3", 14)],
+        sources={"src0": _src("c4", "q0", 84, 158, 3, 1),
+                 "src1": _src("c5", "q1", 17, 27, 2, 2),
+                 "src2": _src("c5", "q2", 100, 199, 2, 1)},
+        buffers={"q0": _buf("c5", 4), "q1": _buf("c6", 2), "r1": _buf("c4"),
+                 "q2": _buf("c6")},
+        equipment={"m0": _eq("c5", "q0", "out0", 35), "m1": _eq("c6", "q1", "r1", 15),
+                   "n1": _eq("c4", "r1", "out1", 15), "m2": _eq("c6", "q2", "out2", 30)},
+        sinks={"out0": "c5", "out1": "c4", "out2": "c6"},
+        fleet=_fleet(5, 1, 0.8, 2, 11, 6, "battery-aware"))
+
+
+def test_a_cycle_boxed_in_by_a_robot_behind_it_is_resolved():
+    """Found by the property (5 of 7 tasks never delivered): amr-3 at c5 bound for c6 and amr-5
+    at c4 bound for c5 wait for each other. amr-3's only other exit, park1, holds amr-2; amr-5's
+    are c6 (amr-3's goal) and c2, where amr-1 stands, itself waiting for the two. No robot of
+    the cycle had a free spot, so nobody moved until the horizon. amr-1 must step back from c2
+    so that amr-5 can stop there (a crossing, not a parking spot) and let amr-3 pass."""
+    check_plant(_boxed_in())
