@@ -9,7 +9,10 @@
   paths that ignore other robots (``traffic = "none"``, for comparison only: robots may meet).
 * Deadlocks: when a robot starts waiting, the wait-for graph (robot → robots holding what it
   needs) is searched for a cycle; the robot that closes a cycle re-plans around the others, or
-  backs off to a free neighbouring node when no such path exists.
+  backs off to a free neighbouring node when no such path exists. A robot that waits for
+  nothing cannot close a cycle, so it must not be waited for in vain: an idle robot away from
+  home that stands in a waiting robot's way is sent home, and a robot going to park that
+  finds its spot taken for good picks another free one.
 * A stalled robot's lane is blocked until its expected recovery: robots planned through it
   re-plan.
 * Wake-ups are targeted, so that one robot's move costs the same whatever the fleet size: a
@@ -113,7 +116,8 @@ class FleetManager:
         self._on_unstall: list[simpy.Event] = []  # woken when a stalled lane is cleared
         self._waiting: dict[str, set[str]] = {}
         self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
-        self._detour: dict[str, str] = {}  # deadlock escape: robot -> parking spot
+        self._timed_legs: set[str] = set()  # robots whose current leg SIPP timed
+        self._detour: dict[str, list[str]] = {}  # deadlock escape: robot -> path to a spot
         self._yield_to: dict[str, tuple[float, dict[str, int]]] = {}  # escaped -> (t, arrivals)
         self._charge_queue: deque = deque()  # robots waiting for a free charger
         self._stalled: dict[Hashable, float] = {}
@@ -449,6 +453,7 @@ class FleetManager:
         self._waiting.pop(robot.name, None)
         self._yield_to.pop(robot.name, None)
         self._detour.pop(robot.name, None)
+        self._timed_legs.discard(robot.name)
 
     def _write(self, t: TransportTask) -> None:
         if self._writer is not None:
@@ -466,6 +471,7 @@ class FleetManager:
         now = self.env.now
         name = robot.name
         self._no_plan.pop(name, None)
+        self._timed_legs.discard(name)
         self.table.clear_robot(name)
         if not self.traffic:
             return self._shortest(robot.node, goal, speed, now, frozenset())
@@ -485,7 +491,8 @@ class FleetManager:
             del self._yield_to[name]
         detour = self._detour.pop(name, None)
         if detour is not None:
-            steps = self._shortest(robot.node, detour, speed, now, frozenset())
+            steps = (self._steps(detour, speed, now) if detour[0] == robot.node
+                     else self._shortest(robot.node, detour[-1], speed, now, frozenset()))
         else:
             to_goal, fastest = self.dist_to(goal), max(speed, 1e-9)
             steps = sipp_plan(self.adjacency, self.table, name, robot.node, now, goal, speed,
@@ -507,6 +514,8 @@ class FleetManager:
         self._waiting.pop(name, None)
         if timed:
             self._reserve(name, robot.node, now, steps)
+            if detour is None:
+                self._timed_legs.add(name)
         else:
             self.table.add(("node", robot.node), now, INF, name)
         return steps
@@ -521,6 +530,10 @@ class FleetManager:
             path = self._path_around(start, goal, blocked)
             if path is None:
                 return None
+        return self._steps(path, speed, now)
+
+    def _steps(self, path: list[str], speed: float, now: float) -> list[Step]:
+        """Free-flow steps along ``path`` (nodes), setting off now."""
         steps, t = [], now
         for u, v in zip(path, path[1:]):
             lane = self.graph[u][v]["lane"]
@@ -546,9 +559,12 @@ class FleetManager:
         return cache[start, goal]
 
     def _free(self, node: str, robot) -> bool:
-        key = ("node", node)
-        return not self.occ.full_for(key, robot.name) and not any(
-            r != robot.name and e == INF for _, e, r in self.table.windows[key])
+        return not self.occ.full_for(("node", node), robot.name) and not self._taken(node, robot)
+
+    def _taken(self, node: str, robot) -> bool:
+        """Whether another robot holds ``node`` for good: it stands there, or will stop there,
+        until its next plan."""
+        return any(r != robot.name and e == INF for _, e, r in self.table.windows[("node", node)])
 
     def _parking_for(self, robot, home: str) -> str:
         """The robot's home, or the nearest free parking/holding spot if someone is there."""
@@ -629,6 +645,7 @@ class FleetManager:
         """``robot`` holds its whole leg and sets off now: its reservations become the leg
         as it will be driven from now on (the planned times shift by any wait)."""
         self._waiting.pop(robot.name, None)
+        self._timed_legs.discard(robot.name)
         if not steps:
             return
         now = self.env.now
@@ -643,12 +660,39 @@ class FleetManager:
     def on_wait(self, robot, keys: list[Hashable]) -> bool:
         """Record whom ``robot`` waits for (the holders of the lanes and nodes of its leg). If
         that closes a circular wait, the robot in the cycle with the lowest name makes way
-        (to a free parking spot); ``True`` if that is ``robot`` itself."""
+        (to a free parking spot); ``True`` if that is ``robot`` itself, or if ``robot`` should
+        re-plan (its parking spot was taken, or a stalled robot is in the way)."""
         blockers: set[str] = set()
         for k in keys:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
+        parked = False
+        for b in sorted(blockers):
+            other = self._by_name.get(b)  # not a robot: some other occupant
+            if (other is None or other.job is not None or other.pending_task is not None
+                    or other.node is None):
+                continue
+            if other.node != other.home:
+                # an idle robot away from home (it made way, or its home was taken) waits for
+                # nothing and so closes no wait-for cycle, however long others wait for it:
+                # send it home; if it cannot get there, its own wait closes the cycle
+                self._assign(other, "park", other.home)
+            else:
+                parked = True
+        if parked and robot.name in self._timed_legs:
+            # its leg was timed before an idle robot came home to a node of it (e.g. a spur
+            # the plan used to let another robot pass): that node is not free again until the
+            # robot there gets a task, so re-plan (a new SIPP plan never passes a parked robot)
+            return True
+        job = robot.job
+        if (job is not None and job.kind == "park" and robot.goal == job.node
+                and self._taken(job.node, robot)
+                and self._parking_for(robot, job.node) != job.node):
+            # the spot it was heading for is taken for good (e.g. its owner came home while
+            # this robot waited for its leg): waiting for it would wait for a robot that is
+            # not going anywhere, so re-plan, which picks a free spot
+            return True
         stalled = self._stalled
         if stalled and not stalled.keys().isdisjoint(keys) and any(
                 stalled.get(k, 0.0) > self.env.now for k in keys):
@@ -660,29 +704,85 @@ class FleetManager:
 
     def _break(self, robot, cycle: set[str]) -> bool:
         """Resolve a circular wait: the first robot of the cycle (by name) that can take a
-        free path to a free parking spot right now makes way there."""
-        for victim in sorted((r for r in self.robots if r.name in cycle and r.node is not None),
-                             key=lambda r: r.name):
+        free path to a free parking spot right now makes way there. The path is the shortest
+        one if the robot can hold it now, else the shortest over lanes and nodes with room
+        for it now (the shortest way to a spot often passes the robots it makes way for).
+        If there is no such spot for any robot of the cycle, the nearest node off the others'
+        way that one of them can reach over free nodes will do (a crossing, say). Failing
+        that, a robot stuck behind the cycle (waiting, or making way) makes way instead, if
+        the node it frees is off the way of the cycle's other robots and one of the cycle's
+        robots could then reach it over free nodes: the next attempt can move that robot
+        there."""
+        members = sorted((r for r in self.robots if r.name in cycle and r.node is not None),
+                         key=lambda r: r.name)
+        for victim in members:
+            others = cycle - {victim.name}
+            path = self._escape_path(victim, self._in_the_way(others))
+            if path is not None:
+                return self._make_way(robot, victim, path, others)
+        # no spot: a free node off the others' way that it can reach over free nodes will do
+        reach = {m.name: self._free_paths(m) for m in members}
+        for victim in members:
             others = cycle - {victim.name}
             in_the_way = self._in_the_way(others)
-            for spot in self._free_spots(victim, frozenset()):
-                steps = self._shortest(victim.node, spot, 1.0, self.env.now, frozenset())
-                keys = [k for st in steps or () for k in (st.lane.key, ("node", st.to))]
-                if (steps and self.occ.can_hold(keys, victim.name)
-                        and spot not in in_the_way):
-                    self.deadlocks += 1
-                    self.backoffs += 1
-                    self._detour[victim.name] = spot
-                    # stay out of the way until each robot it made way for has moved on
-                    self._yield_to[victim.name] = (
-                        self.env.now, {r.name: r.arrivals for r in self.robots
-                                       if r.name in others})
-                    self._waiting.pop(victim.name, None)
-                    if victim is robot:
-                        return True
-                    victim.request_replan()
-                    return False
+            paths = reach[victim.name]
+            for n in sorted(paths, key=lambda n: (self._path_m(paths[n]), n)):
+                if n != victim.node and n not in in_the_way and self._free(n, victim):
+                    return self._make_way(robot, victim, paths[n], others)
+        stuck = {r.name for r in self.robots if (r.name in self._waiting
+                 or r.name in self._yield_to) and r.name not in self._detour} - cycle
+        for victim in sorted((r for r in self.robots if r.name in stuck and r.node is not None),
+                             key=lambda r: r.name):
+            into = {u for u, _ in self._preds.get(victim.node, ())}
+            if not any(not into.isdisjoint(reach[m.name])
+                       and victim.node not in self._in_the_way(cycle - {m.name})
+                       for m in members):
+                continue  # the node it would free is of no use to the cycle
+            path = self._escape_path(victim, self._in_the_way(cycle))
+            if path is not None:
+                return self._make_way(robot, victim, path, cycle)
         return False
+
+    def _path_m(self, path: list[str]) -> float:
+        return sum(self.graph[u][v]["length_m"] for u, v in zip(path, path[1:]))
+
+    def _escape_path(self, victim, in_the_way: set[str]) -> list[str] | None:
+        """Path (nodes) for ``victim`` to the nearest free spot off ``in_the_way``: the
+        shortest if it can hold it now, else the shortest over lanes and nodes with room."""
+        spots = [n for n in self._free_spots(victim, frozenset()) if n not in in_the_way]
+        for spot in spots:  # the nearest spot whose shortest path is free now
+            p = self._path(victim.node, spot)
+            if p is not None and self.occ.can_hold(
+                    [k for u, v in zip(p, p[1:])
+                     for k in (self.graph[u][v]["lane"].key, ("node", v))], victim.name):
+                return p
+        if spots:  # else the nearest reachable by a free detour
+            free_paths = self._free_paths(victim)
+            return next((free_paths[n] for n in spots if n in free_paths), None)
+        return None
+
+    def _make_way(self, robot, victim, path: list[str], others: set[str]) -> bool:
+        """``victim`` makes way along ``path`` and stays there until each of ``others`` has
+        moved on; ``True`` if ``victim`` is ``robot`` (it re-plans now)."""
+        self.deadlocks += 1
+        self.backoffs += 1
+        self._detour[victim.name] = path
+        self._yield_to[victim.name] = (
+            self.env.now, {r.name: r.arrivals for r in self.robots if r.name in others})
+        self._waiting.pop(victim.name, None)
+        if victim is robot:
+            return True
+        victim.request_replan()
+        return False
+
+    def _free_paths(self, robot) -> dict[str, list[str]]:
+        """Shortest paths (nodes) from ``robot``'s node over the lanes and nodes that have room
+        for it now."""
+        occ, graph, name = self.occ, self.graph, robot.name
+        view = nx.subgraph_view(
+            graph, filter_node=lambda n: occ.has_room(("node", n), name),
+            filter_edge=lambda u, v: occ.has_room(graph[u][v]["lane"].key, name))
+        return nx.single_source_dijkstra_path(view, robot.node, weight="length_m")
 
     def _in_the_way(self, names: set[str]) -> set[str]:
         """Nodes the named robots need: the legs they wait for, and the shortest paths to

@@ -223,3 +223,219 @@ def test_head_on_in_a_corridor_is_resolved_with_either_allocation():
         data = _corridor()
         data["fleet"]["task_allocation"] = allocation
         check_plant(data)
+
+
+# Examples drawn by the property, kept as drawn (helpers write them compactly; the generator
+# above places parking and chargers the same way, one parking spur per robot).
+def _n(x: float, y: float, role: str, capacity: int | None = None) -> dict:
+    body = {"x_m": float(x), "y_m": float(y), "role": role}
+    if capacity is not None:
+        body["capacity_robots"] = capacity
+    return body
+
+
+def _l(a: str, b: str, length_m: float, **extra) -> dict:
+    return {"a": a, "b": b, "length_m": float(length_m), **extra}
+
+
+def _src(node: str, to: str, low_s: float, high_s: float, max_units: int, lot: int) -> dict:
+    return {"node": node, "to": to, "product": "part",
+            "interarrival": {"dist": "uniform", "low_s": float(low_s), "high_s": float(high_s)},
+            "max_units": max_units, "lot_size_units": lot}
+
+
+def _buf(node: str, capacity: int | None = None) -> dict:
+    return {"node": node} if capacity is None else {"node": node, "capacity_units": capacity}
+
+
+def _eq(node: str, input_: str, next_: str, process_s: float) -> dict:
+    return {"node": node, "input": input_, "next": next_,
+            "process_time": {"dist": "constant", "value_s": float(process_s)}}
+
+
+def _fleet(count: int, empty_m_s: float, loaded_m_s: float, payload: int, load_s: float,
+           unload_s: float, allocation: str) -> dict:
+    return {"count": count, "homes": [f"park{i}" for i in range(count)],
+            "speed_empty_m_s": float(empty_m_s), "speed_loaded_m_s": float(loaded_m_s),
+            "payload_units": payload,
+            "load_time": {"dist": "constant", "value_s": float(load_s)},
+            "unload_time": {"dist": "constant", "value_s": float(unload_s)},
+            "task_allocation": allocation,
+            "battery": {"capacity_kwh": 10.0, "consumption_empty_kwh_per_m": 0.0001,
+                        "consumption_loaded_kwh_per_m": 0.0002, "base_kw": 0.0,
+                        "charging_kw": 1.0}}
+
+
+def _plant(seed: int, horizon_s: float, nodes: dict, links: list, sources: dict, buffers: dict,
+           equipment: dict, sinks: dict, fleet: dict) -> dict:
+    return {"scenario": {"name": "prop", "horizon_s": float(horizon_s), "seed": seed},
+            "products": {"part": {}}, "nodes": nodes, "links": links, "sources": sources,
+            "buffers": buffers, "equipment": equipment,
+            "sinks": {k: {"node": v} for k, v in sinks.items()}, "fleet": fleet}
+
+
+def _star_of_spurs() -> dict:
+    """A tree: ports c1 and c2 joined through the waypoint c0, six parking spurs off c0, c1 and
+    c2, a charger spur off c2, six robots with payload 1. Units go c1 → c2 (q0, 1 unit) and
+    c2 → c1 → c2 (q1 then r1, 3 units)."""
+    return _plant(
+        seed=94, horizon_s=6563,
+        nodes={"c0": _n(0, 0, "waypoint"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "port"),
+               "park0": _n(0, -20, "parking"), "park1": _n(10, -20, "parking"),
+               "park2": _n(20, -20, "parking"), "park3": _n(30, -20, "parking"),
+               "park4": _n(40, -20, "parking"), "park5": _n(50, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 17), _l("c0", "c2", 16), _l("park0", "c2", 29),
+               _l("park1", "c1", 15), _l("park2", "c0", 18), _l("park3", "c2", 20),
+               _l("park4", "c0", 19), _l("park5", "c0", 7), _l("charger0", "c2", 16)],
+        sources={"src0": _src("c1", "q0", 100, 103, 1, 2),
+                 "src1": _src("c2", "q1", 19, 90, 3, 2)},
+        buffers={"q0": _buf("c2"), "q1": _buf("c1", 2), "r1": _buf("c2")},
+        equipment={"m0": _eq("c2", "q0", "out0", 5), "m1": _eq("c1", "q1", "r1", 33),
+                   "n1": _eq("c2", "r1", "out1", 33)},
+        sinks={"out0": "c2", "out1": "c2"},
+        fleet=_fleet(6, 1, 0.8, 1, 2, 2, "nearest-idle"))
+
+
+def test_a_robot_does_not_wait_for_ever_for_a_parking_spot_taken_meanwhile():
+    """Found by the property (3 of 5 tasks never delivered): amr-4 made way into park5,
+    amr-6's home; amr-6, done at the port c1, was sent to the free spot park3 instead. Its leg
+    had no conflict-free timing, so it waited at c1 for the whole leg, reserving only c1, and
+    amr-4 went home to park3 meanwhile. amr-6 then waited at c1 for amr-4, who waits for
+    nobody (no wait-for cycle, no escape), and three loaded or loading robots waited behind
+    amr-6 for the port until the horizon. It must pick another free spot (park5 by then)."""
+    check_plant(_star_of_spurs())
+
+
+def _ladder() -> dict:
+    """Two rows of crossings c0–c1 (ports) over c2…c7 with loops; everything starts at c0 and
+    goes to c1, some of it back to c0; four slow robots (0.5 and 0.4 m/s, lanes at 0.3)."""
+    return _plant(
+        seed=10, horizon_s=31935,
+        nodes={"c0": _n(0, 0, "port"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "waypoint", 2),
+               "c3": _n(30, 0, "waypoint"), "c4": _n(0, 10, "waypoint"),
+               "c5": _n(10, 10, "waypoint"), "c6": _n(20, 10, "waypoint"),
+               "c7": _n(30, 10, "waypoint"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 18), _l("c0", "c2", 21, speed_limit_m_s=0.3),
+               _l("c2", "c3", 29, speed_limit_m_s=0.8), _l("c2", "c4", 10, capacity_robots=2),
+               _l("c3", "c5", 16), _l("c4", "c6", 20, speed_limit_m_s=0.3), _l("c5", "c7", 4),
+               _l("c6", "c1", 11, speed_limit_m_s=0.3), _l("c6", "c3", 10),
+               _l("park0", "c4", 27), _l("park1", "c7", 13), _l("park2", "c3", 5),
+               _l("park3", "c4", 18), _l("charger0", "c3", 21)],
+        sources={"src0": _src("c0", "q0", 50, 150, 2, 2), "src1": _src("c0", "q1", 1, 98, 1, 1),
+                 "src2": _src("c0", "q2", 2, 3, 1, 1)},
+        buffers={"q0": _buf("c1"), "r0": _buf("c0"), "q1": _buf("c1"), "q2": _buf("c1"),
+                 "r2": _buf("c0")},
+        equipment={"m0": _eq("c1", "q0", "r0", 32), "n0": _eq("c0", "r0", "out0", 32),
+                   "m1": _eq("c1", "q1", "out1", 1), "m2": _eq("c1", "q2", "r2", 1),
+                   "n2": _eq("c0", "r2", "out2", 1)},
+        sinks={"out0": "c0", "out1": "c1", "out2": "c0"},
+        fleet=_fleet(4, 0.5, 0.4, 1, 1, 0, "battery-aware"))
+
+
+def test_a_robot_makes_way_by_a_free_detour_when_its_shortest_way_out_is_blocked():
+    """Found by the property (3 of 5 tasks never delivered): amr-3 at c0 waits for amr-4 at c1
+    and amr-4 for amr-3 (its way home passes c0), with amr-2 behind amr-4 at c6. The only way
+    out is amr-3 stepping back by c2 and c3 to its home park2, but every spot's shortest path
+    from c0 passed c1, so no robot of the cycle could make way and they waited for ever."""
+    check_plant(_ladder())
+
+
+def _four_ports_in_a_row() -> dict:
+    """A tree of four ports: c2 – c0 – c1 – c3, parking spurs off every port, a charger off c3;
+    units go c3 → c2 and on to c0 or c1; five robots."""
+    return _plant(
+        seed=776, horizon_s=7946,
+        nodes={"c0": _n(0, 0, "port"), "c1": _n(10, 0, "port"), "c2": _n(20, 0, "port"),
+               "c3": _n(30, 0, "port"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "park4": _n(40, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 17), _l("c0", "c2", 9), _l("c1", "c3", 12), _l("park0", "c3", 19),
+               _l("park1", "c2", 8), _l("park2", "c1", 14), _l("park3", "c1", 15),
+               _l("park4", "c0", 26), _l("charger0", "c3", 30)],
+        sources={"src0": _src("c3", "q0", 42, 113, 2, 2),
+                 "src1": _src("c3", "q1", 36, 40, 2, 2)},
+        buffers={"q0": _buf("c2", 3), "r0": _buf("c0"), "q1": _buf("c2", 4), "r1": _buf("c1")},
+        equipment={"m0": _eq("c2", "q0", "r0", 12), "n0": _eq("c0", "r0", "out0", 12),
+                   "m1": _eq("c2", "q1", "r1", 18), "n1": _eq("c1", "r1", "out1", 18)},
+        sinks={"out0": "c0", "out1": "c1"},
+        fleet=_fleet(5, 1.5, 0.8, 1, 11, 5, "battery-aware"))
+
+
+def test_an_idle_robot_away_from_home_is_sent_home_when_in_the_way():
+    """Found by the property (1 of 8 tasks never delivered): amr-3, its home park2 taken by
+    amr-2, parked idle in park0, amr-1's home; amr-1 went home and waited at the port c2 for
+    amr-3, amr-2 (in park2, bound for park1 past c2) waited for amr-1, and amr-5 for amr-1 at
+    c2. amr-3 waited for nobody, so the wait-for graph had no cycle and nobody made way."""
+    check_plant(_four_ports_in_a_row())
+
+
+def _siding() -> dict:
+    """Seven crossings with a loop, ports c2, c4, c5, c6, parking spurs, a charger off c1; two
+    units go c6 → c5; five robots, payload 2."""
+    return _plant(
+        seed=604, horizon_s=3849,
+        nodes={"c0": _n(0, 0, "waypoint"), "c1": _n(10, 0, "waypoint", 2),
+               "c2": _n(20, 0, "port"), "c3": _n(30, 0, "waypoint"), "c4": _n(0, 10, "port"),
+               "c5": _n(10, 10, "port"), "c6": _n(20, 10, "port"),
+               "park0": _n(0, -20, "parking"), "park1": _n(10, -20, "parking"),
+               "park2": _n(20, -20, "parking"), "park3": _n(30, -20, "parking"),
+               "park4": _n(40, -20, "parking"), "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 29, capacity_robots=2), _l("c0", "c2", 18), _l("c1", "c3", 8),
+               _l("c2", "c4", 24), _l("c0", "c5", 14, speed_limit_m_s=0.3),
+               _l("c3", "c6", 23, speed_limit_m_s=0.8), _l("c3", "c4", 6, speed_limit_m_s=0.8),
+               _l("park0", "c1", 6), _l("park1", "c6", 3), _l("park2", "c1", 21),
+               _l("park3", "c5", 7), _l("park4", "c2", 4), _l("charger0", "c1", 28)],
+        sources={"src0": _src("c6", "q0", 60, 111, 2, 1)},
+        buffers={"q0": _buf("c5", 1)},
+        equipment={"m0": _eq("c5", "q0", "out0", 2)},
+        sinks={"out0": "c5"},
+        fleet=_fleet(5, 1.5, 0.4, 2, 16, 12, "nearest-idle"))
+
+
+def test_a_timed_leg_through_a_spot_where_a_robot_came_home_is_planned_again():
+    """Found by the property (1 of 2 tasks never delivered): amr-1's leg to the port c6 was
+    timed to wait in amr-2's home park1 (a siding next to c6) once amr-2 had left. amr-1 could
+    not hold the whole leg before amr-2 was back home, idle, and then waited for park1 for ever
+    (amr-2 waits for nobody: no cycle). A new plan goes straight to c6."""
+    check_plant(_siding())
+
+
+def _boxed_in() -> dict:
+    """Ports c4, c5, c6, c7; c4 joins c5, c6 and the rest of the layout (c2); parking spurs off
+    c1, c3, c5, c6, c7; five robots, payload 2; units go c4 → c5, c5 → c6 → c4, c5 → c6."""
+    return _plant(
+        seed=3600, horizon_s=55686,
+        nodes={"c0": _n(0, 0, "waypoint", 2), "c1": _n(10, 0, "waypoint"),
+               "c2": _n(20, 0, "waypoint"), "c3": _n(30, 0, "waypoint"),
+               "c4": _n(0, 10, "port"), "c5": _n(10, 10, "port"), "c6": _n(20, 10, "port"),
+               "c7": _n(30, 10, "port"), "park0": _n(0, -20, "parking"),
+               "park1": _n(10, -20, "parking"), "park2": _n(20, -20, "parking"),
+               "park3": _n(30, -20, "parking"), "park4": _n(40, -20, "parking"),
+               "charger0": _n(0, 40, "charger")},
+        links=[_l("c0", "c1", 12), _l("c1", "c2", 28, speed_limit_m_s=0.3), _l("c2", "c3", 22),
+               _l("c2", "c4", 27), _l("c4", "c5", 26, speed_limit_m_s=0.8), _l("c4", "c6", 19),
+               _l("c0", "c7", 22), _l("park0", "c1", 23), _l("park1", "c5", 16),
+               _l("park2", "c7", 26), _l("park3", "c6", 25), _l("park4", "c3", 22),
+               _l("charger0", "c3", 14)],
+        sources={"src0": _src("c4", "q0", 84, 158, 3, 1),
+                 "src1": _src("c5", "q1", 17, 27, 2, 2),
+                 "src2": _src("c5", "q2", 100, 199, 2, 1)},
+        buffers={"q0": _buf("c5", 4), "q1": _buf("c6", 2), "r1": _buf("c4"),
+                 "q2": _buf("c6")},
+        equipment={"m0": _eq("c5", "q0", "out0", 35), "m1": _eq("c6", "q1", "r1", 15),
+                   "n1": _eq("c4", "r1", "out1", 15), "m2": _eq("c6", "q2", "out2", 30)},
+        sinks={"out0": "c5", "out1": "c4", "out2": "c6"},
+        fleet=_fleet(5, 1, 0.8, 2, 11, 6, "battery-aware"))
+
+
+def test_a_cycle_boxed_in_by_a_robot_behind_it_is_resolved():
+    """Found by the property (5 of 7 tasks never delivered): amr-3 at c5 bound for c6 and amr-5
+    at c4 bound for c5 wait for each other. amr-3's only other exit, park1, holds amr-2; amr-5's
+    are c6 (amr-3's goal) and c2, where amr-1 stands, itself waiting for the two. No robot of
+    the cycle had a free spot, so nobody moved until the horizon. amr-1 must step back from c2
+    so that amr-5 can stop there (a crossing, not a parking spot) and let amr-3 pass."""
+    check_plant(_boxed_in())
