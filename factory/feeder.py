@@ -317,6 +317,42 @@ class LossInWeightFeeder:
                                                           prev.rates[:-1])
         blocks.append(FeedBlock(a, b, rate, frac, self.composition))
 
+    def _emit_list(self, a: list[float], b: list[float], fed: list[float],
+                   frac: dict[Hashable, float]) -> None:
+        """:meth:`_emit` for Python lists (the few cells of :meth:`_run_gravimetric_small`):
+        the same arithmetic and comparisons, element by element."""
+        if not self._record:
+            return
+        if not all(y > x for x, y in zip(a, b)):
+            keep = [i for i, (x, y) in enumerate(zip(a, b)) if y > x]
+            a, b, fed = [a[i] for i in keep], [b[i] for i in keep], [fed[i] for i in keep]
+        if not a:
+            return
+        rate = [f / (y - x) for f, x, y in zip(fed, a, b)]
+        if len(a) > 1 and any(abs(r1 - r0) <= 1e-15 * abs(r1)
+                              for r0, r1 in zip(rate, rate[1:])):
+            fv = list(frac.values())
+            p = [[r * f for f in fv] for r in rate]
+            new = [True] + [p[i] != p[i - 1] for i in range(1, len(p))]
+            if not all(new):
+                first = [i for i, x in enumerate(new) if x]
+                last = [i - 1 for i in first[1:]] + [len(a) - 1]
+                a, b, rate = [a[i] for i in first], [b[i] for i in last], [rate[i] for i in last]
+        blocks = self._blocks
+        if blocks:
+            prev = blocks[-1]
+            if prev.ends[-1] == a[0] and prev.lots_at(prev.starts.size - 1) == {
+                    k: float(rate[0] * f) for k, f in frac.items()}:
+                a = list(a)
+                a[0] = float(prev.starts[-1])  # the previous segment extends into this one
+                if prev.starts.size == 1:
+                    blocks.pop()
+                else:
+                    prev.starts, prev.ends, prev.rates = (prev.starts[:-1], prev.ends[:-1],
+                                                          prev.rates[:-1])
+        blocks.append(FeedBlock(np.array(a), np.array(b), np.array(rate), frac,
+                                self.composition))
+
     def _take(self, fed: float, frac: dict[Hashable, float] | None = None
               ) -> dict[Hashable, float]:
         """Remove ``fed`` kg from the mixed hopper (composition ``frac``: the present hopper
@@ -436,7 +472,7 @@ class LossInWeightFeeder:
             fed = [r * (y - x) for r, x, y in zip(rates, a, b)]
             fed[-1] = avail - (cum[n - 2] if n > 1 else 0.0)
             total = cum[n - 2] + fed[-1] if n > 1 else fed[-1]
-        self._emit(np.array(a), np.array(b), np.array(fed), frac)
+        self._emit_list(a, b, fed, frac)
         self._take(total, frac)
         self.mass_kg = (self.mass_kg - total) if k >= m else floor
         self.t = float(t_stop)

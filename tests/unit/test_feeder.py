@@ -147,12 +147,12 @@ def test_feed_blocks_are_the_noise_cells():
     assert b.rates[0] == pytest.approx(0.01, rel=1e-12)
 
 
-def _drive(small_cells: int, monkeypatch) -> tuple[list, list]:
+def _drive(small_cells: int, monkeypatch, sd: float) -> tuple[list, list]:
     """A feeder driven through random advances, refills, level events and set-point changes
     (including a stop at zero and starving), with ``SMALL_CELLS`` = ``small_cells``."""
     import darkfab.factory.feeder as fm
     monkeypatch.setattr(fm, "SMALL_CELLS", small_cells)
-    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.05, noise_corr=0.6,
+    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=sd, noise_corr=0.6,
                      noise_period_s=3.0)
     f = LossInWeightFeeder(p, np.random.default_rng(11), mass_kg=6.0, setpoint_kg_s=0.012)
     plan = np.random.default_rng(5)
@@ -179,11 +179,12 @@ def _drive(small_cells: int, monkeypatch) -> tuple[list, list]:
     return blocks, events
 
 
-def test_small_advances_equal_the_array_path_bit_for_bit(monkeypatch):
+@pytest.mark.parametrize("sd", [0.05, 0.0])  # without noise, equal cells are merged
+def test_small_advances_equal_the_array_path_bit_for_bit(monkeypatch, sd):
     """The Python-float path for advances over a few noise cells gives the same blocks (starts,
     ends, rates, lots), level times, masses and fed totals as the numpy path, bit for bit."""
-    b_fast, e_fast = _drive(64, monkeypatch)
-    b_ref, e_ref = _drive(0, monkeypatch)
+    b_fast, e_fast = _drive(64, monkeypatch, sd)
+    b_ref, e_ref = _drive(0, monkeypatch, sd)
     assert len(b_fast) == len(b_ref) > 100
     for x, y in zip(b_fast, b_ref):
         assert np.array_equal(x.starts, y.starts) and np.array_equal(x.ends, y.ends)
