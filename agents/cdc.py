@@ -338,24 +338,29 @@ class ContinuousLine(FixedAgent):
         all breakpoints are found by binary search and pushed as one matrix."""
         stations = self.stations
         feeds = []
+        simple = True  # every feeder one block
         for st in stations:
             blocks = st.feeder.advance_blocks(now)
             if not blocks:
                 feeds.append(None)
+                simple = False
             elif len(blocks) == 1:
                 b0 = blocks[0]
                 feeds.append((b0.starts, b0.ends, b0.rates, blocks, None))
             else:
+                simple = False
                 feeds.append((np.concatenate([b.starts for b in blocks]),
                               np.concatenate([b.ends for b in blocks]),
                               np.concatenate([b.rates for b in blocks]), blocks,
                               np.cumsum([b.starts.size for b in blocks])))
         # the common case: every feeder gravimetric on the same noise-cell grid up to now
+        # (compared as Python lists: a few elements, cheaper than numpy comparisons)
         f0 = feeds[0]
-        same = f0 is not None and f0[4] is None and f0[1][-1] == now and all(
-            f is not None and f[4] is None and f[0].size == f0[0].size
-            and (f[0] == f0[0]).all() and (f[1] == f0[1]).all() for f in feeds[1:]) and (
-            f0[0][1:] == f0[1][:-1]).all()
+        same = False
+        if simple:
+            s0, e0 = f0[0].tolist(), f0[1].tolist()
+            same = e0[-1] == now and s0[1:] == e0[:-1] and all(
+                f[0].tolist() == s0 and f[1].tolist() == e0 for f in feeds[1:])
         if same:
             cuts = f0[0]  # every start is a cut, and no end before now that is not a start
         else:
@@ -375,7 +380,7 @@ class ContinuousLine(FixedAgent):
                 continue
             comp_now[self._comp_col[k]] += r
             key[k] = f.composition
-        if same and all(f[2].min() > 0.0 for f in feeds):
+        if same and all(min(f[2].tolist()) > 0.0 for f in feeds):
             # every feeder feeds from one hopper composition at every cut: the lot predictor
             # changes at most at the first cut
             comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
