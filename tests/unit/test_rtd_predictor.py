@@ -144,3 +144,21 @@ def test_rtd_predictor_matches_direct_convolution(rtd):
     out = direct(np.array([t_end]), rtd.cdf_integral)[0]
     assert p.cumulative_output(t_end) == pytest.approx(out, rel=1e-9)
     assert p.n_segments < len(starts) / 2  # old segments were dropped
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SeriesRTD([TanksInSeries(100.0, 3.0), TanksInSeries(13.3, 3.0)]),
+    lambda: AxialDispersion(60.0, 12.0, boundary="open"),
+    lambda: AxialDispersion(60.0, 12.0, boundary="closed"),
+    lambda: TanksInSeries(40.0, 2.5)])
+def test_outer_kernels_equal_cdf_of_the_differences_bit_for_bit(make):
+    """cdf_outer / cdf_integral_outer (the predictor's in-place kernels) give exactly
+    cdf(t[:, None] − s) and cdf_integral(t[:, None] − s), beyond both ends of the grid too."""
+    rtd = make()
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(-50.0, 3.0 * rtd.tail_s, 120))
+    s = np.sort(rng.uniform(-100.0, 2.0 * rtd.tail_s, 37))
+    d = t[:, None] - s
+    assert np.array_equal(rtd.cdf_outer(t, s), rtd.cdf(d))
+    assert np.array_equal(rtd.cdf_integral_outer(t, s), rtd.cdf_integral(d))
+    assert rtd.cdf_outer(t[:0], s).shape == (0, 37)
