@@ -147,6 +147,7 @@ class ContinuousLine(FixedAgent):
                              if st.component == "api") / self.nominal_kg_s
         self.rtd = line_rtd
         self.blender_rtd = blender_rtd
+        self._scan_step_s = line_rtd.std_s / 10.0  # σ/10: scan and audit grids
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
         retain = control_interval_s + self.lag_s + 60.0  # scans and routing lag behind
@@ -159,6 +160,7 @@ class ContinuousLine(FixedAgent):
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
+        self._lot_pushes: list[tuple[float, dict[int, float]]] = []  # by _push_lots
         self._lots_key: tuple[int, ...] = (-1,) * len(stations)  # composition per feeder
         self.gate = DiversionGate()
         self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
@@ -447,15 +449,29 @@ class ContinuousLine(FixedAgent):
             self._lots_key = key_t
             self._push_lots(now, {(k, lot): x for k in range(len(stations)) if key[k] >= 0
                                   for lot, x in stations[k].feeder.hopper_fractions().items()})
+        if self._lot_pushes:
+            self._flush_lots()
         self._synced = now
 
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
-        """Push lot flows = set-point flow × hopper fraction (called when they change)."""
+        """Lot flows = set-point flow × hopper fraction (called when they change), collected
+        during a sync and pushed by :meth:`_flush_lots` in one call."""
         flows: dict[Hashable, float] = {}
         for (k, lot), x in fractions.items():
             slot = self._slot(lot, t)
             flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
-        self.lots.push(t, flows)
+        self._lot_pushes.append((t, flows))
+
+    def _flush_lots(self) -> None:
+        """Push the lot flows collected by :meth:`_push_lots` (a refill changes the hopper
+        composition at every noise cell): one ``push_many`` gives the predictor the same
+        segments as one ``push`` each, so the same outputs."""
+        pushes = self._lot_pushes
+        if len(pushes) == 1:
+            self.lots.push(*pushes[0])
+        elif pushes:
+            self.lots.push_many([t for t, _ in pushes], [f for _, f in pushes])
+        pushes.clear()
 
     def _slot(self, lot: Hashable, now: float) -> int:
         """Predictor channel for ``lot``: channels are reused once their lot has left every
@@ -497,7 +513,7 @@ class ContinuousLine(FixedAgent):
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
-        step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
+        step = self._scan_step_s  # the output cannot vary faster: its RTD smooths it
         sensor = self.sensor
         ts = scan_grid(a, now, step) if scan else _NO_TIMES
         pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
@@ -607,7 +623,7 @@ class ContinuousLine(FixedAgent):
         smp = self._audit_samples
         self._audit_samples = None
         if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
-            ts = scan_grid(cuts[0], cuts[-1], self.rtd.std_s / 10.0)
+            ts = scan_grid(cuts[0], cuts[-1], self._scan_step_s)
             y = self.comp.output(ts)
             smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
                    self._true_content(ts, self._content(y)))

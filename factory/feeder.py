@@ -531,7 +531,7 @@ class LossInWeightFeeder:
         added = R * (b - self.t)
         fed = added - (m_b - m0)
         frac = self._take(fed) if fed > 0 else self.hopper_fractions()
-        self._emit(np.array([self.t]), np.array([float(b)]), np.array([float(fed)]), frac)
+        self._emit_list([self.t], [float(b)], [float(fed)], frac)
         self.lots[lot] = self.lots.get(lot, 0.0) + added
         self.composition += 1
         self.refilled_kg += added
