@@ -30,6 +30,7 @@ fed = accepted + diverted + hold-up (+ QC samples), checked at the end of the ru
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -397,51 +398,7 @@ class ContinuousLine(FixedAgent):
                     for lot, x in f[3][0].lots_at(0).items()})
             self._lots_key = key0
         elif cuts.size:
-            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
-            comp[-1] = comp_now
-            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
-            rows: list[np.ndarray | None] = []
-            for k, f in enumerate(feeds):
-                if f is None:
-                    rows.append(None)
-                    continue
-                starts, ends, rates, blocks, offs = f
-                if same:  # segment j of every feeder starts at cut j
-                    ic, r = None, rates
-                    pos = r > 0
-                else:
-                    i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
-                    ic = np.minimum(i, starts.size - 1)
-                    cov = (i < starts.size) & (starts[ic] <= cuts)
-                    r = np.where(cov, rates[ic], 0.0)
-                    pos = cov & (r > 0)
-                comp[:-1, self._comp_col[k]] += r
-                if offs is None:
-                    keys[:, k] = np.where(pos, blocks[0].composition, -1)
-                else:
-                    bi = np.searchsorted(offs, ic, side="right")
-                    compo = np.array([b.composition for b in blocks])[
-                        np.minimum(bi, len(blocks) - 1)]
-                    keys[:, k] = np.where(pos, compo, -1)
-                rows.append(ic)
-            self.comp.push_many(np.append(cuts, now), comp)
-            prev = np.asarray(self._lots_key, dtype=np.int64)
-            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
-            for j in changed.tolist():
-                fractions: dict[tuple[int, Hashable], float] = {}
-                for k, f in enumerate(feeds):
-                    if keys[j, k] < 0:
-                        continue
-                    blocks, offs = f[3], f[4]
-                    i = j if rows[k] is None else int(rows[k][j])
-                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
-                    blk = blocks[bi]
-                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
-                    rate = blk.rates[ii]
-                    for lot, x in blk.lots_at(ii).items():
-                        fractions[(k, lot)] = x / rate
-                self._push_lots(float(cuts[j]), fractions)
-            self._lots_key = tuple(keys[-1].tolist())
+            self._sync_cuts(now, feeds, cuts, comp_now, same)
         else:
             self.comp.push_many([now], comp_now[None, :])
         key_t = tuple(key)
@@ -452,6 +409,79 @@ class ContinuousLine(FixedAgent):
         if self._lot_pushes:
             self._flush_lots()
         self._synced = now
+
+    def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,
+                   same: bool) -> None:
+        """:meth:`_sync` at the breakpoints ``cuts`` (< now) when the feeders' segments do not
+        share one grid or one hopper composition (a refill: a new composition every noise cell):
+        each feeder's rate and composition at every cut by binary search over its segments,
+        the component flows pushed as one matrix, lot flows wherever a composition changes.
+        Python lists and floats (a handful of cuts and segments per sync): the same additions
+        in the same order as an array form, so the same values."""
+        cl = cuts.tolist()
+        m = len(cl)
+        nst = len(self.stations)
+        comp = [[0.0] * len(comp_now) for _ in range(m)]
+        keys = [[-1] * nst for _ in range(m)]
+        rows: list[list[int] | None] = []
+        offl: list[list[int] | None] = []
+        for k, f in enumerate(feeds):
+            if f is None:
+                rows.append(None)
+                offl.append(None)
+                continue
+            starts, ends, rates, blocks, offs = f
+            col = self._comp_col[k]
+            rl = rates.tolist()
+            ol = None if offs is None else offs.tolist()
+            offl.append(ol)
+            c0 = blocks[0].composition
+            comps = [b.composition for b in blocks]
+            nb = len(blocks)
+            if same:  # segment j of every feeder starts at cut j (one block each)
+                for j in range(m):
+                    r = rl[j]
+                    comp[j][col] += r
+                    if r > 0:
+                        keys[j][k] = c0
+                rows.append(None)
+                continue
+            sl, el = starts.tolist(), ends.tolist()
+            n = len(sl)
+            ics = []
+            for j, c in enumerate(cl):
+                i = bisect.bisect_right(el, c)  # the first segment ending after c
+                ic = i if i < n - 1 else n - 1
+                cov = i < n and sl[ic] <= c
+                r = rl[ic] if cov else 0.0
+                comp[j][col] += r
+                if cov and r > 0:
+                    keys[j][k] = c0 if ol is None else comps[
+                        min(bisect.bisect_right(ol, ic), nb - 1)]
+                ics.append(ic)
+            rows.append(ics)
+        comp.append(comp_now.tolist())
+        self.comp.push_many(np.append(cuts, now), np.array(comp))
+        prev = list(self._lots_key)
+        for j in range(m):
+            kj = keys[j]
+            if kj == prev:
+                continue
+            prev = kj
+            fractions: dict[tuple[int, Hashable], float] = {}
+            for k, f in enumerate(feeds):
+                if kj[k] < 0:
+                    continue
+                blocks, ol = f[3], offl[k]
+                i = j if rows[k] is None else rows[k][j]
+                bi = 0 if ol is None else bisect.bisect_right(ol, i)
+                blk = blocks[bi]
+                ii = i - (0 if bi == 0 else ol[bi - 1])
+                rate = blk.rates[ii]
+                for lot, x in blk.lots_at(ii).items():
+                    fractions[(k, lot)] = x / rate
+            self._push_lots(cl[j], fractions)
+        self._lots_key = tuple(keys[-1])
 
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
         """Lot flows = set-point flow × hopper fraction (called when they change), collected
