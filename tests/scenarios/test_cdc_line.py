@@ -260,7 +260,6 @@ def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
 def _sync_cuts_array_form(self, now, feeds, cuts, comp_now, same):
     """The array form of ``ContinuousLine._sync_cuts`` before it moved to Python floats
     (commit db436c8): the reference of the equivalence test below."""
-    from collections.abc import Hashable  # noqa: F401
     stations = self.stations
     comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
     comp[-1] = comp_now
