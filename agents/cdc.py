@@ -30,6 +30,7 @@ fed = accepted + diverted + hold-up (+ QC samples), checked at the end of the ru
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -147,6 +148,7 @@ class ContinuousLine(FixedAgent):
                              if st.component == "api") / self.nominal_kg_s
         self.rtd = line_rtd
         self.blender_rtd = blender_rtd
+        self._scan_step_s = line_rtd.std_s / 10.0  # σ/10: scan and audit grids
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
         retain = control_interval_s + self.lag_s + 60.0  # scans and routing lag behind
@@ -159,6 +161,7 @@ class ContinuousLine(FixedAgent):
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
+        self._lot_pushes: list[tuple[float, dict[int, float]]] = []  # by _push_lots
         self._lots_key: tuple[int, ...] = (-1,) * len(stations)  # composition per feeder
         self.gate = DiversionGate()
         self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
@@ -338,24 +341,29 @@ class ContinuousLine(FixedAgent):
         all breakpoints are found by binary search and pushed as one matrix."""
         stations = self.stations
         feeds = []
+        simple = True  # every feeder one block
         for st in stations:
             blocks = st.feeder.advance_blocks(now)
             if not blocks:
                 feeds.append(None)
+                simple = False
             elif len(blocks) == 1:
                 b0 = blocks[0]
                 feeds.append((b0.starts, b0.ends, b0.rates, blocks, None))
             else:
+                simple = False
                 feeds.append((np.concatenate([b.starts for b in blocks]),
                               np.concatenate([b.ends for b in blocks]),
                               np.concatenate([b.rates for b in blocks]), blocks,
                               np.cumsum([b.starts.size for b in blocks])))
         # the common case: every feeder gravimetric on the same noise-cell grid up to now
+        # (compared as Python lists: a few elements, cheaper than numpy comparisons)
         f0 = feeds[0]
-        same = f0 is not None and f0[4] is None and f0[1][-1] == now and all(
-            f is not None and f[4] is None and f[0].size == f0[0].size
-            and (f[0] == f0[0]).all() and (f[1] == f0[1]).all() for f in feeds[1:]) and (
-            f0[0][1:] == f0[1][:-1]).all()
+        same = False
+        if simple:
+            s0, e0 = f0[0].tolist(), f0[1].tolist()
+            same = e0[-1] == now and s0[1:] == e0[:-1] and all(
+                f[0].tolist() == s0 and f[1].tolist() == e0 for f in feeds[1:])
         if same:
             cuts = f0[0]  # every start is a cut, and no end before now that is not a start
         else:
@@ -375,7 +383,7 @@ class ContinuousLine(FixedAgent):
                 continue
             comp_now[self._comp_col[k]] += r
             key[k] = f.composition
-        if same and all(f[2].min() > 0.0 for f in feeds):
+        if same and all(min(f[2].tolist()) > 0.0 for f in feeds):
             # every feeder feeds from one hopper composition at every cut: the lot predictor
             # changes at most at the first cut
             comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
@@ -390,51 +398,7 @@ class ContinuousLine(FixedAgent):
                     for lot, x in f[3][0].lots_at(0).items()})
             self._lots_key = key0
         elif cuts.size:
-            comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
-            comp[-1] = comp_now
-            keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
-            rows: list[np.ndarray | None] = []
-            for k, f in enumerate(feeds):
-                if f is None:
-                    rows.append(None)
-                    continue
-                starts, ends, rates, blocks, offs = f
-                if same:  # segment j of every feeder starts at cut j
-                    ic, r = None, rates
-                    pos = r > 0
-                else:
-                    i = np.searchsorted(ends, cuts, side="right")  # first segment ending after c
-                    ic = np.minimum(i, starts.size - 1)
-                    cov = (i < starts.size) & (starts[ic] <= cuts)
-                    r = np.where(cov, rates[ic], 0.0)
-                    pos = cov & (r > 0)
-                comp[:-1, self._comp_col[k]] += r
-                if offs is None:
-                    keys[:, k] = np.where(pos, blocks[0].composition, -1)
-                else:
-                    bi = np.searchsorted(offs, ic, side="right")
-                    compo = np.array([b.composition for b in blocks])[
-                        np.minimum(bi, len(blocks) - 1)]
-                    keys[:, k] = np.where(pos, compo, -1)
-                rows.append(ic)
-            self.comp.push_many(np.append(cuts, now), comp)
-            prev = np.asarray(self._lots_key, dtype=np.int64)
-            changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
-            for j in changed.tolist():
-                fractions: dict[tuple[int, Hashable], float] = {}
-                for k, f in enumerate(feeds):
-                    if keys[j, k] < 0:
-                        continue
-                    blocks, offs = f[3], f[4]
-                    i = j if rows[k] is None else int(rows[k][j])
-                    bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
-                    blk = blocks[bi]
-                    ii = i - (0 if bi == 0 else int(offs[bi - 1]))
-                    rate = blk.rates[ii]
-                    for lot, x in blk.lots_at(ii).items():
-                        fractions[(k, lot)] = x / rate
-                self._push_lots(float(cuts[j]), fractions)
-            self._lots_key = tuple(keys[-1].tolist())
+            self._sync_cuts(now, feeds, cuts, comp_now, same)
         else:
             self.comp.push_many([now], comp_now[None, :])
         key_t = tuple(key)
@@ -442,15 +406,102 @@ class ContinuousLine(FixedAgent):
             self._lots_key = key_t
             self._push_lots(now, {(k, lot): x for k in range(len(stations)) if key[k] >= 0
                                   for lot, x in stations[k].feeder.hopper_fractions().items()})
+        if self._lot_pushes:
+            self._flush_lots()
         self._synced = now
 
+    def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,
+                   same: bool) -> None:
+        """:meth:`_sync` at the breakpoints ``cuts`` (< now) when the feeders' segments do not
+        share one grid or one hopper composition (a refill: a new composition every noise cell):
+        each feeder's rate and composition at every cut by binary search over its segments,
+        the component flows pushed as one matrix, lot flows wherever a composition changes.
+        Python lists and floats (a handful of cuts and segments per sync): the same additions
+        in the same order as an array form, so the same values."""
+        cl = cuts.tolist()
+        m = len(cl)
+        nst = len(self.stations)
+        comp = [[0.0] * len(comp_now) for _ in range(m)]
+        keys = [[-1] * nst for _ in range(m)]
+        rows: list[list[int] | None] = []
+        offl: list[list[int] | None] = []
+        for k, f in enumerate(feeds):
+            if f is None:
+                rows.append(None)
+                offl.append(None)
+                continue
+            starts, ends, rates, blocks, offs = f
+            col = self._comp_col[k]
+            rl = rates.tolist()
+            ol = None if offs is None else offs.tolist()
+            offl.append(ol)
+            c0 = blocks[0].composition
+            comps = [b.composition for b in blocks]
+            nb = len(blocks)
+            if same:  # segment j of every feeder starts at cut j (one block each)
+                for j in range(m):
+                    r = rl[j]
+                    comp[j][col] += r
+                    if r > 0:
+                        keys[j][k] = c0
+                rows.append(None)
+                continue
+            sl, el = starts.tolist(), ends.tolist()
+            n = len(sl)
+            ics = []
+            for j, c in enumerate(cl):
+                i = bisect.bisect_right(el, c)  # the first segment ending after c
+                ic = i if i < n - 1 else n - 1
+                cov = i < n and sl[ic] <= c
+                r = rl[ic] if cov else 0.0
+                comp[j][col] += r
+                if cov and r > 0:
+                    keys[j][k] = c0 if ol is None else comps[
+                        min(bisect.bisect_right(ol, ic), nb - 1)]
+                ics.append(ic)
+            rows.append(ics)
+        comp.append(comp_now.tolist())
+        self.comp.push_many(np.append(cuts, now), np.array(comp))
+        prev = list(self._lots_key)
+        for j in range(m):
+            kj = keys[j]
+            if kj == prev:
+                continue
+            prev = kj
+            fractions: dict[tuple[int, Hashable], float] = {}
+            for k, f in enumerate(feeds):
+                if kj[k] < 0:
+                    continue
+                blocks, ol = f[3], offl[k]
+                i = j if rows[k] is None else rows[k][j]
+                bi = 0 if ol is None else bisect.bisect_right(ol, i)
+                blk = blocks[bi]
+                ii = i - (0 if bi == 0 else ol[bi - 1])
+                rate = blk.rates[ii]
+                for lot, x in blk.lots_at(ii).items():
+                    fractions[(k, lot)] = x / rate
+            self._push_lots(cl[j], fractions)
+        self._lots_key = tuple(keys[-1])
+
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
-        """Push lot flows = set-point flow × hopper fraction (called when they change)."""
+        """Lot flows = set-point flow × hopper fraction (called when they change), collected
+        during a sync and pushed by :meth:`_flush_lots` in one call."""
         flows: dict[Hashable, float] = {}
         for (k, lot), x in fractions.items():
             slot = self._slot(lot, t)
             flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
-        self.lots.push(t, flows)
+        self._lot_pushes.append((t, flows))
+
+    def _flush_lots(self) -> None:
+        """Push the lot flows collected by :meth:`_push_lots` (a refill changes the hopper
+        composition at every noise cell): one ``push_many`` gives the predictor the same
+        segments as one ``push`` each, so the same outputs."""
+        pushes = self._lot_pushes
+        if len(pushes) == 1:
+            self.lots.push(*pushes[0])
+        elif pushes:
+            self.lots.push_many([t for t, _ in pushes], [f for _, f in pushes])
+        pushes.clear()
 
     def _slot(self, lot: Hashable, now: float) -> int:
         """Predictor channel for ``lot``: channels are reused once their lot has left every
@@ -492,7 +543,7 @@ class ContinuousLine(FixedAgent):
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
-        step = self.rtd.std_s / 10.0  # the output cannot vary faster: its RTD smooths it
+        step = self._scan_step_s  # the output cannot vary faster: its RTD smooths it
         sensor = self.sensor
         ts = scan_grid(a, now, step) if scan else _NO_TIMES
         pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
@@ -602,7 +653,7 @@ class ContinuousLine(FixedAgent):
         smp = self._audit_samples
         self._audit_samples = None
         if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
-            ts = scan_grid(cuts[0], cuts[-1], self.rtd.std_s / 10.0)
+            ts = scan_grid(cuts[0], cuts[-1], self._scan_step_s)
             y = self.comp.output(ts)
             smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
                    self._true_content(ts, self._content(y)))

@@ -28,6 +28,7 @@ fed = initial + refilled − M, closed to rounding.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from collections.abc import Hashable
@@ -41,6 +42,7 @@ __all__ = ["FeederParams", "FeedBlock", "FeedSegment", "LossInWeightFeeder", "fe
            "refill_interval_s", "refill_duration_s"]
 
 BLOCK = 1024
+SMALL_CELLS = 64  # gravimetric advances over at most this many noise cells use Python floats
 
 
 def feed_factor(mass_kg: float | np.ndarray, ff_max: float, ff_min: float,
@@ -315,6 +317,42 @@ class LossInWeightFeeder:
                                                           prev.rates[:-1])
         blocks.append(FeedBlock(a, b, rate, frac, self.composition))
 
+    def _emit_list(self, a: list[float], b: list[float], fed: list[float],
+                   frac: dict[Hashable, float]) -> None:
+        """:meth:`_emit` for Python lists (the few cells of :meth:`_run_gravimetric_small`):
+        the same arithmetic and comparisons, element by element."""
+        if not self._record:
+            return
+        if not all(y > x for x, y in zip(a, b)):
+            keep = [i for i, (x, y) in enumerate(zip(a, b)) if y > x]
+            a, b, fed = [a[i] for i in keep], [b[i] for i in keep], [fed[i] for i in keep]
+        if not a:
+            return
+        rate = [f / (y - x) for f, x, y in zip(fed, a, b)]
+        if len(a) > 1 and any(abs(r1 - r0) <= 1e-15 * abs(r1)
+                              for r0, r1 in zip(rate, rate[1:])):
+            fv = list(frac.values())
+            p = [[r * f for f in fv] for r in rate]
+            new = [True] + [p[i] != p[i - 1] for i in range(1, len(p))]
+            if not all(new):
+                first = [i for i, x in enumerate(new) if x]
+                last = [i - 1 for i in first[1:]] + [len(a) - 1]
+                a, b, rate = [a[i] for i in first], [b[i] for i in last], [rate[i] for i in last]
+        blocks = self._blocks
+        if blocks:
+            prev = blocks[-1]
+            if prev.ends[-1] == a[0] and prev.lots_at(prev.starts.size - 1) == {
+                    k: float(rate[0] * f) for k, f in frac.items()}:
+                a = list(a)
+                a[0] = float(prev.starts[-1])  # the previous segment extends into this one
+                if prev.starts.size == 1:
+                    blocks.pop()
+                else:
+                    prev.starts, prev.ends, prev.rates = (prev.starts[:-1], prev.ends[:-1],
+                                                          prev.rates[:-1])
+        blocks.append(FeedBlock(np.array(a), np.array(b), np.array(rate), frac,
+                                self.composition))
+
     def _take(self, fed: float, frac: dict[Hashable, float] | None = None
               ) -> dict[Hashable, float]:
         """Remove ``fed`` kg from the mixed hopper (composition ``frac``: the present hopper
@@ -348,6 +386,8 @@ class LossInWeightFeeder:
         P = self.p.noise_period_s
         j0 = int(math.floor(self.t / P))
         j1 = min(int(math.ceil(t_end / P)), j0 + BLOCK)
+        if j1 - j0 <= SMALL_CELLS:
+            return self._run_gravimetric_small(t_end, stop_level, P, j0, j1)
         edges = np.arange(j0, j1 + 1) * P
         edges[0] = self.t
         edges[-1] = min(edges[-1], t_end)
@@ -384,6 +424,59 @@ class LossInWeightFeeder:
         self.mass_kg = (self.mass_kg - total) if k >= cum.size else floor
         self.t = float(t_stop)
         if k < cum.size:
+            if kind == "stop":
+                return self.t
+            self.mass_kg = 0.0
+            self.mode = "starved"
+            if stop_level is not None and stop_level <= 0.0:
+                return self.t
+        return None
+
+    def _run_gravimetric_small(self, t_end: float, stop_level: float | None, P: float,
+                               j0: int, j1: int) -> float | None:
+        """:meth:`_run_gravimetric` for a few cells (the usual advance from one line wake-up
+        to the next) in Python floats: the same operations in the same order (products,
+        sequential cumulative sum, binary search), so the same values bit for bit, without
+        the overhead of a dozen numpy calls on arrays of a few elements."""
+        edges = [j * P for j in range(j0, j1 + 1)]
+        edges[0] = self.t
+        edges[-1] = min(edges[-1], t_end)
+        sp = self.setpoint_kg_s
+        rates = [sp * e for e in self._noise.get(j0, j1).tolist()]
+        cum: list[float] = []
+        acc = 0.0
+        for i, r in enumerate(rates):
+            acc = r * (edges[i + 1] - edges[i]) if i == 0 else acc + r * (edges[i + 1] - edges[i])
+            cum.append(acc)
+        m = len(rates)
+        floor = 0.0
+        kind = "empty"
+        if stop_level is not None and 0.0 < stop_level < self.mass_kg:
+            floor, kind = stop_level, "stop"
+        avail = self.mass_kg - floor
+        k = bisect.bisect_left(cum, avail)
+        frac = self.hopper_fractions()
+        if k >= m:  # no crossing: the cells as summed above
+            t_stop = edges[-1]
+            a = edges[:m]
+            b = edges[1:]
+            fed = [r * (y - x) for r, x, y in zip(rates, a, b)]
+            total = cum[-1]
+        else:  # the last cell feeds what is left above the floor
+            before = cum[k - 1] if k > 0 else 0.0
+            t_stop = edges[k] + (avail - before) / rates[k] if rates[k] > 0 else edges[k + 1]
+            n = k + 1
+            a = edges[:n]
+            b = edges[1:n + 1]
+            b[-1] = t_stop
+            fed = [r * (y - x) for r, x, y in zip(rates, a, b)]
+            fed[-1] = avail - (cum[n - 2] if n > 1 else 0.0)
+            total = cum[n - 2] + fed[-1] if n > 1 else fed[-1]
+        self._emit_list(a, b, fed, frac)
+        self._take(total, frac)
+        self.mass_kg = (self.mass_kg - total) if k >= m else floor
+        self.t = float(t_stop)
+        if k < m:
             if kind == "stop":
                 return self.t
             self.mass_kg = 0.0
@@ -438,7 +531,7 @@ class LossInWeightFeeder:
         added = R * (b - self.t)
         fed = added - (m_b - m0)
         frac = self._take(fed) if fed > 0 else self.hopper_fractions()
-        self._emit(np.array([self.t]), np.array([float(b)]), np.array([float(fed)]), frac)
+        self._emit_list([self.t], [float(b)], [float(fed)], frac)
         self.lots[lot] = self.lots.get(lot, 0.0) + added
         self.composition += 1
         self.refilled_kg += added

@@ -99,9 +99,9 @@ class NirSensor:
 
     def _measurements(self, t: np.ndarray, y: np.ndarray, lost: np.ndarray,
                       x: np.ndarray) -> list[Measurement]:
-        return [Measurement(float(t[i]), float(t[i] + self.p.delay_s),
-                            None if lost[i] else float(y[i]), float(x[i]))
-                for i in range(t.size)]
+        d = self.p.delay_s  # Python floats: the same sums as t[i] + delay_s in numpy
+        return [Measurement(ti, ti + d, None if li else yi, xi)
+                for ti, yi, li, xi in zip(t.tolist(), y.tolist(), lost.tolist(), x.tolist())]
 
     def measure_many(self, true_values: Sequence[float] | np.ndarray) -> list[Measurement]:
         """Readings of the next len(true_values) samples (true values at their sample times)."""

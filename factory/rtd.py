@@ -134,6 +134,14 @@ class RTD(ABC):
         """Time after which 1 − F(t) < ``tail_tol`` (s)."""
         return float(self.quantile(1.0 - self.tail_tol))
 
+    def cdf_outer(self, t: FloatArray, s: FloatArray) -> FloatArray:
+        """F(t[:, None] − s), shape (len(t), len(s)) (gridded RTDs compute it in place)."""
+        return self.cdf(np.subtract.outer(t, s))
+
+    def cdf_integral_outer(self, t: FloatArray, s: FloatArray) -> FloatArray:
+        """∫₀^(t[:, None] − s) F, shape (len(t), len(s))."""
+        return self.cdf_integral(np.subtract.outer(t, s))
+
     def step_response(self, t: ArrayLike) -> FloatArray:
         """Output after a unit step of the input at t = 0: F(t)."""
         return self.cdf(t)
@@ -254,6 +262,49 @@ class GriddedRTD(RTD):
 
     def cdf(self, t: ArrayLike) -> FloatArray:
         return self._lerp(t, self._cdf_pad, 0.0)
+
+    def cdf_outer(self, t: FloatArray, s: FloatArray) -> FloatArray:
+        """F(t[:, None] − s) (shape (len(t), len(s))): :meth:`cdf` of the outer difference,
+        the same values bit for bit, computed in place on one work array (the RTD predictor's
+        kernel: every evaluation time against every live segment start)."""
+        x = np.subtract.outer(t, s)
+        if type(self).cdf is not GriddedRTD.cdf or x.size == 0 or self._cdf_pad[0] != 0.0:
+            return self.cdf(x)  # a subclass's own F (e.g. open-open dispersion)
+        table = self._cdf_pad
+        x /= self._h
+        np.clip(x, 0.0, self._t.size, out=x)
+        j = x.astype(np.intp)
+        x -= j  # frac
+        a = table.take(j)
+        j += 1
+        b = table.take(j)
+        a *= 1.0 - x
+        b *= x
+        a += b
+        return a
+
+    def cdf_integral_outer(self, t: FloatArray, s: FloatArray) -> FloatArray:
+        """∫₀^(t[:, None] − s) F: :meth:`cdf_integral` of the outer difference, the same
+        values bit for bit, in place."""
+        x = np.subtract.outer(t, s)
+        if type(self).cdf_integral is not GriddedRTD.cdf_integral or x.size == 0:
+            return self.cdf_integral(x)
+        g = self._t
+        end = float(g[-1])
+        xc = np.clip(x, 0.0, end)
+        j = (xc / self._h).astype(np.intp)
+        np.minimum(j, g.size - 2, out=j)
+        d = xc
+        d -= g.take(j)
+        val = self._ig_slope.take(j)
+        val *= d
+        val += self._cdf.take(j)
+        val *= d
+        val += self._ig.take(j)
+        x -= end
+        np.maximum(x, 0.0, out=x)
+        val += x
+        return val
 
     def quantile(self, q: ArrayLike) -> FloatArray:
         qa = _arr(q)

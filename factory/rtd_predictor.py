@@ -108,7 +108,7 @@ class RTDPredictor:
         self._t_last = float(t0)
         self.valid_from = float(t0)  # earliest time at which outputs are still exact
         self._cache: tuple[FloatArray, FloatArray] | None = None
-        self._cdf, self._cdf_integral = rtd.cdf, rtd.cdf_integral
+        self._cdf_outer, self._cdf_integral_outer = rtd.cdf_outer, rtd.cdf_integral_outer
         self._horizon_lag = rtd.tail_s + self.retain_s
 
     # --- input ------------------------------------------------------------------------------
@@ -251,13 +251,13 @@ class RTDPredictor:
             raise ValueError(f"time {float(ta.min())} is before the retained history "
                              f"({self.valid_from}); increase retain_s")
         s, dv = self._arrays()
-        y = self._cdf(np.atleast_1d(ta)[:, None] - s) @ dv
+        y = self._cdf_outer(np.atleast_1d(ta), s) @ dv
         return y[0] if ta.ndim == 0 else y
 
     def _integral(self, t: FloatArray) -> FloatArray:
         """Σ_i Δc_i·I(t − s_i), I = ∫₀ˣ F: output of the live segments up to each t."""
         s, dv = self._arrays()
-        return self._cdf_integral(t[:, None] - s) @ dv
+        return self._cdf_integral_outer(t, s) @ dv
 
     def cumulative_output(self, t: ArrayLike) -> FloatArray:
         """∫ y from the start up to t per channel (kg when channels are kg/s); t ≥ valid_from."""

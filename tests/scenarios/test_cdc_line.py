@@ -255,3 +255,78 @@ def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
     assert a["units_out"] == b["units_out"]
     assert a["pat"]["samples"] == b["pat"]["samples"]
     assert a["released_out_of_spec_kg"] == b["released_out_of_spec_kg"] == 0.0
+
+
+def _sync_cuts_array_form(self, now, feeds, cuts, comp_now, same):
+    """The array form of ``ContinuousLine._sync_cuts`` before it moved to Python floats
+    (commit db436c8): the reference of the equivalence test below."""
+    stations = self.stations
+    comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
+    comp[-1] = comp_now
+    keys = np.full((cuts.size, len(stations)), -1, dtype=np.int64)
+    rows = []
+    for k, f in enumerate(feeds):
+        if f is None:
+            rows.append(None)
+            continue
+        starts, ends, rates, blocks, offs = f
+        if same:
+            ic, r = None, rates
+            pos = r > 0
+        else:
+            i = np.searchsorted(ends, cuts, side="right")
+            ic = np.minimum(i, starts.size - 1)
+            cov = (i < starts.size) & (starts[ic] <= cuts)
+            r = np.where(cov, rates[ic], 0.0)
+            pos = cov & (r > 0)
+        comp[:-1, self._comp_col[k]] += r
+        if offs is None:
+            keys[:, k] = np.where(pos, blocks[0].composition, -1)
+        else:
+            bi = np.searchsorted(offs, ic, side="right")
+            compo = np.array([b.composition for b in blocks])[np.minimum(bi, len(blocks) - 1)]
+            keys[:, k] = np.where(pos, compo, -1)
+        rows.append(ic)
+    self.comp.push_many(np.append(cuts, now), comp)
+    prev = np.asarray(self._lots_key, dtype=np.int64)
+    changed = np.flatnonzero((keys != np.vstack([prev[None, :], keys[:-1]])).any(axis=1))
+    for j in changed.tolist():
+        fractions = {}
+        for k, f in enumerate(feeds):
+            if keys[j, k] < 0:
+                continue
+            blocks, offs = f[3], f[4]
+            i = j if rows[k] is None else int(rows[k][j])
+            bi = 0 if offs is None else int(np.searchsorted(offs, i, side="right"))
+            blk = blocks[bi]
+            ii = i - (0 if bi == 0 else int(offs[bi - 1]))
+            rate = blk.rates[ii]
+            for lot, x in blk.lots_at(ii).items():
+                fractions[(k, lot)] = x / rate
+        self._push_lots(float(cuts[j]), fractions)
+    self._lots_key = tuple(keys[-1].tolist())
+
+
+def test_fast_paths_give_the_reference_event_log_byte_for_byte(tmp_path, monkeypatch):
+    """The per-wake-up fast paths (feeder advances over a few cells in Python floats, the
+    sync's general path in Python lists, in-place RTD kernels) against their reference forms
+    (the feeders' numpy path, the array form of the sync, ``cdf(t[:, None] − s)``): 10 hours
+    with refills give the same event log and genealogy, byte for byte."""
+    import darkfab.factory.feeder as fm
+    from darkfab.agents.cdc import ContinuousLine
+    from darkfab.factory.rtd import GriddedRTD
+    _, fast = run_cdc(tmp_path, 10.0, tag="fast")
+    monkeypatch.setattr(fm, "SMALL_CELLS", 0)
+    monkeypatch.setattr(ContinuousLine, "_sync_cuts", _sync_cuts_array_form)
+    monkeypatch.setattr(GriddedRTD, "cdf_outer",
+                        lambda self, t, s: self.cdf(t[:, None] - s))
+    monkeypatch.setattr(GriddedRTD, "cdf_integral_outer",
+                        lambda self, t, s: self.cdf_integral(t[:, None] - s))
+    _, ref = run_cdc(tmp_path, 10.0, tag="ref")
+    assert fast.summary["continuous_lines"]["cdc"]["refills"] == \
+        ref.summary["continuous_lines"]["cdc"]["refills"]
+    assert sum(fast.summary["continuous_lines"]["cdc"]["refills"].values()) >= 3
+    for name in ("events.parquet", "genealogy.parquet"):
+        a = pq.read_table(tmp_path / "fast" / name)
+        b = pq.read_table(tmp_path / "ref" / name)
+        assert a.equals(b), name

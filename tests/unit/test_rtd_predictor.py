@@ -144,3 +144,46 @@ def test_rtd_predictor_matches_direct_convolution(rtd):
     out = direct(np.array([t_end]), rtd.cdf_integral)[0]
     assert p.cumulative_output(t_end) == pytest.approx(out, rel=1e-9)
     assert p.n_segments < len(starts) / 2  # old segments were dropped
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SeriesRTD([TanksInSeries(100.0, 3.0), TanksInSeries(13.3, 3.0)]),
+    lambda: AxialDispersion(60.0, 12.0, boundary="open"),
+    lambda: AxialDispersion(60.0, 12.0, boundary="closed"),
+    lambda: TanksInSeries(40.0, 2.5)])
+def test_outer_kernels_equal_cdf_of_the_differences_bit_for_bit(make):
+    """cdf_outer / cdf_integral_outer (the predictor's in-place kernels) give exactly
+    cdf(t[:, None] − s) and cdf_integral(t[:, None] − s), beyond both ends of the grid too."""
+    rtd = make()
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(-50.0, 3.0 * rtd.tail_s, 120))
+    s = np.sort(rng.uniform(-100.0, 2.0 * rtd.tail_s, 37))
+    d = t[:, None] - s
+    assert np.array_equal(rtd.cdf_outer(t, s), rtd.cdf(d))
+    assert np.array_equal(rtd.cdf_integral_outer(t, s), rtd.cdf_integral(d))
+    assert rtd.cdf_outer(t[:0], s).shape == (0, 37)
+
+
+def test_push_many_of_mappings_equals_one_push_each():
+    """The line collects a sync's lot pushes and pushes them in one call: the predictor then
+    holds the same segments (zero-length ones replaced alike, new channels in the same order),
+    so outputs, output masses and lot fractions are equal bit for bit."""
+    rtd = SeriesRTD([TanksInSeries(100.0, 3.0), TanksInSeries(13.3, 3.0)])
+    one = RTDPredictor(rtd, retain_s=300.0)
+    many = RTDPredictor(rtd, retain_s=300.0)
+    rng = np.random.default_rng(8)
+    t = 0.0
+    for _ in range(200):
+        batch = []
+        for _ in range(int(rng.integers(1, 6))):
+            t += float(rng.choice([0.0, rng.uniform(0.0, 40.0)]))  # same-time pushes too
+            lots = rng.choice(12, size=int(rng.integers(1, 4)), replace=False)
+            batch.append((t, {f"lot{k}": float(rng.uniform(0.0, 0.01)) for k in lots}))
+        for tb, flows in batch:
+            one.push(tb, flows)
+        many.push_many([tb for tb, _ in batch], [flows for _, flows in batch])
+        assert one.channels == many.channels
+    ts = np.linspace(max(one.valid_from, many.valid_from), t + 200.0, 301)
+    assert np.array_equal(one.output(ts), many.output(ts))
+    assert np.array_equal(one.output_masses(ts), many.output_masses(ts))
+    assert one.lot_fractions(ts[0], ts[-1]) == many.lot_fractions(ts[0], ts[-1])
