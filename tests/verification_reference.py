@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkfab.factory.packml import COMMAND_TRANSITIONS, Command, State
-from darkfab.scenarios.verification import _oos  # not part of the scan: shared
+# the checks the vectorised scan did not change: shared, not copied
+from darkfab.scenarios.verification import _faults, _mass, _oos, _units
 
-__all__ = ["verify", "format_verification", "attach_event_scan"]
+__all__ = ["verify", "attach_event_scan"]
 
 _COMMAND_WAIT = frozenset({"Stopped", "Idle", "Held", "Aborted", "Complete"})
 _INTERLOCKED = frozenset({"Reset", "Start", "Unhold", "Unsuspend", "Clear"})
@@ -243,84 +244,6 @@ def _overlap(a: float, b: float, windows) -> float:
     return total
 
 
-def _faults(faults) -> dict:
-    undetected = [f for f in faults if f["injected"] and not f["detected"]]
-    unrecovered = [f for f in faults if f["detected"] and not f["recovered"]]
-    by_mode: dict[str, list[float]] = defaultdict(list)
-    for f in faults:
-        if f["recovery_time_s"] is not None:
-            by_mode[f["mode"]].append(f["recovery_time_s"])
-    return {
-        "injected": sum(f["injected"] for f in faults),
-        "detected": len(faults) - len(undetected),
-        "recovered": sum(f["recovered"] for f in faults),
-        "recovery_time_s_by_mode": {m: {"mean": sum(v) / len(v), "max": max(v), "n": len(v)}
-                                    for m, v in sorted(by_mode.items())},
-        "faults": faults,
-        "not_injected": [f["index"] for f in faults if not f["injected"]],  # after the end
-        "violations": [f"fault #{f['index']} {f['mode']} on {f['target']} at "
-                       f"t={f['time_s']:g} s not detected" for f in undetected]
-        + [f"fault #{f['index']} {f['mode']} on {f['target']} not recovered by the end of "
-           "the run" for f in unrecovered],
-    }
-
-
-def _units(plant, scan: _EventScan) -> dict:
-    counts, refills = scan.counts, scan.refills
-    created = counts["create"] + counts["produce"]
-    left = counts["complete"] + counts["scrap"] + counts["consume"] + refills
-    in_plant = created - left
-    wip = plant.model.wip.value
-    seen = sum(b.level for b in plant.buffers.values()) + sum(
-        s.level for s in plant.staging.values()) + sum(
-        len(r.loaded_units) for r in plant.robots.values()) + sum(
-        st.held_unit is not None for line in plant.lines.values() for st in line.stations)
-    violations = []
-    if abs(in_plant - wip) > 1e-9:
-        violations.append(f"events give {in_plant} units in the plant, the WIP count {wip:g}")
-    if in_plant < seen:
-        violations.append(f"{in_plant} units in the plant by the events, {seen} counted in "
-                          "buffers, staging areas and on robots")
-    return {"created": created, "completed": counts["complete"], "scrapped": counts["scrap"],
-            "consumed": counts["consume"] + refills, "in_plant": in_plant, "wip_count": wip,
-            "in_buffers_staging_robots": seen, "violations": violations}
-
-
-def _mass(summary, tol: float) -> dict:
-    lines = summary.get("continuous_lines", {})
-    errs = {n: k["mass_balance"]["rel_error"] for n, k in lines.items()}
-    return {"rel_error": errs, "tolerance": tol,
-            "violations": [f"line {n}: relative mass-balance error {e:.3g} >= {tol:g}"
-                           for n, e in errs.items() if not e < tol]}
-
-
 def _arr(values):
     import pyarrow as pa
     return pa.array(values)
-
-
-def format_verification(v: dict[str, Any]) -> str:
-    """A few lines for the terminal."""
-    c = v["checks"]
-    f = c["faults"]
-    n = len(v["violations"])
-    lines = [f"verification: {'all clear' if v['ok'] else f'{n} violation(s)'}"]
-    lines.append(f"  deadlock (waits > {c['deadlock']['bound_s']:g} s): "
-                 f"{c['deadlock']['n_long_waits']}; out-of-spec released: "
-                 f"{sum(c['out_of_spec_released']['released_out_of_spec_kg'].values()):.3g} kg; "
-                 f"unsafe commands: {c['unsafe_commands']['unsafe']} of "
-                 f"{c['unsafe_commands']['commands_executed']}")
-    if f["injected"] or f["faults"]:
-        lines.append(f"  faults: {f['injected']} injected, {f['detected']} detected, "
-                     f"{f['recovered']} recovered")
-        for m, r in f["recovery_time_s_by_mode"].items():
-            lines.append(f"    {m:22s} recovery mean {r['mean']:9.1f} s  max {r['max']:9.1f} s"
-                         f"  (n={r['n']})")
-    ub = c["unit_balance"]
-    mb = c["mass_balance"]["rel_error"]
-    lines.append(f"  units: created {ub['created']} = completed {ub['completed']} + scrapped "
-                 f"{ub['scrapped']} + consumed {ub['consumed']} + in plant {ub['in_plant']}"
-                 + (f"; mass balance error {max(mb.values()):.2g}" if mb else ""))
-    for x in v["violations"][:10]:
-        lines.append(f"  ! {x}")
-    return "\n".join(lines)
