@@ -173,7 +173,7 @@ class ContinuousLine(FixedAgent):
         self._audit_samples: tuple | None = None  # (from, to, times, flow, content) by _scan
         self._last_wake = 0.0
         self._full_at = 0.0  # last wake-up that scanned and routed
-        self._unrouted_kg = 0.0  # output between the routed time and now − lag (kg)
+        self._unit_eta = 0.0  # when the next unit can be complete (_eta)
         self._pending_kg = 0.0  # accepted mass not yet in a unit
         self._pending_api_kg = 0.0
         self._pending_from = 0.0
@@ -256,7 +256,8 @@ class ContinuousLine(FixedAgent):
         times = [self._full_at + self.control_interval_s, self._exit_at]
         for st in self.stations:
             if st._next is None:
-                w0 = self._clock()  # the feeder's next level event: a look-ahead run
+                w0 = self._clock()  # the feeder's next level event: a look-ahead run from now
+                st.feeder.advance_state(now)
                 st._next = st.feeder.next_event()
                 self._clocked(w0)
             times.append(st._next[0])
@@ -265,30 +266,36 @@ class ContinuousLine(FixedAgent):
         if self.running and self.wear is not None:
             times.append(self._run_since + self.wear.life_s - self._op_base)
         times.append(self._repair_until)
-        if self.running:  # the next unit at the nominal rate (units go out at the wake after)
-            # (pending + the output not yet routed, as accepted: exactly the old estimate
-            # when the last wake-up routed everything it could)
-            times.append(now + max(self.unit_kg + self.qc_kg - self._pending_kg
-                                   - self._unrouted_kg, 0.0)
-                         / self.nominal_kg_s + self.lag_s + 1e-6)
+        if self.running:
+            times.append(self._unit_eta)
         if self.batch_s:
             times.append(self.batch.start_s + self.batch_s)
         return max(now, min(times))
 
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
+        """One wake-up. A wake-up that is due (:meth:`_quality_due`) advances the feeders into
+        the predictors, scans and routes. The others (a hopper low, a refill done, a container
+        arriving) act on the feeders alone and leave the elapsed interval to the next due one
+        (the feeders keep their feed since the last sync, so nothing is lost), except that
+        they sync while a refill is under way (:meth:`_sync_due`)."""
         w0 = self._clock()
         self._last_wake = now
-        self._sync(now)
-        if self._quality_due(now):
+        due = self._quality_due(now)
+        if due or self._sync_due(now):
+            self._sync(now)
+        if due:
             self._scan(now, route_until=now - self.lag_s)
             self._route(now - self.lag_s)
             self._full_at = now
-            self._unrouted_kg = 0.0
+        elif self._scan_every_wake:
+            self._scan(now)
         self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
         self._emit_units(now)
+        if due:
+            self._unit_eta = self._eta(now)
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
@@ -296,27 +303,33 @@ class ContinuousLine(FixedAgent):
         self._predict_exit(now)
         self._clocked(w0)
 
+    #: Reference mode (tests): every wake-up syncs and scans; decisions must not change.
+    _scan_every_wake = False
+
+    def _sync_due(self, now: float) -> bool:
+        """Whether a wake-up that is not due syncs anyway: while the predicted content is
+        watched (:meth:`_exit_watch`: a refill under way, a restart). A refill's volumetric
+        feed changes within a noise cell and reaches the predictors as the mean over each
+        piece between syncs, so syncing at every wake-up of a refill keeps those pieces, and
+        the predictions, independent of which wake-ups are due."""
+        return self._scan_every_wake or self._exit_watch(now)
+
+    def _eta(self, now: float) -> float:
+        """When the next unit of accepted tablets can be complete at the nominal rate (the
+        output up to now − lag is routed; a unit goes out at the wake-up after it fills)."""
+        return now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0) \
+            / self.nominal_kg_s + self.lag_s + 1e-6
+
     def _quality_due(self, now: float) -> bool:
-        """Whether this wake-up must scan and route (else they wait for the next one that
-        does: the scan then covers the union of the elapsed intervals, on one grid). Due at
-        the supervisory cycle (``control_interval_s`` after the last one), at a predicted exit
-        from spec, at the end of a batch, and whenever a unit of accepted tablets may be
-        complete: pending + all the output up to now − lag (an upper bound of what the route
-        accepts) reaches a unit. State changes that :meth:`_cause` depends on scan up to the
-        last wake-up first (:meth:`_catch_up`), so causes are as if every wake-up scanned."""
-        if (now >= self._full_at + self.control_interval_s - 1e-9
-                or now >= self._exit_at - 1e-9 or self.batch_kg
-                or (self.batch_s and now >= self.batch.start_s + self.batch_s)):
-            return True
-        need = self.unit_kg + self.qc_kg - self._pending_kg
-        until = now - self.lag_s
-        if need <= 0.0:
-            return True
-        if until <= self._routed or self._routed < self.comp.valid_from:
-            self._unrouted_kg = 0.0
-            return until > self._routed
-        self._unrouted_kg = float(self.comp.output_masses([self._routed, until]).sum())
-        return self._unrouted_kg >= need * (1.0 - 1e-9)
+        """Whether this wake-up must sync, scan and route: at the supervisory cycle
+        (``control_interval_s`` after the last one), at a predicted exit from spec, at the end
+        of a batch, and when the next unit of accepted tablets can be complete
+        (:meth:`_eta`). State changes that :meth:`_cause` depends on scan up to the last
+        wake-up first (:meth:`_catch_up`), so causes are as if every wake-up scanned."""
+        return (now >= self._full_at + self.control_interval_s - 1e-9
+                or now >= self._exit_at - 1e-9
+                or (self.running and now >= self._unit_eta - 1e-9)
+                or bool(self.batch_s and now >= self.batch.start_s + self.batch_s))
 
     def _timed_sync(self, now: float) -> None:
         """:meth:`_sync` outside a wake-up (stops, restarts, commands), timed."""
@@ -328,6 +341,8 @@ class ContinuousLine(FixedAgent):
         """Scan up to the last wake-up if that wake-up did not (before a state change)."""
         if self._scanned < self._last_wake:
             w0 = self._clock()
+            if self._synced < self._last_wake:
+                self._sync(self._last_wake)
             self._scan(self._last_wake)
             self._clocked(w0)
 
@@ -668,32 +683,39 @@ class ContinuousLine(FixedAgent):
             self.released_oos_kg += float(flow[bad].sum()) * dt
             self.released_oos_samples += int(bad.sum())
 
+    def _exit_watch(self, now: float) -> bool:
+        """Whether the predicted content is watched for an exit from spec: while the line runs
+        and a feeder refills (its volumetric feed drifts; a refill that ends now does not
+        count) or the line has just restarted."""
+        return self.running and (now < self._restarted + self.rtd.tail_s or any(
+            st.feeder.mode == "refill" and not (st._next is not None
+                                                and st._next[0] <= now + 1e-9)
+            for st in self.stations))
+
     def _predict_exit(self, now: float) -> None:
-        """While a feeder refills (volumetric feed drifting) or just after the line restarted,
-        schedule a wake-up at the first time within ``lookahead_s`` at which the predicted
-        content leaves spec if the present feed persisted. (Between such times the elapsed
-        interval is always scanned exactly at the next wake-up.)"""
+        """While watched (:meth:`_exit_watch`), schedule a wake-up at the first time within
+        ``lookahead_s`` at which the predicted content leaves spec if the present feed
+        persisted. (Between such times the elapsed interval is always scanned exactly at the
+        next due wake-up.)"""
         q = self.quality_spec
         self._exit_at = math.inf
-        if not self.running or not (
-                any(st.feeder.mode == "refill" for st in self.stations)
-                or now < self._restarted + self.rtd.tail_s):
+        if not self._exit_watch(now):
             return
+        if self._synced < now:
+            self._sync(now)
         t = self.comp.first_exit(now, q.spec_low, q.spec_high, scalar=self._content,
                                  t1=now + self.lookahead_s, resolution=0.05)
         if t is not None and t > now:
             self._exit_at = t
 
-    def _output_rate(self, t: float) -> float:
-        try:
-            return float(self.comp.output(t).sum())
-        except ValueError:
-            return 0.0
-
     # --- feeders and refills ----------------------------------------------------------------
     def _feeder_events(self, now: float) -> None:
         for st in self.stations:
             f = st.feeder
+            if (st.held_unit is not None and not st.refill_blocked) or (
+                    st._get is not None and st._get.triggered) or (
+                    st._next is not None and st._next[0] <= now + 1e-9):
+                f.advance_state(now)  # its event is due: the hopper now
             if st.held_unit is not None and not st.refill_blocked:  # a refill failure cleared
                 unit, st.held_unit = st.held_unit, None
                 self._refill(st, unit, now)
@@ -818,6 +840,7 @@ class ContinuousLine(FixedAgent):
         self._reason = ""
         self._run_since = now
         self._restarted = now
+        self._unit_eta = self._eta(now)
         if self.quality_spec.startup_divert_s > 0:
             self.gate.add_window(now, now + self.quality_spec.startup_divert_s, "start-up")
         self.timer.change(now, EXECUTE)

@@ -186,23 +186,23 @@ class LossInWeightFeeder:
         self.composition = 0  # bumped whenever the hopper's lot fractions change
 
     # --- commands -----------------------------------------------------------------------------
-    def set_setpoint(self, t: float, setpoint_kg_s: float) -> list[FeedSegment]:
-        segs = self.advance(t)
+    def set_setpoint(self, t: float, setpoint_kg_s: float) -> None:
+        """A new feed set-point from t on (advances to t first; the feed up to t is kept for
+        the next :meth:`advance_blocks`)."""
+        self.advance_state(t)
         self.setpoint_kg_s = float(setpoint_kg_s)
-        return segs
 
     def start_refill(self, t: float, mass_kg: float, rate_kg_s: float,
-                     lot_id: Hashable) -> list[FeedSegment]:
+                     lot_id: Hashable) -> None:
         """Start emptying a container of ``mass_kg`` of ``lot_id`` at ``rate_kg_s`` at t
-        (advances to t first; returns the segments fed up to t)."""
+        (advances to t first; the feed up to t is kept for the next :meth:`advance_blocks`)."""
         if rate_kg_s <= self.setpoint_kg_s:
             raise ValueError("refill rate must exceed the feed set-point")
-        segs = self.advance(t)
+        self.advance_state(t)
         self._purge_lots()
         omega = self.setpoint_kg_s / self.p.ff(self.mass_kg)
         self._refill = (float(rate_kg_s), float(mass_kg), lot_id, omega)
         self.mode = "refill"
-        return segs
 
     def _purge_lots(self) -> None:
         """Merge lots below ``purge_fraction`` of the hopper into ``residual_lot`` (mass kept
@@ -243,14 +243,19 @@ class LossInWeightFeeder:
     def advance_blocks(self, t: float) -> list[FeedBlock]:
         """Advance the state to t; returns the feed since the previous call as blocks of
         segments (the same segments as :meth:`advance`, without one object per segment)."""
+        self.advance_state(t)
+        out, self._blocks = self._blocks, []
+        return out
+
+    def advance_state(self, t: float) -> None:
+        """Advance the state to t, keeping the feed for the next :meth:`advance_blocks`."""
         if t < self.t:
             raise ValueError(f"cannot advance back from {self.t} to {t}")
-        self._run(float(t), None)
+        if t > self.t:
+            self._run(float(t), None)
         if self.mode == "gravimetric" and self.mass_kg <= 1e-12 * max(1.0, self.p.m_high_kg):
             self.mode = "starved"  # empty to rounding (an "empty" event computed ahead)
         self._noise.trim(int(math.floor(self.t / self.p.noise_period_s)))
-        out, self._blocks = self._blocks, []
-        return out
 
     def _clone(self) -> LossInWeightFeeder:
         c = copy.copy(self)

@@ -233,16 +233,18 @@ def _diversion_union(folder: Path) -> list[tuple[float, float]]:
 
 
 def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
-    """A wake-up scans and routes only when due (ContinuousLine._quality_due); the others
-    leave the elapsed interval to the next scan. Against every wake-up scanning (the
-    reference): the same diversion windows (to the scan's 1e-3 s tolerance), the same diverted
-    and accepted mass (to 1e-6 relative), units, PAT samples, and nothing released out of spec.
-    Over 30 h with refills, a forced stop (slow robots) and restarts."""
+    """A wake-up syncs the feeders into the predictors, scans and routes only when due
+    (ContinuousLine._quality_due; it syncs too while a refill is under way); the others leave
+    the elapsed interval to the next due one. Against every wake-up syncing and scanning (the
+    reference, ``_scan_every_wake``): the same diversion windows (to the scan's 1e-3 s
+    tolerance), the same diverted and accepted mass (to 1e-6 relative), units, PAT samples,
+    and nothing released out of spec. Over 30 h with refills, a forced stop (slow robots) and
+    restarts."""
     from darkfab.agents.cdc import ContinuousLine
 
     over = ["fleet.speed_empty_m_s=0.25", "fleet.speed_loaded_m_s=0.25"]
     _, lazy = run_cdc(tmp_path, 30.0, over, tag="lazy")
-    monkeypatch.setattr(ContinuousLine, "_quality_due", lambda self, now: True)
+    monkeypatch.setattr(ContinuousLine, "_scan_every_wake", True)
     _, full = run_cdc(tmp_path, 30.0, over, tag="full")
     a = lazy.summary["continuous_lines"]["cdc"]
     b = full.summary["continuous_lines"]["cdc"]
