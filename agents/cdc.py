@@ -633,7 +633,8 @@ class ContinuousLine(FixedAgent):
         cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
         masses = self.comp.output_masses(cuts)
         tots = masses.sum(axis=1).tolist()
-        apis = masses[:, self._api_idx].sum(axis=1).tolist()
+        apis = (masses[:, self._api_idx[0]] if len(self._api_idx) == 1
+                else masses[:, self._api_idx].sum(axis=1)).tolist()
         acc_mask = np.zeros(len(cuts) - 1, dtype=bool)
         for k, (x, y) in enumerate(zip(cuts[:-1], cuts[1:])):
             tot = tots[k]

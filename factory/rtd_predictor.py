@@ -175,6 +175,20 @@ class RTDPredictor:
             if v.shape[1] < len(self.channels):
                 v = np.concatenate([v, np.zeros((v.shape[0], len(self.channels) - v.shape[1]))],
                                    axis=1)
+        elif values and all(isinstance(x, Mapping) for x in values):
+            # one fancy assignment for all the rows' entries (keys are unique within a row)
+            ri: list[int] = []
+            ci: list[int] = []
+            xs: list[float] = []
+            index = self._index
+            for r, x in enumerate(values):
+                for k, val in x.items():
+                    i = index.get(k)
+                    ri.append(r)
+                    ci.append(self._channel(k) if i is None else i)
+                    xs.append(val)
+            v = np.zeros((len(values), len(self.channels)))
+            v[ri, ci] = xs
         else:
             rows = [self._row(x) for x in values]
             v = np.zeros((len(rows), len(self.channels)))
