@@ -315,10 +315,23 @@ class ContinuousLine(FixedAgent):
         return self._scan_every_wake or self._exit_watch(now)
 
     def _eta(self, now: float) -> float:
-        """When the next unit of accepted tablets can be complete at the nominal rate (the
-        output up to now − lag is routed; a unit goes out at the wake-up after it fills)."""
-        return now + max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0) \
-            / self.nominal_kg_s + self.lag_s + 1e-6
+        """When the next unit of accepted tablets can be complete: the output from the routed
+        time on (now − lag at a due wake-up) at the nominal rate, skipping the diversion
+        windows already booked, must reach what the unit still needs; it is routed lag after it
+        leaves, and another lag is kept as a margin for flows below nominal (a unit goes out
+        at the wake-up after it fills)."""
+        left = max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
+        rate = self.nominal_kg_s
+        t = max(self._routed, now - self.lag_s)
+        for a, b, _ in self.gate.windows:  # sorted by start
+            if b <= t:
+                continue
+            if a > t:
+                if (a - t) * rate >= left:
+                    break
+                left -= (a - t) * rate
+            t = max(t, b)
+        return t + left / rate + 2.0 * self.lag_s + 1e-6
 
     def _quality_due(self, now: float) -> bool:
         """Whether this wake-up must sync, scan and route: at the supervisory cycle
