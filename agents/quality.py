@@ -31,6 +31,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from darkfab.factory.material import Container, Unit
+from darkfab.factory.pat import Readings
 
 __all__ = ["QualityRecords", "LotRecord", "Containment", "lots_of",
            "SUSPECT_AFTER_READINGS", "SUSPECT_NOISE_SDS", "SUSPECT_MIN_FRACTION"]
@@ -142,10 +143,18 @@ class QualityRecords:
         return lot in self.lots or any(ln.batch.id == lot for ln in self.lines.values())
 
     # --- suspects ---------------------------------------------------------------------------
-    def _on_readings(self, line, readings) -> None:
+    def _on_readings(self, line, readings: Readings) -> None:
         q = line.quality_spec
         period = line.sensor.p.period_s
         band = SUSPECT_NOISE_SDS * line.sensor.p.noise_sd
+        n, vmin, vmax = readings.taken_range()
+        if not n or (-math.inf < vmin and vmax < math.inf
+                     and q.spec_low - band <= vmin and vmax <= q.spec_high + band):
+            # the usual batch: every reading taken is a number within the band (then of a
+            # finite true value), which only ends a run of readings out of spec
+            if n:
+                self._bad_in_row[line.name] = 0
+            return
         for m in readings:
             if m.value is None or not math.isfinite(m.true_value):
                 continue

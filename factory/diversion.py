@@ -79,6 +79,8 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
     vs = g(ts) if values is None else values
     if vs.shape != ts.shape:
         raise ValueError("values must be g on scan_grid(t0, t1, step_s)")
+    if _clear_of_limits(vs, low, high):  # the usual case: nothing out of spec, nothing to refine
+        return []
     bad = (vs < low) | (vs > high) | ~np.isfinite(vs)
     hidden = _hidden_excursions(g, ts, vs, bad, low, high, xtol_s)
     if not bad.any():
@@ -116,6 +118,25 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
         ends.append(t1)
     return merge_intervals([(a - time_margin_s, b + time_margin_s)
                             for a, b in [*zip(starts, ends, strict=True), *hidden]])
+
+
+def _clear_of_limits(vs: NDArray[np.float64], low: float, high: float) -> bool:
+    """Every sample is a number inside [low, high] and far enough from both limits that
+    :func:`_hidden_excursions` refines nothing (its two early exits, computed the same way), so
+    that :func:`out_of_spec_intervals` finds nothing: one min and one max (NaN if any sample is
+    NaN, then ``False``) and, when that is not conclusive, the largest second difference."""
+    if not vs.size:
+        return True
+    vmin, vmax = float(vs.min()), float(vs.max())
+    if not (-math.inf < vmin and vmax < math.inf and low <= vmin and vmax <= high):
+        return False
+    if vs.size < 3:
+        return True
+    r = 2.0 * (vmax - vmin)
+    if vmin - low >= r and high - vmax >= r:
+        return True
+    span = float(np.abs(vs[2:] - 2.0 * vs[1:-1] + vs[:-2]).max())  # NaN on overflow: False
+    return vmin - low >= span and high - vmax >= span
 
 
 def _hidden_excursions(g: ScalarFn, ts: NDArray[np.float64], vs: NDArray[np.float64],

@@ -131,3 +131,29 @@ def test_out_of_spec_bisects_where_the_scalar_turns_nan():
     for step in (2.0, 5.8, 7.3):
         (iv,) = out_of_spec_intervals(g, 0.0, 100.0, 0.95, 1.05, step, xtol_s=1e-6)
         assert iv == pytest.approx((31.234, 47.777), abs=2e-6)
+
+
+def test_out_of_spec_samples_clear_of_the_limits_call_nothing():
+    """Samples all well inside spec: [] without refining (g is not called); one NaN, inf or
+    out-of-spec sample among them, or a lower limit of −inf with a −inf sample, still books
+    its interval."""
+    ts = scan_grid(0.0, 100.0, 2.0)
+    vs = 1.0 + 0.01 * np.sin(ts / 10.0)
+
+    def no_g(t: np.ndarray) -> np.ndarray:
+        raise AssertionError("g called")
+    assert out_of_spec_intervals(no_g, 0.0, 100.0, 0.95, 1.05, 2.0, values=vs, grid=ts) == []
+    assert out_of_spec_intervals(no_g, 0.0, 1.0, 0.95, 1.05, 2.0,
+                                 values=np.array([1.0, 1.01])) == []
+    for bad, low in [(np.nan, 0.95), (np.inf, 0.95), (1.2, 0.95), (-np.inf, -np.inf)]:
+        v = vs.copy()
+        v[10] = bad
+        with np.errstate(invalid="ignore"):  # −inf − (−inf) at the crossing
+            (iv,) = out_of_spec_intervals(lambda t: np.interp(t, ts, v), 0.0, 100.0, low,
+                                          1.05, 2.0, values=v, grid=ts)
+        assert iv[0] <= ts[10] <= iv[1]
+    with np.errstate(invalid="ignore"):  # two samples only: no second difference to fall on
+        (iv,) = out_of_spec_intervals(lambda t: np.where(t < 0.5, -np.inf, 1.0), 0.0, 1.0,
+                                      -np.inf, 1.05, 2.0, xtol_s=1e-6,
+                                      values=np.array([-np.inf, 1.0]))
+    assert iv[0] == 0.0 and iv[1] == pytest.approx(0.5, abs=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,3 +64,27 @@ def test_pat_measure_array_equals_measure_many():
     assert avail.tolist() == [m.available_s for m in ref]
     assert [None if math.isnan(v) else v for v in val.tolist()] == [m.value for m in ref]
     assert any(m.value is None for m in ref)
+
+
+def test_pat_readings_taken_range_and_no_dropout():
+    """Listeners get :class:`Readings`: the range of the readings taken (NaN propagates; none
+    taken: inf, −inf), and the Measurement sequence. Without dropout the stream is the same as
+    with a dropout probability too small ever to lose a reading."""
+    p = NirSensorParams(period_s=1.0, noise_sd=0.01, dropout_windows=((2.0, 4.0),))
+    s = NirSensor(p, np.random.default_rng(3))
+    got: list = []
+    s.listeners.append(got.append)
+    ms = s.measure_many([1.0, 1.0, 1.0, math.nan, 1.0])
+    (r,) = got
+    assert len(r) == 5 and list(r) == ms and r[0] is ms[0] and r[1:3] == ms[1:3]
+    n, lo, hi = r.taken_range()
+    assert n == 3 and lo == min(ms[0].value, ms[1].value, ms[4].value)
+    s.measure_many([1.0, math.nan])
+    assert math.isnan(got[-1].taken_range()[1])
+    s = NirSensor(replace(p, dropout_windows=((0.0, 9.0),)), np.random.default_rng(3))
+    s.listeners.append(got.append)
+    s.measure_array([1.0, 1.0])
+    assert got[-1].taken_range() == (0, math.inf, -math.inf)
+    ref = NirSensor(replace(p, dropout_prob=1e-300), np.random.default_rng(3)).measure_many(
+        np.full(20, 1.0))
+    assert NirSensor(p, np.random.default_rng(3)).measure_many(np.full(20, 1.0)) == ref
