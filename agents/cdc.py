@@ -604,7 +604,7 @@ class ContinuousLine(FixedAgent):
         if pat_ts.size:
             x_pat = true[:n2 - n1]  # NaN: flow too low to read
             readable = np.isfinite(x_pat)
-            t_s, t_av, val = sensor.measure_array(np.where(readable, x_pat, 1.0))
+            t_s, t_av, val = sensor.measure_array(x_pat)
             lost = np.isnan(val)
             self.pat_samples += int(readable.sum())
             self.pat_dropouts += int((readable & lost).sum())
