@@ -24,12 +24,15 @@ The hopper is perfectly mixed: the lot composition of the fed material is the ho
 composition at the start of each step (exact in gravimetric mode, first order in the noise cell
 length during a refill; per-lot masses are conserved exactly either way). Mass bookkeeping:
 fed = initial + refilled − M, closed to rounding.
+
+Gravimetric cells are summed with numpy arrays over long runs and in Python floats over the few
+cells of an advance and in look-aheads (which stop at the level): the same operations in the same
+order (products, sequential cumulative sum, rate = fed/(b − a)), so the same values bit for bit.
 """
 
 from __future__ import annotations
 
 import bisect
-import copy
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -42,7 +45,8 @@ __all__ = ["FeederParams", "FeedBlock", "FeedSegment", "LossInWeightFeeder", "fe
            "refill_interval_s", "refill_duration_s"]
 
 BLOCK = 1024
-SMALL_CELLS = 64  # gravimetric advances over at most this many noise cells use Python floats
+SMALL_CELLS = 64  # gravimetric advances over at most this many noise cells, and look-aheads
+# expected to reach their level within 4 × as many, use Python floats (0: numpy throughout)
 
 
 def feed_factor(mass_kg: float | np.ndarray, ff_max: float, ff_min: float,
@@ -104,7 +108,8 @@ class FeedBlock:
     """Consecutive feed segments that share one hopper composition (lot fractions ``fractions``,
     version ``composition``): segment i feeds at ``rates[i]`` (kg/s, mass-averaged) over
     [starts[i], ends[i]), lot k at rates[i]·fractions[k]. Arrays instead of one object per noise
-    cell; :meth:`segments` gives the equivalent :class:`FeedSegment` list."""
+    cell; :meth:`segments` gives the equivalent :class:`FeedSegment` list. The arrays may share
+    memory (``starts`` and ``ends`` can be views of one array of cell edges): read-only."""
 
     starts: np.ndarray
     ends: np.ndarray
@@ -123,11 +128,16 @@ class FeedBlock:
 
 
 class _Noise:
-    """Multiplier 1 + ε_j per noise cell j, drawn lazily in blocks (shared by look-ahead clones)."""
+    """Multiplier 1 + ε_j per noise cell j, drawn lazily in blocks (shared by look-ahead clones).
+
+    The multipliers are kept twice, as an array (:meth:`get`, the numpy path) and as a list of
+    the same Python floats (:meth:`cells`, :meth:`at`: the few cells of an advance, without a
+    numpy slice and its conversion on every call)."""
 
     def __init__(self, rng: np.random.Generator, sd: float, rho: float) -> None:
         self.rng, self.sd, self.rho = rng, sd, rho
         self.factor = np.zeros(0)
+        self.values: list[float] = []  # factor.tolist()
         self.base = 0  # cell index of factor[0]: cells before it were dropped
         self._last = 0.0
 
@@ -136,15 +146,12 @@ class _Noise:
         k = j - self.base
         if k > 4 * BLOCK:
             self.factor = self.factor[k:].copy()
+            del self.values[:k]
             self.base = j
 
-    def get(self, j0: int, j1: int) -> np.ndarray:
-        """Multipliers of cells j0..j1-1."""
-        if self.sd == 0.0:
-            return np.ones(j1 - j0)
-        if j0 < self.base:
-            raise ValueError(f"noise cell {j0} was dropped (kept from {self.base})")
-        while self.base + self.factor.size < j1:
+    def draw(self, j1: int) -> None:
+        """Draw blocks of cells until cell j1 − 1 exists (none without noise)."""
+        while self.sd != 0.0 and self.base + self.factor.size < j1:
             z = self.rng.standard_normal(BLOCK)
             c = self.sd * math.sqrt(1.0 - self.rho**2)
             if self.factor.size == 0:  # stationary start: ε_0 = sd·z_0
@@ -154,8 +161,39 @@ class _Noise:
                 zi = self.rho * self._last
             eps = lfilter([c], [1.0, -self.rho], z, zi=[zi])[0]
             self._last = float(eps[-1])
-            self.factor = np.concatenate([self.factor, np.maximum(1.0 + eps, 0.0)])
+            new = np.maximum(1.0 + eps, 0.0)
+            self.factor = np.concatenate([self.factor, new])
+            self.values += new.tolist()
+
+    def get(self, j0: int, j1: int) -> np.ndarray:
+        """Multipliers of cells j0..j1-1."""
+        if self.sd == 0.0:
+            return np.ones(j1 - j0)
+        if j0 < self.base:
+            raise ValueError(f"noise cell {j0} was dropped (kept from {self.base})")
+        self.draw(j1)
         return self.factor[j0 - self.base:j1 - self.base]
+
+    def cells(self, j0: int, j1: int) -> list[float]:
+        """:meth:`get` as a list of Python floats (the same values)."""
+        if self.sd == 0.0:
+            return [1.0] * (j1 - j0)
+        if j0 < self.base:
+            raise ValueError(f"noise cell {j0} was dropped (kept from {self.base})")
+        if self.base + len(self.values) < j1:
+            self.draw(j1)
+        return self.values[j0 - self.base:j1 - self.base]
+
+    def at(self, j: int) -> float:
+        """Multiplier of cell j (``float(get(j, j + 1)[0])``)."""
+        if self.sd == 0.0:
+            return 1.0
+        i = j - self.base
+        if i < 0:
+            raise ValueError(f"noise cell {j} was dropped (kept from {self.base})")
+        if i >= len(self.values):
+            self.draw(j + 1)
+        return self.values[i]
 
 
 class LossInWeightFeeder:
@@ -225,8 +263,7 @@ class LossInWeightFeeder:
         """Feed rate at the present time (kg/s): the rate of the present noise cell."""
         if self.mode == "starved":
             return 0.0
-        j = int(math.floor(self.t / self.p.noise_period_s))
-        e = float(self._noise.get(j, j + 1)[0])
+        e = self._noise.at(math.floor(self.t / self.p.noise_period_s))
         if self.mode == "gravimetric":
             return max(self.setpoint_kg_s, 0.0) * e
         assert self._refill is not None
@@ -258,7 +295,11 @@ class LossInWeightFeeder:
         self._noise.trim(int(math.floor(self.t / self.p.noise_period_s)))
 
     def _clone(self) -> LossInWeightFeeder:
-        c = copy.copy(self)
+        """A look-ahead copy (``copy.copy`` without its generic dispatch; the noise is shared):
+        only its t, mass, mode and refill are kept up to date, not its feed, lots or totals."""
+        cls = type(self)
+        c = cls.__new__(cls)
+        c.__dict__.update(self.__dict__)
         c.lots, c.fed_by_lot = dict(self.lots), dict(self.fed_by_lot)
         c._blocks, c._record = [], False
         return c
@@ -308,25 +349,26 @@ class LossInWeightFeeder:
                 first = np.flatnonzero(new)
                 last = np.append(first[1:] - 1, a.size - 1)
                 a, b, rate = a[first], b[last], rate[last]
-        blocks = self._blocks
-        if blocks:
-            prev = blocks[-1]
-            if prev.ends[-1] == a[0] and prev.lots_at(prev.starts.size - 1) == {
-                    k: float(rate[0] * f) for k, f in frac.items()}:
-                a = a.copy()
-                a[0] = prev.starts[-1]  # the previous segment extends into this one
-                if prev.starts.size == 1:
-                    blocks.pop()
-                else:
-                    prev.starts, prev.ends, prev.rates = (prev.starts[:-1], prev.ends[:-1],
-                                                          prev.rates[:-1])
-        blocks.append(FeedBlock(a, b, rate, frac, self.composition))
+        start = self._extend_prev(float(a[0]), float(rate[0]), frac)
+        if start is not None:
+            a = a.copy()
+            a[0] = start
+        self._blocks.append(FeedBlock(a, b, rate, frac, self.composition))
 
     def _emit_list(self, a: list[float], b: list[float], fed: list[float],
                    frac: dict[Hashable, float]) -> None:
         """:meth:`_emit` for Python lists (the few cells of :meth:`_run_gravimetric_small`):
         the same arithmetic and comparisons, element by element."""
         if not self._record:
+            return
+        if len(a) == 1:  # one cell (a refill cell): nothing to merge within
+            x, y = a[0], b[0]
+            if y > x:
+                r = fed[0] / (y - x)
+                start = self._extend_prev(x, r, frac)
+                self._blocks.append(FeedBlock(np.array([x if start is None else start]),
+                                              np.array([y]), np.array([r]), frac,
+                                              self.composition))
             return
         if not all(y > x for x, y in zip(a, b)):
             keep = [i for i, (x, y) in enumerate(zip(a, b)) if y > x]
@@ -343,20 +385,48 @@ class LossInWeightFeeder:
                 first = [i for i, x in enumerate(new) if x]
                 last = [i - 1 for i in first[1:]] + [len(a) - 1]
                 a, b, rate = [a[i] for i in first], [b[i] for i in last], [rate[i] for i in last]
+        start = self._extend_prev(a[0], rate[0], frac)
+        if start is not None:
+            a = list(a)
+            a[0] = start
+        self._blocks.append(FeedBlock(np.array(a), np.array(b), np.array(rate), frac,
+                                      self.composition))
+
+    def _emit_cells(self, edges: list[float], rate: list[float],
+                    frac: dict[Hashable, float]) -> None:
+        """:meth:`_emit_list` for contiguous cells [edges[i], edges[i+1]) at ``rate[i]`` that the
+        caller has checked: all non-empty, no two consecutive rates within rounding of each
+        other (so none merge). One array of the edges gives the starts and the ends (views;
+        ``edges[0]`` may be overwritten)."""
+        if self._blocks:
+            start = self._extend_prev(edges[0], rate[0], frac)
+            if start is not None:
+                edges[0] = start
+        e = np.array(edges)
+        self._blocks.append(FeedBlock(e[:-1], e[1:], np.array(rate), frac, self.composition))
+
+    def _extend_prev(self, a0: float, r0: float, frac: dict[Hashable, float]) -> float | None:
+        """The merge with the segment recorded last: if it ends at ``a0`` and its per-lot rates
+        equal those of the new first segment (rate ``r0``, composition ``frac``; r·f compared
+        exactly lot by lot, as ``lots_at(i) == {k: r0·f}``), drop it and return its start, where
+        the new segment then begins; else None."""
         blocks = self._blocks
-        if blocks:
-            prev = blocks[-1]
-            if prev.ends[-1] == a[0] and prev.lots_at(prev.starts.size - 1) == {
-                    k: float(rate[0] * f) for k, f in frac.items()}:
-                a = list(a)
-                a[0] = float(prev.starts[-1])  # the previous segment extends into this one
-                if prev.starts.size == 1:
-                    blocks.pop()
-                else:
-                    prev.starts, prev.ends, prev.rates = (prev.starts[:-1], prev.ends[:-1],
-                                                          prev.rates[:-1])
-        blocks.append(FeedBlock(np.array(a), np.array(b), np.array(rate), frac,
-                                self.composition))
+        if not blocks:
+            return None
+        prev = blocks[-1]
+        pf = prev.fractions
+        if not (prev.ends[-1] == a0 and len(pf) == len(frac)):
+            return None
+        rp = float(prev.rates[-1])
+        for k, f in frac.items():
+            if k not in pf or not rp * pf[k] == r0 * f:
+                return None
+        start = float(prev.starts[-1])
+        if prev.starts.size == 1:
+            blocks.pop()
+        else:
+            prev.starts, prev.ends, prev.rates = prev.starts[:-1], prev.ends[:-1], prev.rates[:-1]
+        return start
 
     def _take(self, fed: float, frac: dict[Hashable, float] | None = None
               ) -> dict[Hashable, float]:
@@ -364,9 +434,11 @@ class LossInWeightFeeder:
         fractions, computed if not given); returns the composition used."""
         if frac is None:
             frac = self.hopper_fractions()
+        lots, by_lot = self.lots, self.fed_by_lot
         for k, f in frac.items():
-            self.lots[k] -= fed * f
-            self.fed_by_lot[k] = self.fed_by_lot.get(k, 0.0) + fed * f
+            x = fed * f
+            lots[k] -= x
+            by_lot[k] = by_lot.get(k, 0.0) + x
         self.fed_kg += fed
         return frac
 
@@ -388,11 +460,35 @@ class LossInWeightFeeder:
         return None
 
     def _run_gravimetric(self, t_end: float, stop_level: float | None) -> float | None:
+        """Gravimetric feed from t over the noise cells up to t_end (at most ``BLOCK`` cells;
+        :meth:`_run` loops), stopping where the hopper reaches ``stop_level`` or empties. The
+        same arithmetic in four forms: :meth:`_run_gravimetric_array` (numpy, the reference),
+        :meth:`_run_gravimetric_list` (Python floats, a few cells), :meth:`_run_gravimetric_small`
+        (its usual case) and :meth:`_scan_gravimetric` (look-ahead, up to the crossing).
+        ``SMALL_CELLS = 0`` selects the reference for every advance and look-ahead."""
         P = self.p.noise_period_s
         j0 = int(math.floor(self.t / P))
         j1 = min(int(math.ceil(t_end / P)), j0 + BLOCK)
-        if j1 - j0 <= SMALL_CELLS:
-            return self._run_gravimetric_small(t_end, stop_level, P, j0, j1)
+        m = j1 - j0
+        if 0 < m and SMALL_CELLS > 0:
+            if self._record:
+                if m <= SMALL_CELLS:
+                    return self._run_gravimetric_small(t_end, stop_level, P, j0, j1)
+            else:
+                floor = stop_level if (stop_level is not None
+                                       and 0.0 < stop_level < self.mass_kg) else 0.0
+                # the level expected within 4·SMALL_CELLS cells (noise of mean 0); beyond,
+                # the array form is cheaper
+                if m <= SMALL_CELLS or (self.mass_kg - floor
+                                        <= 4 * SMALL_CELLS * self.setpoint_kg_s * P):
+                    return self._scan_gravimetric(t_end, stop_level, P, j0, j1)
+        return self._run_gravimetric_array(t_end, stop_level, P, j0, j1)
+
+    def _run_gravimetric_array(self, t_end: float, stop_level: float | None, P: float,
+                               j0: int, j1: int) -> float | None:
+        """:meth:`_run_gravimetric` over the cells j0..j1-1 with numpy arrays: edges, rates
+        F_sp·(1 + ε_j), fed = rate·duration, their sequential cumulative sum and a binary search
+        for the level; the cell that reaches it is cut where it does."""
         edges = np.arange(j0, j1 + 1) * P
         edges[0] = self.t
         edges[-1] = min(edges[-1], t_end)
@@ -439,8 +535,52 @@ class LossInWeightFeeder:
 
     def _run_gravimetric_small(self, t_end: float, stop_level: float | None, P: float,
                                j0: int, j1: int) -> float | None:
-        """:meth:`_run_gravimetric` for a few cells (the usual advance from one line wake-up
-        to the next) in Python floats: the same operations in the same order (products,
+        """:meth:`_run_gravimetric_list` in the usual case of an advance from one line wake-up
+        to the next (a few cells, recorded): the level not reached, every cell non-empty, no
+        two consecutive rates within rounding of each other (none to merge). One loop sums the
+        cells' feed (the same sequential sum) and computes their rates fed/(b − a); it leaves
+        any other case, before the state changes, to :meth:`_run_gravimetric_list`."""
+        edges = [j * P for j in range(j0, j1 + 1)]
+        edges[0] = self.t
+        if t_end < edges[-1]:  # min(edges[-1], t_end)
+            edges[-1] = t_end
+        floor = stop_level if stop_level is not None and 0.0 < stop_level < self.mass_kg else 0.0
+        avail = self.mass_kg - floor
+        sp = self.setpoint_kg_s
+        rate: list[float] = []
+        acc = -0.0  # −0 + x == x for every x: the first sum is the first cell's feed itself
+        q0 = math.nan
+        x = edges[0]
+        usual = True
+        try:
+            for e, y in zip(self._noise.cells(j0, j1), edges[1:]):
+                dt = y - x  # ≥ 0 (see _scan_gravimetric); 0 raises ZeroDivisionError below
+                d = sp * e * dt
+                acc += d
+                q = d / dt  # ≥ 0: |q| = q in the merge test of _emit_list
+                # the level reached (bisect_left's test) or a rate to merge (_emit_list's test)
+                if not acc < avail or abs(q - q0) <= 1e-15 * q:
+                    usual = False
+                    break
+                rate.append(q)
+                q0 = q
+                x = y
+        except ZeroDivisionError:  # an empty cell
+            usual = False
+        if not usual:
+            return self._run_gravimetric_list(t_end, stop_level, P, j0, j1)
+        frac = self.hopper_fractions()
+        t_stop = edges[-1]
+        self._emit_cells(edges, rate, frac)
+        self._take(acc, frac)
+        self.mass_kg = self.mass_kg - acc
+        self.t = t_stop
+        return None
+
+    def _run_gravimetric_list(self, t_end: float, stop_level: float | None, P: float,
+                              j0: int, j1: int) -> float | None:
+        """:meth:`_run_gravimetric_array` for a few cells in Python floats, any case (a crossing,
+        empty cells, cells to merge): the same operations in the same order (products,
         sequential cumulative sum, binary search), so the same values bit for bit, without
         the overhead of a dozen numpy calls on arrays of a few elements."""
         edges = [j * P for j in range(j0, j1 + 1)]
@@ -490,6 +630,55 @@ class LossInWeightFeeder:
                 return self.t
         return None
 
+    def _scan_gravimetric(self, t_end: float, stop_level: float | None, P: float,
+                          j0: int, j1: int) -> float | None:
+        """:meth:`_run_gravimetric_array` for a look-ahead clone (nothing recorded: t, mass and
+        mode only), cell by cell in Python floats up to the first cell whose cumulative sum
+        reaches the level: the same sums in the same order, so the same time and mass bit for
+        bit, without the cells after the crossing. The first sum that reaches the level is the
+        one the binary search finds, as the sums never decrease: F_sp > 0, 1 + ε ≥ 0, and no
+        cell has a negative length (rounding is monotone: t/P < j0 + 1 gives t ≤ (j0 + 1)·P
+        as rounded, t_end/P > j1 − 1 gives t_end ≥ (j1 − 1)·P)."""
+        mass = self.mass_kg
+        floor = 0.0
+        stop = False
+        if stop_level is not None and 0.0 < stop_level < mass:
+            floor, stop = stop_level, True
+        avail = mass - floor
+        y_last = j1 * P
+        if t_end < y_last:  # min(j1·P, t_end)
+            y_last = t_end
+        sp = self.setpoint_kg_s
+        noise = self._noise
+        ja, jb = j0, min(j1, j0 + 32)  # the cells in chunks of 32, 32, 64, 128, ...
+        chunk = noise.cells(ja, jb)
+        noise.draw(j1)  # as far as the array form draws: what a later trim keeps depends on it
+        x = self.t
+        acc = -0.0  # −0 + x == x: the first sum is the first cell's feed itself
+        while True:
+            for j, e in enumerate(chunk, ja + 1):  # cell [x, y), y = j·P
+                y = j * P if j < j1 else y_last
+                c = acc + sp * e * (y - x)
+                if c >= avail:  # the level within this cell
+                    r = sp * e
+                    before = acc if j > j0 + 1 else 0.0
+                    self.mass_kg = floor
+                    self.t = x + (avail - before) / r if r > 0 else y
+                    if stop:
+                        return self.t
+                    self.mass_kg = 0.0
+                    self.mode = "starved"
+                    return self.t if stop_level is not None and stop_level <= 0.0 else None
+                acc = c
+                x = y
+            if jb == j1:
+                break
+            ja, jb = jb, min(j1, 2 * jb - j0)
+            chunk = noise.cells(ja, jb)
+        self.mass_kg = mass - acc
+        self.t = x
+        return None
+
     def _mass_after(self, m0: float, tau: float, a: float, R: float) -> float:
         p = self.p
         if p.beta_per_kg == 0.0:
@@ -510,7 +699,7 @@ class LossInWeightFeeder:
         if cell_end <= self.t:  # t is on a cell boundary up to rounding: the next cell
             j += 1
             cell_end = (j + 1) * P
-        a = omega * float(self._noise.get(j, j + 1)[0])
+        a = omega * self._noise.at(j)
         m0 = self.mass_kg
         b = min(cell_end, t_end, self.t + left / R)
         targets: list[tuple[float, str]] = []
@@ -534,20 +723,23 @@ class LossInWeightFeeder:
             b = self.t + tau
             m_b = level
         added = R * (b - self.t)
-        fed = added - (m_b - m0)
-        frac = self._take(fed) if fed > 0 else self.hopper_fractions()
-        self._emit_list([self.t], [float(b)], [float(fed)], frac)
-        self.lots[lot] = self.lots.get(lot, 0.0) + added
-        self.composition += 1
-        self.refilled_kg += added
+        record = self._record  # a look-ahead clone tracks t, mass, mode and the refill only
+        if record:
+            fed = added - (m_b - m0)
+            frac = self._take(fed) if fed > 0 else self.hopper_fractions()
+            self._emit_list([self.t], [float(b)], [float(fed)], frac)
+            self.lots[lot] = self.lots.get(lot, 0.0) + added
+            self.composition += 1
+            self.refilled_kg += added
         self.mass_kg = m_b
         left -= added
         self.t = b
         if reason != "high" and 0.0 < left and self.t + left / R <= self.t:
             # the container's last grams pour in faster than the clock can resolve (late in a
             # long run, t + left/R == t): add them now, mass kept exactly
-            self.lots[lot] += left
-            self.refilled_kg += left
+            if record:
+                self.lots[lot] += left
+                self.refilled_kg += left
             self.mass_kg += left
             left = 0.0
         if reason == "high" or left <= 1e-12 * max(1.0, R):

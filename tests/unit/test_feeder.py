@@ -193,3 +193,43 @@ def test_small_advances_equal_the_array_path_bit_for_bit(monkeypatch, sd):
     assert e_fast == e_ref
     kinds = {e[1] for e in e_ref if len(e) == 4}
     assert {"low", "refill_done"} <= kinds
+
+
+def _drive_on_grid(small_cells: int, monkeypatch) -> list:
+    """A feeder advanced to noise-cell boundaries n·P with P = 0.7 s, where n·P/P rounds off n
+    for some n (cells empty by rounding), with level look-aheads near and far, refills and
+    set-point changes; ``SMALL_CELLS`` = ``small_cells``. Everything it gives, in exact form."""
+    import darkfab.factory.feeder as fm
+    monkeypatch.setattr(fm, "SMALL_CELLS", small_cells)
+    P = 0.7
+    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.05, noise_corr=0.6,
+                     noise_period_s=P)
+    f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=8.0, setpoint_kg_s=0.012)
+    plan = np.random.default_rng(4)
+    out: list = []
+    n, lot = 0, 0
+    while n < 40_000:
+        t_ev, kind = f.next_event()
+        out.append((t_ev, kind, f.time_to_level(float(plan.uniform(0.0, 9.0)))))
+        n += int(plan.integers(1, 40))
+        t = min(t_ev, n * P)
+        for b in f.advance_blocks(t):
+            out.append((b.starts.tobytes(), b.ends.tobytes(), b.rates.tobytes(), b.fractions,
+                        b.composition))
+        out.append((f.t, f.mass_kg, f.fed_kg, dict(f.lots), f.current_rate_kg_s()))
+        if t == t_ev and kind == "low":
+            lot += 1
+            f.start_refill(t, 6.0, 0.08, f"L{lot}")
+        elif plan.random() < 0.05 and f.mode == "gravimetric":
+            f.set_setpoint(t, float(plan.choice([0.008, 0.012, 0.016])))
+    return out
+
+
+def test_grid_advances_and_look_aheads_equal_the_array_path_bit_for_bit(monkeypatch):
+    """Advances that end on noise-cell boundaries (empty cells by rounding) and look-aheads to
+    levels near and far give the same blocks, masses, totals and level times on the
+    Python-float paths as on the numpy reference, bit for bit."""
+    fast = _drive_on_grid(64, monkeypatch)
+    ref = _drive_on_grid(0, monkeypatch)
+    assert len(fast) > 1000
+    assert fast == ref
