@@ -9,8 +9,9 @@ line (blender RTD in series with the feed-frame RTD), which give the output flow
 and lot composition at any time by exact convolution. The line wakes only at computed times:
 
 * hopper low / empty / refill done (:meth:`LossInWeightFeeder.next_event`),
-* the predicted API content leaving spec (first exit within ``lookahead_s`` assuming the
-  present feed persists, :meth:`RTDPredictor.first_exit`),
+* the predicted API content or output flow leaving spec: the first exit of the content
+  projected from the feed the feeders will deliver if nothing intervenes, up to the next due
+  wake-up (:meth:`ContinuousLine._project`),
 * the next unit of accepted tablets filling, the end of a batch, failures and repairs,
   a refill container arriving, room in the output buffer,
 * at most ``control_interval_s`` apart (the supervisory control cycle that books diversion).
@@ -42,7 +43,8 @@ from mesa.discrete_space import FixedAgent
 
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import Sampler
-from darkfab.factory.diversion import DiversionGate, out_of_spec_intervals, scan_grid
+from darkfab.factory.diversion import (DiversionGate, clear_of_limits, out_of_spec_intervals,
+                                       scan_grid)
 from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.pat import NirSensor
@@ -124,7 +126,7 @@ class ContinuousLine(FixedAgent):
                  sensor: NirSensor | None, quality: QualitySpec, emit: Buffer, product: str,
                  tablets_per_unit: int, batch_s: float | None, batch_kg: float | None,
                  failures: list[LineFailure], control_interval_s: float = 600.0,
-                 lookahead_s: float = 60.0, qc_tablets_per_unit: int = 0) -> None:
+                 qc_tablets_per_unit: int = 0) -> None:
         super().__init__(model)
         self.cell = model.node_cell(node)
         self.name, self.node = name, node
@@ -142,7 +144,6 @@ class ContinuousLine(FixedAgent):
         self.batch_s, self.batch_kg = batch_s, batch_kg
         self.failures = failures
         self.control_interval_s = control_interval_s
-        self.lookahead_s = lookahead_s
         self.nominal_kg_s = sum(st.setpoint_kg_s for st in stations)
         self.api_share = sum(st.setpoint_kg_s for st in stations
                              if st.component == "api") / self.nominal_kg_s
@@ -204,7 +205,9 @@ class ContinuousLine(FixedAgent):
         self.accepting_s = 0.0
         self.released_oos_kg = 0.0
         self.released_oos_samples = 0
-        self._exit_at = math.inf
+        self._exit_at = math.inf  # the next predicted exit from spec (_project)
+        self._oos_going_on = False  # an excursion under way at the end of the last scan
+        self._reproject = False  # the feed changed by command: project again
         self.continuous_wall_s = 0.0  # wall and CPU time in the continuous models (s)
         self.continuous_cpu_s = 0.0
         # fault campaigns (darkfab.scenarios.faults): listeners fn(line, kind, detail) of
@@ -225,6 +228,7 @@ class ContinuousLine(FixedAgent):
     def run(self):
         env = self.env
         self._restart(env.now, "start-up")
+        self._project(env.now)
         last, same = -1.0, 0
         while True:
             t_next = self._next_wake()
@@ -299,20 +303,21 @@ class ContinuousLine(FixedAgent):
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
-        w0 = self._clock()
-        self._predict_exit(now)
-        self._clocked(w0)
+        if due or self._reproject:
+            w0 = self._clock()
+            self._project(now)
+            self._clocked(w0)
 
     #: Reference mode (tests): every wake-up syncs and scans; decisions must not change.
     _scan_every_wake = False
 
     def _sync_due(self, now: float) -> bool:
         """Whether a wake-up that is not due syncs anyway: while the predicted content is
-        watched (:meth:`_exit_watch`: a refill under way, a restart). A refill's volumetric
+        watched (:meth:`_refill_window`: a refill under way, a restart). A refill's volumetric
         feed changes within a noise cell and reaches the predictors as the mean over each
         piece between syncs, so syncing at every wake-up of a refill keeps those pieces, and
         the predictions, independent of which wake-ups are due."""
-        return self._scan_every_wake or self._exit_watch(now)
+        return self._scan_every_wake or self._refill_window(now)
 
     def _eta(self, now: float) -> float:
         """When the next unit of accepted tablets can be complete: the output from the routed
@@ -592,15 +597,22 @@ class ContinuousLine(FixedAgent):
         if not scan:
             return
         g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
+        going_on, self._oos_going_on = self._oos_going_on, False
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
                                             xtol_s=1e-3, values=c_all[:n1], grid=ts):
-            cause = self._cause(lo)
+            cause, more = self._cause(lo), ""
+            if going_on and lo <= a:  # the excursion under way at the last scan goes on
+                more = " (continued)"
+            else:
+                self.oos_events += 1
+                if cause == "refill":
+                    self.refill_deviations += 1
+            going_on = False
             self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
-            self.oos_events += 1
-            if cause == "refill":
-                self.refill_deviations += 1
             self.model.log.record(now, "divert", self.name, -1, "", self.node,
-                                  f"{cause} [{lo:.3f}, {hi:.3f}]")
+                                  f"{cause}{more} [{lo:.3f}, {hi:.3f}]")
+            if hi >= now:
+                self._oos_going_on = True
         if pat_ts.size:
             x_pat = true[:n2 - n1]  # NaN: flow too low to read
             readable = np.isfinite(x_pat)
@@ -697,30 +709,92 @@ class ContinuousLine(FixedAgent):
             self.released_oos_kg += float(flow[bad].sum()) * dt
             self.released_oos_samples += int(bad.sum())
 
-    def _exit_watch(self, now: float) -> bool:
-        """Whether the predicted content is watched for an exit from spec: while the line runs
-        and a feeder refills (its volumetric feed drifts; a refill that ends now does not
-        count) or the line has just restarted."""
+    def _refill_window(self, now: float) -> bool:
+        """Whether the line runs while a feeder refills (its volumetric feed drifts; a refill
+        that ends now does not count) or has just restarted."""
         return self.running and (now < self._restarted + self.rtd.tail_s or any(
             st.feeder.mode == "refill" and not (st._next is not None
                                                 and st._next[0] <= now + 1e-9)
             for st in self.stations))
 
-    def _predict_exit(self, now: float) -> None:
-        """While watched (:meth:`_exit_watch`), schedule a wake-up at the first time within
-        ``lookahead_s`` at which the predicted content leaves spec if the present feed
-        persisted. (Between such times the elapsed interval is always scanned exactly at the
-        next due wake-up.)"""
-        q = self.quality_spec
+    def _horizon(self, now: float) -> float:
+        """The latest time of the next due wake-up (:meth:`_quality_due`) as known now."""
+        h = self._full_at + self.control_interval_s
+        if self.running:
+            h = min(h, self._unit_eta)
+        if self.batch_s:
+            h = min(h, self.batch.start_s + self.batch_s)
+        return h
+
+    def _project(self, now: float) -> None:
+        """Schedule the next exit from spec as a wake-up at its computed time: the content
+        predicted from the feed the feeders will deliver with no further command (their own
+        dynamics: noise cells, refills ending, hoppers running down;
+        :meth:`LossInWeightFeeder.projected_blocks`) from the last sync up to the next due
+        wake-up (:meth:`_horizon`), scanned as :meth:`_scan` scans the elapsed interval (σ/10
+        grid, crossings refined to 1e-3 s). An excursion under way now was booked by the last
+        scan; the first one that begins later is the exit. Run at every due wake-up and
+        whenever the feed changes by command (a refill starting, a stop, a restart:
+        ``_reproject``), so every instant is covered by a projection made before it; a
+        projection that turns out slightly off (a refill cell split at other times) is
+        corrected by the scan at the wake-up, which projects again."""
         self._exit_at = math.inf
-        if not self._exit_watch(now):
+        self._reproject = False
+        h = self._horizon(now)
+        if not h > now:
             return
-        if self._synced < now:
-            self._sync(now)
-        t = self.comp.first_exit(now, q.spec_low, q.spec_high, scalar=self._content,
-                                 t1=now + self.lookahead_s, resolution=0.05)
-        if t is not None and t > now:
-            self._exit_at = t
+        t0 = self._synced
+        cuts_l: list[np.ndarray] = [np.array([t0])]
+        rates = []
+        for st in self.stations:
+            blocks = st.feeder.projected_blocks(h)
+            if blocks:
+                a = np.concatenate([blk.starts for blk in blocks])
+                b = np.concatenate([blk.ends for blk in blocks])
+                rates.append((a, b, np.concatenate([blk.rates for blk in blocks])))
+                cuts_l += [a, b]
+            else:
+                rates.append(None)
+        r0 = rates[0]
+        if r0 is not None and r0[0][0] == t0 and all(
+                r is not None and np.array_equal(r[0], r0[0]) and np.array_equal(r[1], r0[1])
+                for r in rates[1:]):  # one grid of cells for every feeder (gravimetric)
+            cuts = r0[0]
+            comp = np.zeros((cuts.size, len(self.comp.channels)))
+            for k, r in enumerate(rates):
+                comp[:, self._comp_col[k]] += r[2]
+        else:  # every feeder's rate at every breakpoint
+            cuts = np.unique(np.concatenate(cuts_l))
+            cuts = cuts[(cuts >= t0) & (cuts < h)]
+            comp = np.zeros((cuts.size, len(self.comp.channels)))
+            for k, r in enumerate(rates):
+                if r is None:
+                    continue
+                a, b, x = r
+                i = np.minimum(np.searchsorted(b, cuts, side="right"), a.size - 1)
+                comp[:, self._comp_col[k]] += np.where(a[i] <= cuts, x[i], 0.0) * (b[i] > cuts)
+        q = self.quality_spec
+
+        def g(ts: np.ndarray) -> np.ndarray:
+            return self._content(self.comp.output_with(ts, cuts, comp))
+
+        ts = scan_grid(now, h, self._scan_step_s)
+        v = g(ts)
+        if clear_of_limits(v, q.spec_low, q.spec_high):
+            return
+        ok = (v >= q.spec_low) & (v <= q.spec_high)  # NaN: flow too low, out of spec
+        j = int(np.argmax(ok))  # past an excursion under way now
+        if not ok[j]:
+            return
+        bad = np.flatnonzero(~ok[j:])
+        k = j + int(bad[0]) if bad.size else ts.size - 1
+        # refine only up to the first sample out of spec (and narrower excursions before it)
+        for lo, _hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
+                                             q.spec_high, self._scan_step_s, xtol_s=1e-3,
+                                             values=v[j:k + 1], grid=ts[j:k + 1]):
+            if lo > now + 1e-3:
+                self._exit_at = lo + 1e-3  # the scan then sees it out of spec
+                break
 
     # --- feeders and refills ----------------------------------------------------------------
     def _feeder_events(self, now: float) -> None:
@@ -791,6 +865,7 @@ class ContinuousLine(FixedAgent):
         st._next = None
         st.waiting_since = None
         st.refill_from = now
+        self._reproject = True
         m = self.model
         m.log.record(now, "refill", st.name, unit.id, unit.product, self.node, unit.lot)
         m.unit_consumed(now, unit)
@@ -838,6 +913,7 @@ class ContinuousLine(FixedAgent):
             st._next = None
             st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
         self._timed_sync(now)
+        self._reproject = True
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
         if self.listeners:
@@ -851,6 +927,7 @@ class ContinuousLine(FixedAgent):
             st.feeder.set_setpoint(now, st.setpoint_kg_s)
         self._timed_sync(now)
         self.running = True
+        self._reproject = True
         self._reason = ""
         self._run_since = now
         self._restarted = now

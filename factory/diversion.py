@@ -26,7 +26,8 @@ from scipy import optimize
 
 from darkfab.factory.rtd import RTD
 
-__all__ = ["rtd_window", "scan_grid", "out_of_spec_intervals", "merge_intervals", "DiversionGate"]
+__all__ = ["rtd_window", "scan_grid", "out_of_spec_intervals", "clear_of_limits", "merge_intervals",
+           "DiversionGate"]
 
 Interval = tuple[float, float]
 ScalarFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
@@ -79,7 +80,7 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
     vs = g(ts) if values is None else values
     if vs.shape != ts.shape:
         raise ValueError("values must be g on scan_grid(t0, t1, step_s)")
-    if _clear_of_limits(vs, low, high):  # the usual case: nothing out of spec, nothing to refine
+    if clear_of_limits(vs, low, high):  # the usual case: nothing out of spec, nothing to refine
         return []
     bad = (vs < low) | (vs > high) | ~np.isfinite(vs)
     hidden = _hidden_excursions(g, ts, vs, bad, low, high, xtol_s)
@@ -120,7 +121,7 @@ def out_of_spec_intervals(g: ScalarFn, t0: float, t1: float, low: float, high: f
                             for a, b in [*zip(starts, ends, strict=True), *hidden]])
 
 
-def _clear_of_limits(vs: NDArray[np.float64], low: float, high: float) -> bool:
+def clear_of_limits(vs: NDArray[np.float64], low: float, high: float) -> bool:
     """Every sample is a number inside [low, high] and far enough from both limits that
     :func:`_hidden_excursions` refines nothing (its two early exits, computed the same way), so
     that :func:`out_of_spec_intervals` finds nothing: one min and one max (NaN if any sample is

@@ -304,6 +304,31 @@ class LossInWeightFeeder:
         c._blocks, c._record = [], False
         return c
 
+    def projected_blocks(self, t_end: float) -> list[FeedBlock]:
+        """The feed the next :meth:`advance_blocks` would return if the feeder were advanced to
+        ``t_end`` with no further command (its own dynamics only: noise cells, the end of a
+        refill, the hopper running down), without changing the feeder: a look-ahead copy that
+        records its feed, starting from the blocks not yet handed out."""
+        if self.mode == "gravimetric" and self.setpoint_kg_s > 0 and t_end > self.t:
+            # the usual case: set-point × noise over the cells, unless the hopper empties first
+            P = self.p.noise_period_s
+            j0, j1 = int(math.floor(self.t / P)), int(math.ceil(t_end / P))
+            edges = np.arange(j0, j1 + 1) * P
+            edges[0], edges[-1] = self.t, min(edges[-1], t_end)
+            rates = self.setpoint_kg_s * self._noise.get(j0, j1)
+            if float(rates @ (edges[1:] - edges[:-1])) < self.mass_kg:
+                return [*self._blocks, FeedBlock(edges[:-1], edges[1:], rates,
+                                                 self.hopper_fractions(), self.composition)]
+        c = self._clone()
+        c._record = True
+        c._blocks = list(self._blocks)
+        if c._blocks:  # _extend_prev may shorten the last block in place: a copy of it
+            b = c._blocks[-1]
+            c._blocks[-1] = FeedBlock(b.starts, b.ends, b.rates, b.fractions, b.composition)
+        if t_end > c.t:
+            c._run(float(t_end), None)
+        return c._blocks
+
     def time_to_level(self, m_target_kg: float, horizon_s: float = 30 * 86400.0) -> float:
         """Absolute time at which the hopper mass first reaches ``m_target_kg`` with no further
         command (inf if not within ``horizon_s``). Exact (same arithmetic as :meth:`advance`)."""

@@ -268,6 +268,25 @@ class RTDPredictor:
         y = self._cdf_outer(np.atleast_1d(ta), s) @ dv
         return y[0] if ta.ndim == 0 else y
 
+    def output_with(self, t: ArrayLike, starts: FloatArray, values: FloatArray) -> FloatArray:
+        """:meth:`output` as if the segments ``starts`` / ``values`` (a 2-D array, columns in
+        channel order; starts non-decreasing, the first ≥ the last push) had been pushed,
+        without pushing them: a projection of inputs that are not certain yet."""
+        s0, dv0 = self._arrays()
+        h, n = self._h, self._n
+        v_last = self._v[n - 1] if n > h else np.zeros(len(self.channels))
+        if n > h and starts[0] == self._s[n - 1]:  # replaces the open segment
+            s0, dv0 = s0[:-1], dv0[:-1]
+            v_last = self._v[n - 2] if n - 1 > h else np.zeros(len(self.channels))
+        dv = np.empty((values.shape[0], len(self.channels)))
+        dv[0] = values[0] - v_last
+        np.subtract(values[1:], values[:-1], out=dv[1:])
+        s = np.concatenate([s0, starts])
+        dv = np.concatenate([dv0, dv])
+        ta = np.asarray(t, dtype=float)
+        y = self._cdf_outer(np.atleast_1d(ta), s) @ dv
+        return y[0] if ta.ndim == 0 else y
+
     def _integral(self, t: FloatArray) -> FloatArray:
         """Σ_i Δc_i·I(t − s_i), I = ∫₀ˣ F: output of the live segments up to each t."""
         s, dv = self._arrays()

@@ -296,7 +296,7 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         model, name, spec.node, stations, blender, line_rtd, press,
         ps.compaction_pressure_mpa * 1e6, sensor, quality, emit, spec.product,
         spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
-        spec.batch_kg, failures, spec.control_interval_s, spec.lookahead_s,
+        spec.batch_kg, failures, spec.control_interval_s,
         spec.qc_tablets_per_unit)
     if ps.wear is not None:
         w = ps.wear

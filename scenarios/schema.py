@@ -581,7 +581,6 @@ class ContinuousLineSpec(Strict):
     batch_kg: PositiveFloat | None = None  # ... or by accepted mass
     failures: list[FailureMode] = []
     control_interval_s: PositiveFloat = 600.0
-    lookahead_s: PositiveFloat = 60.0
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
 
     @model_validator(mode="after")
