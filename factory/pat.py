@@ -173,14 +173,19 @@ class NirSensor:
         """Readings of the next len(true_values) samples (true values at their sample times)."""
         return self._notify(*self._read(true_values)).measurements
 
-    def measure_array(self, true_values: Sequence[float] | np.ndarray
+    def measure_array(self, true_values: Sequence[float] | np.ndarray,
+                      notify: Callable[[Callable[[], object]], object] | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same readings as :meth:`measure_many` (same draws, listeners called with the
         same :class:`Readings`) as arrays: sample times (s), availability times (s) and values
-        (NaN: lost)."""
+        (NaN: lost). ``notify(call)``, if given, makes the listeners' call (e.g. to time it
+        apart from the sensor model)."""
         t, y, lost, x = self._read(true_values)
         if self.listeners:
-            self._notify(t, y, lost, x)
+            if notify is None:
+                self._notify(t, y, lost, x)
+            else:
+                notify(lambda: self._notify(t, y, lost, x))
         return t, t + self.p.delay_s, np.where(lost, np.nan, y)
 
     def measure(self, true_value: float) -> Measurement:
