@@ -233,3 +233,54 @@ def test_grid_advances_and_look_aheads_equal_the_array_path_bit_for_bit(monkeypa
     ref = _drive_on_grid(0, monkeypatch)
     assert len(fast) > 1000
     assert fast == ref
+
+
+def _state(f: LossInWeightFeeder) -> tuple:
+    return (f.t, f.mass_kg, f.mode, f._refill, dict(f.lots), f.fed_kg, f.refilled_kg,
+            f.composition, len(f._blocks))
+
+
+def _flat(blocks) -> list[tuple[float, float, float]]:
+    return [(float(a), float(b), float(r)) for blk in blocks
+            for a, b, r in zip(blk.starts, blk.ends, blk.rates)]
+
+
+@pytest.mark.parametrize("refill", [False, True])
+def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
+    """projected_blocks(t) is the feed advance_blocks(t) then returns (no command between),
+    across noise cells and a refill ending, and leaves
+    the feeder unchanged. Gravimetric throughout (and nothing pending): flagged, and the same
+    cells with rates equal to rounding; otherwise not flagged, and the same segments exactly
+    (the look-ahead runs the feeder's own code)."""
+    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.03, noise_corr=0.6,
+                     noise_period_s=30.0)
+    f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=6.0, setpoint_kg_s=0.012)
+    f.advance_blocks(47.3)
+    if refill:
+        f.advance_state(61.0)  # feed pending since 47.3
+        f.start_refill(61.0, 20.0, 0.06, "L2")
+    t1 = (f.next_event()[0] + 400.0) if refill else 323.9
+    before = _state(f)
+    proj, grav = f.projected_blocks(t1)
+    assert _state(f) == before
+    real = f.advance_blocks(t1)
+    assert grav is (not refill)
+    if refill:
+        assert _flat(proj) == _flat(real)
+        assert [b.composition for b in proj] == [b.composition for b in real]
+    else:
+        fp, fr = _flat(proj), _flat(real)
+        assert [x[:2] for x in fp] == [x[:2] for x in fr]
+        assert [x[2] for x in fp] == pytest.approx([x[2] for x in fr], rel=1e-14)
+
+
+def test_projected_blocks_see_the_hopper_empty():
+    """A projection past the time the hopper empties: the clone's feed (then nothing), not the
+    set-point feed of the fast path."""
+    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_period_s=30.0)
+    f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=0.5, setpoint_kg_s=0.01)
+    proj, grav = f.projected_blocks(200.0)
+    assert not grav
+    fed = sum((b - a) * r for a, b, r in _flat(proj))
+    assert fed == pytest.approx(0.5, rel=1e-12)
+    assert _flat(proj)[-1][1] == pytest.approx(50.0, rel=1e-9)

@@ -187,3 +187,26 @@ def test_push_many_of_mappings_equals_one_push_each():
     assert np.array_equal(one.output(ts), many.output(ts))
     assert np.array_equal(one.output_masses(ts), many.output_masses(ts))
     assert one.lot_fractions(ts[0], ts[-1]) == many.lot_fractions(ts[0], ts[-1])
+
+
+@pytest.mark.parametrize("at_last", [True, False])
+def test_output_with_equals_output_after_the_pushes(at_last):
+    """output_with(t, starts, values) is output(t) of a copy that pushed the rows (the first
+    row replacing the open segment when it starts with it), and leaves the predictor as it
+    was."""
+    import copy
+    r = SeriesRTD([TanksInSeries(20, 2), TanksInSeries(30, 1)])
+    p = RTDPredictor(r, retain_s=5000.0)  # nothing pruned: the same live segments
+    rng = np.random.default_rng(4)
+    starts = np.cumsum(rng.uniform(1.0, 30.0, 40))
+    p.push_many(starts, rng.uniform(0.5, 1.5, (40, 2)))
+    s0 = starts[-1] if at_last else starts[-1] + 7.0
+    new_s = s0 + np.concatenate([[0.0], np.cumsum(rng.uniform(1.0, 30.0, 9))])
+    new_v = rng.uniform(0.5, 1.5, (10, 2))
+    ts = np.linspace(starts[-1] - 20.0, new_s[-1] + 100.0, 200)
+    before = p.output(ts)
+    ref = copy.deepcopy(p)
+    ref.push_many(new_s, new_v)
+    assert p.output_with(ts, new_s, new_v) == pytest.approx(ref.output(ts), rel=1e-12,
+                                                            abs=1e-15)
+    assert np.array_equal(p.output(ts), before)
