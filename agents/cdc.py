@@ -600,7 +600,7 @@ class ContinuousLine(FixedAgent):
         sensor = self.sensor
         clear = self._clear
         # the projection made at a saw the same feed and found it clear: nothing to find
-        clear = scan and clear is not None and clear[0] == a and now <= clear[1]
+        clear = scan and clear is not None and clear[0] <= a and now <= clear[1]
         ts = scan_grid(a, now, step) if scan and not clear else _NO_TIMES
         pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
                   else _NO_TIMES)
