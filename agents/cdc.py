@@ -299,19 +299,21 @@ class ContinuousLine(FixedAgent):
         """One wake-up. A wake-up that is due (:meth:`_quality_due`) advances the feeders into
         the predictors, scans and routes. The others (a hopper low, a refill done, a container
         arriving) act on the feeders alone and leave the elapsed interval to the next due one
-        (the feeders keep their feed since the last sync, so nothing is lost), except that
-        they sync while a refill is under way (:meth:`_sync_due`)."""
+        (the feeders keep their feed since the last sync, so nothing is lost). Syncing only
+        there also means that a refill's noise cells (whose volumetric feed drifts within the
+        cell: the mean over each piece depends on where the cell is split) are split only
+        where a projection is made next (:meth:`_project`), so projections are exact."""
         w0 = self._clock()
         self._last_wake = now
         due = self._quality_due(now)
-        if due or self._sync_due(now):
+        if due:
             self._sync(now)
         if due:
             self._scan(now, route_until=now - self.lag_s)
             self._route(now - self.lag_s)
             self._full_at = now
         elif self._scan_every_wake:
-            self._scan(now)
+            self._scan(now, ahead=self._ahead_rows(now)[:2] if now > self._synced else None)
         self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
@@ -326,16 +328,9 @@ class ContinuousLine(FixedAgent):
             self._project(now)
             self._clocked(w0)
 
-    #: Reference mode (tests): every wake-up syncs and scans; decisions must not change.
+    #: Reference mode (tests): every wake-up scans, the feed since the last sync taken from
+    #: the feeders' projection (the feed the next sync pushes); decisions must not change.
     _scan_every_wake = False
-
-    def _sync_due(self, now: float) -> bool:
-        """Whether a wake-up that is not due syncs anyway: while the predicted content is
-        watched (:meth:`_refill_window`: a refill under way, a restart). A refill's volumetric
-        feed changes within a noise cell and reaches the predictors as the mean over each
-        piece between syncs, so syncing at every wake-up of a refill keeps those pieces, and
-        the predictions, independent of which wake-ups are due."""
-        return self._scan_every_wake or self._refill_window(now)
 
     def _eta(self, now: float) -> float:
         """When the next unit of accepted tablets can be complete: the output from the routed
@@ -585,14 +580,16 @@ class ContinuousLine(FixedAgent):
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(tot >= thr, api / tot / self.api_share, np.nan)
 
-    def _scan(self, now: float, route_until: float | None = None) -> None:
+    def _scan(self, now: float, route_until: float | None = None,
+              ahead: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
         of spec, and out-of-spec PAT readings available by now. The scan grid (skipped when the
         projection made at the start of the interval found the same feed clear of the limits,
         :meth:`_project`), the PAT sample
         times and (with ``route_until``) the audit grid of the output to be routed next, up to
         ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
-        evaluates single points)."""
+        evaluates single points). ``ahead``: rows of the feed since the last sync
+        (:meth:`_ahead_rows`; the reference mode's scans between syncs)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
@@ -611,7 +608,9 @@ class ContinuousLine(FixedAgent):
             return
         n1, n2 = ts.size, ts.size + pat_ts.size
         all_t = np.concatenate([ts, pat_ts, au_ts])
-        y = self.comp.output(all_t)
+        out = self.comp.output if ahead is None else (
+            lambda t: self.comp.output_with(t, *ahead))
+        y = out(all_t)
         c_all = self._content(y)
         if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
             true = self._true_content(all_t[n1:], c_all[n1:])
@@ -619,7 +618,7 @@ class ContinuousLine(FixedAgent):
             self._audit_samples = (r0, route_until, au_ts, y[n2:].sum(axis=1), true[n2 - n1:])
         if not scan:
             return
-        g = lambda ts: self._content(self.comp.output(ts))  # noqa: E731
+        g = lambda ts: self._content(out(ts))  # noqa: E731
         going_on, self._oos_going_on = self._oos_going_on, False
         for lo, hi in [] if clear else out_of_spec_intervals(
                 g, a, now, q.spec_low, q.spec_high, step, xtol_s=1e-3, values=c_all[:n1],
@@ -733,14 +732,6 @@ class ContinuousLine(FixedAgent):
             self.released_oos_kg += float(flow[bad].sum()) * dt
             self.released_oos_samples += int(bad.sum())
 
-    def _refill_window(self, now: float) -> bool:
-        """Whether the line runs while a feeder refills (its volumetric feed drifts; a refill
-        that ends now does not count) or has just restarted."""
-        return self.running and (now < self._restarted + self.rtd.tail_s or any(
-            st.feeder.mode == "refill" and not (st._next is not None
-                                                and st._next[0] <= now + 1e-9)
-            for st in self.stations))
-
     def _horizon(self, now: float) -> float:
         """The latest time of the next due wake-up (:meth:`_quality_due`) as known now."""
         h = self._full_at + self.control_interval_s
@@ -750,24 +741,12 @@ class ContinuousLine(FixedAgent):
             h = min(h, self.batch.start_s + self.batch_s)
         return h
 
-    def _project(self, now: float) -> None:
-        """Schedule the next exit from spec as a wake-up at its computed time: the content
-        predicted from the feed the feeders will deliver with no further command (their own
-        dynamics: noise cells, refills ending, hoppers running down;
-        :meth:`LossInWeightFeeder.projected_blocks`) from the last sync up to the next due
-        wake-up (:meth:`_horizon`), scanned as :meth:`_scan` scans the elapsed interval (σ/10
-        grid, crossings refined to 1e-3 s). An excursion under way now was booked by the last
-        scan; the first one that begins later is the exit. Run at every due wake-up and
-        whenever the feed changes by command (a refill starting, a stop, a restart:
-        ``_reproject``), so every instant is covered by a projection made before it; a
-        projection that turns out slightly off (a refill cell split at other times) is
-        corrected by the scan at the wake-up, which projects again."""
-        self._exit_at = math.inf
-        self._reproject = False
-        self._clear = None
-        h = self._horizon(now)
-        if not h > now:
-            return
+    def _ahead_rows(self, h: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The component flows from the last sync up to ``h`` that the feeders will deliver with
+        no further command (:meth:`LossInWeightFeeder.projected_blocks`), as rows for
+        :meth:`RTDPredictor.output_with`: breakpoints, flows per channel, and whether every
+        feeder stays gravimetric (the flows are then the next sync's to rounding; otherwise
+        exactly)."""
         t0 = self._synced
         cuts_l: list[np.ndarray] = [np.array([t0])]
         rates = []
@@ -800,6 +779,28 @@ class ContinuousLine(FixedAgent):
                 a, b, x = r
                 i = np.minimum(np.searchsorted(b, cuts, side="right"), a.size - 1)
                 comp[:, self._comp_col[k]] += np.where(a[i] <= cuts, x[i], 0.0) * (b[i] > cuts)
+        return cuts, comp, exact
+
+    def _project(self, now: float) -> None:
+        """Schedule the next exit from spec as a wake-up at its computed time: the content
+        predicted from the feed the feeders will deliver with no further command (their own
+        dynamics: noise cells, refills ending, hoppers running down;
+        :meth:`LossInWeightFeeder.projected_blocks`) from the last sync up to the next due
+        wake-up (:meth:`_horizon`), scanned as :meth:`_scan` scans the elapsed interval (σ/10
+        grid, crossings refined to 1e-3 s). An excursion under way now was booked by the last
+        scan; the first one that begins later is the exit. Run at every due wake-up and
+        whenever the feed changes by command (a refill starting, a stop, a restart:
+        ``_reproject``), so every instant is covered by a projection made before it. The
+        feeders are synced only at due wake-ups and commands, each followed by a projection, so
+        the projected feed is the feed the next sync pushes (exactly, or to rounding in
+        gravimetric mode) and the exit is where the next scan finds it."""
+        self._exit_at = math.inf
+        self._reproject = False
+        self._clear = None
+        h = self._horizon(now)
+        if not h > now:
+            return
+        cuts, comp, exact = self._ahead_rows(h)
         q = self.quality_spec
 
         def g(ts: np.ndarray) -> np.ndarray:

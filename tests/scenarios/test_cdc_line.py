@@ -221,10 +221,9 @@ def test_bad_line_specs_are_clear_errors(override, path):
 def test_exits_from_spec_are_wakeups_at_their_computed_times(day, tmp_path):
     """A predicted exit from spec (content or flow) is a wake-up at its computed time: the
     ``divert`` record of each new excursion comes within 2e-3 s of its start (the projection's
-    1e-3 s tolerance plus 1e-3 s). The projection is exact while every feeder is gravimetric;
-    a refill's volumetric feed drifts within a noise cell, and its pieces depend on where later
-    wake-ups split the cell, so an exit that follows a refill within one control interval may
-    be found by the next scan instead. Every excursion is found within ``control_interval_s``."""
+    1e-3 s tolerance plus 1e-3 s), refills, stops and restarts included (the projection is the
+    feed the next sync pushes: a refill's noise cells are split only where a projection is
+    made next)."""
     s, res = day
     ctrl = s.continuous_lines["cdc"].control_interval_s
     t = pq.read_table(res.out_dir / "events.parquet",
@@ -237,21 +236,17 @@ def test_exits_from_spec_are_wakeups_at_their_computed_times(day, tmp_path):
             refills.append(open_[r["entity"]])
         elif r["kind"] == "refill_done" and r["entity"] in open_:
             open_.pop(r["entity"])[1] = r["time_s"]
-    late, on_time = [], 0
+    n = near_refill = 0
     for r in t:
         if r["kind"] != "divert" or "(continued)" in r["detail"]:
             continue
         lo = float(r["detail"].split("[")[1].split(",")[0])
         if lo <= 0.0:  # the start of the run: out of spec from the first instant
             continue
-        delay = r["time_s"] - lo
-        assert -1e-9 <= delay <= ctrl + 1e-6, r
-        if delay <= 2e-3:
-            on_time += 1
-        else:
-            late.append(r)
-            assert any(a < lo and b > lo - ctrl for a, b in refills), r
-    assert on_time >= 5 and len(late) <= on_time
+        assert 0.0 <= r["time_s"] - lo <= 2e-3, r
+        n += 1
+        near_refill += any(a < lo and b > lo - ctrl for a, b in refills)
+    assert n >= 5 and near_refill >= 2  # not vacuous: excursions after refills are tested
 
 
 def _diversion_union(folder: Path) -> list[tuple[float, float]]:
@@ -270,12 +265,12 @@ def _diversion_union(folder: Path) -> list[tuple[float, float]]:
 
 def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
     """A wake-up syncs the feeders into the predictors, scans and routes only when due
-    (ContinuousLine._quality_due; it syncs too while a refill is under way); the others leave
-    the elapsed interval to the next due one. Against every wake-up syncing and scanning (the
-    reference, ``_scan_every_wake``): the same diversion windows (to the scan's 1e-3 s
-    tolerance), the same diverted and accepted mass (to 1e-6 relative), units, PAT samples,
-    and nothing released out of spec. Over 30 h with refills, a forced stop (slow robots) and
-    restarts."""
+    (ContinuousLine._quality_due); the others leave the elapsed interval to the next due one.
+    Against every wake-up scanning (the reference, ``_scan_every_wake``, which takes the feed
+    since the last sync from the feeders' projection, so that both runs split the feed's
+    cells at the same times): the same diversion windows (to the scan's 1e-3 s tolerance), the
+    same diverted and accepted mass (to 1e-6 relative), units, PAT samples, and nothing
+    released out of spec. Over 30 h with refills, a forced stop (slow robots) and restarts."""
     from darkfab.agents.cdc import ContinuousLine
 
     over = ["fleet.speed_empty_m_s=0.25", "fleet.speed_loaded_m_s=0.25"]
