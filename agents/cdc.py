@@ -233,7 +233,9 @@ class ContinuousLine(FixedAgent):
     def run(self):
         env = self.env
         self._restart(env.now, "start-up")
+        w0 = self._clock()
         self._project(env.now)
+        self._clocked(w0)
         last, same = -1.0, 0
         while True:
             t_next = self._next_wake()
@@ -296,13 +298,14 @@ class ContinuousLine(FixedAgent):
 
     # --- one wake-up ------------------------------------------------------------------------
     def _step(self, now: float) -> None:
-        """One wake-up. A wake-up that is due (:meth:`_quality_due`) advances the feeders into
-        the predictors, scans and routes. The others (a hopper low, a refill done, a container
-        arriving) act on the feeders alone and leave the elapsed interval to the next due one
-        (the feeders keep their feed since the last sync, so nothing is lost). Syncing only
-        there also means that a refill's noise cells (whose volumetric feed drifts within the
-        cell: the mean over each piece depends on where the cell is split) are split only
-        where a projection is made next (:meth:`_project`), so projections are exact."""
+        """One wake-up. A wake-up that is due (:meth:`_quality_due`) advances the feeders into the
+        predictors, scans, routes and projects the next exit from spec (:meth:`_project`; so does a
+        wake-up at which a command changed the feed). The others (a hopper low, a refill done, a
+        container arriving) act on the feeders alone and leave the elapsed interval to the next due
+        one (the feeders keep their feed since the last sync, so nothing is lost). Syncing only
+        there also means that a refill's noise cells (whose volumetric feed drifts within the cell:
+        the mean over each piece depends on where the cell is split) are split only where a
+        projection is made next (:meth:`_project`), so projections are exact."""
         w0 = self._clock()
         self._last_wake = now
         due = self._quality_due(now)
@@ -782,18 +785,17 @@ class ContinuousLine(FixedAgent):
         return cuts, comp, exact
 
     def _project(self, now: float) -> None:
-        """Schedule the next exit from spec as a wake-up at its computed time: the content
-        predicted from the feed the feeders will deliver with no further command (their own
-        dynamics: noise cells, refills ending, hoppers running down;
-        :meth:`LossInWeightFeeder.projected_blocks`) from the last sync up to the next due
-        wake-up (:meth:`_horizon`), scanned as :meth:`_scan` scans the elapsed interval (σ/10
-        grid, crossings refined to 1e-3 s). An excursion under way now was booked by the last
-        scan; the first one that begins later is the exit. Run at every due wake-up and
-        whenever the feed changes by command (a refill starting, a stop, a restart:
-        ``_reproject``), so every instant is covered by a projection made before it. The
-        feeders are synced only at due wake-ups and commands, each followed by a projection, so
-        the projected feed is the feed the next sync pushes (exactly, or to rounding in
-        gravimetric mode) and the exit is where the next scan finds it."""
+        """Schedule the next exit from spec as a wake-up at its computed time: the content predicted
+        from the feed the feeders will deliver with no further command (their own dynamics: noise
+        cells, refills ending, hoppers running down; :meth:`LossInWeightFeeder.projected_blocks`)
+        from the last sync up to the next due wake-up (:meth:`_horizon`), scanned as :meth:`_scan`
+        scans the elapsed interval (σ/10 grid, crossings refined to 1e-3 s). An excursion under way
+        now was booked by the last scan (if not, the exit is now); the first one that begins later
+        is the exit. Run at every due wake-up and whenever the feed changes by command (a refill
+        starting, a stop, a restart: ``_reproject``), so every instant is covered by a projection
+        made before it. The feeders are synced only at due wake-ups and commands, each followed by
+        a projection, so the projected feed is the feed the next sync pushes (exactly, or to
+        rounding in gravimetric mode) and the exit is where the next scan finds it."""
         self._exit_at = math.inf
         self._reproject = False
         self._clear = None
@@ -813,6 +815,10 @@ class ContinuousLine(FixedAgent):
                 self._clear = (now, h)
             return
         ok = (v >= q.spec_low) & (v <= q.spec_high)  # NaN: flow too low, out of spec
+        if not ok[0] and not self._oos_going_on and self._scanned < now:
+            # out of spec now and not booked by the last scan: scan now (a due wake-up)
+            self._exit_at = now
+            return
         j = int(np.argmax(ok))  # past an excursion under way now
         if not ok[j]:
             return
@@ -822,7 +828,7 @@ class ContinuousLine(FixedAgent):
         for lo, _hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
                                              q.spec_high, self._scan_step_s, xtol_s=1e-3,
                                              values=v[j:k + 1], grid=ts[j:k + 1]):
-            if lo > now + 1e-3:
+            if lo > now:
                 self._exit_at = lo + 1e-3  # the scan then sees it out of spec
                 break
 

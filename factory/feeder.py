@@ -296,7 +296,8 @@ class LossInWeightFeeder:
 
     def _clone(self) -> LossInWeightFeeder:
         """A look-ahead copy (``copy.copy`` without its generic dispatch; the noise is shared):
-        only its t, mass, mode and refill are kept up to date, not its feed, lots or totals."""
+        only its t, mass, mode and refill are kept up to date, not its feed, lots or totals
+        (unless the caller turns ``_record`` back on, as :meth:`projected_blocks` does)."""
         cls = type(self)
         c = cls.__new__(cls)
         c.__dict__.update(self.__dict__)
@@ -306,12 +307,13 @@ class LossInWeightFeeder:
 
     def projected_blocks(self, t_end: float) -> tuple[list[FeedBlock], bool]:
         """The feed the next :meth:`advance_blocks` would return if the feeder were advanced to
-        ``t_end`` with no further command (its own dynamics only: noise cells, the end of a
-        refill, the hopper running down), without changing the feeder: a look-ahead copy that
-        records its feed, starting from the blocks not yet handed out. The flag tells that the
-        feeder was handed all its feed and stays gravimetric up to ``t_end``: its feed is then
-        set-point × noise per cell, the same (to rounding) whatever times it is advanced at. During a refill the feed
-        drifts within a cell and the mean over each piece depends on where the cell is split."""
+        ``t_end`` with no further command (its own dynamics only: noise cells, the end of a refill,
+        the hopper running down), without changing the feeder: a look-ahead copy that records its
+        feed, starting from the blocks not yet handed out. The flag tells that the feeder was
+        handed all its feed and stays gravimetric up to ``t_end``: its feed is then set-point ×
+        noise per cell, the same (to rounding) whatever times it is advanced at. During a refill
+        the feed drifts within a cell and the mean over each piece depends on where the cell is
+        split."""
         if self.mode == "gravimetric" and self.setpoint_kg_s > 0 and t_end > self.t:
             # the usual case: set-point × noise over the cells, unless the hopper empties first
             P = self.p.noise_period_s

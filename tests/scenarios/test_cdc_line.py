@@ -218,13 +218,9 @@ def test_bad_line_specs_are_clear_errors(override, path):
     assert path in r.stderr, r.stderr
 
 
-def test_exits_from_spec_are_wakeups_at_their_computed_times(day, tmp_path):
-    """A predicted exit from spec (content or flow) is a wake-up at its computed time: the
-    ``divert`` record of each new excursion comes within 2e-3 s of its start (the projection's
-    1e-3 s tolerance plus 1e-3 s), refills, stops and restarts included (the projection is the
-    feed the next sync pushes: a refill's noise cells are split only where a projection is
-    made next)."""
-    s, res = day
+def _exit_delays(s, res) -> tuple[list[float], int]:
+    """Delay (s) from the start of each new excursion to its ``divert`` record, and how many
+    began within one control interval after a refill started."""
     ctrl = s.continuous_lines["cdc"].control_interval_s
     t = pq.read_table(res.out_dir / "events.parquet",
                       columns=["time_s", "kind", "entity", "detail"]).to_pylist()
@@ -236,17 +232,40 @@ def test_exits_from_spec_are_wakeups_at_their_computed_times(day, tmp_path):
             refills.append(open_[r["entity"]])
         elif r["kind"] == "refill_done" and r["entity"] in open_:
             open_.pop(r["entity"])[1] = r["time_s"]
-    n = near_refill = 0
+    delays, near_refill = [], 0
     for r in t:
         if r["kind"] != "divert" or "(continued)" in r["detail"]:
             continue
         lo = float(r["detail"].split("[")[1].split(",")[0])
         if lo <= 0.0:  # the start of the run: out of spec from the first instant
             continue
-        assert 0.0 <= r["time_s"] - lo <= 2e-3, r
-        n += 1
+        delays.append(r["time_s"] - lo)
         near_refill += any(a < lo and b > lo - ctrl for a, b in refills)
-    assert n >= 5 and near_refill >= 2  # not vacuous: excursions after refills are tested
+    return delays, near_refill
+
+
+def test_exits_from_spec_are_wakeups_at_their_computed_times(day):
+    """A predicted exit from spec (content or flow) is a wake-up at its computed time, refills,
+    stops and restarts included (the projection is the feed the next sync pushes: a refill's
+    noise cells are split only where a projection is made next). The ``divert`` record of each
+    new excursion comes within 4e-3 s of its start: the projection's crossing (to 1e-3 s), the
+    wake-up 1e-3 s after it, the scan's crossing (to 1e-3 s), the record's rounding (5e-4 s)."""
+    delays, near_refill = _exit_delays(*day)
+    assert len(delays) >= 5 and near_refill >= 2  # not vacuous: exits after refills
+    assert all(0.0 <= d <= 4e-3 for d in delays), max(delays)
+
+
+def test_exits_from_spec_on_time_with_grazing_excursions(tmp_path):
+    """A noisier API feed and a lubricant noise cell of 7 s give hundreds of excursions, many
+    barely touching a limit; an exit within 1e-3 s after a wake-up must still be scheduled (it
+    once was dropped and found up to a control interval later). An excursion narrower than the
+    scan grid (σ/10) is refined on the projection's grid and on the scan's to within its width
+    (tens of ms): every record comes within 0.1 s of the start."""
+    run = run_cdc(tmp_path, 72.0, ["continuous_lines.cdc.feeders.api.noise_sd=0.05",
+                                   "continuous_lines.cdc.feeders.lubricant.noise_period_s=7"])
+    delays, near_refill = _exit_delays(*run)
+    assert len(delays) >= 100 and near_refill >= 50
+    assert all(0.0 <= d <= 0.1 for d in delays), max(delays)
 
 
 def _diversion_union(folder: Path) -> list[tuple[float, float]]:

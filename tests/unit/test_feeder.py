@@ -284,3 +284,20 @@ def test_projected_blocks_see_the_hopper_empty():
     fed = sum((b - a) * r for a, b, r in _flat(proj))
     assert fed == pytest.approx(0.5, rel=1e-12)
     assert _flat(proj)[-1][1] == pytest.approx(50.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_projected_blocks_leave_the_pending_feed_alone(seed):
+    """A projection from mid-cell with feed pending and the hopper emptying before the end (the
+    look-ahead copy's path, whose first cell may extend the last pending block in place): the
+    feeder's pending blocks are unchanged and its next advance equals the projection."""
+    p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.03, noise_corr=0.6,
+                     noise_period_s=30.0)
+    f = LossInWeightFeeder(p, np.random.default_rng(seed), mass_kg=1.0, setpoint_kg_s=0.01)
+    f.advance_state(75.0)
+    pending = [(b.starts.copy(), b.ends.copy(), b.rates.copy()) for b in f._blocks]
+    proj, grav = f.projected_blocks(200.0)
+    assert not grav
+    assert [(b.starts.tolist(), b.ends.tolist(), b.rates.tolist()) for b in f._blocks] == [
+        (a.tolist(), b.tolist(), r.tolist()) for a, b, r in pending]
+    assert _flat(proj) == _flat(f.advance_blocks(200.0))
