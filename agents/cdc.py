@@ -311,7 +311,6 @@ class ContinuousLine(FixedAgent):
         due = self._quality_due(now)
         if due:
             self._sync(now)
-        if due:
             self._scan(now, route_until=now - self.lag_s)
             self._route(now - self.lag_s)
             self._full_at = now
@@ -586,20 +585,19 @@ class ContinuousLine(FixedAgent):
     def _scan(self, now: float, route_until: float | None = None,
               ahead: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
-        of spec, and out-of-spec PAT readings available by now. The scan grid (skipped when the
-        projection made at the start of the interval found the same feed clear of the limits,
-        :meth:`_project`), the PAT sample
-        times and (with ``route_until``) the audit grid of the output to be routed next, up to
-        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
-        evaluates single points). ``ahead``: rows of the feed since the last sync
-        (:meth:`_ahead_rows`; the reference mode's scans between syncs)."""
+        of spec, and out-of-spec PAT readings available by now. The scan grid (skipped when a
+        projection made by the start of the interval saw the same feed clear of the limits up
+        to now, :meth:`_project`), the PAT sample times and (with ``route_until``) the audit
+        grid of the output to be routed next, up to ``route_until``, are evaluated in one
+        predictor call (Brent's refinement of a crossing evaluates single points). ``ahead``:
+        rows of the feed since the last sync (:meth:`_ahead_rows`; the reference mode's scans
+        between syncs)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
         step = self._scan_step_s  # the output cannot vary faster: its RTD smooths it
         sensor = self.sensor
-        clear = self._clear
-        # the projection made at a saw the same feed and found it clear: nothing to find
+        clear = self._clear  # nothing to find in [a, now]
         clear = scan and clear is not None and clear[0] <= a and now <= clear[1]
         ts = scan_grid(a, now, step) if scan and not clear else _NO_TIMES
         pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None

@@ -26,8 +26,8 @@ from scipy import optimize
 
 from darkfab.factory.rtd import RTD
 
-__all__ = ["rtd_window", "scan_grid", "out_of_spec_intervals", "clear_of_limits", "merge_intervals",
-           "DiversionGate"]
+__all__ = ["rtd_window", "scan_grid", "out_of_spec_intervals", "clear_of_limits",
+           "merge_intervals", "DiversionGate"]
 
 Interval = tuple[float, float]
 ScalarFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
