@@ -208,9 +208,6 @@ class ContinuousLine(FixedAgent):
         self._exit_at = math.inf  # the next predicted exit from spec (_project)
         self._oos_going_on = False  # an excursion under way at the end of the last scan
         self._reproject = False  # the feed changed by command: project again
-        # (from, to): the projection made at `from` found the content clear of the limits up to
-        # `to` on the σ/10 grid with the feeders gravimetric throughout (_project, _scan)
-        self._clear: tuple[float, float] | None = None
         self.continuous_wall_s = 0.0  # wall and CPU time in the continuous models (s)
         self.continuous_cpu_s = 0.0
         self._apart_wall_s = 0.0  # time in listeners called from within the models (_apart)
@@ -315,7 +312,7 @@ class ContinuousLine(FixedAgent):
             self._route(now - self.lag_s)
             self._full_at = now
         elif self._scan_every_wake:
-            self._scan(now, ahead=self._ahead_rows(now)[:2] if now > self._synced else None)
+            self._scan(now, ahead=self._ahead_rows(now) if now > self._synced else None)
         self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
@@ -585,11 +582,9 @@ class ContinuousLine(FixedAgent):
     def _scan(self, now: float, route_until: float | None = None,
               ahead: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
-        of spec, and out-of-spec PAT readings available by now. The scan grid (skipped when a
-        projection made by the start of the interval saw the same feed clear of the limits up
-        to now, :meth:`_project`), the PAT sample times and (with ``route_until``) the audit
-        grid of the output to be routed next, up to ``route_until``, are evaluated in one
-        predictor call (Brent's refinement of a crossing evaluates single points). ``ahead``:
+        of spec, and out-of-spec PAT readings available by now. The scan grid, the PAT sample
+        times and (with ``route_until``) the audit grid of the output to be routed next, up to
+        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing evaluates single points). ``ahead``:
         rows of the feed since the last sync (:meth:`_ahead_rows`; the reference mode's scans
         between syncs)."""
         q = self.quality_spec
@@ -597,9 +592,7 @@ class ContinuousLine(FixedAgent):
         scan = now > a
         step = self._scan_step_s  # the output cannot vary faster: its RTD smooths it
         sensor = self.sensor
-        clear = self._clear  # nothing to find in [a, now]
-        clear = scan and clear is not None and clear[0] <= a and now <= clear[1]
-        ts = scan_grid(a, now, step) if scan and not clear else _NO_TIMES
+        ts = scan_grid(a, now, step) if scan else _NO_TIMES
         pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
                   else _NO_TIMES)
         r0 = self._routed
@@ -621,9 +614,8 @@ class ContinuousLine(FixedAgent):
             return
         g = lambda ts: self._content(out(ts))  # noqa: E731
         going_on, self._oos_going_on = self._oos_going_on, False
-        for lo, hi in [] if clear else out_of_spec_intervals(
-                g, a, now, q.spec_low, q.spec_high, step, xtol_s=1e-3, values=c_all[:n1],
-                grid=ts):
+        for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
+                                            xtol_s=1e-3, values=c_all[:n1], grid=ts):
             cause, more = self._cause(lo), ""
             if going_on and lo <= a:  # the excursion under way at the last scan goes on
                 more = " (continued)"
@@ -742,19 +734,15 @@ class ContinuousLine(FixedAgent):
             h = min(h, self.batch.start_s + self.batch_s)
         return h
 
-    def _ahead_rows(self, h: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _ahead_rows(self, h: float) -> tuple[np.ndarray, np.ndarray]:
         """The component flows from the last sync up to ``h`` that the feeders will deliver with
         no further command (:meth:`LossInWeightFeeder.projected_blocks`), as rows for
-        :meth:`RTDPredictor.output_with`: breakpoints, flows per channel, and whether every
-        feeder stays gravimetric (the flows are then the next sync's to rounding; otherwise
-        exactly)."""
+        :meth:`RTDPredictor.output_with`: breakpoints and flows per channel."""
         t0 = self._synced
         cuts_l: list[np.ndarray] = [np.array([t0])]
         rates = []
-        exact = True
         for st in self.stations:
-            blocks, grav = st.feeder.projected_blocks(h)
-            exact &= grav
+            blocks = st.feeder.projected_blocks(h)
             if blocks:
                 a = np.concatenate([blk.starts for blk in blocks])
                 b = np.concatenate([blk.ends for blk in blocks])
@@ -780,7 +768,7 @@ class ContinuousLine(FixedAgent):
                 a, b, x = r
                 i = np.minimum(np.searchsorted(b, cuts, side="right"), a.size - 1)
                 comp[:, self._comp_col[k]] += np.where(a[i] <= cuts, x[i], 0.0) * (b[i] > cuts)
-        return cuts, comp, exact
+        return cuts, comp
 
     def _project(self, now: float) -> None:
         """Schedule the next exit from spec as a wake-up at its computed time: the content predicted
@@ -796,11 +784,10 @@ class ContinuousLine(FixedAgent):
         rounding in gravimetric mode) and the exit is where the next scan finds it."""
         self._exit_at = math.inf
         self._reproject = False
-        self._clear = None
         h = self._horizon(now)
         if not h > now:
             return
-        cuts, comp, exact = self._ahead_rows(h)
+        cuts, comp = self._ahead_rows(h)
         q = self.quality_spec
 
         def g(ts: np.ndarray) -> np.ndarray:
@@ -809,8 +796,6 @@ class ContinuousLine(FixedAgent):
         ts = scan_grid(now, h, self._scan_step_s)
         v = g(ts)
         if clear_of_limits(v, q.spec_low, q.spec_high):
-            if exact:  # the next scan of [now, h] would find the same (_scan)
-                self._clear = (now, h)
             return
         ok = (v >= q.spec_low) & (v <= q.spec_high)  # NaN: flow too low, out of spec
         if not ok[0] and not self._oos_going_on and self._scanned < now:
@@ -903,7 +888,7 @@ class ContinuousLine(FixedAgent):
         st._next = None
         st.waiting_since = None
         st.refill_from = now
-        self._reproject, self._clear = True, None
+        self._reproject = True
         m = self.model
         m.log.record(now, "refill", st.name, unit.id, unit.product, self.node, unit.lot)
         m.unit_consumed(now, unit)
@@ -951,7 +936,7 @@ class ContinuousLine(FixedAgent):
             st._next = None
             st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
         self._timed_sync(now)
-        self._reproject, self._clear = True, None
+        self._reproject = True
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
         if self.listeners:
@@ -965,7 +950,7 @@ class ContinuousLine(FixedAgent):
             st.feeder.set_setpoint(now, st.setpoint_kg_s)
         self._timed_sync(now)
         self.running = True
-        self._reproject, self._clear = True, None
+        self._reproject = True
         self._reason = ""
         self._run_since = now
         self._restarted = now

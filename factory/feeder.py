@@ -305,15 +305,14 @@ class LossInWeightFeeder:
         c._blocks, c._record = [], False
         return c
 
-    def projected_blocks(self, t_end: float) -> tuple[list[FeedBlock], bool]:
+    def projected_blocks(self, t_end: float) -> list[FeedBlock]:
         """The feed the next :meth:`advance_blocks` would return if the feeder were advanced to
         ``t_end`` with no further command (its own dynamics only: noise cells, the end of a refill,
         the hopper running down), without changing the feeder: a look-ahead copy that records its
-        feed, starting from the blocks not yet handed out. The flag tells that the feeder was
-        handed all its feed and stays gravimetric up to ``t_end``: its feed is then set-point ×
-        noise per cell, the same (to rounding) whatever times it is advanced at. During a refill
-        the feed drifts within a cell and the mean over each piece depends on where the cell is
-        split."""
+        feed, starting from the blocks not yet handed out. In gravimetric mode the feed is
+        set-point × noise per cell, the same (to rounding) whatever times the feeder is advanced
+        at; during a refill it drifts within a cell, and the mean over each piece depends on
+        where the cell is split."""
         if self.mode == "gravimetric" and self.setpoint_kg_s > 0 and t_end > self.t:
             # the usual case: set-point × noise over the cells, unless the hopper empties first
             P = self.p.noise_period_s
@@ -323,8 +322,7 @@ class LossInWeightFeeder:
             rates = self.setpoint_kg_s * self._noise.get(j0, j1)
             if float(rates @ (edges[1:] - edges[:-1])) < self.mass_kg:
                 return [*self._blocks, FeedBlock(edges[:-1], edges[1:], rates,
-                                                 self.hopper_fractions(), self.composition)
-                        ], not self._blocks
+                                                 self.hopper_fractions(), self.composition)]
         c = self._clone()
         c._record = True
         c._blocks = list(self._blocks)
@@ -333,7 +331,7 @@ class LossInWeightFeeder:
             c._blocks[-1] = FeedBlock(b.starts, b.ends, b.rates, b.fractions, b.composition)
         if t_end > c.t:
             c._run(float(t_end), None)
-        return c._blocks, False
+        return c._blocks
 
     def time_to_level(self, m_target_kg: float, horizon_s: float = 30 * 86400.0) -> float:
         """Absolute time at which the hopper mass first reaches ``m_target_kg`` with no further

@@ -249,9 +249,8 @@ def _flat(blocks) -> list[tuple[float, float, float]]:
 def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
     """projected_blocks(t) is the feed advance_blocks(t) then returns (no command between),
     across noise cells and a refill ending, and leaves
-    the feeder unchanged. Gravimetric throughout (and nothing pending): flagged, and the same
-    cells with rates equal to rounding; otherwise not flagged, and the same segments exactly
-    (the look-ahead runs the feeder's own code)."""
+    the feeder unchanged. Gravimetric throughout: the same cells with rates equal to rounding;
+    otherwise the same segments exactly (the look-ahead runs the feeder's own code)."""
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.03, noise_corr=0.6,
                      noise_period_s=30.0)
     f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=6.0, setpoint_kg_s=0.012)
@@ -261,10 +260,9 @@ def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
         f.start_refill(61.0, 20.0, 0.06, "L2")
     t1 = (f.next_event()[0] + 400.0) if refill else 323.9
     before = _state(f)
-    proj, grav = f.projected_blocks(t1)
+    proj = f.projected_blocks(t1)
     assert _state(f) == before
     real = f.advance_blocks(t1)
-    assert grav is (not refill)
     if refill:
         assert _flat(proj) == _flat(real)
         assert [b.composition for b in proj] == [b.composition for b in real]
@@ -279,8 +277,7 @@ def test_projected_blocks_see_the_hopper_empty():
     set-point feed of the fast path."""
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_period_s=30.0)
     f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=0.5, setpoint_kg_s=0.01)
-    proj, grav = f.projected_blocks(200.0)
-    assert not grav
+    proj = f.projected_blocks(200.0)
     fed = sum((b - a) * r for a, b, r in _flat(proj))
     assert fed == pytest.approx(0.5, rel=1e-12)
     assert _flat(proj)[-1][1] == pytest.approx(50.0, rel=1e-9)
@@ -296,8 +293,7 @@ def test_projected_blocks_leave_the_pending_feed_alone(seed):
     f = LossInWeightFeeder(p, np.random.default_rng(seed), mass_kg=1.0, setpoint_kg_s=0.01)
     f.advance_state(75.0)
     pending = [(b.starts.copy(), b.ends.copy(), b.rates.copy()) for b in f._blocks]
-    proj, grav = f.projected_blocks(200.0)
-    assert not grav
+    proj = f.projected_blocks(200.0)
     assert [(b.starts.tolist(), b.ends.tolist(), b.rates.tolist()) for b in f._blocks] == [
         (a.tolist(), b.tolist(), r.tolist()) for a, b, r in pending]
     assert _flat(proj) == _flat(f.advance_blocks(200.0))
