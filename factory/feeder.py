@@ -317,8 +317,7 @@ class LossInWeightFeeder:
             # the usual case: set-point × noise over the cells, unless the hopper empties first
             P = self.p.noise_period_s
             j0, j1 = int(math.floor(self.t / P)), int(math.ceil(t_end / P))
-            edges = np.arange(j0, j1 + 1) * P
-            edges[0], edges[-1] = self.t, min(edges[-1], t_end)
+            edges = self._cell_edges(P, j0, j1, t_end)
             rates = self.setpoint_kg_s * self._noise.get(j0, j1)
             if float(rates @ (edges[1:] - edges[:-1])) < self.mass_kg:
                 return [*self._blocks, FeedBlock(edges[:-1], edges[1:], rates,
@@ -513,14 +512,19 @@ class LossInWeightFeeder:
                     return self._scan_gravimetric(t_end, stop_level, P, j0, j1)
         return self._run_gravimetric_array(t_end, stop_level, P, j0, j1)
 
+    def _cell_edges(self, P: float, j0: int, j1: int, t_end: float) -> np.ndarray:
+        """Edges of the noise cells j0..j1-1 from t, the last one cut at ``t_end`` (s)."""
+        edges = np.arange(j0, j1 + 1) * P
+        edges[0] = self.t
+        edges[-1] = min(edges[-1], t_end)
+        return edges
+
     def _run_gravimetric_array(self, t_end: float, stop_level: float | None, P: float,
                                j0: int, j1: int) -> float | None:
         """:meth:`_run_gravimetric` over the cells j0..j1-1 with numpy arrays: edges, rates
         F_sp·(1 + ε_j), fed = rate·duration, their sequential cumulative sum and a binary search
         for the level; the cell that reaches it is cut where it does."""
-        edges = np.arange(j0, j1 + 1) * P
-        edges[0] = self.t
-        edges[-1] = min(edges[-1], t_end)
+        edges = self._cell_edges(P, j0, j1, t_end)
         dt = edges[1:] - edges[:-1]
         rates = self.setpoint_kg_s * self._noise.get(j0, j1)
         cum = np.cumsum(rates * dt)
