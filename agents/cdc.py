@@ -150,6 +150,7 @@ class ContinuousLine(FixedAgent):
         self.rtd = line_rtd
         self.blender_rtd = blender_rtd
         self._scan_step_s = line_rtd.std_s / 10.0  # σ/10: scan and audit grids
+        self._one_cell_grid = len({st.feeder.p.noise_period_s for st in stations}) == 1
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
         retain = control_interval_s + self.lag_s + 60.0  # scans and routing lag behind
@@ -739,6 +740,14 @@ class ContinuousLine(FixedAgent):
         no further command (:meth:`LossInWeightFeeder.projected_blocks`), as rows for
         :meth:`RTDPredictor.output_with`: breakpoints and flows per channel."""
         t0 = self._synced
+        if self._one_cell_grid:  # the usual case: every feeder gravimetric since the sync
+            cells = [st.feeder.projected_cells(h) for st in self.stations]
+            if all(c is not None and c[0][0] == t0 for c in cells):
+                edges = cells[0][0]  # the same for every feeder: same cell period and start
+                comp = np.zeros((edges.size - 1, len(self.comp.channels)))
+                for k, c in enumerate(cells):
+                    comp[:, self._comp_col[k]] += c[1]
+                return edges[:-1], comp
         cuts_l: list[np.ndarray] = [np.array([t0])]
         rates = []
         for st in self.stations:

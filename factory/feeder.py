@@ -313,15 +313,11 @@ class LossInWeightFeeder:
         set-point × noise per cell, the same (to rounding) whatever times the feeder is advanced
         at; during a refill it drifts within a cell, and the mean over each piece depends on
         where the cell is split."""
-        if self.mode == "gravimetric" and self.setpoint_kg_s > 0 and t_end > self.t:
-            # the usual case: set-point × noise over the cells, unless the hopper empties first
-            P = self.p.noise_period_s
-            j0, j1 = int(math.floor(self.t / P)), int(math.ceil(t_end / P))
-            edges = self._cell_edges(P, j0, j1, t_end)
-            rates = self.setpoint_kg_s * self._noise.get(j0, j1)
-            if float(rates @ (edges[1:] - edges[:-1])) < self.mass_kg:
-                return [*self._blocks, FeedBlock(edges[:-1], edges[1:], rates,
-                                                 self.hopper_fractions(), self.composition)]
+        cells = self._gravimetric_cells(t_end)
+        if cells is not None:  # the usual case
+            edges, rates = cells
+            return [*self._blocks, FeedBlock(edges[:-1], edges[1:], rates,
+                                             self.hopper_fractions(), self.composition)]
         c = self._clone()
         c._record = True
         c._blocks = list(self._blocks)
@@ -331,6 +327,25 @@ class LossInWeightFeeder:
         if t_end > c.t:
             c._run(float(t_end), None)
         return c._blocks
+
+    def projected_cells(self, t_end: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`projected_blocks` in its usual case, as two arrays: the noise-cell edges from
+        the present time to ``t_end`` (s) and the rate of each cell (kg/s); None unless the
+        feeder is gravimetric with no feed pending (every segment handed out by
+        :meth:`advance_blocks`) and its hopper does not empty before ``t_end``."""
+        return None if self._blocks else self._gravimetric_cells(t_end)
+
+    def _gravimetric_cells(self, t_end: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Gravimetric feed from now to ``t_end``: set-point × noise per cell (edges, rates),
+        unless the hopper empties first (then None)."""
+        if self.mode == "gravimetric" and self.setpoint_kg_s > 0 and t_end > self.t:
+            P = self.p.noise_period_s
+            j0, j1 = int(math.floor(self.t / P)), int(math.ceil(t_end / P))
+            edges = self._cell_edges(P, j0, j1, t_end)
+            rates = self.setpoint_kg_s * self._noise.get(j0, j1)
+            if float(rates @ (edges[1:] - edges[:-1])) < self.mass_kg:
+                return edges, rates
+        return None
 
     def time_to_level(self, m_target_kg: float, horizon_s: float = 30 * 86400.0) -> float:
         """Absolute time at which the hopper mass first reaches ``m_target_kg`` with no further

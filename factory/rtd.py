@@ -222,8 +222,12 @@ class GriddedRTD(RTD):
         # the grid is uniform: interpolate by index arithmetic (no binary search); padded with
         # the values beyond the ends (E = 0, F = 1) so that clipped indices need no mask
         self._h = float(t[1] - t[0])
+        self._inv_h = 1.0 / self._h
         self._pdf_pad = np.append(self._pdf, [0.0, 0.0])
         self._cdf_pad = np.append(self._cdf, [1.0, 1.0])
+        # the increment to the next entry (value = table[j] + slope[j]·frac: one gather less)
+        self._pdf_slope = np.append(np.diff(self._pdf_pad), 0.0)
+        self._cdf_slope = np.append(np.diff(self._cdf_pad), 0.0)
         # ∫F on the grid (trapezoid, exact for linear F) and the quadratic term per cell, for
         # cdf_integral by index arithmetic; the last cell is padded with F = 1 beyond the grid
         f = self._cdf
@@ -234,13 +238,14 @@ class GriddedRTD(RTD):
     def _grid(self) -> tuple[FloatArray, FloatArray]:
         return self._t, self._cdf
 
-    def _lerp(self, t: ArrayLike, table: FloatArray, left: float) -> FloatArray:
-        x = _arr(t) / self._h
+    def _lerp(self, t: ArrayLike, table: FloatArray, slope: FloatArray,
+              left: float) -> FloatArray:
+        x = _arr(t) * self._inv_h
         n = self._t.size
         xc = np.clip(x, 0.0, n)  # beyond the last point: the pad value
         j = xc.astype(np.intp)  # ≤ n: table has n + 2 entries
         frac = xc - j
-        out = table[j] * (1.0 - frac) + table[j + 1] * frac
+        out = table[j] + slope[j] * frac
         if table[0] == left:  # x < 0 gives j = 0, frac = 0: already the left value
             return out
         return np.where(x < 0.0, left, out)
@@ -258,10 +263,10 @@ class GriddedRTD(RTD):
         return val + np.maximum(x - g[-1], 0.0)
 
     def pdf(self, t: ArrayLike) -> FloatArray:
-        return self._lerp(t, self._pdf_pad, 0.0)
+        return self._lerp(t, self._pdf_pad, self._pdf_slope, 0.0)
 
     def cdf(self, t: ArrayLike) -> FloatArray:
-        return self._lerp(t, self._cdf_pad, 0.0)
+        return self._lerp(t, self._cdf_pad, self._cdf_slope, 0.0)
 
     def cdf_outer(self, t: FloatArray, s: FloatArray) -> FloatArray:
         """F(t[:, None] − s) (shape (len(t), len(s))): :meth:`cdf` of the outer difference,
@@ -270,15 +275,12 @@ class GriddedRTD(RTD):
         x = np.subtract.outer(t, s)
         if type(self).cdf is not GriddedRTD.cdf or x.size == 0 or self._cdf_pad[0] != 0.0:
             return self.cdf(x)  # a subclass's own F (e.g. open-open dispersion)
-        table = self._cdf_pad
-        x /= self._h
+        x *= self._inv_h
         np.clip(x, 0.0, self._t.size, out=x)
         j = x.astype(np.intp)
         x -= j  # frac
-        a = table.take(j)
-        j += 1
-        b = table.take(j)
-        a *= 1.0 - x
+        a = self._cdf_pad.take(j)
+        b = self._cdf_slope.take(j)
         b *= x
         a += b
         return a
