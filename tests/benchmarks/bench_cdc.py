@@ -7,10 +7,12 @@ one to quote on a shared machine: another process's load inflates wall times une
     .venv/bin/python tests/benchmarks/bench_cdc.py [--days 7] [--repeat 3] [--breakdown]
 
 Prints the figures of each run, of the fastest one (by CPU time) and the load average.
-``--breakdown`` adds one more run that times the parts of the continuous models (CPU time per
-call of the line's sync, scan, routing, projection and unit lot split; the rest, feeder advances
-at hopper and refill events and their look-ahead, is the remainder of the continuous clock):
-where to look before optimising. The timers add ~1 µs per call to that run only.
+``--breakdown`` adds two runs with CPU timers: one on the parts of the continuous models (the
+line's sync, scan, routing, projection and unit lot split; the rest, feeder advances at hopper
+and refill events and their look-ahead, is the remainder of the continuous clock), one on the
+numerical kernels under them (feeder advances, predictor pushes and evaluations). It prints where
+the time goes, and the share the continuous models would have if they cost their kernels only
+(a floor for this design in numpy). The timers add ~1 µs per call to those runs only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from darkfab.agents.cdc import ContinuousLine
+from darkfab.factory.feeder import LossInWeightFeeder
+from darkfab.factory.rtd_predictor import RTDPredictor
 from darkfab.scenarios import load_scenario, run_scenario
 
 #: the parts of ContinuousLine timed by --breakdown (none calls another)
@@ -32,53 +36,77 @@ PARTS = {"_sync": "sync (feeders into the predictors)",
          "_route": "route (gate, audit)",
          "_project": "projection (next exit)",
          "lot_fractions": "unit lot split"}
+#: the numerical kernels under those parts (none calls another): advancing a feeder, pushing
+#: inputs into a predictor, evaluating its outputs and output masses
+KERNELS = {(LossInWeightFeeder, "_run"): "feeder advance",
+           (RTDPredictor, "push"): "predictor push",
+           (RTDPredictor, "push_many"): "predictor push (rows)",
+           (RTDPredictor, "output"): "predictor output",
+           (RTDPredictor, "output_with"): "predictor output (projected rows)",
+           (RTDPredictor, "output_masses"): "predictor output masses"}
 
 
 @contextmanager
-def timed_parts() -> Iterator[dict[str, list[float]]]:
-    """Wrap the methods of :data:`PARTS` with CPU timers: name -> [calls, seconds]. Time the
-    line spends meanwhile in listeners (``_apart``: quality agent, watchdogs) is left out, as
-    the line's own clock leaves it out."""
-    acc: dict[str, list[float]] = {name: [0, 0.0] for name in PARTS}
-    saved = {name: getattr(ContinuousLine, name) for name in PARTS}
+def timed(methods: dict[tuple[type, str], str]) -> Iterator[dict[tuple[type, str], list]]:
+    """Wrap ``methods`` with CPU timers: (class, name) -> [calls, seconds]. Time spent meanwhile
+    in the line's listeners (``_apart``: quality agent, watchdogs) is left out, as the line's
+    own clock leaves it out."""
+    acc: dict[tuple[type, str], list] = {key: [0, 0.0] for key in methods}
+    saved = {key: getattr(*key) for key in methods}
 
-    def wrap(name, fn):
-        def timed(self, *a, **kw):
-            c0, apart0 = time.process_time(), self._apart_cpu_s
+    def wrap(key, fn):
+        def timer(self, *a, **kw):
+            apart = getattr(self, "_apart_cpu_s", 0.0)
+            c0 = time.process_time()
             try:
                 return fn(self, *a, **kw)
             finally:
-                r = acc[name]
+                r = acc[key]
                 r[0] += 1
-                r[1] += time.process_time() - c0 - (self._apart_cpu_s - apart0)
-        return timed
+                r[1] += (time.process_time() - c0
+                         - (getattr(self, "_apart_cpu_s", 0.0) - apart))
+        return timer
 
-    for name, fn in saved.items():
-        setattr(ContinuousLine, name, wrap(name, fn))
+    for key, fn in saved.items():
+        setattr(*key, wrap(key, fn))
     try:
         yield acc
     finally:
-        for name, fn in saved.items():
-            setattr(ContinuousLine, name, fn)
+        for (cls, name), fn in saved.items():
+            setattr(cls, name, fn)
 
 
 def breakdown(s, days: float) -> None:
-    with timed_parts() as acc, tempfile.TemporaryDirectory() as tmp:
-        c0 = time.process_time()
-        res = run_scenario(s, out_dir=tmp)
-        cpu = time.process_time() - c0
-    cont = res.summary["continuous_lines"]["cdc"]["continuous_model_cpu_s"]
-    print(f"breakdown (one more run, timers on): CPU {cpu / days:.3f} s per simulated day, "
-          f"continuous models {cont / days:.3f} s per simulated day")
-    print(f"{'part':<36} {'calls/day':>10} {'µs/call':>8} {'ms/day':>8} {'of cont.':>8}")
+    """One run with timers on the parts of the line, one with timers on the kernels."""
+    table = []
+    for methods in ({(ContinuousLine, n): label for n, label in PARTS.items()}, KERNELS):
+        with timed(methods) as acc, tempfile.TemporaryDirectory() as tmp:
+            c0 = time.process_time()
+            res = run_scenario(s, out_dir=tmp)
+            cpu = time.process_time() - c0
+        cont = res.summary["continuous_lines"]["cdc"]["continuous_model_cpu_s"]
+        table.append((acc, cpu, cont))
+    print(f"{'part (timers on: +~1 µs a call)':<36} {'calls/day':>10} {'µs/call':>8} "
+          f"{'ms/day':>8} {'of cont.':>8}")
+    (acc, cpu, cont), (kacc, kcpu, kcont) = table
     rest = cont
-    for name, label in PARTS.items():
-        n, t = acc[name]
+    for key, (n, t) in acc.items():
         rest -= t
-        print(f"{label:<36} {n / days:10,.0f} {1e6 * t / max(n, 1):8.1f} "
+        print(f"{PARTS[key[1]]:<36} {n / days:10,.0f} {1e6 * t / max(n, 1):8.1f} "
               f"{1e3 * t / days:8.1f} {100 * t / cont:7.0f} %")
     print(f"{'rest (feeder events, look-ahead)':<36} {'':>10} {'':>8} {1e3 * rest / days:8.1f} "
           f"{100 * rest / cont:7.0f} %")
+    print(f"{'of which numerical kernels':<36}")
+    kern = 0.0
+    for key, (n, t) in kacc.items():
+        kern += t
+        print(f"  {KERNELS[key]:<34} {n / days:10,.0f} {1e6 * t / max(n, 1):8.1f} "
+              f"{1e3 * t / days:8.1f} {100 * t / kcont:7.0f} %")
+    other = kcpu - kcont  # the rest of the run: discrete simulation, logging, output files
+    print(f"continuous models {1e3 * cont / days:.1f} ms per simulated day, of which kernels "
+          f"{1e3 * kern / days:.1f}; the rest of the run {1e3 * other / days:.1f}. Share of the "
+          f"continuous models now {100 * cont / cpu:.0f} %; if they cost their kernels only "
+          f"{100 * kern / (kern + other):.0f} %")
 
 
 def main() -> None:
