@@ -741,9 +741,14 @@ class ContinuousLine(FixedAgent):
         :meth:`RTDPredictor.output_with`: breakpoints and flows per channel."""
         t0 = self._synced
         if self._one_cell_grid:  # the usual case: every feeder gravimetric since the sync
-            cells = [st.feeder.projected_cells(h) for st in self.stations]
-            if all(c is not None and c[0][0] == t0 for c in cells):
-                edges = cells[0][0]  # the same for every feeder: same cell period and start
+            cells = []
+            for st in self.stations:
+                c = st.feeder.projected_cells(h)
+                if c is None or c[0][0] != t0:
+                    break
+                cells.append(c)
+            else:  # every feeder's edges: the same cell period (frozen parameters), start, end
+                edges = cells[0][0]
                 comp = np.zeros((edges.size - 1, len(self.comp.channels)))
                 for k, c in enumerate(cells):
                     comp[:, self._comp_col[k]] += c[1]

@@ -105,8 +105,8 @@ def breakdown(s, days: float) -> None:
     other = kcpu - kcont  # the rest of the run: discrete simulation, logging, output files
     print(f"continuous models {1e3 * cont / days:.1f} ms per simulated day, of which kernels "
           f"{1e3 * kern / days:.1f}; the rest of the run {1e3 * other / days:.1f}. Share of the "
-          f"continuous models now {100 * cont / cpu:.0f} %; if they cost their kernels only "
-          f"{100 * kern / (kern + other):.0f} %")
+          f"continuous models in the timed run {100 * cont / cpu:.0f} %; if they cost their "
+          f"kernels only {100 * kern / (kern + other):.0f} %")
 
 
 def main() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--breakdown", action="store_true",
-                    help="one more run timing the parts of the continuous models")
+                    help="two more runs timing the parts and kernels of the continuous models")
     args = ap.parse_args()
     s = load_scenario("cdc-line", [f"scenario.horizon_s={args.days * 86400.0}"])
     print(f"cdc-line, {args.days:g} simulated days, python {sys.version.split()[0]}, "
