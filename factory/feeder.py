@@ -301,7 +301,9 @@ class LossInWeightFeeder:
         cls = type(self)
         c = cls.__new__(cls)
         c.__dict__.update(self.__dict__)
-        c.lots, c.fed_by_lot = dict(self.lots), dict(self.fed_by_lot)
+        # its own hopper lots; fed_by_lot (one entry per lot ever fed: it grows with the run)
+        # starts empty, as a look-ahead's totals are never read
+        c.lots, c.fed_by_lot = dict(self.lots), {}
         c._blocks, c._record = [], False
         return c
 
