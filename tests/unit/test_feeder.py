@@ -237,7 +237,7 @@ def test_grid_advances_and_look_aheads_equal_the_array_path_bit_for_bit(monkeypa
 
 def _state(f: LossInWeightFeeder) -> tuple:
     return (f.t, f.mass_kg, f.mode, f._refill, dict(f.lots), f.fed_kg, f.refilled_kg,
-            f.composition, len(f._blocks))
+            dict(f.fed_by_lot), f.composition, len(f._blocks))
 
 
 def _flat(blocks) -> list[tuple[float, float, float]]:
@@ -249,7 +249,7 @@ def _flat(blocks) -> list[tuple[float, float, float]]:
 def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
     """projected_blocks(t) is the feed advance_blocks(t) then returns (no command between),
     across noise cells and a refill ending, and leaves
-    the feeder unchanged. Gravimetric throughout: the same cells with rates equal to rounding;
+    the feeder unchanged (next_event too: both look ahead on copies). Gravimetric throughout: the same cells with rates equal to rounding;
     otherwise the same segments exactly (the look-ahead runs the feeder's own code)."""
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.03, noise_corr=0.6,
                      noise_period_s=30.0)
@@ -258,8 +258,9 @@ def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
     if refill:
         f.advance_state(61.0)  # feed pending since 47.3
         f.start_refill(61.0, 20.0, 0.06, "L2")
-    t1 = (f.next_event()[0] + 400.0) if refill else 323.9
     before = _state(f)
+    t1 = (f.next_event()[0] + 400.0) if refill else 323.9
+    assert _state(f) == before  # the look-aheads run on copies (own lots and totals)
     proj = f.projected_blocks(t1)
     assert _state(f) == before
     real = f.advance_blocks(t1)
