@@ -559,6 +559,7 @@ class ContinuousLine(FixedAgent):
             for slot, old in sorted(self._slot_lot.items()):
                 if old not in live and self._slot_seen.get(slot, 0.0) < horizon:
                     del self._slot_of[old]
+                    self.lot_potency.pop(old, None)  # it has left the line: no content to correct
                     s = slot
                     break
             if s is None:
