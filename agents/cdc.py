@@ -586,9 +586,9 @@ class ContinuousLine(FixedAgent):
         """Book diversion windows for the elapsed interval: model-predicted content and flow out
         of spec, and out-of-spec PAT readings available by now. The scan grid, the PAT sample
         times and (with ``route_until``) the audit grid of the output to be routed next, up to
-        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing evaluates single points). ``ahead``:
-        rows of the feed since the last sync (:meth:`_ahead_rows`; the reference mode's scans
-        between syncs)."""
+        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
+        evaluates single points). ``ahead``: rows of the feed since the last sync
+        (:meth:`_ahead_rows`; the reference mode's scans between syncs)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
@@ -765,24 +765,16 @@ class ContinuousLine(FixedAgent):
                 cuts_l += [a, b]
             else:
                 rates.append(None)
-        r0 = rates[0]
-        if r0 is not None and r0[0][0] == t0 and all(
-                r is not None and np.array_equal(r[0], r0[0]) and np.array_equal(r[1], r0[1])
-                for r in rates[1:]):  # one grid of cells for every feeder (gravimetric)
-            cuts = r0[0]
-            comp = np.zeros((cuts.size, len(self.comp.channels)))
-            for k, r in enumerate(rates):
-                comp[:, self._comp_col[k]] += r[2]
-        else:  # every feeder's rate at every breakpoint
-            cuts = np.unique(np.concatenate(cuts_l))
-            cuts = cuts[(cuts >= t0) & (cuts < h)]
-            comp = np.zeros((cuts.size, len(self.comp.channels)))
-            for k, r in enumerate(rates):
-                if r is None:
-                    continue
-                a, b, x = r
-                i = np.minimum(np.searchsorted(b, cuts, side="right"), a.size - 1)
-                comp[:, self._comp_col[k]] += np.where(a[i] <= cuts, x[i], 0.0) * (b[i] > cuts)
+        # every feeder's rate at every breakpoint (a refill, feed pending since the sync)
+        cuts = np.unique(np.concatenate(cuts_l))
+        cuts = cuts[(cuts >= t0) & (cuts < h)]
+        comp = np.zeros((cuts.size, len(self.comp.channels)))
+        for k, r in enumerate(rates):
+            if r is None:
+                continue
+            a, b, x = r
+            i = np.minimum(np.searchsorted(b, cuts, side="right"), a.size - 1)
+            comp[:, self._comp_col[k]] += np.where(a[i] <= cuts, x[i], 0.0) * (b[i] > cuts)
         return cuts, comp
 
     def _project(self, now: float) -> None:

@@ -264,7 +264,10 @@ class RTDPredictor:
         if ta.size and float(ta.min()) < self.valid_from - 1e-9 * max(1.0, self.valid_from):
             raise ValueError(f"time {float(ta.min())} is before the retained history "
                              f"({self.valid_from}); increase retain_s")
-        s, dv = self._arrays()
+        return self._evaluate(ta, *self._arrays())
+
+    def _evaluate(self, ta: FloatArray, s: FloatArray, dv: FloatArray) -> FloatArray:
+        """Σ_i Δc_i·F(t − s_i) at the times ``ta`` (a scalar gives one row)."""
         y = self._cdf_outer(np.atleast_1d(ta), s) @ dv
         return y[0] if ta.ndim == 0 else y
 
@@ -281,11 +284,8 @@ class RTDPredictor:
         dv = np.empty((values.shape[0], len(self.channels)))
         dv[0] = values[0] - v_last
         np.subtract(values[1:], values[:-1], out=dv[1:])
-        s = np.concatenate([s0, starts])
-        dv = np.concatenate([dv0, dv])
-        ta = np.asarray(t, dtype=float)
-        y = self._cdf_outer(np.atleast_1d(ta), s) @ dv
-        return y[0] if ta.ndim == 0 else y
+        return self._evaluate(np.asarray(t, dtype=float), np.concatenate([s0, starts]),
+                              np.concatenate([dv0, dv]))
 
     def _integral(self, t: FloatArray) -> FloatArray:
         """Σ_i Δc_i·I(t − s_i), I = ∫₀ˣ F: output of the live segments up to each t."""

@@ -248,9 +248,10 @@ def _flat(blocks) -> list[tuple[float, float, float]]:
 @pytest.mark.parametrize("refill", [False, True])
 def test_projected_blocks_are_the_feed_of_the_next_advance(refill):
     """projected_blocks(t) is the feed advance_blocks(t) then returns (no command between),
-    across noise cells and a refill ending, and leaves
-    the feeder unchanged (next_event too: both look ahead on copies). Gravimetric throughout: the same cells with rates equal to rounding;
-    otherwise the same segments exactly (the look-ahead runs the feeder's own code)."""
+    across noise cells and a refill ending, and leaves the feeder unchanged (next_event too:
+    both look ahead on copies, with their own lots and totals). Gravimetric throughout: the
+    same cells with rates equal to rounding; otherwise the same segments exactly (the
+    look-ahead runs the feeder's own code)."""
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.03, noise_corr=0.6,
                      noise_period_s=30.0)
     f = LossInWeightFeeder(p, np.random.default_rng(3), mass_kg=6.0, setpoint_kg_s=0.012)
