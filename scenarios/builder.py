@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkfab.agents.cdc import ContinuousLine, FeederStation, LineFailure, QualitySpec
+from darkfab.agents.line import ContinuousLine, FeederStation, LineFailure, QualitySpec
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
 from darkfab.agents.quality import Containment, QualityRecords

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from darkfab.agents.cdc import ContinuousLine
+from darkfab.agents.line import ContinuousLine
 from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.rtd_predictor import RTDPredictor
 from darkfab.scenarios import load_scenario, run_scenario

@@ -290,7 +290,7 @@ def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
     cells at the same times): the same diversion windows (to the scan's 1e-3 s tolerance), the
     same diverted and accepted mass (to 1e-6 relative), units, PAT samples, and nothing
     released out of spec. Over 30 h with refills, a forced stop (slow robots) and restarts."""
-    from darkfab.agents.cdc import ContinuousLine
+    from darkfab.agents.line import ContinuousLine
 
     over = ["fleet.speed_empty_m_s=0.25", "fleet.speed_loaded_m_s=0.25"]
     _, lazy = run_cdc(tmp_path, 30.0, over, tag="lazy")
@@ -365,7 +365,7 @@ def test_fast_paths_give_the_reference_event_log_byte_for_byte(tmp_path, monkeyp
     (the feeders' numpy path, the array form of the sync, ``cdf(t[:, None] − s)``): 10 hours
     with refills give the same event log and genealogy, byte for byte."""
     import darkfab.factory.feeder as fm
-    from darkfab.agents.cdc import ContinuousLine
+    from darkfab.agents.line import ContinuousLine
     from darkfab.factory.rtd import GriddedRTD
     _, fast = run_cdc(tmp_path, 10.0, tag="fast")
     monkeypatch.setattr(fm, "SMALL_CELLS", 0)

@@ -1,0 +1,93 @@
+"""Output of a continuous line: units of accepted tablets (totes) with their raw-material
+genealogy, and batches (ICH Q13: by run time or by accepted mass)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+__all__ = ["LineOutput"]
+
+SUSPENDED = "Suspended"
+
+
+@dataclass
+class _Batch:
+    id: str
+    start_s: float
+    accepted_kg: float = 0.0
+    units: int = 0
+
+
+@dataclass
+class _Quality:
+    """API content of each unit of accepted tablets (a composite assay: API mass / mass over
+    the unit's interval, relative to label claim) and diverted mass by cause."""
+
+    n: int = 0
+    sum_c: float = 0.0
+    sum_c2: float = 0.0
+    by_cause: dict[str, float] = field(default_factory=dict)
+
+
+class LineOutput:
+    """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: units and batches."""
+
+    def _emit_units(self, now: float) -> None:
+        m = self.model
+        while self._pending_kg >= self.unit_kg + self.qc_kg and not self._blocked:
+            a, b = self._pending_from, self._routed
+            fractions = self.lot_fractions(max(a, self.lots.valid_from), b)
+            unit = m.material.new_unit(self.product, self.batch.id, a)
+            c = self._pending_api_kg / self._pending_kg / self.api_share
+            self.q.n += 1
+            self.q.sum_c += c
+            self.q.sum_c2 += c * c
+            share = (self.unit_kg + self.qc_kg) / self._pending_kg
+            self._pending_api_kg *= 1.0 - share
+            self._pending_kg -= self.unit_kg + self.qc_kg
+            self.qc_samples_kg += self.qc_kg
+            self._pending_from = b
+            self.units_out += 1
+            self.batch.units += 1
+            m.units_entered(now, 1)
+            for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
+                m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
+                                   frac * self.unit_kg, frac)
+            for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
+                fn(self, unit, fractions, c)
+            m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
+                         self.batch.id)
+            if not self.emit.try_put(unit):
+                ev = self.emit.put(unit)
+                if not ev.triggered:
+                    # the output is full: the line is blocked until the unit goes in
+                    self._blocked = True
+                    if self.running:
+                        self._stop(now, SUSPENDED, "blocked")
+                    ev.callbacks.append(self._unblocked)
+                    return
+
+    def _unblocked(self, _ev) -> None:
+        self._blocked = False
+        self._maybe_restart(self.env.now, "unblocked")
+        self._kick()
+
+    def lot_fractions(self, a: float, b: float) -> dict[Hashable, float]:
+        """Mass fraction of each raw-material lot in the output leaving in [a, b] (s), for
+        times within the retained history (the last ``control_interval_s`` + margins; a unit's
+        lots are written to genealogy.parquet when it is made)."""
+        if b <= a:
+            return {}
+        w0 = self._clock()
+        fr = self.lots.lot_fractions(a, b)
+        self._clocked(w0)
+        return {self._slot_lot[s]: x for s, x in fr.items()}
+
+    def _close_batch(self, now: float) -> None:
+        b = self.batch
+        self.batches.append({"batch": b.id, "start_s": b.start_s, "end_s": now,
+                             "accepted_kg": b.accepted_kg, "units": b.units})
+        self.model.log.record(now, "batch", self.name, -1, "", self.node,
+                              f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units")
+        self.batch = _Batch(self.model.material.new_lot(f"{self.name}-batch"), now)

@@ -1,0 +1,273 @@
+"""The control strategy of a continuous line (ICH Q13): scan the model's predicted API content
+and output flow for excursions from spec, book diversion windows (model and PAT), route the
+output to accepted or diverted, audit the accepted material, and project the next exit from
+spec as a wake-up at its computed time.
+
+Diversion window: material outside [spec_low, spec_high] or leaving at less than
+``min_flow_fraction`` of nominal, padded by ``margin_s`` either side (García-Muñoz et al.
+2018, AIChE J 64:511; Engisch & Muzzio 2016, J Pharm Innov 11:64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from darkfab.factory.diversion import clear_of_limits, out_of_spec_intervals, scan_grid
+
+__all__ = ["ControlStrategy"]
+
+_NO_TIMES = np.zeros(0)
+
+
+class ControlStrategy:
+    """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: scan, divert, route, project."""
+
+    def _content(self, y: np.ndarray) -> np.ndarray:
+        """API content (fraction of label claim) of the output rows ``y`` (kg/s per channel);
+        NaN where the flow is below ``min_flow_fraction`` of nominal."""
+        tot = y.sum(axis=1)
+        thr = self.quality_spec.min_flow_fraction * self.nominal_kg_s
+        api = y[:, self._api_idx[0]] if len(self._api_idx) == 1 else \
+            y[:, self._api_idx].sum(axis=1)
+        if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
+            return api / np.where(tot >= thr, tot, np.nan) / self.api_share
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(tot >= thr, api / tot / self.api_share, np.nan)
+
+    def _scan(self, now: float, route_until: float | None = None,
+              ahead: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Book diversion windows for the elapsed interval: model-predicted content and flow out
+        of spec, and out-of-spec PAT readings available by now. The scan grid, the PAT sample
+        times and (with ``route_until``) the audit grid of the output to be routed next, up to
+        ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
+        evaluates single points). ``ahead``: rows of the feed since the last sync
+        (:meth:`_ahead_rows`; the reference mode's scans between syncs)."""
+        q = self.quality_spec
+        a = max(self._scanned, self.comp.valid_from)
+        scan = now > a
+        step = self._scan_step_s  # the output cannot vary faster: its RTD smooths it
+        sensor = self.sensor
+        ts = scan_grid(a, now, step) if scan else _NO_TIMES
+        pat_ts = (sensor.sample_times(now - sensor.p.delay_s) if scan and sensor is not None
+                  else _NO_TIMES)
+        r0 = self._routed
+        audit = route_until is not None and route_until > r0
+        au_ts = scan_grid(r0, route_until, step) if audit else _NO_TIMES
+        if not (scan or audit):
+            return
+        n1, n2 = ts.size, ts.size + pat_ts.size
+        all_t = np.concatenate([ts, pat_ts, au_ts])
+        out = self.comp.output if ahead is None else (
+            lambda t: self.comp.output_with(t, *ahead))
+        y = out(all_t)
+        c_all = self._content(y)
+        if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
+            true = self._true_content(all_t[n1:], c_all[n1:])
+        if audit:
+            self._audit_samples = (r0, route_until, au_ts, y[n2:].sum(axis=1), true[n2 - n1:])
+        if not scan:
+            return
+        g = lambda ts: self._content(out(ts))  # noqa: E731
+        going_on, self._oos_going_on = self._oos_going_on, False
+        for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
+                                            xtol_s=1e-3, values=c_all[:n1], grid=ts):
+            cause, more = self._cause(lo), ""
+            if going_on and lo <= a:  # the excursion under way at the last scan goes on
+                more = " (continued)"
+            else:
+                self.oos_events += 1
+                if cause == "refill":
+                    self.refill_deviations += 1
+            going_on = False
+            self.gate.add_window(lo - q.margin_s, hi + q.margin_s, cause)
+            self.model.log.record(now, "divert", self.name, -1, "", self.node,
+                                  f"{cause}{more} [{lo:.3f}, {hi:.3f}]")
+            if hi >= now:
+                self._oos_going_on = True
+        if pat_ts.size:
+            x_pat = true[:n2 - n1]  # NaN: flow too low to read
+            readable = np.isfinite(x_pat)
+            t_s, t_av, val = sensor.measure_array(x_pat, notify=self._apart)
+            lost = np.isnan(val)
+            self.pat_samples += int(readable.sum())
+            self.pat_dropouts += int((readable & lost).sum())
+            with np.errstate(invalid="ignore"):
+                oos = readable & ~lost & ((val < q.spec_low) | (val > q.spec_high))
+            for i in np.flatnonzero(oos).tolist():  # in sample order
+                if not self.gate.is_diverting(float(t_av[i])):
+                    self.pat_alarms += 1
+                    self.model.log.record(now, "pat_alarm", self.name, -1, "",
+                                          self.node, f"{float(val[i]):.4f} at "
+                                          f"{float(t_s[i]):.1f}")
+                # back to the last good reading: that material has not reached the
+                # gate yet (lag_s ≥ period + delay)
+                self.gate.add_window(float(t_s[i]) - sensor.p.period_s,
+                                     float(t_av[i]) + q.pat_hold_s, "pat")
+        self._scanned = now
+
+    def _cause(self, t: float) -> str:
+        """Why the output at ``t`` left spec: the line stopped or restarting, a refill in the
+        RTD's reach (its volumetric feed drifts), or another disturbance (feed noise)."""
+        if not self.running:
+            return "stop"
+        if t < self._restarted + self.rtd.tail_s:
+            return "start-up"
+        lag = self.rtd.tail_s
+        while self._refill_windows and self._refill_windows[0][1] < t - 2 * lag:
+            self._refill_windows.popleft()
+        if any(a <= t and b >= t - lag for a, b in self._refill_windows) or any(
+                st.refill_from is not None and st.refill_from <= t for st in self.stations):
+            return "refill"
+        return "disturbance"
+
+    def _route(self, until: float) -> None:
+        """Send the output up to ``until`` to accepted or diverted by the gate's windows (the
+        masses between all window boundaries from one predictor evaluation)."""
+        a = self._routed
+        if until <= a:
+            return
+        cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
+        masses = self.comp.output_masses(cuts)
+        tots = masses.sum(axis=1).tolist()
+        apis = (masses[:, self._api_idx[0]] if len(self._api_idx) == 1
+                else masses[:, self._api_idx].sum(axis=1)).tolist()
+        acc_mask = np.zeros(len(cuts) - 1, dtype=bool)
+        for k, (x, y) in enumerate(zip(cuts[:-1], cuts[1:])):
+            tot = tots[k]
+            self.output_kg += tot
+            cause = self.gate.cause_at(0.5 * (x + y))
+            if cause is None:
+                self.accepted_kg += tot
+                self.api_accepted_kg += apis[k]
+                if self._pending_kg <= 0:
+                    self._pending_from = x
+                self._pending_kg += tot
+                self._pending_api_kg += apis[k]
+                self.batch.accepted_kg += tot
+                self.accepting_s += y - x
+                acc_mask[k] = True
+            else:
+                self.q.by_cause[cause] = self.q.by_cause.get(cause, 0.0) + tot
+                self.diverting_s += y - x
+        if acc_mask.any():
+            self._audit(cuts, acc_mask)
+        self._routed = until
+        self.gate.prune(until)
+
+    def _audit(self, cuts: list[float], accepted: np.ndarray) -> None:
+        """Independent check of accepted material: the content sampled every σ/10 over the
+        routed interval [cuts[0], cuts[-1]] (its own grid, not the scan's; evaluated with the
+        scan, :meth:`_scan`); the mass of every sample that falls in accepted material
+        (the pieces between ``cuts`` with ``accepted`` set) and is outside spec
+        (or at too low a flow) is booked as released out of spec (sample flow × grid step).
+        The control strategy should keep this at zero."""
+        q = self.quality_spec
+        smp = self._audit_samples
+        self._audit_samples = None
+        if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
+            ts = scan_grid(cuts[0], cuts[-1], self._scan_step_s)
+            y = self.comp.output(ts)
+            smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
+                   self._true_content(ts, self._content(y)))
+        _, _, ts, flow, c = smp
+        bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
+        if not bad.any():
+            return
+        piece = np.clip(np.searchsorted(cuts, ts, side="right") - 1, 0, len(cuts) - 2)
+        bad &= accepted[piece]
+        if bad.any():
+            dt = (cuts[-1] - cuts[0]) / (ts.size - 1)
+            self.released_oos_kg += float(flow[bad].sum()) * dt
+            self.released_oos_samples += int(bad.sum())
+
+    def _horizon(self, now: float) -> float:
+        """The latest time of the next due wake-up (:meth:`_quality_due`) as known now."""
+        h = self._full_at + self.control_interval_s
+        if self.running:
+            h = min(h, self._unit_eta)
+        if self.batch_s:
+            h = min(h, self.batch.start_s + self.batch_s)
+        return h
+
+    def _project(self, now: float) -> None:
+        """Schedule the next exit from spec as a wake-up at its computed time: the content predicted
+        from the feed the feeders will deliver with no further command (their own dynamics: noise
+        cells, refills ending, hoppers running down; :meth:`LossInWeightFeeder.projected_blocks`)
+        from the last sync up to the next due wake-up (:meth:`_horizon`), scanned as :meth:`_scan`
+        scans the elapsed interval (σ/10 grid, crossings refined to 1e-3 s). An excursion under way
+        now was booked by the last scan (if not, the exit is now); the first one that begins later
+        is the exit. Run at every due wake-up and whenever the feed changes by command (a refill
+        starting, a stop, a restart: ``_reproject``), so every instant is covered by a projection
+        made before it. The feeders are synced only at due wake-ups and commands, each followed by
+        a projection, so the projected feed is the feed the next sync pushes (exactly, or to
+        rounding in gravimetric mode) and the exit is where the next scan finds it."""
+        self._exit_at = math.inf
+        self._reproject = False
+        h = self._horizon(now)
+        if not h > now:
+            return
+        cuts, comp = self._ahead_rows(h)
+        q = self.quality_spec
+
+        def g(ts: np.ndarray) -> np.ndarray:
+            return self._content(self.comp.output_with(ts, cuts, comp))
+
+        ts = scan_grid(now, h, self._scan_step_s)
+        v = g(ts)
+        if clear_of_limits(v, q.spec_low, q.spec_high):
+            return
+        ok = (v >= q.spec_low) & (v <= q.spec_high)  # NaN: flow too low, out of spec
+        if not ok[0] and not self._oos_going_on and self._scanned < now:
+            # out of spec now and not booked by the last scan: scan now (a due wake-up)
+            self._exit_at = now
+            return
+        j = int(np.argmax(ok))  # past an excursion under way now
+        if not ok[j]:
+            return
+        bad = np.flatnonzero(~ok[j:])
+        k = j + int(bad[0]) if bad.size else ts.size - 1
+        # refine only up to the first sample out of spec (and narrower excursions before it)
+        for lo, _hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
+                                             q.spec_high, self._scan_step_s, xtol_s=1e-3,
+                                             values=v[j:k + 1], grid=ts[j:k + 1]):
+            if lo > now:
+                self._exit_at = lo + 1e-3  # the scan then sees it out of spec
+                break
+
+    def _eta(self, now: float) -> float:
+        """When the next unit of accepted tablets can be complete: the output from the routed
+        time on (now − lag at a due wake-up) at the nominal rate, skipping the diversion
+        windows already booked, must reach what the unit still needs; it is routed lag after it
+        leaves, and another lag is kept as a margin for flows below nominal (a unit goes out
+        at the wake-up after it fills)."""
+        left = max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
+        rate = self.nominal_kg_s
+        t = max(self._routed, now - self.lag_s)
+        for a, b, _ in self.gate.windows:  # sorted by start
+            if b <= t:
+                continue
+            if a > t:
+                if (a - t) * rate >= left:
+                    break
+                left -= (a - t) * rate
+            t = max(t, b)
+        return t + left / rate + 2.0 * self.lag_s + 1e-6
+
+    def _true_content(self, ts: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The true API content at ``ts`` given the model's ``c``: lots with a potency other
+        than 1 (``lot_potency``) carry (1 − potency) × their mass less API than the model
+        (which knows only the feeders' mass flows) assumes."""
+        if not self.lot_potency:
+            return c
+        idx = {k: i for i, k in enumerate(self.lots.channels)}
+        y = self.lots.output(ts)
+        tot = y.sum(axis=1)
+        short = np.zeros_like(tot)
+        for lot, p in self.lot_potency.items():
+            i = idx.get(self._slot_of.get(lot, -1))
+            if i is not None:
+                short += (1.0 - p) * y[:, i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return c - np.where(tot > 0, short / tot, 0.0) / self.api_share
