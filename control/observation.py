@@ -18,7 +18,7 @@ from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
            "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo",
-           "FeederObs", "FeederInfo", "LotObs", "LotView"]
+           "FeederObs", "FeederInfo", "LotObs", "LotView", "Reading", "SetPointInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
                          "command_rejected", "command_lost", "timer", "inspection",
@@ -60,6 +60,27 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Reading:
+    """A process value as an instrument reports it: value, engineering unit, and the time of
+    the reading (s; a sensor's reading may be older than the observation)."""
+
+    value: float
+    unit: str
+    time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetPointInfo:
+    """A set-point a controller may change with ``SetPoint(unit, name, value)``: engineering
+    unit and allowed range (a value outside it is rejected)."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
 class EquipmentObs:
     name: str
     state: State
@@ -70,6 +91,8 @@ class EquipmentObs:
     faults: int  # failures so far in this run
     units_out: int  # units produced after warm-up
     units_good: int  # of which not rejected
+    values: Mapping[str, Reading] = field(  # process values (units of continuous lines)
+        default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +307,9 @@ class PlantInfo:
     """Source, unit, continuous line or buffer -> the buffers, units, lines and sinks it passes
     material to (a source to its buffer, a buffer to the units and lines taking from it, a unit
     to its outputs, a line to its output buffer)."""
+
+    setpoints: Mapping[str, Mapping[str, SetPointInfo]] = field(default_factory=_frozen)
+    """Unit -> the set-points it takes (continuous lines and their units)."""
 
     def upstream(self, unit: str) -> list[str]:
         """Sources, units and lines upstream of ``unit``, farthest first (buffers left out)."""

@@ -226,8 +226,14 @@ class LossInWeightFeeder:
     # --- commands -----------------------------------------------------------------------------
     def set_setpoint(self, t: float, setpoint_kg_s: float) -> None:
         """A new feed set-point from t on (advances to t first; the feed up to t is kept for
-        the next :meth:`advance_blocks`)."""
+        the next :meth:`advance_blocks`). During a refill (volumetric) the frozen screw speed
+        is scaled by the same factor: 0 stops the screw, the refill goes on filling."""
         self.advance_state(t)
+        if self._refill is not None:  # volumetric: the frozen screw speed follows the command
+            R, left, lot, omega = self._refill
+            omega = (omega * setpoint_kg_s / self.setpoint_kg_s if self.setpoint_kg_s > 0
+                     else setpoint_kg_s / self.p.ff(self.mass_kg))
+            self._refill = (R, left, lot, omega)
         self.setpoint_kg_s = float(setpoint_kg_s)
 
     def start_refill(self, t: float, mass_kg: float, rate_kg_s: float,

@@ -112,6 +112,10 @@ class RTDPredictor:
         self._horizon_lag = rtd.tail_s + self.retain_s
 
     # --- input ------------------------------------------------------------------------------
+    def channel(self, key: Hashable) -> int:
+        """The column of channel ``key``, created on first use."""
+        return self._channel(key)
+
     def _channel(self, key: Hashable) -> int:
         i = self._index.get(key)
         if i is None:

@@ -63,6 +63,8 @@ from darkfab.factory.kpis import LogHistogram
 from darkfab.factory.packml import Command, State
 from darkfab.factory.transport import Staging
 
+from .line_control import LineControl
+
 __all__ = ["ControlLoop", "SensorModel", "MAX_DECISIONS_PER_INSTANT"]
 
 MAX_DECISIONS_PER_INSTANT = 10_000
@@ -139,6 +141,7 @@ class ControlLoop:
         self.transport_requests = 0
         # continuous lines with a punch-wear model: observed (Observation.lines) and maintained
         self.lines = {n: ln for n, ln in (lines or {}).items() if ln.wear is not None}
+        self.line_control = LineControl(lines or {}, self._post, model.log.record)
         self.feeders = dict(feeders or {})
         self._stations = {f"{n}.{st.name}": (ln, st) for n, ln in (lines or {}).items()
                           for st in ln.stations if f"{n}.{st.name}" in self.feeders}
@@ -226,6 +229,7 @@ class ControlLoop:
                                outputs=tuple(x for x in self._feeds.get(n, ()) if x != n),
                                batch_size=e.batch_size)
               for n, e in self.equipment.items()}
+        eq.update(self.line_control.equipment_info())
         books = {n: OrderBookInfo(n, b.to.name, b.work_s_per_unit, b.changeover_s,
                                   b.max_in_process) for n, b in self.order_books.items()}
         return PlantInfo(MappingProxyType(eq), tuple(self.buffers), tuple(self.robots),
@@ -234,7 +238,8 @@ class ControlLoop:
                          MappingProxyType(dict(self._info_extra)),
                          order_books=MappingProxyType(books),
                          feeders=MappingProxyType(self.feeders),
-                         feeds=MappingProxyType(dict(self._feeds)))
+                         feeds=MappingProxyType(dict(self._feeds)),
+                         setpoints=MappingProxyType(self.line_control.setpoint_info()))
 
     def start(self) -> None:
         """Subscribe to the units, reset the controller and wake it with a ``start`` event."""
@@ -242,6 +247,7 @@ class ControlLoop:
             eq.subscribe(self._on_unit)
         for book in self.order_books.values():
             book.listeners.append(self._on_order)
+        self.line_control.start(lambda: self.env.now)
         try:
             self.controller.reset(self.plant_info())
         except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
@@ -300,6 +306,10 @@ class ControlLoop:
         if self._wakes is None or kind in self._wakes:
             self._post(Event(self.env.now, kind, name, detail))
 
+    def _line_alarms(self, unit: str) -> tuple[str, ...]:
+        """Active failure modes of a line unit (a line's failures are its press's)."""
+        return ()
+
     def _on_order(self, book, kind: str, order) -> None:
         """An order arrived, started or completed in ``book``."""
         if self._halting:
@@ -346,6 +356,7 @@ class ControlLoop:
             eq[n] = EquipmentObs(n, e.sm.state, e.sm.mode, e.condition.state,
                                  lvl(float(e.input.level)), tuple(self._alarms[n]), e.faults,
                                  e.units_out, e.units_good)
+        eq.update(self.line_control.observe(self.env.now, self._line_alarms))
         bufs = {n: BufferObs(n, lvl(float(b.level)),
                           None if math.isinf(b.capacity) else int(b.capacity))
                 for n, b in self.buffers.items()}
@@ -492,6 +503,9 @@ class ControlLoop:
         if not isinstance(cmd, COMMAND_TYPES):
             return self._reject("plant", type(cmd).__name__, "not a darkfab command", issuer)
         label = type(cmd).__name__
+        if isinstance(cmd, (PackMLCommand, SetPoint)) and cmd.unit in self.line_control:
+            why = self.line_control.apply(cmd, issuer, self.env.now)
+            return True if why is None else self._reject(cmd.unit, label, why, issuer)
         if isinstance(cmd, PackMLCommand):
             eq = self.equipment.get(cmd.unit)
             if eq is None and cmd.unit in self.sources:

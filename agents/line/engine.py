@@ -102,6 +102,7 @@ class HybridFeed:
         if self._lot_pushes:
             self._flush_lots()
         self._synced = now
+        self.flow.prune(min(self.comp.valid_from_theta, self.lots.valid_from_theta))
 
     def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,
                    same: bool) -> None:
@@ -200,6 +201,7 @@ class HybridFeed:
         """Predictor channel for ``lot``: channels are reused once their lot has left every
         hopper and the line (bounded cost over a year of refills)."""
         s = self._slot_of.get(lot)
+        now = self.flow.theta(now)  # in flow time: material stays in a paused line
         if s is None:
             live = {lt for st in self.stations for lt in st.feeder.lots}
             horizon = now - self.rtd.tail_s - self.lots.retain_s

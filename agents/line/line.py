@@ -49,6 +49,7 @@ from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import Sampler
 from darkfab.factory.diversion import DiversionGate
 from darkfab.factory.feeder import LossInWeightFeeder
+from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
@@ -59,6 +60,7 @@ from ..model import PlantModel
 from .engine import HybridFeed
 from .output import LineOutput, _Batch, _Quality
 from .strategy import ControlStrategy
+from .supervision import LineSupervision
 from .wear import PunchMaintenance
 
 __all__ = ["ContinuousLine", "FeederStation", "LineFailure", "QualitySpec"]
@@ -104,7 +106,8 @@ class LineFailure:
     repair_time: Sampler
 
 
-class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, FixedAgent):
+class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, LineSupervision,
+                     FixedAgent):
     """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
     area when robots carry them)."""
 
@@ -113,7 +116,9 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                  sensor: NirSensor | None, quality: QualitySpec, emit: Buffer, product: str,
                  tablets_per_unit: int, batch_s: float | None, batch_kg: float | None,
                  failures: list[LineFailure], control_interval_s: float = 600.0,
-                 qc_tablets_per_unit: int = 0) -> None:
+                 qc_tablets_per_unit: int = 0, blender_speed_rpm: float = 1.0,
+                 blender_speed_exponent: float = 0.0,
+                 setpoint_ranges: dict[str, tuple[float, float]] | None = None) -> None:
         super().__init__(model)
         self.cell = model.node_cell(node)
         self.name, self.node = name, node
@@ -122,6 +127,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.press = press
         self.quality_spec = quality
         self.tablet = press.quality(pressure_pa)
+        self.main_force_n = pressure_pa * math.pi * (press.die_diameter_m / 2.0) ** 2
         self.sensor = sensor
         self.emit = emit
         self.product = product
@@ -132,6 +138,13 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.failures = failures
         self.control_interval_s = control_interval_s
         self.nominal_kg_s = sum(st.setpoint_kg_s for st in stations)
+        nominal_h = 3600.0 * self.nominal_kg_s
+        setpoint_ranges = {"line_rate_kg_h": (0.3 * nominal_h, 1.1 * nominal_h),
+                           "feeder_pct": (50.0, 150.0),
+                           "turret_speed_rpm": (0.3 * press.turret_speed_rpm,
+                                                1.1 * press.turret_speed_rpm),
+                           "blender_speed_rpm": (0.5 * blender_speed_rpm, 2.0 * blender_speed_rpm),
+                           **(setpoint_ranges or {})}
         self.api_share = sum(st.setpoint_kg_s for st in stations
                              if st.component == "api") / self.nominal_kg_s
         self.rtd = line_rtd
@@ -140,13 +153,19 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._one_cell_grid = len({st.feeder.p.noise_period_s for st in stations}) == 1
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
-        retain = control_interval_s + self.lag_s + 60.0  # scans and routing lag behind
-        self.comp = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
+        # scans and routing lag behind, in flow time: at the highest line rate allowed
+        top = max(1.0, setpoint_ranges["line_rate_kg_h"][1] / 3600.0 / self.nominal_kg_s) * max(
+            1.0, (setpoint_ranges["blender_speed_rpm"][1] / blender_speed_rpm)
+            ** blender_speed_exponent)
+        retain = (control_interval_s + self.lag_s + 60.0) * top
+        self.flow = FlowClock(0.0, 1.0)  # the feeders start at their set-points
+        self.comp = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain), self.flow)
         for c in sorted({st.component for st in stations}):
-            self.comp._channel(c)  # fixed channel order
+            self.comp.channel(c)  # fixed channel order
         self._api_idx = [i for i, c in enumerate(self.comp.channels) if c == "api"]
         self._comp_col = [self.comp.channels.index(st.component) for st in stations]
-        self.lots = RTDPredictor(line_rtd, t0=0.0, retain_s=retain)
+        self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain), self.flow,
+                                      strict=False)
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
@@ -213,6 +232,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.breakages = 0
         self.wear_at_breakage: list[float] = []
         self.maintenance_log: list[tuple[float, float, str, float]] = []  # start, dur, kind, wear
+        self._build_units(setpoint_ranges, blender_speed_rpm, blender_speed_exponent,
+                          press.turret_speed_rpm)
 
     # --- the process ------------------------------------------------------------------------
     def run(self):
@@ -393,7 +414,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
 
     def _maybe_restart(self, now: float, why: str) -> None:
         if (not self.running and self._repair_until == math.inf and not self._blocked
-                and all(st.feeder.mode != "starved" for st in self.stations)):
+                and all(st.feeder.mode != "starved" for st in self.stations)
+                and not self._commanded_out()):
             self._restart(now, why)
 
     def _refill(self, st: FeederStation, unit, now: float) -> None:
@@ -448,8 +470,9 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             self.model.log.record(now, done, self.name, -1, "", self.node, name)
             self._repair_until = math.inf
             self._maybe_restart(now, "repaired")
-            if not self.running and name == "maintenance":  # starved or blocked meanwhile
-                self.timer.change(now, SUSPENDED)
+            if not self.running:  # starved, blocked or commanded meanwhile
+                self.timer.change(now, self._standing_state())
+                self._publish_states(now)
 
     def _stop(self, now: float, state: str, reason: str) -> None:
         self._catch_up()  # causes of what left spec before now: with the line running
@@ -462,19 +485,22 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._reason = reason
         self.stops += 1
         self._timed_sync(now)  # feed up to now into the predictors before the set-points change
+        self._set_flow(now, False)  # the hold-up stays in place (flow time stands still)
         for st in self.stations:
             st._next = None
-            st.feeder.set_setpoint(now, 0.0)  # a refill under way finishes at its frozen speed
+            st.feeder.set_setpoint(now, 0.0)  # the screws stop, a refill goes on filling
         self._timed_sync(now)
         self._reproject = True
         self.timer.change(now, state)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{state}: {reason}")
+        self._publish_states(now)
         if self.listeners:
             self._notify("state", state)
 
     def _restart(self, now: float, why: str) -> None:
         self._catch_up()  # causes of what left spec before now: before this restart
         self._timed_sync(now)  # feed up to now into the predictors before the set-points change
+        self._set_flow(now, True)
         for st in self.stations:
             st._next = None
             st.feeder.set_setpoint(now, st.setpoint_kg_s)
@@ -489,6 +515,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             self.gate.add_window(now, now + self.quality_spec.startup_divert_s, "start-up")
         self.timer.change(now, EXECUTE)
         self.model.log.record(now, "line", self.name, -1, "", self.node, f"{EXECUTE}: {why}")
+        self._publish_states(now)
         if self.listeners:
             self._notify("state", EXECUTE)
 

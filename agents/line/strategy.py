@@ -24,11 +24,15 @@ _NO_TIMES = np.zeros(0)
 class ControlStrategy:
     """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: scan, divert, route, project."""
 
-    def _content(self, y: np.ndarray) -> np.ndarray:
-        """API content (fraction of label claim) of the output rows ``y`` (kg/s per channel);
-        NaN where the flow is below ``min_flow_fraction`` of nominal."""
+    def _content(self, y: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """API content (fraction of label claim) of the output rows ``y`` at times ``ts`` (flows
+        per flow-second, :mod:`darkfab.factory.flow_clock`); NaN where the flow is below
+        ``min_flow_fraction`` of the flow at the commanded rate (per flow-second: the nominal
+        flow, ÷ the blender-speed factor when the speed was changed)."""
         tot = y.sum(axis=1)
         thr = self.quality_spec.min_flow_fraction * self.nominal_kg_s
+        if not self.flow.uniform_speed():
+            thr = thr / self.flow.speed_factors(ts)
         api = y[:, self._api_idx[0]] if len(self._api_idx) == 1 else \
             y[:, self._api_idx].sum(axis=1)
         if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
@@ -62,14 +66,15 @@ class ControlStrategy:
         out = self.comp.output if ahead is None else (
             lambda t: self.comp.output_with(t, *ahead))
         y = out(all_t)
-        c_all = self._content(y)
+        c_all = self._content(y, all_t)
         if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
             true = self._true_content(all_t[n1:], c_all[n1:])
-        if audit:
-            self._audit_samples = (r0, route_until, au_ts, y[n2:].sum(axis=1), true[n2 - n1:])
+        if audit:  # flows in kg/s of clock time: × the flow-time rate
+            self._audit_samples = (r0, route_until, au_ts,
+                                   y[n2:].sum(axis=1) * self.flow.rates(au_ts), true[n2 - n1:])
         if not scan:
             return
-        g = lambda ts: self._content(out(ts))  # noqa: E731
+        g = lambda ts: self._content(out(ts), ts)  # noqa: E731
         going_on, self._oos_going_on = self._oos_going_on, False
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
                                             xtol_s=1e-3, values=c_all[:n1], grid=ts):
@@ -90,6 +95,9 @@ class ControlStrategy:
             x_pat = true[:n2 - n1]  # NaN: flow too low to read
             readable = np.isfinite(x_pat)
             t_s, t_av, val = sensor.measure_array(x_pat, notify=self._apart)
+            ok = np.flatnonzero(np.isfinite(val))
+            if ok.size:
+                self.last_nir = (float(t_av[ok[-1]]), float(val[ok[-1]]))
             lost = np.isnan(val)
             self.pat_samples += int(readable.sum())
             self.pat_dropouts += int((readable & lost).sum())
@@ -169,8 +177,8 @@ class ControlStrategy:
         if smp is None or smp[0] != cuts[0] or smp[1] != cuts[-1]:  # not sampled by the scan
             ts = scan_grid(cuts[0], cuts[-1], self._scan_step_s)
             y = self.comp.output(ts)
-            smp = (cuts[0], cuts[-1], ts, y.sum(axis=1),
-                   self._true_content(ts, self._content(y)))
+            smp = (cuts[0], cuts[-1], ts, y.sum(axis=1) * self.flow.rates(ts),
+                   self._true_content(ts, self._content(y, ts)))
         _, _, ts, flow, c = smp
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
         if not bad.any():
@@ -206,13 +214,13 @@ class ControlStrategy:
         self._exit_at = math.inf
         self._reproject = False
         h = self._horizon(now)
-        if not h > now:
+        if not h > now or not self.running:  # a paused line's output stands still
             return
         cuts, comp = self._ahead_rows(h)
         q = self.quality_spec
 
         def g(ts: np.ndarray) -> np.ndarray:
-            return self._content(self.comp.output_with(ts, cuts, comp))
+            return self._content(self.comp.output_with(ts, cuts, comp), ts)
 
         ts = scan_grid(now, h, self._scan_step_s)
         v = g(ts)
@@ -243,7 +251,9 @@ class ControlStrategy:
         leaves, and another lag is kept as a margin for flows below nominal (a unit goes out
         at the wake-up after it fills)."""
         left = max(self.unit_kg + self.qc_kg - self._pending_kg, 0.0)
-        rate = self.nominal_kg_s
+        rate = self.rate_kg_s
+        if rate <= 0.0:
+            return math.inf
         t = max(self._routed, now - self.lag_s)
         for a, b, _ in self.gate.windows:  # sorted by start
             if b <= t:

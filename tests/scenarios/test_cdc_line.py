@@ -144,13 +144,14 @@ def test_same_seed_same_event_log(tmp_path):
 
 def test_slow_robots_starve_the_feeders_and_stop_the_line(tmp_path):
     """Refill containers come late when the robots crawl: hoppers run empty, the line is
-    Suspended, and material around the stops is diverted; the mass balance still closes."""
+    Suspended; the blender and feed-frame hold-up stay in place while it stands (flow time), so
+    nothing is diverted for the stops themselves; the mass balance still closes."""
     _, res = run_cdc(tmp_path, 8.0, ["fleet.speed_empty_m_s=0.02", "fleet.speed_loaded_m_s=0.02",
                                      "fleet.count=1"])
     k = res.summary["continuous_lines"]["cdc"]
     assert k["line_stops"] > 0
     assert k["time_in_state_s"].get("Suspended", 0.0) > 0
-    assert k["diverted_kg_by_cause"].get("stop", 0.0) > 0
+    assert k["diverted_kg_by_cause"].get("stop", 0.0) == 0.0
     assert res.summary["mass_balance_rel_error"] < 1e-9
     assert k["released_out_of_spec_kg"] == 0.0
 

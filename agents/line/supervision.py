@@ -1,0 +1,277 @@
+"""A continuous line under supervision (ISA-95 level 2 over the line's level-1 automation):
+PackML commands to the line and its units with the interlock chain, set-points with ranges,
+process values as readings, and the units' state events.
+
+Commands (:meth:`LineSupervision.command`) follow the PackML command table against each unit's
+state (:mod:`.units`); acting states complete at once. Hold, Stop and Abort take the unit out of
+Execute, which stops the flow of the whole line (the interlock chain: the units upstream of it
+stop with it, in order, the ones downstream are starved); Unhold, Reset + Start and Clear +
+Reset + Start bring it back, and the line restarts — the press first, then the blender and the
+feeders — once no unit is commanded out of Execute and no cause of its own holds it (a failure
+under repair, an empty feeder, a full output). Commands that lead back towards Execute (Reset,
+Start, Unhold, Clear) are refused while a failure of the line is under repair. Suspend and
+Unsuspend are the line's own (starved, blocked) and refused.
+
+Set-points (:meth:`LineSupervision.set_point`), applied without a bump (every feeder at once, so
+the recipe ratio holds through a rate change):
+
+==================  =======================  ====================================================
+unit                set-point                effect
+==================  =======================  ====================================================
+line, press         ``line_rate_kg_h``       every feeder at its ratio × the rate; turret speed
+                                             follows (tablets/h = rate / tablet weight)
+press               ``turret_speed_rpm``     the line rate, in proportion
+feeder              ``setpoint_kg_h``        that feeder's feed (a ratio trim: API content moves)
+blender             ``speed_rpm``            the blender hold-up, H ∝ N^(−b), so the flow time
+==================  =======================  ====================================================
+
+The powder moves in flow time (:mod:`darkfab.factory.flow_clock`): while the line stands, the
+blender and feed-frame hold-up stay in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from darkfab.factory.kpis import StateTimer
+from darkfab.factory.packml import Command, State
+
+from .units import LineUnit, SetPointRange, leader, commanded_after, unit_states
+
+__all__ = ["LineSupervision", "Readings"]
+
+Readings = dict[str, tuple[float, str, float]]
+"""Process values of a unit: name → (value, engineering unit, time of the reading in s)."""
+
+_BACK = frozenset({Command.RESET, Command.START, Command.UNHOLD, Command.CLEAR,
+                   Command.UNSUSPEND})
+_LINE_STATE = {State.HELD: "Held", State.STOPPED: "Stopped", State.IDLE: "Idle",
+               State.ABORTED: "Aborted", State.SUSPENDED: "Suspended"}
+
+
+class LineSupervision:
+    """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: units, commands, set-points."""
+
+    # --- build ----------------------------------------------------------------------------
+    def _build_units(self, ranges: dict[str, tuple[float, float]], blender_speed_rpm: float,
+                     blender_speed_exponent: float, turret_speed_rpm: float) -> None:
+        """The units and their set-point ranges (``ranges``: ``line_rate_kg_h``,
+        ``feeder_pct`` (% of each feeder's nominal feed), ``turret_speed_rpm``,
+        ``blender_speed_rpm``)."""
+        n = self.name
+        lo, hi = ranges["line_rate_kg_h"]
+        rate = SetPointRange("line_rate_kg_h", "kg/h", lo, hi)
+        self.units: list[LineUnit] = []
+        for st in self.stations:
+            a, b = ranges["feeder_pct"]
+            sp = st.setpoint_kg_s * 3600.0
+            self.units.append(LineUnit(f"{n}.{st.name}", "feeder", {"setpoint_kg_h": SetPointRange(
+                "setpoint_kg_h", "kg/h", sp * a / 100.0, sp * b / 100.0)}))
+        s0, s1 = ranges["blender_speed_rpm"]
+        self.units.append(LineUnit(f"{n}.blender", "blender",
+                                   {"speed_rpm": SetPointRange("speed_rpm", "rpm", s0, s1)}))
+        t0, t1 = ranges["turret_speed_rpm"]
+        self.units.append(LineUnit(f"{n}.press", "press", {
+            "line_rate_kg_h": rate,
+            "turret_speed_rpm": SetPointRange("turret_speed_rpm", "rpm", t0, t1)}))
+        self.units.append(LineUnit(f"{n}.pat", "pat", {}))
+        self.units.append(LineUnit(f"{n}.gate", "gate", {}))
+        self.unit_by_name = {u.name: u for u in self.units}
+        self.press_unit = self.unit_by_name[f"{n}.press"]
+        self.line_setpoints = {"line_rate_kg_h": rate}
+        self.blender_speed_rpm = self._speed_ref_rpm = blender_speed_rpm
+        self._speed_exponent = blender_speed_exponent
+        self.turret_speed_ref_rpm = turret_speed_rpm
+        self.unit_timers = {u.name: StateTimer(u.name, State.EXECUTE.value, self.env.now,
+                                               self.model.warmup_s, self.model.states)
+                            for u in self.units}
+        self.unit_subscribers: list[Callable[[str, str, str], None]] = []
+        self.last_nir: tuple[float, float] | None = None  # (time available, content fraction)
+
+    # --- the flow ---------------------------------------------------------------------------
+    @property
+    def rate_kg_s(self) -> float:
+        """The commanded line rate: the feeders' set-points (kg/s)."""
+        return sum(st.setpoint_kg_s for st in self.stations)
+
+    def _set_flow(self, now: float, flowing: bool) -> None:
+        """dθ/dt from ``now`` on (:mod:`darkfab.factory.flow_clock`): (ṁ/ṁ₀)·(N/N₀)^b while
+        the line flows, 0 while it stands."""
+        g = (self.blender_speed_rpm / self._speed_ref_rpm) ** self._speed_exponent
+        self.flow.set_rate(now, self.rate_kg_s / self.nominal_kg_s * g if flowing else 0.0, g)
+
+    def _commanded_out(self) -> bool:
+        return any(u.commanded is not None for u in self.units)
+
+    def _internal_stop(self) -> tuple[LineUnit, State] | None:
+        """The cause of the line's own stop now, if any: a failure or maintenance under repair
+        (press Held), a full output (press Suspended), an empty feeder (Suspended)."""
+        if math.isfinite(self._repair_until):
+            return self.press_unit, State.HELD
+        if self._blocked:
+            return self.press_unit, State.SUSPENDED
+        for st, u in zip(self.stations, self.units):
+            if st.feeder.mode == "starved":
+                return u, State.SUSPENDED
+        return None
+
+    def _standing_state(self) -> str:
+        """The line's state while it does not flow: its most severe commanded state, else that
+        of its own cause, else Suspended."""
+        lead = leader(self.units)
+        if lead is not None:
+            return _LINE_STATE[lead.commanded]
+        cause = self._internal_stop()
+        return _LINE_STATE[cause[1]] if cause is not None else "Suspended"
+
+    def _publish_states(self, now: float) -> None:
+        """Log every unit whose state changed (kind ``state``) — a commanded unit first, then
+        from the press upstream — and tell the subscribers."""
+        cause = self._internal_stop()
+        states = unit_states(self.units, self.running, cause[0] if cause else None,
+                             cause[1] if cause else State.HELD)
+        order = sorted(self.units, key=lambda u: (u.commanded is None, -u.rank))
+        for u in order:
+            new = states[u.name]
+            if new is u.state:
+                continue
+            u.state = new
+            self.unit_timers[u.name].change(now, new.value)
+            self.model.log.record(now, "state", u.name, -1, "", self.node, new.value)
+            for fn in self.unit_subscribers:
+                fn(u.name, "state", new.value)
+
+    # --- commands ---------------------------------------------------------------------------
+    def unit_of(self, name: str) -> LineUnit | None:
+        """The unit ``name`` (the line's own name stands for its press)."""
+        return self.press_unit if name == self.name else self.unit_by_name.get(name)
+
+    def check_command(self, name: str, command: Command) -> str | None:
+        """Why the PackML command to unit ``name`` would be refused now (``None``: legal)."""
+        u = self.unit_of(name)
+        if u is None:
+            return f"unknown unit {name!r}"
+        if command in (Command.SUSPEND, Command.UNSUSPEND):
+            return f"{command.value} is the line's own (starved or blocked), not a command"
+        target = commanded_after(u.state, command)
+        if target is None:
+            return f"{command.value} is not legal in {u.state.value}"
+        if command in _BACK and math.isfinite(self._repair_until):
+            return f"a failure of the line is under repair ({self._repair_name or 'failure'})"
+        if command in _BACK and u.commanded is None:
+            return f"{u.name} is {u.state.value} by interlock or a cause of the line's own"
+        return None
+
+    def command(self, name: str, command: Command, issuer: str) -> str | None:
+        """Apply a PackML command to unit ``name`` now; returns why it is refused, or ``None``."""
+        why = self.check_command(name, command)
+        if why is not None:
+            return why
+        u = self.unit_of(name)
+        assert u is not None
+        target = commanded_after(u.state, command)
+        now = self.env.now
+        self._timed_sync(now)
+        was_running = self.running
+        u.commanded = None if target is State.EXECUTE else target
+        if was_running and u.commanded is not None:
+            self._stop(now, _LINE_STATE[u.commanded], f"{u.name} {command.value} ({issuer})")
+        elif not was_running and not self._commanded_out():
+            self._maybe_restart(now, f"{u.name} {command.value} ({issuer})")
+        if not self.running:
+            state = self._standing_state()
+            if state != self.timer.state:
+                self.timer.change(now, state)
+                self.model.log.record(now, "line", self.name, -1, "", self.node,
+                                      f"{state}: {u.name} {command.value} ({issuer})")
+        self._publish_states(now)
+        self._kick()
+        return None
+
+    # --- set-points -------------------------------------------------------------------------
+    def setpoint_ranges(self) -> dict[str, dict[str, SetPointRange]]:
+        """Unit (and the line) → its set-points with ranges."""
+        out = {u.name: dict(u.setpoints) for u in self.units if u.setpoints}
+        out[self.name] = dict(self.line_setpoints)
+        return out
+
+    def set_point(self, name: str, setpoint: str, value: float) -> str | None:
+        """Change a set-point now, without a bump; returns why it is refused, or ``None``."""
+        u = self.unit_of(name)
+        if u is None:
+            return f"unknown unit {name!r}"
+        spec = (self.line_setpoints if name == self.name else u.setpoints).get(setpoint)
+        if spec is None:
+            have = ", ".join(sorted(self.line_setpoints if name == self.name else u.setpoints))
+            return f"{name} has no set-point {setpoint!r} (it has: {have or 'none'})"
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            return f"{setpoint} must be a finite number"
+        if not spec.low <= value <= spec.high:
+            return f"{setpoint} = {value:g} {spec.unit} is outside [{spec.low:g}, {spec.high:g}]"
+        now = self.env.now
+        self._timed_sync(now)  # the feed up to now at the old set-points
+        if setpoint in ("line_rate_kg_h", "turret_speed_rpm"):
+            kg_s = (value / 3600.0 if setpoint == "line_rate_kg_h"
+                    else self.nominal_kg_s * value / self.turret_speed_ref_rpm)
+            scale = kg_s / self.rate_kg_s
+            for st in self.stations:
+                st.setpoint_kg_s *= scale
+        elif setpoint == "setpoint_kg_h":
+            st = self.stations[self.units.index(u)]
+            st.setpoint_kg_s = value / 3600.0
+        else:  # blender speed_rpm
+            self.blender_speed_rpm = float(value)
+        if self.running:
+            self._set_flow(now, True)
+            for st in self.stations:
+                st._next = None
+                st.feeder.set_setpoint(now, st.setpoint_kg_s)
+            self._timed_sync(now)
+            self._reproject = True
+            self._unit_eta = self._eta(now)
+        self._kick()
+        return None
+
+    @property
+    def turret_speed_rpm(self) -> float:
+        return self.turret_speed_ref_rpm * self.rate_kg_s / self.nominal_kg_s
+
+    # --- process values ---------------------------------------------------------------------
+    def readings(self, now: float) -> dict[str, Readings]:
+        """Every unit's process values now (the line's own name: line totals)."""
+        out: dict[str, Readings] = {}
+        flowing = self.running
+        for st, u in zip(self.stations, self.units):
+            f = st.feeder
+            rate = f.setpoint_kg_s if flowing and f.mode == "gravimetric" else 0.0
+            mass = f.mass_kg if f.mode == "refill" else max(0.0, f.mass_kg - rate * (now - f.t))
+            out[u.name] = {"hopper_mass_kg": (mass, "kg", now),
+                           "feed_rate_kg_h": (3600.0 * f.current_rate_kg_s() if flowing
+                                              else 0.0, "kg/h", f.t),
+                           "setpoint_kg_h": (3600.0 * st.setpoint_kg_s, "kg/h", now)}
+        n = self.name
+        out[f"{n}.blender"] = {"speed_rpm": (self.blender_speed_rpm if flowing else 0.0, "rpm",
+                                             now),
+                               "holdup_kg": (float(self.comp.holdup(now).sum()), "kg", now)}
+        t = self.tablet
+        out[f"{n}.press"] = {
+            "turret_speed_rpm": (self.turret_speed_rpm if flowing else 0.0, "rpm", now),
+            "main_compression_force_kn": (self.main_force_n / 1e3 if flowing else 0.0, "kN", now),
+            "tablet_weight_mg": (t.weight_kg * 1e6, "mg", now),
+            "tablets_per_h": (3600.0 * self.rate_kg_s / t.weight_kg if flowing else 0.0, "1/h",
+                              now),
+            "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now)}
+        if self.last_nir is not None:
+            ta, c = self.last_nir
+            out[f"{n}.pat"] = {"api_content_pct": (100.0 * c, "%", ta)}
+        else:
+            out[f"{n}.pat"] = {}
+        out[f"{n}.gate"] = {"diverting": (1.0 if self.gate.is_diverting(now - self.lag_s)
+                                          else 0.0, "", now),
+                            "accepted_kg": (self.accepted_kg, "kg", now),
+                            "output_kg": (self.output_kg, "kg", now)}
+        out[n] = {"line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now),
+                  "accepted_kg": (self.accepted_kg, "kg", now),
+                  "units_out": (float(self.units_out), "", now)}
+        return out

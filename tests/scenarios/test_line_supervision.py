@@ -1,0 +1,147 @@
+"""The continuous line under supervision: its units in the observation, PackML commands with the
+interlock chain, set-points, and a pause that holds the material in place (flow time)."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from darkfab.scenarios import load_scenario, run_scenario
+
+PROBE = '''
+from darkfab.control import PackMLCommand, WakeUp
+from darkfab.control.commands import SetPoint
+from darkfab.control.supervisor import AutoRecoverySupervisor
+
+class Probe(AutoRecoverySupervisor):
+    """The built-in supervisor, plus: at each (time, commands) of SCRIPT send the commands;
+    record the observation."""
+    SCRIPT = {script!r}
+    seen = []
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.wakes_on = None  # every event
+
+    def reset(self, info):
+        super().reset(info)
+        type(self).info = info
+        type(self).seen = []
+        self.done = set()
+
+    def decide(self, events, obs):
+        out = super().decide(events, obs)
+        if not self.done:
+            out += [WakeUp(t, f"probe:{{t!r}}") for t in sorted(self.SCRIPT)]
+            self.done.add(-1.0)
+        for e in events:
+            if e.kind == "timer" and e.detail.startswith("probe:"):
+                t = float(e.detail[6:])
+                type(self).seen.append((obs.time_s, obs.equipment))
+                for c in self.SCRIPT[t]:
+                    kind, *args = c
+                    out.append(PackMLCommand(*args) if kind == "packml" else SetPoint(*args))
+            if e.kind == "command_rejected":
+                type(self).seen.append(("rejected", e.detail))
+        return out
+'''
+
+
+def _run(tmp_path, controller_module, script, hours, name, extra=()):
+    """Run cdc-line under the probe ``name`` (a module name of its own: imports are cached)."""
+    controller_module(name, PROBE.format(script=script))
+    s = load_scenario("cdc-line", ["scenario.warmup_s=0", f"scenario.horizon_s={hours * 3600.0}",
+                                   f"controller.name={name}:Probe", *extra])
+    res = run_scenario(s, out_dir=tmp_path / name)
+    import importlib
+    return res, importlib.import_module(name).Probe
+
+
+def test_line_units_are_visible_with_setpoints(tmp_path, controller_module):
+    res, probe = _run(tmp_path, controller_module, {3600.0: []}, 2, "probe_visible")
+    info = probe.info
+    units = ["cdc", "cdc.api", "cdc.blender", "cdc.press", "cdc.pat", "cdc.gate"]
+    for u in units:
+        assert u in info.equipment
+    assert info.setpoints["cdc"]["line_rate_kg_h"].unit == "kg/h"
+    lo, hi = info.setpoints["cdc"]["line_rate_kg_h"].low, info.setpoints["cdc"]["line_rate_kg_h"].high
+    assert lo < 54.0 < hi
+    t, eq = probe.seen[0]
+    assert t == 3600.0
+    for u in units:
+        assert eq[u].state.value == "Execute", u
+    v = eq["cdc.press"].values
+    w_kg = v["tablet_weight_mg"].value * 1e-6
+    assert w_kg == pytest.approx(250e-6, rel=1e-3)  # die, fill depth and density of cdc-line
+    assert v["tablets_per_h"].value == pytest.approx(v["line_rate_kg_h"].value / w_kg, rel=1e-9)
+    assert v["main_compression_force_kn"].value > 0
+    assert 0 < eq["cdc.api"].values["hopper_mass_kg"].value
+    assert eq["cdc.pat"].values["api_content_pct"].time_s <= 3600.0
+    assert 90 < eq["cdc.pat"].values["api_content_pct"].value < 110
+
+
+def test_hold_one_hour_moves_no_material(tmp_path, controller_module):
+    """Hold the press for 1 h: every unit upstream stops with it (interlock chain), the hold-up
+    stays in the blender and feed frame (no output, the same hold-up), and the line resumes
+    with it after Unhold; the mass balance closes to 1e-9."""
+    t0, t1 = 4 * 3600.0, 5 * 3600.0
+    script = {t0: [("packml", "cdc.press", "Hold", "test")], t0 + 900.0: [],
+              t1 - 1.0: [], t1: [("packml", "cdc.press", "Unhold", "test")], t1 + 900.0: []}
+    res, probe = _run(tmp_path, controller_module, script, 7, "probe_hold")
+    seen = {t: eq for t, eq in probe.seen if t != "rejected"}
+    a, b = seen[t0 + 900.0], seen[t1 - 1.0]
+    for u in ("cdc.press", "cdc.blender", "cdc.api", "cdc.excipient"):
+        assert a[u].state.value == "Held", (u, a[u].state)
+    assert a["cdc.blender"].values["holdup_kg"].value == pytest.approx(
+        b["cdc.blender"].values["holdup_kg"].value, abs=1e-12)
+    assert a["cdc.blender"].values["holdup_kg"].value > 1.0  # the material stayed in place
+    assert a["cdc.gate"].values["output_kg"].value == b["cdc.gate"].values["output_kg"].value
+    assert seen[t1 + 900.0]["cdc.press"].state.value == "Execute"
+    assert seen[t1 + 900.0]["cdc.gate"].values["output_kg"].value > b["cdc.gate"].values[
+        "output_kg"].value
+    assert res.summary["mass_balance_rel_error"] < 1e-9
+    ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
+    # the interlock chain: the press first, then upstream; back in the same order
+    held = [r["entity"] for r in ev if r["kind"] == "state" and r["time_s"] == t0]
+    assert held[0] == "cdc.press" and held.index("cdc.blender") < held.index("cdc.api")
+    back = [r["entity"] for r in ev if r["kind"] == "state" and r["time_s"] == t1
+            and r["detail"] == "Execute"]
+    assert back.index("cdc.press") < back.index("cdc.blender") < back.index("cdc.api")
+    assert "rejected" not in [x[0] for x in probe.seen]
+
+
+def test_rate_cut_scales_output(tmp_path, controller_module):
+    """Cut the line rate from 54 to 40 kg/h for 8 h: the output over the cut (after the RTD has
+    settled) runs at 40/54 of the output over as long a stretch before it."""
+    t0, t1 = 6 * 3600.0, 14 * 3600.0
+    script = {2 * 3600.0: [], t0: [("sp", "cdc", "line_rate_kg_h", 40.0, "test")],
+              t0 + 3600.0: [], t1: [("sp", "cdc", "line_rate_kg_h", 54.0, "test")],
+              t1 + 1: [], 30 * 3600.0: [("sp", "cdc", "line_rate_kg_h", 500.0, "test")]}
+    res, probe = _run(tmp_path, controller_module, script, 31, "probe_rate")
+    seen = {t: eq for t, eq in probe.seen if t != "rejected"}
+    out = {t: eq["cdc.gate"].values["output_kg"].value for t, eq in seen.items()}
+    ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
+    line = [(r["time_s"], r["detail"].split(":")[0]) for r in ev
+            if r["kind"] == "line" and r["entity"] == "cdc"]
+
+    def flowing_h(a: float, b: float) -> float:  # hours in Execute within [a, b]
+        tot, state, since = 0.0, "Execute", 0.0
+        for t, s in line + [(b, "end")]:
+            if state == "Execute":
+                tot += max(0.0, min(t, b) - max(since, a))
+            state, since = s, t
+        return tot / 3600.0
+
+    # the routed output lags the present by a minute or so; the feeders' noise averages out
+    before = (out[t0] - out[2 * 3600.0]) / flowing_h(2 * 3600.0, t0)  # kg per flowing h
+    during = (out[t1] - out[t0 + 3600.0]) / flowing_h(t0 + 3600.0, t1)
+    assert during / before == pytest.approx(40.0 / 54.0, rel=0.02)
+    v = seen[t0 + 3600.0]["cdc.press"].values
+    assert v["line_rate_kg_h"].value == pytest.approx(40.0, rel=1e-12)
+    assert v["tablets_per_h"].value == pytest.approx(40.0 / (v["tablet_weight_mg"].value * 1e-6),
+                                                     rel=1e-9)
+    rejected = [d for t, d in probe.seen if t == "rejected"]
+    assert len(rejected) == 1 and "outside" in rejected[0]  # 500 kg/h is out of range
+    assert res.summary["mass_balance_rel_error"] < 1e-9
+    k = res.summary["continuous_lines"]["cdc"]
+    assert k["released_out_of_spec_kg"] == 0.0
