@@ -75,6 +75,7 @@ def plant_kpis(plant: Plant, end: float) -> dict:
            if plant.order_books else {}),
         **({"containment": plant.containment.summary()}
            if getattr(plant, "containment", None) is not None else {}),
+        "alarms": m.alarms.kpis(end),
     }
 
 
