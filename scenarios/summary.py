@@ -148,6 +148,13 @@ _UNITS = {"utilization": "1", "availability": "1", "performance": "1", "quality"
           "faults": "count", "commands_rejected": "count"}
 
 
+_ALARM_UNITS = {"raised": "count", "per_hour_per_operator": "1/h",
+                "per_10min_per_operator": "1/(10 min)", "peak_per_window": "count",
+                "floods": "count", "time_in_flood_pct": "%", "windows_over_threshold_pct": "%",
+                "standing_end": "count", "standing_max": "count", "acknowledged": "count",
+                "cleared_unacknowledged": "count", "mean_time_to_acknowledge_s": "s"}
+
+
 def kpi_rows(k: dict) -> list[tuple]:
     """Tidy rows (scope, kpi, value, unit) for ``kpis.parquet``."""
     rows = [
@@ -166,6 +173,9 @@ def kpi_rows(k: dict) -> list[tuple]:
         rows.append((name, "bottleneck_rank", k["bottleneck_ranking"].index(name) + 1, "rank"))
     for name, b in k["buffers"].items():
         rows += [(name, kpi, v, "units") for kpi, v in b.items()]
+    a = k.get("alarms")
+    if a is not None:
+        rows += [("alarms", kpi, a[kpi], unit) for kpi, unit in _ALARM_UNITS.items()]
     for name, o in k.get("orders", {}).items():
         rows += [(name, kpi, v, "s" if kpi.endswith("_s") else "1" if kpi.endswith("fraction")
                   else "count") for kpi, v in o.items() if not isinstance(v, str)]
