@@ -15,6 +15,9 @@ PackML behaviour (ISA-TR88.00.02):
 * acting states last ``acting_state_s[state]`` seconds (default 0) and end on state complete;
 * an illegal command is rejected and logged (``command_rejected``), never applied.
 
+Alarms (ISA-18.2, ``model.alarms``): a failure raises an alarm of priority ``high`` (equipment
+down) whose condition is the failure mode's name; the repair clears it.
+
 Machine-shop idiom: a failure interrupts busy server processes, which keep their remaining work.
 """
 
@@ -453,11 +456,13 @@ class Equipment(FixedAgent):
                 need -= self.operating_time() - t0
             self.faults += env.now >= self.model.warmup_s
             self.model.log.record(env.now, "fault", self.name, -1, "", self.name, mode.name)
+            self._raise_alarm(mode.name, mode.reaction)
             for fn in self._listeners:
                 fn(self, "fault", mode.name)
             self._internal(Command.ABORT if mode.reaction == "abort" else Command.HOLD)
             yield env.timeout(mode.repair_time())
             self.model.log.record(env.now, "repair", self.name, -1, "", self.name, mode.name)
+            self.model.alarms.clear(env.now, self.name, mode.name)
             for fn in self._listeners:
                 fn(self, "repaired", mode.name)
 
@@ -472,6 +477,7 @@ class Equipment(FixedAgent):
         end = env.now + duration_s
         self.faults += env.now >= self.model.warmup_s
         self.model.log.record(env.now, "fault", self.name, -1, "", self.name, name)
+        self._raise_alarm(name, reaction)
         for fn in self._listeners:
             fn(self, "fault", name)
         cmd = Command.ABORT if reaction == "abort" else Command.HOLD
@@ -482,8 +488,14 @@ class Equipment(FixedAgent):
         if env.now < end:
             yield env.timeout(end - env.now)
         self.model.log.record(env.now, "repair", self.name, -1, "", self.name, name)
+        self.model.alarms.clear(env.now, self.name, name)
         for fn in self._listeners:
             fn(self, "repaired", name)
+
+    def _raise_alarm(self, mode: str, reaction: str) -> None:
+        what = "aborted (material scrapped)" if reaction == "abort" else "held"
+        self.model.alarms.raise_alarm(self.env.now, self.name, mode,
+                                      f"{self.name} {what} until repaired", "high")
 
     # --- end of run ------------------------------------------------------------------------
     def finish(self, now: float) -> None:

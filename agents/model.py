@@ -1,5 +1,9 @@
 """The plant model: SimPy clock + Mesa agent registry + plant graph + result recorders.
 
+``model.alarms`` is the plant's alarm system (:class:`~darkfab.factory.alarms.AlarmSystem`,
+ISA-18.2): every alarm source raises and clears its alarms there; it writes ``alarms.parquet``
+and the ``alarm`` / ``alarm_acknowledged`` / ``alarm_cleared`` rows of the event log.
+
 SimPy's ``Environment`` is the only clock; the Mesa ``Model`` only registers agents
 (``model.agents``) and carries the ``Network`` space built over the networkx plant graph.
 """
@@ -11,21 +15,24 @@ import networkx as nx
 import simpy
 from mesa.discrete_space import Network
 
+from darkfab.factory.alarms import AlarmSystem
 from darkfab.factory.kpis import LogHistogram, TimeAverage, Timeseries
 from darkfab.factory.material import LotCounter, MaterialFactory, Unit
 from darkfab.factory.random_streams import RandomStreams
-from darkfab.factory.recorder import (GENEALOGY_SCHEMA, STATES_SCHEMA, TIMESERIES_SCHEMA,
-                                      EventLog, TableWriter)
+from darkfab.factory.recorder import (ALARMS_SCHEMA, GENEALOGY_SCHEMA, STATES_SCHEMA,
+                                      TIMESERIES_SCHEMA, EventLog, TableWriter)
 
 __all__ = ["PlantModel"]
 
 
 class PlantModel(mesa.Model):
-    """Everything the agents share: clock, graph, streams, material ids, logs, plant KPIs."""
+    """Everything the agents share: clock, graph, streams, material ids, logs, alarms, plant
+    KPIs. ``alarm_options``: keyword arguments of :class:`~darkfab.factory.alarms.AlarmSystem`
+    (flood window and threshold, operator positions, standing-alarm age)."""
 
     def __init__(self, graph: nx.DiGraph, streams: RandomStreams, out_dir, run_id: str,
                  warmup_s: float, series_interval_s: float,
-                 batch_rows: int = 65_536) -> None:
+                 batch_rows: int = 65_536, alarm_options: dict | None = None) -> None:
         # Mesa's own RNG is seeded but never used for model randomness (named streams are).
         super().__init__(seed=streams.seed)
         self.env = simpy.Environment()
@@ -43,6 +50,10 @@ class PlantModel(mesa.Model):
         self.series_table = TableWriter(out_dir / "timeseries.parquet", TIMESERIES_SCHEMA,
                                         run_id, rep, batch_rows)
         self.series = Timeseries(series_interval_s, self.series_table)
+        self.alarm_table = TableWriter(out_dir / "alarms.parquet", ALARMS_SCHEMA, run_id, rep,
+                                       batch_rows)
+        self.alarms = AlarmSystem(self.alarm_table, warmup_s=warmup_s, events=self.log,
+                                  **(alarm_options or {}))
         self.extra_writers: list[TableWriter] = []
         self.material = MaterialFactory(self._record_genealogy)
         self.wip = TimeAverage(warmup_s)
@@ -88,7 +99,8 @@ class PlantModel(mesa.Model):
 
     def close(self) -> None:
         """Flush and close every table (safe to call twice, also after an interruption)."""
-        for w in (self.log, self.states, self.genealogy, self.series_table, *self.extra_writers):
+        for w in (self.log, self.states, self.genealogy, self.series_table, self.alarm_table,
+                  *self.extra_writers):
             w.close()
 
     def finish(self, end: float) -> None:
@@ -98,4 +110,5 @@ class PlantModel(mesa.Model):
             if finish is not None:
                 finish(end)
         self.series.finish(end)
+        self.alarms.finish(end)
         self.close()

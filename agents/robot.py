@@ -5,6 +5,9 @@ between. It executes jobs given by the fleet manager (transport, charge, park), 
 planned path step by step, and enters a lane only when the lane and the node at its end have
 room (:class:`~darkfab.factory.occupancy.Occupancy`), so it waits rather than collides when
 others are late. A stall (failure mode counting travel time) stops it on a lane until recovered.
+Alarms (ISA-18.2, ``model.alarms``, priority ``medium``): a stall (condition: the stall mode's
+name; cleared when the robot drives on) and a battery fade found by the battery management
+system after a charge (``battery_fade``: permanent, it stays active).
 A :class:`RobotArm` is a fixed agent that equipment must hold to load or unload (cycle time).
 """
 
@@ -201,8 +204,9 @@ class Amr(CellAgent):
             # the battery management system estimates the state of health from a charge
             self._soh_reported = b.state_of_health
             detail = f"state of health {b.state_of_health:.3f}"
-            self.model.log.record(self.env.now, "alarm", self.name, -1, "", self.node or "",
-                                  f"battery_fade: {detail}")
+            self.model.alarms.raise_alarm(
+                self.env.now, self.name, "battery_fade",
+                f"{detail} (capacity {b.capacity_kwh:.3g} of {b.nominal_kwh:.3g} kWh)", "medium")
             for fn in self.alarm_listeners:
                 fn(self, "battery_fade", detail)
 
@@ -323,12 +327,16 @@ class Amr(CellAgent):
         self.stalled_on = lane.key
         self.model.log.record(self.env.now, "fault", self.name, -1, "", str(lane.key[1:]),
                               mode.name)
+        alarms = self.model.alarms
+        alarms.raise_alarm(self.env.now, self.name, mode.name,
+                           f"stalled on lane {lane.key[1]}-{lane.key[2]}", "medium")
         rec = mode.recovery_time()
         self.fleet.on_stall(self, lane, self.env.now + rec)
         yield self.env.timeout(rec)
         self.stalled_on = None
         self.model.log.record(self.env.now, "repair", self.name, -1, "", str(lane.key[1:]),
                               mode.name)
+        alarms.clear(self.env.now, self.name, mode.name)
 
     def _forced_stall(self, lane):
         name, duration, on_stall, on_end = self._forced  # type: ignore[misc]

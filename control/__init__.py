@@ -4,10 +4,10 @@ commands on equipment); controllers see it through frozen observations (policy A
 
 from .baseline import DoNothing
 from .cautious import CautiousSupervisor
-from .commands import (COMMAND_TYPES, ChangeMode, Charge, Dispatch, Divert, Maintenance,
+from .commands import (COMMAND_TYPES, Acknowledge, ChangeMode, Charge, Dispatch, Divert, Maintenance,
                        PackMLCommand, PlantCommand, Quarantine, Release, Sequence, SetPoint,
                        TransportRequest, WakeUp)
-from .observation import (EVENT_KINDS, BufferObs, EquipmentInfo, EquipmentObs, Event,
+from .observation import (EVENT_KINDS, AlarmObs, BufferObs, EquipmentInfo, EquipmentObs, Event,
                           FeederInfo, FeederObs, LineObs, LotObs, LotView, Observation,
                           OrderBookInfo, OrderObs, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
@@ -21,7 +21,7 @@ __all__ = [
     "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
     "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo", "OrderObs", "OrderBookInfo", "FeederObs", "FeederInfo",
-    "LotObs", "LotView",
+    "LotObs", "LotView", "AlarmObs", "Acknowledge",
     "PlantCommand", "COMMAND_TYPES", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
     "TransportRequest", "Charge", "Maintenance", "Divert", "Quarantine", "Release", "SetPoint",
     "WakeUp",

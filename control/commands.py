@@ -10,7 +10,7 @@ target) or that this plant cannot apply yet is **rejected**: logged in ``events.
 Every command has an optional last field ``reason`` (why the controller decided it); a
 non-empty reason goes to the event log: the ``command`` row's detail is ``"<what>: <reason>"``.
 
-Applied today: :class:`PackMLCommand` (to a unit; Stop and Start also to a source: it stops or
+Applied today: :class:`Acknowledge` (an active alarm), :class:`PackMLCommand` (to a unit; Stop and Start also to a source: it stops or
 resumes releasing material), :class:`ChangeMode`, :class:`WakeUp`, :class:`Maintenance` of a
 continuous line with a punch-wear model (a punch change), the lot dispositions
 :class:`Quarantine`, :class:`Release` and :class:`Divert` (``darkfab.agents.quality``),
@@ -30,7 +30,7 @@ from typing import Union
 
 from darkfab.factory.packml import Command
 
-__all__ = ["PackMLCommand", "ChangeMode", "Dispatch", "Sequence", "TransportRequest", "Charge",
+__all__ = ["Acknowledge", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence", "TransportRequest", "Charge",
            "Maintenance", "Divert", "Quarantine", "Release", "SetPoint", "WakeUp",
            "PlantCommand", "COMMAND_TYPES"]
 
@@ -137,6 +137,18 @@ class SetPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledge:
+    """Acknowledge active alarm ``alarm_id`` (ISA-18.2: the operator has seen it; the alarm
+    stays active until its condition returns to normal). Rejected for an unknown id, an alarm
+    already cleared or one already acknowledged. Logged as a ``command`` row of the alarm's
+    source, detail ``"Acknowledge <id>"``; ``alarms.parquet`` records the time and the
+    controller's name."""
+
+    alarm_id: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WakeUp:
     """Call the controller again at ``at_s`` (simulated seconds) with a ``timer`` event whose
     detail is ``tag``: a controller's only clock."""
@@ -147,5 +159,5 @@ class WakeUp:
 
 
 PlantCommand = Union[PackMLCommand, ChangeMode, Dispatch, Sequence, TransportRequest, Charge,
-                     Maintenance, Divert, Quarantine, Release, SetPoint, WakeUp]
+                     Maintenance, Divert, Quarantine, Release, SetPoint, WakeUp, Acknowledge]
 COMMAND_TYPES = PlantCommand.__args__  # type: ignore[attr-defined]

@@ -18,13 +18,16 @@ from darkfab.factory.packml import State
 
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
            "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo",
-           "FeederObs", "FeederInfo", "LotObs", "LotView", "Reading", "SetPointInfo"]
+           "FeederObs", "FeederInfo", "LotObs", "LotView", "AlarmObs", "Reading",
+           "SetPointInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
                          "command_rejected", "command_lost", "timer", "inspection",
                          "order", "order_release", "order_complete",
                          # fault recovery and containment
-                         "watchdog", "quality", "lot"})
+                         "watchdog", "quality", "lot",
+                         # alarms (ISA-18.2)
+                         "alarm", "alarm_cleared"})
 """``start``: the run begins, or the controller is back after an outage (detail ``resume``;
 source ``plant``); ``state``: a unit entered a PackML state
 (detail: the state); ``fault``: a failure mode struck (detail: its name); ``repaired``: it was
@@ -43,7 +46,11 @@ unit; detail ``"<state> <seconds> s"``), once per stall; ``quality``: the qualit
 a raw-material lot (source: the continuous line; detail: the raw-material lot) after an
 out-of-spec PAT excursion the line's model does not explain, or an out-of-spec QC assay of a unit
 containing it; ``lot``: a continuous line added a unit to an output lot (source: the output lot,
-detail: the line), its records are in ``Observation.lots``."""
+detail: the line), its records are in ``Observation.lots``;
+``alarm`` / ``alarm_cleared``: an alarm was raised / returned to normal (source: the alarm's
+source — a unit, robot, charger, line unit or ``plant``; detail ``"<id> <condition>: <text>"``,
+the id to :class:`~darkfab.control.commands.Acknowledge` it); the active alarms are in
+``Observation.alarms``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +228,20 @@ class FeederObs:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmObs:
+    """An active alarm (ISA-18.2) as the alarm list shows it; see ``darkfab.factory.alarms``.
+    Priorities: critical, high, medium, low."""
+
+    id: int  # acknowledge it by this id
+    source: str  # unit, robot, charger node, line unit or "plant"
+    condition: str  # machine name: a failure mode, "battery_fade", "controller_offline", ...
+    priority: str
+    text: str
+    raised_s: float
+    acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
 class QualityObs:
     units_completed: int  # good units that left the plant after warm-up
     units_scrapped: int  # rejected or scrapped after warm-up
@@ -245,6 +266,8 @@ class Observation:
     feeders: Mapping[str, FeederObs] = field(default_factory=_frozen)
     # --- quality records (issue #5): output lots of continuous lines, read-only -----------
     lots: LotView = field(default_factory=lambda: _NO_LOTS)
+    # --- alarms (ISA-18.2): the active alarms, id -> AlarmObs in raising order -------------
+    alarms: Mapping[int, AlarmObs] = field(default_factory=_frozen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
-    "TRANSPORT_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
+    "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
     "EventLog", "write_table",
 ]
 
@@ -35,7 +35,10 @@ EVENTS_SCHEMA = pa.schema(_RUN + [
 ])
 """Event log. ``kind`` is one of: create, load, consume, produce, unload, complete, scrap, state,
 command, command_rejected, fault, repair, changeover, mode, controller_fault (the controller raised:
-detail is the cause). Units in the plant at any time =
+detail is the cause), alarm / alarm_acknowledged / alarm_cleared (written by the alarm system,
+:mod:`darkfab.factory.alarms`: entity is the alarm's source; location is its priority, or who
+acknowledged it; detail ``"<condition>: <text>"`` when raised, else the condition). Units in
+the plant at any time =
 create + produce − consume − complete − scrap so far."""
 
 STATES_SCHEMA = pa.schema(_RUN + [
@@ -84,6 +87,20 @@ TRANSPORT_SCHEMA = pa.schema(_RUN + [
 ])
 """Transport tasks: one row per task when delivered, or at the end of the run if still open."""
 
+ALARMS_SCHEMA = pa.schema(_RUN + [
+    pa.field("id", pa.int64(), nullable=False),  # 1, 2, 3 ... in order of raising
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("condition", pa.string(), nullable=False),
+    pa.field("priority", pa.string(), nullable=False),  # critical, high, medium or low
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("raised_s", pa.float64(), nullable=False),
+    pa.field("acknowledged_s", pa.float64(), nullable=True),  # null: never acknowledged
+    pa.field("acknowledged_by", pa.string(), nullable=True),
+    pa.field("cleared_s", pa.float64(), nullable=True),  # null: still active at the end
+])
+"""Alarm records (ISA-18.2, :mod:`darkfab.factory.alarms`): one row per alarm, written when it
+clears (rows are in order of clearing), or at the end of the run if it is still active."""
+
 KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name
     pa.field("kpi", pa.string(), nullable=False),
@@ -94,7 +111,7 @@ KPIS_SCHEMA = pa.schema(_RUN + [
 DICTIONARY_COLUMNS = frozenset({
     "run_id", "replication", "kind", "entity", "product", "location", "state",
     "child_product", "equipment", "origin", "destination", "pickup_node", "drop_node", "robot",
-    "status", "scope", "kpi", "unit",
+    "status", "scope", "kpi", "unit", "source", "condition", "priority", "acknowledged_by",
 })
 """Columns with few distinct values (names, kinds, states), written dictionary-encoded in every
 table; the others (times, ids, ``detail``, ``parent_lot``, values) are written plain."""

@@ -93,7 +93,8 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     streams = RandomStreams(seed, replication)
     warmup = s.scenario.warmup_s
     interval = s.scenario.series_interval_s or s.scenario.horizon_s / 500.0
-    model = PlantModel(s.graph(), streams, out_dir, run_id, warmup, interval, batch_rows)
+    model = PlantModel(s.graph(), streams, out_dir, run_id, warmup, interval, batch_rows,
+                       alarm_options=s.alarms.model_dump())
 
     def sampler(name, spec):
         return spec.sampler(name, streams.stream(name))

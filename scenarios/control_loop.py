@@ -35,6 +35,16 @@ a fresh observation. *Extra latency* delays the commands decided while it lasts;
 loss* drops each command applied while it lasts with a probability (its own random stream):
 the plant logs ``command_lost`` and, after :data:`ACK_TIMEOUT_S` without acknowledgement,
 posts a ``command_lost`` event to the controller so that it can retry.
+
+Alarms (ISA-18.2, ``model.alarms``): the loop subscribes to the plant's alarm system and posts
+``alarm`` and ``alarm_cleared`` events (source: the alarm's source; detail
+``"<id> <condition>: <text>"``); ``Observation.alarms`` holds the active alarms; an
+:class:`~darkfab.control.commands.Acknowledge` is applied through
+:meth:`~darkfab.factory.alarms.AlarmSystem.acknowledge` (refused: ``command_rejected`` with the
+reason). The loop raises the communication alarms itself: ``controller_offline`` (source
+``plant``, high; cleared when it is back), ``command_lost`` (source: the command's target,
+medium; cleared when a later command to that target is applied) and ``command_latency``
+(source ``plant``, low; cleared by the next command applied on time).
 """
 
 from __future__ import annotations
@@ -49,10 +59,10 @@ import numpy as np
 
 from darkfab.agents.equipment import Equipment
 from darkfab.agents.flow import Source
-from darkfab.control import (COMMAND_TYPES, BufferObs, ChangeMode, Controller, ControllerFault,
+from darkfab.control import (COMMAND_TYPES, AlarmObs, BufferObs, ChangeMode, Controller, ControllerFault,
                              EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
                              PlantInfo, QualityObs, RobotObs, WakeUp)
-from darkfab.control.commands import (Charge, Dispatch, Divert, Maintenance, Quarantine, Release,
+from darkfab.control.commands import (Acknowledge, Charge, Dispatch, Divert, Maintenance, Quarantine, Release,
                                       Sequence, SetPoint, TransportRequest)
 from darkfab.control.observation import (FeederInfo, FeederObs, LineObs, LotView, OrderBookInfo,
                                          OrderObs)
@@ -248,6 +258,7 @@ class ControlLoop:
         for book in self.order_books.values():
             book.listeners.append(self._on_order)
         self.line_control.start(lambda: self.env.now)
+        self.model.alarms.subscribe(self._on_alarm)
         try:
             self.controller.reset(self.plant_info())
         except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
@@ -307,8 +318,20 @@ class ControlLoop:
             self._post(Event(self.env.now, kind, name, detail))
 
     def _line_alarms(self, unit: str) -> tuple[str, ...]:
-        """Active failure modes of a line unit (a line's failures are its press's)."""
-        return ()
+        """Conditions of the active alarms of a line unit (the line's own name: its press's
+        and its own)."""
+        ln = self.line_control.line_of[unit]
+        sources = (unit, ln.name, ln.press_unit.name) if unit in (ln.name, ln.press_unit.name) \
+            else (unit,)
+        return tuple(a.condition for s in sources for a in self.model.alarms.active(s))
+
+    def _on_alarm(self, kind: str, alarm) -> None:
+        """An alarm was raised or cleared (acknowledgements are the controller's own)."""
+        if kind == "alarm_acknowledged" or self.fault is not None or self._halting:
+            return
+        if self._wakes is None or kind in self._wakes:
+            self._post(Event(self.env.now, kind, alarm.source,
+                             f"{alarm.id} {alarm.condition}: {alarm.text}"))
 
     def _on_order(self, book, kind: str, order) -> None:
         """An order arrived, started or completed in ``book``."""
@@ -388,11 +411,14 @@ class ControlLoop:
             coming = dock.reserved + (sg.requested if sg is not None else 0)
             feeders[fn] = FeederObs(fn, mass, f.p.m_low_kg, f.p.m_high_kg, rate, f.mode,
                                     dock.level + (st.held_unit is not None), coming)
+        alarms = {a.id: AlarmObs(a.id, a.source, a.condition, a.priority, a.text, a.raised_s,
+                                 a.acknowledged_s is not None) for a in m.alarms.active()}
         return Observation(self.env.now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
                            QualityObs(m.units_completed, m.units_scrapped),
                            MappingProxyType(lines), orders=MappingProxyType(orders),
-                           feeders=MappingProxyType(feeders), lots=self._lots)
+                           feeders=MappingProxyType(feeders), lots=self._lots,
+                           alarms=MappingProxyType(alarms))
 
     # --- decisions ------------------------------------------------------------------------
     def _decide(self, events: list[Event], obs: Observation) -> None:
@@ -431,14 +457,14 @@ class ControlLoop:
 
     def _apply_late(self, cmds: list, latency: float) -> None:
         """Commands delayed by a latency fault: the plant notices the late acknowledgement."""
-        self.model.log.record(self.env.now, "alarm", "plant", -1, "", self.name,
-                              f"command_latency: {len(cmds)} command(s) {latency:g} s after the"
-                              " decision")
+        self.model.alarms.raise_alarm(self.env.now, "plant", "command_latency",
+                                      f"{len(cmds)} command(s) applied {latency:g} s after the "
+                                      "decision", "low")
         for fn in self.fault_listeners:
             fn("command_latency", f"{latency:g} s")
-        self._apply_all(cmds)
+        self._apply_all(cmds, late=True)
 
-    def _apply_all(self, cmds: list) -> None:
+    def _apply_all(self, cmds: list, late: bool = False) -> None:
         if self.fault is not None:
             return
         if self._offline:  # lost in transit: the controller went offline
@@ -447,11 +473,16 @@ class ControlLoop:
                 self.model.log.record(self.env.now, "command_lost", _target(c), -1, "",
                                       self.name, f"{type(c).__name__}: controller offline")
             return
+        alarms = self.model.alarms
+        now = self.env.now
+        if not late:  # commands arrive on time again
+            alarms.clear(now, "plant", "command_latency")
         loss = self._loss
         for c in cmds:
             if loss is not None and loss[1].random() < loss[0]:
                 self._lose(c)
                 continue
+            alarms.clear(now, _target(c), "command_lost")  # the target hears commands again
             self.apply(c)
 
     def _lose(self, cmd: Any) -> None:
@@ -462,8 +493,9 @@ class ControlLoop:
         self.model.log.record(self.env.now, "command_lost", target, -1, "", self.name, what)
 
         def timeout(_e) -> None:
-            self.model.log.record(self.env.now, "alarm", target, -1, "", self.name,
-                                  f"command_lost: {what} not acknowledged")
+            self.model.alarms.raise_alarm(self.env.now, target, "command_lost",
+                                          f"{what} not acknowledged within {ACK_TIMEOUT_S:g} s",
+                                          "medium")
             for fn in self.fault_listeners:
                 fn("command_lost", f"{target}: {what}")
             if self.fault is None and not self._halting:
@@ -480,13 +512,12 @@ class ControlLoop:
         self._offline = offline
         if offline:
             self._pending.clear()
-            self.model.log.record(now, "alarm", "plant", -1, "", self.name,
-                                  "controller_offline: heartbeat lost")
+            self.model.alarms.raise_alarm(now, "plant", "controller_offline",
+                                          f"{self.name}: heartbeat lost", "high")
             for fn in self.fault_listeners:
                 fn("controller_offline", self.name)
         else:
-            self.model.log.record(now, "alarm_cleared", "plant", -1, "", self.name,
-                                  "controller_offline")
+            self.model.alarms.clear(now, "plant", "controller_offline")
             if self.fault is None and not self._halting:
                 self._post(Event(now, "start", "plant", "resume"))
 
@@ -541,6 +572,8 @@ class ControlLoop:
             self._feedback.append(Event(self.env.now, "command_rejected", cmd.unit,
                                         f"mode {cmd.mode} in {eq.state.value}"))
             return False
+        if isinstance(cmd, Acknowledge):
+            return self._acknowledge(cmd, label, issuer)
         if isinstance(cmd, WakeUp):
             if not math.isfinite(cmd.at_s) or cmd.at_s < self.env.now:
                 return self._reject("plant", label, f"time {cmd.at_s} is in the past", issuer)
@@ -578,6 +611,20 @@ class ControlLoop:
         if isinstance(cmd, (Quarantine, Release, Divert)) and self.containment is not None:
             return self._dispose(cmd, label, issuer)
         return self._unsupported(cmd, label, issuer)
+
+    def _acknowledge(self, cmd: Acknowledge, label: str, issuer: str) -> bool:
+        """Acknowledge an active alarm (ISA-18.2); logged as a ``command`` row of the alarm's
+        source, detail ``"Acknowledge <id>[: <reason>]"``."""
+        alarms = self.model.alarms
+        a = alarms.get(cmd.alarm_id)
+        why = alarms.refusal(cmd.alarm_id)
+        if why is not None:
+            return self._reject(a.source if a is not None else "plant", label, why, issuer)
+        assert a is not None
+        self.model.log.record(self.env.now, "command", a.source, -1, "", issuer,
+                              f"Acknowledge {a.id}" + (f": {cmd.reason}" if cmd.reason else ""))
+        alarms.acknowledge(self.env.now, a.id, issuer)
+        return True
 
     def _apply_release(self, cmd: Dispatch | Sequence, label: str, issuer: str) -> bool:
         """A release rule or an order sequence for an order book."""

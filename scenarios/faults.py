@@ -108,7 +108,8 @@ class FaultRecord:
 
 class PatWatchdog:
     """Watches a line's NIR readings: ``pat_signal_lost`` after 3 lost readings in a row (an
-    alarm in the event log), and passes every reading's verdict to the campaign."""
+    alarm of priority ``high`` in ``model.alarms``, source: the line; cleared by the next
+    reading), and passes every reading's verdict to the campaign."""
 
     def __init__(self, line, campaign: "FaultCampaign") -> None:
         self.line = line
@@ -131,7 +132,7 @@ class PatWatchdog:
                 self.lost_in_row = 0
                 self.ok_in_row += n
             return
-        log = self.line.model.log.record
+        alarms = self.line.model.alarms
         now = self.line.env.now
         for m in readings:
             if not math.isfinite(m.true_value):
@@ -141,14 +142,14 @@ class PatWatchdog:
                 self.ok_in_row = 0
                 if self.lost_in_row == _PAT_LOST_IN_ROW:
                     self.signal_lost = True
-                    log(now, "alarm", self.line.name, -1, "", self.line.node,
-                        f"pat_signal_lost: at {m.available_s:.1f}")
+                    alarms.raise_alarm(now, self.line.name, "pat_signal_lost",
+                                       f"{_PAT_LOST_IN_ROW} NIR readings lost in a row, the "
+                                       f"last due at {m.available_s:.1f} s", "high")
                     self.campaign.notify(self.line.name, "pat_signal_lost", m.available_s)
                 continue
             if self.signal_lost:
                 self.signal_lost = False
-                log(now, "alarm_cleared", self.line.name, -1, "", self.line.node,
-                    f"pat_signal_lost: at {m.available_s:.1f}")
+                alarms.clear(now, self.line.name, "pat_signal_lost")
             self.lost_in_row = 0
             if self.low <= m.value <= self.high:
                 self.ok_in_row += 1
@@ -370,13 +371,12 @@ class FaultCampaign:
         fleet = self.plant.fleet
         rec.manifested_s = self.env.now
         fleet.set_charger_out(spec.target, True)
-        self.model.log.record(self.env.now, "alarm", spec.target, -1, "", "fleet",
-                              "charger_fault: out of service")
+        self.model.alarms.raise_alarm(self.env.now, spec.target, "charger_fault",
+                                      "charger out of service", "medium")
         self._detect(rec, self.env.now, "charger fault signal")
         yield self.env.timeout(spec.duration_s)
         fleet.set_charger_out(spec.target, False)
-        self.model.log.record(self.env.now, "alarm_cleared", spec.target, -1, "", "fleet",
-                              "charger_fault")
+        self.model.alarms.clear(self.env.now, spec.target, "charger_fault")
         self._clear(rec)
         while fleet._charge_queue:
             yield self.env.timeout(60.0)

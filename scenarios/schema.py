@@ -20,7 +20,7 @@ from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
 __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
-           "Fault", "FAULT_MODES", "VerificationSpec",
+           "Fault", "FAULT_MODES", "VerificationSpec", "AlarmSpec",
            "transport_hops", "JobShopMeta", "JobShopSpec", "JobShopScenario", "jobshop_errors",
            "JOBSHOP_SCHEDULERS"]
 
@@ -722,6 +722,18 @@ FAULT_MODES = ("breakdown", "robot_stall", "battery_fade", "charger_outage", "se
                "supervisor_outage", "command_latency", "command_loss")
 
 
+class AlarmSpec(Strict):
+    """Alarm management (ISA-18.2, EEMUA 191) figures in ``summary.json``: a flood is more than
+    ``flood_threshold`` alarms raised within ``flood_window_s``; rates are per operator
+    position; an alarm active for ``standing_after_s`` or longer is standing. The defaults are
+    EEMUA 191's: 10 alarms in 10 minutes for one operator, standing after a day."""
+
+    flood_window_s: PositiveFloat = 600.0
+    flood_threshold: PositiveInt = 10
+    operator_positions: PositiveInt = 1
+    standing_after_s: PositiveFloat = 86_400.0
+
+
 class VerificationSpec(Strict):
     """Rules of the verification report (``verification.json``)."""
 
@@ -744,6 +756,7 @@ class Scenario(Strict):
     controller: ControllerSpec = ControllerSpec()
     continuous_lines: dict[Name, ContinuousLineSpec] = {}
     faults: list[Fault] = []
+    alarms: AlarmSpec = AlarmSpec()
     verification: VerificationSpec = VerificationSpec()
 
     def graph(self, lanes_only: bool = False) -> nx.DiGraph:

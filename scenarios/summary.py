@@ -75,6 +75,7 @@ def plant_kpis(plant: Plant, end: float) -> dict:
            if plant.order_books else {}),
         **({"containment": plant.containment.summary()}
            if getattr(plant, "containment", None) is not None else {}),
+        "alarms": m.alarms.kpis(end),
     }
 
 
@@ -147,6 +148,13 @@ _UNITS = {"utilization": "1", "availability": "1", "performance": "1", "quality"
           "faults": "count", "commands_rejected": "count"}
 
 
+_ALARM_UNITS = {"raised": "count", "per_hour_per_operator": "1/h",
+                "per_10min_per_operator": "1/(10 min)", "peak_per_window": "count",
+                "floods": "count", "time_in_flood_pct": "%", "windows_over_threshold_pct": "%",
+                "standing_end": "count", "standing_max": "count", "acknowledged": "count",
+                "cleared_unacknowledged": "count", "mean_time_to_acknowledge_s": "s"}
+
+
 def kpi_rows(k: dict) -> list[tuple]:
     """Tidy rows (scope, kpi, value, unit) for ``kpis.parquet``."""
     rows = [
@@ -165,6 +173,9 @@ def kpi_rows(k: dict) -> list[tuple]:
         rows.append((name, "bottleneck_rank", k["bottleneck_ranking"].index(name) + 1, "rank"))
     for name, b in k["buffers"].items():
         rows += [(name, kpi, v, "units") for kpi, v in b.items()]
+    a = k.get("alarms")
+    if a is not None:
+        rows += [("alarms", kpi, a[kpi], unit) for kpi, unit in _ALARM_UNITS.items()]
     for name, o in k.get("orders", {}).items():
         rows += [(name, kpi, v, "s" if kpi.endswith("_s") else "1" if kpi.endswith("fraction")
                   else "count") for kpi, v in o.items() if not isinstance(v, str)]

@@ -95,8 +95,8 @@ def test_battery_fade_is_permanent_and_found_after_the_next_charge(tmp_path):
                                   'fraction=0.4}', hours=24)
     r = res.plant.robots["amr-1"].battery
     assert r.capacity_kwh == pytest.approx(0.6 * r.nominal_kwh)
-    alarm = ev[(ev.entity == "amr-1") & (ev.kind == "alarm")]
-    assert alarm.detail.str.startswith("battery_fade").tolist() == [True]
+    alarm = ev[(ev.entity == "amr-1") & (ev.kind == "alarm")]  # stalls raise alarms too
+    assert alarm.detail.str.startswith("battery_fade").sum() == 1
     charge = ev[(ev.entity == "amr-1") & (ev.kind == "robot") & (ev.detail == "charging")
                 & (ev.time_s > T0)]
     assert f["detected_s"] > charge.time_s.min()  # at the end of that charge
