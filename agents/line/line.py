@@ -408,6 +408,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                 self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
                                       f"{f.mass_kg:.3f} kg")
             elif kind == "empty" or f.mode == "starved":
+                self._alarm(now, st.name, "hopper_empty", f"{st.name} hopper empty: the line "
+                            "is Suspended", "high")
                 if self.running:
                     self._stop(now, SUSPENDED, f"{st.name} empty")
         self._maybe_restart(now, "refilled")
@@ -424,6 +426,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             st._next = None
             self.model.log.record(now, "alarm", st.name, unit.id, unit.product, self.node,
                                   "refill_failed")
+            self._alarm(now, st.name, "refill_failed", f"refill of {st.name} failed: "
+                        f"container {unit.id} waits at the feeder", "high")
             self._notify("alarm", f"{st.name}: refill_failed")
             return
         potency = self.next_potency.pop(st.name, None)
@@ -437,6 +441,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._clocked(w0)
         st.refills += 1
         st.delivered_kg += mass
+        self._alarm_clear(now, st.name, "hopper_empty")
         st._next = None
         st.waiting_since = None
         st.refill_from = now
@@ -462,12 +467,15 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                 self._repair_until = now + self.failures[i].repair_time()
                 self.model.log.record(now, "fault", self.name, -1, "", self.node,
                                       self.failures[i].name)
+                self._alarm(now, "press", self.failures[i].name,
+                            f"line failure {self.failures[i].name}: the line is Held")
                 return
         if not self.running and now >= self._repair_until - 1e-9:
             name, self._repair_name = (self._repair_name
                                        or self.failures[self._fail_i].name), None
             done = "maintenance_done" if name == "maintenance" else "repair"
             self.model.log.record(now, done, self.name, -1, "", self.node, name)
+            self._alarm_clear(now, "press", name)
             self._repair_until = math.inf
             self._maybe_restart(now, "repaired")
             if not self.running:  # starved, blocked or commanded meanwhile
@@ -539,6 +547,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._repair_until = max(base, now + duration_s)
         self._repair_name = name
         self.model.log.record(now, "fault", self.name, -1, "", self.node, name)
+        self._alarm(now, "press", name, f"breakdown {name}: the line is Held")
         self._kick()
 
     def set_refill_blocked(self, feeder: str, blocked: bool) -> None:
@@ -546,6 +555,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         st = next(x for x in self.stations if x.name == feeder)
         st.refill_blocked = blocked
         if not blocked:
+            self._alarm_clear(self.env.now, st.name, "refill_failed")
             self._kick()
 
     # --- end of run -------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class ControlStrategy:
                 more = " (continued)"
             else:
                 self.oos_events += 1
+                self._alarm(now, "", "predicted_oos", f"predicted API content or flow out of "
+                            f"spec from {lo:.1f} s ({cause}): diverting", "medium")
                 if cause == "refill":
                     self.refill_deviations += 1
             going_on = False
@@ -98,6 +100,8 @@ class ControlStrategy:
             ok = np.flatnonzero(np.isfinite(val))
             if ok.size:
                 self.last_nir = (float(t_av[ok[-1]]), float(val[ok[-1]]))
+                if q.spec_low <= self.last_nir[1] <= q.spec_high:  # back in spec
+                    self._alarm_clear(now, "pat", "api_content_oos")
             lost = np.isnan(val)
             self.pat_samples += int(readable.sum())
             self.pat_dropouts += int((readable & lost).sum())
@@ -106,6 +110,9 @@ class ControlStrategy:
             for i in np.flatnonzero(oos).tolist():  # in sample order
                 if not self.gate.is_diverting(float(t_av[i])):
                     self.pat_alarms += 1
+                    self._alarm(now, "pat", "api_content_oos",
+                                f"NIR API content {100 * float(val[i]):.2f} % at "
+                                f"{float(t_s[i]):.1f} s, outside the spec", "critical")
                     self.model.log.record(now, "pat_alarm", self.name, -1, "",
                                           self.node, f"{float(val[i]):.4f} at "
                                           f"{float(t_s[i]):.1f}")
@@ -113,6 +120,8 @@ class ControlStrategy:
                 # gate yet (lag_s ≥ period + delay)
                 self.gate.add_window(float(t_s[i]) - sensor.p.period_s,
                                      float(t_av[i]) + q.pat_hold_s, "pat")
+        if not self._oos_going_on:
+            self._alarm_clear(now, "", "predicted_oos")
         self._scanned = now
 
     def _cause(self, t: float) -> str:

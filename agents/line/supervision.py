@@ -142,6 +142,16 @@ class LineSupervision:
             for fn in self.unit_subscribers:
                 fn(u.name, "state", new.value)
 
+    # --- alarms (ISA-18.2, :mod:`darkfab.factory.alarms`) ----------------------------------
+    def _alarm(self, now: float, unit: str, condition: str, text: str,
+               priority: str = "high") -> None:
+        """Raise an alarm of unit ``<line>.<unit>`` (``unit`` ""; the line itself)."""
+        self.model.alarms.raise_alarm(now, f"{self.name}.{unit}" if unit else self.name,
+                                      condition, text, priority)
+
+    def _alarm_clear(self, now: float, unit: str, condition: str) -> None:
+        self.model.alarms.clear(now, f"{self.name}.{unit}" if unit else self.name, condition)
+
     # --- commands ---------------------------------------------------------------------------
     def unit_of(self, name: str) -> LineUnit | None:
         """The unit ``name`` (the line's own name stands for its press)."""

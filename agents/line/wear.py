@@ -37,6 +37,8 @@ class PunchMaintenance:
         self._repair_until = now + self.breakage_repair_s
         self._repair_name = "punch breakage"
         self.model.log.record(now, "fault", self.name, -1, "", self.node, "punch breakage")
+        self._alarm(now, "press", "punch breakage", "punch breakage: the line is Held",
+                    "high")
 
     def condition(self) -> dict | None:
         """A condition-monitoring reading now: operating hours on the punches, the measured
