@@ -35,7 +35,8 @@ class _Version(argparse.Action):
             v = version("darkfab")
         except PackageNotFoundError:  # running from a source tree
             v = "0+unknown"
-        parser.exit(message=f"darkfab {v}\n")
+        print(f"darkfab {v}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:

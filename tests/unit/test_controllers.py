@@ -21,7 +21,8 @@ from darkfab.scenarios import load_scenario, run_scenario
 from darkfab.scenarios.cli import main
 from darkfab.scenarios.loader import ScenarioError
 
-# ISA-TR88.00.02 (DOMAIN.md §2): where each command is legal, written from the text.
+# ANSI/ISA-TR88.00.02-2015 (Machine and Unit States): where each command is legal, written from
+# the text.
 ALL_STATES = {"Stopped", "Resetting", "Idle", "Starting", "Execute", "Completing", "Complete",
               "Holding", "Held", "Unholding", "Suspending", "Suspended", "Unsuspending",
               "Stopping", "Aborting", "Aborted", "Clearing"}
