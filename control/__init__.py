@@ -11,13 +11,15 @@ from .observation import (EVENT_KINDS, AlarmObs, BufferObs, EquipmentInfo, Equip
                           FeederInfo, FeederObs, LineObs, LotObs, LotView, Observation,
                           OrderBookInfo, OrderObs, PlantInfo, QualityObs, RobotObs)
 from .policy import Controller, ControllerFault
-from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerSpecError, controller_problems,
-                       make_controller, register, resolve_controller)
+from .registry import (CONTROLLERS, DEFAULT_CONTROLLER, ControllerCodeNotAllowed,
+                       ControllerSpecError, controller_problems, controller_reference,
+                       is_code_reference, make_controller, register, resolve_controller)
 from .supervisor import AutoRecoverySupervisor
 
 __all__ = [
     "Controller", "ControllerFault", "CONTROLLERS", "DEFAULT_CONTROLLER", "ControllerSpecError",
     "register", "resolve_controller", "make_controller", "controller_problems",
+    "ControllerCodeNotAllowed", "is_code_reference", "controller_reference",
     "AutoRecoverySupervisor", "CautiousSupervisor", "DoNothing",
     "Event", "EVENT_KINDS", "LineObs", "Observation", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
     "PlantInfo", "EquipmentInfo", "OrderObs", "OrderBookInfo", "FeederObs", "FeederInfo",

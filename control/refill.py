@@ -5,7 +5,7 @@ With ``refill_request = "controller"`` a feeder's refill dock is not kept stocke
 1)``). :class:`RefillPlanner` asks just in time: the hopper reaches its low level (where a
 refill starts if a container is there) at
 
-    t_low = now + (M − M_low) / F          (M hopper mass, F feed rate; DOMAIN.md §4)
+    t_low = now + (M − M_low) / F          (M hopper mass, F feed rate: the hopper mass balance)
 
 and a container takes about ``lead_s`` from request to dock (robot assignment, travel, load and
 unload), so it is requested at ``t_low − lead_s − margin_s``; one at a time per feeder. The

@@ -7,8 +7,9 @@ Powder Technol 208:26). Empirical power law with reference point (ṁ_ref, N_ref
     τ = H/ṁ                                     (s, mean residence time)
 
 The RTD is tanks in series (n) or axial dispersion (Pe, open or closed) with that τ
-(DOMAIN.md §4). An operating-point change (ṁ or N) changes τ: the unit is linear and
-time-invariant only between such changes, so the caller builds a new predictor there.
+(Levenspiel, *Chemical Reaction Engineering*, 3rd ed., Wiley 1999, ch. 13–14). An
+operating-point change (ṁ or N) changes τ: the unit is linear and time-invariant only between
+such changes, so the caller builds a new predictor there.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Diversion of non-conforming material: RTD-based windows, predicted-concentration windows and
 the diversion gate with its mass accounting.
 
-(a) RTD window rule (Engisch & Muzzio 2016, J Pharm Innov 11:64; DOMAIN.md §4): a disturbance
+(a) RTD window rule (Engisch & Muzzio 2016, J Pharm Innov 11:64): a disturbance
     at the line input during [t0, t1] diverts the output during [t0 + t_α, t1 + t_(1−α)], t_q
     the q-quantile of the cumulative RTD F. Outside the window at most a fraction α of the
     disturbed input is in the output.

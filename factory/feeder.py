@@ -2,7 +2,7 @@
 AR(1) feed-rate noise, refills from delivered containers (lots). Event-driven: the state is
 advanced exactly from event to event; hopper levels are reached at computed times.
 
-Equations (DOMAIN.md §4):
+Equations:
 
 * hopper: dM/dt = −F + R·1[refilling];
 * feed factor (kg per screw revolution) ff(M) = ff_max − (ff_max − ff_min)·e^(−βM)

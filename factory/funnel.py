@@ -1,4 +1,4 @@
-"""Funnel plot (García-Muñoz et al. 2018, AIChE J 64:511; DOMAIN.md §4).
+"""Funnel plot (García-Muñoz et al. 2018, AIChE J 64:511).
 
 A square input disturbance of magnitude Δ and duration d through a unit with cumulative RTD F
 gives the output deviation Δ·[F(t) − F(t − d)]; its peak is Δ·p(d), p(d) = max_t [F(t) − F(t−d)]

@@ -2,7 +2,7 @@
 
 Every model is a linear, time-invariant system whose impulse response is the RTD ``E(t)`` (1/s)
 and whose step response is the cumulative RTD ``F(t) = ∫₀ᵗ E`` (Levenspiel, *Chemical Reaction
-Engineering*, 3rd ed., ch. 11–14; DOMAIN.md §4). Common interface (:class:`RTD`): vectorised
+Engineering*, 3rd ed., Wiley 1999, ch. 11–14). Common interface (:class:`RTD`): vectorised
 ``pdf(t)``, ``cdf(t)``, ``sf(t)``, ``cdf_integral(t) = ∫₀ᵗ F``, exact ``mean_s`` and
 ``variance_s2``, ``quantile(q)``, ``tail_s`` (1 − F < ``tail_tol`` beyond it) and the frequency
 response magnitude ``gain(ω) = |G(iω)|``.

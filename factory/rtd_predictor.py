@@ -3,7 +3,8 @@
 Inputs are pushed as piecewise-constant segments when they change: segment i holds the value
 vector c_i (one entry per *channel*: a raw-material lot, a component, …) from s_i until the next
 push at e_i (the last segment is open, e = ∞, i.e. the present input is assumed to persist).
-For a linear, time-invariant unit with cumulative RTD F (DOMAIN.md §4)
+For a linear, time-invariant unit with cumulative RTD F (Levenspiel, *Chemical Reaction
+Engineering*, 3rd ed., Wiley 1999, ch. 11)
 
     y(t) = Σ_i c_i·[F(t − s_i) − F(t − e_i)]                         (output rate/concentration)
     Y(a, b) = Σ_i c_i·[I(b − s_i) − I(b − e_i) − I(a − s_i) + I(a − e_i)],  I(x) = ∫₀ˣ F

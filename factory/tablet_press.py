@@ -1,6 +1,7 @@
 """Rotary tablet press: feed-frame RTD, tablet weight, output rate, compaction and hardness.
 
-* Feed frame: tanks in series, τ = hold-up/mass flow (DOMAIN.md §4).
+* Feed frame: tanks in series, τ = hold-up/mass flow (Levenspiel, *Chemical Reaction
+  Engineering*, 3rd ed., Wiley 1999, ch. 14).
 * Tablet weight W = ρ_fill·A_die·h_fill; output rate = stations × turret speed.
 * Kawakita: C = (V₀ − V)/V₀ = a·b·P/(1 + b·P), a = initial porosity, so the relative density is
   ρr = (1 − a)/(1 − C) (Kawakita & Lüdde 1971, Powder Technol 4:61).

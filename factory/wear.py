@@ -1,5 +1,5 @@
 """Punch wear of a rotary tablet press: a Gamma degradation process in operating time, its
-observable symptom and a remaining-useful-life (RUL) estimate (DOMAIN.md §6).
+observable symptom and a remaining-useful-life (RUL) estimate.
 
 Model (van Noortwijk 2009, "A survey of the application of gamma processes in maintenance"):
 wear W(u) in operating hours u since the last punch change is a stationary Gamma process,

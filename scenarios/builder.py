@@ -18,7 +18,7 @@ from darkfab.agents.quality import Containment, QualityRecords
 from darkfab.agents.model import PlantModel
 from darkfab.agents.orders import Order, OrderBook, OrderStream
 from darkfab.agents.robot import Amr, AmrSpec, RobotArm, StallMode
-from darkfab.control import make_controller
+from darkfab.control import Controller, make_controller
 from darkfab.control.fleet import FleetManager
 from darkfab.control.traffic import Lane
 from darkfab.factory.battery import Battery
@@ -89,7 +89,10 @@ class Plant:
 
 
 def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id: str,
-                batch_rows: int = 65_536, check_invariants: bool = False) -> Plant:
+                batch_rows: int = 65_536, check_invariants: bool = False,
+                controller: Controller | None = None) -> Plant:
+    """The plant of ``s``, wired; ``controller``: the instance to use (default: the scenario's
+    registered controller, built from ``controller.name`` and ``params``)."""
     streams = RandomStreams(seed, replication)
     warmup = s.scenario.warmup_s
     interval = s.scenario.series_interval_s or s.scenario.horizon_s / 500.0
@@ -173,7 +176,8 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
         st.on_request = st.destination.name in on_request
     books = {name: _build_order_book(s, name, spec, model, to(name, spec.to), uniform)
              for name, spec in s.order_books.items()}
-    controller = make_controller(s.controller.name, s.controller.params)
+    if controller is None:
+        controller = make_controller(s.controller.name, s.controller.params)
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
                  robots, arms, staging, lines, order_books=books)

@@ -1,8 +1,13 @@
-"""``darkfab`` command line: run, check and list scenarios.
+"""``darkfab``: run, check and compare scenarios of lights-out plants from the command line.
 
 Exit codes: 0 success; 2 invalid scenario or usage (one line per problem, no traceback);
 1 the run failed (results written so far stay readable); 3 controller fault (the controller
-raised: the plant was stopped safely, partial results); 130 interrupted (partial results).
+raised: the plant was stopped safely, partial results); 4 ``--strict`` and the verification
+report has a violation; 130 interrupted (partial results).
+
+Start-up: this module imports only the standard library at the top; each verb imports what it
+needs (the loader for ``check``, the simulator for ``run``, matplotlib for plots), so that
+``darkfab --help`` and ``darkfab check`` start fast (``tests/benchmarks/bench_startup.py``).
 """
 
 from __future__ import annotations
@@ -11,22 +16,37 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkfab.control import ControllerFault
-
-from .engines import ENGINES
-from .loader import ScenarioError, load_scenario, shipped_scenarios
-from .runner import fmt, run_scenario
-from .schema import JobShopScenario
-from .verification import format_verification
-
 __all__ = ["main"]
 
 DEFAULT_SCENARIO = "cdc-line"
+ENGINES = ("serial", "processes", "dask")  # darkfab.scenarios.engines.ENGINES (test_cli checks)
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version (read only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the darkfab version and exit"):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            v = version("darkfab")
+        except PackageNotFoundError:  # running from a source tree
+            v = "0+unknown"
+        print(f"darkfab {v}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="darkfab", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = argparse.ArgumentParser(
+        prog="darkfab", description="Discrete-event simulator of lights-out pharmaceutical "
+        "plants: run, check and compare scenarios.", epilog="Exit codes: 0 ok, 1 run failed, "
+        "2 invalid input, 3 controller fault, 4 verification failed (--strict), 130 "
+        "interrupted. 'darkfab VERB --help' for a verb's options.")
+    p.add_argument("--version", action=_Version)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="VERB")
     r = sub.add_parser("run", help="run a scenario (default: %s)" % DEFAULT_SCENARIO)
     r.add_argument("scenario", nargs="?", default=None,
                    help="shipped scenario name or path to a .toml file (default: %s)"
@@ -44,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="exit with code 4 if the verification report has a violation")
     r.add_argument("--no-verify", action="store_true",
                    help="skip verification.json (saves a pass over the event log)")
+    r.add_argument("--controller", metavar="NAME",
+                   help="use this controller instead of the scenario's: a registered name or "
+                   "module:Class (your code: naming it here is your consent to run it), "
+                   "optionally with parameters as a TOML inline table ('cautious{max_faults = "
+                   "2}')")
+    r.add_argument("--allow-code", action="store_true",
+                   help="run a module:Class controller named by the scenario file (a scenario "
+                   "file does not run code without this)")
     r.add_argument("--check-invariants", action="store_true",
                    help="stop at the first broken fleet invariant (collision, jump, charge)")
     r.add_argument("--jobshop", type=Path, metavar="FILE",
@@ -52,10 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", help="job shops: cpsat (default) or a dispatching rule "
                    "(fifo, spt, lpt, edd, cr, atc, mwkr)")
     r.add_argument("--time-limit", type=float, metavar="S", help="job shops: CP-SAT time limit")
-    c = sub.add_parser("check", help="validate a scenario file without running it")
+    c = sub.add_parser("check", help="validate a scenario file without running it (never "
+                       "imports code)")
     c.add_argument("scenario")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    sub.add_parser("list", help="list the shipped scenarios")
+    sub.add_parser("list", help="list the shipped scenarios with their descriptions")
     x = sub.add_parser("experiment", help="run factors x replications with confidence intervals")
     x.add_argument("file", help="experiment .toml file")
     x.add_argument("--engine", choices=ENGINES, default="processes",
@@ -64,17 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     x.add_argument("--replications", type=int, help="override the file's replications")
     x.add_argument("--out", type=Path, help="output folder (default results/experiments/<name>)")
+    x.add_argument("--allow-code", action="store_true",
+                   help="run module:Class controllers named by the scenario or the factors")
     x.add_argument("--quiet", action="store_true")
-    rp = sub.add_parser("report", help="write a self-contained HTML report of a run or experiment")
+    rp = sub.add_parser("report", help="HTML report of a run or an experiment folder")
     rp.add_argument("folder", type=Path, help="a run folder or an experiment folder")
     rp.add_argument("--out", type=Path, help="HTML file (default FOLDER/report.html)")
-    pl = sub.add_parser("plot", help="draw a figure of a run")
+    pl = sub.add_parser("plot", help="draw a figure of a run (layout and lane usage)")
     pl.add_argument("what", choices=["layout"], help="layout: nodes by role, lanes, stations, "
                     "lane usage as a heat map")
     pl.add_argument("folder", type=Path, help="a run folder")
     pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png)")
-    cp = sub.add_parser("compare", help="two controllers on one scenario, common random numbers: "
-                        "paired differences B - A with t-intervals")
+    cp = sub.add_parser("compare", help="two controllers on one scenario: paired differences "
+                        "with common random numbers")
     cp.add_argument("scenario", help="shipped scenario name or path to a .toml file")
     cp.add_argument("--controller", dest="controllers", action="append", default=[],
                     metavar="NAME", help="a registered controller or module:Class, optionally with "
@@ -94,15 +125,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="override a scenario field for both controllers")
     cp.add_argument("--out", type=Path, help="output folder (default results/compare/<scenario>-"
                     "<A>-vs-<B>)")
-    fu = sub.add_parser("funnel", help="funnel plot of a scenario's continuous line: "
-                        "disturbance magnitude x duration -> diverted or not (PNG)")
+    fu = sub.add_parser("funnel", help="funnel plot of a continuous line: which disturbances "
+                        "are diverted", description="Funnel plot of a scenario's continuous "
+                        "line: disturbance magnitude x duration -> diverted or not (PNG).")
     fu.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                     help="shipped scenario name or path (default: %s)" % DEFAULT_SCENARIO)
     fu.add_argument("--line", help="continuous line name (default: the first)")
-    fu.add_argument("--out", type=Path, help="PNG file (default funnel-<scenario>.png)")
+    fu.add_argument("--out", type=Path, help="PNG file (default "
+                    "results/funnel/<scenario>[-<line>].png)")
     fu.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    jb = sub.add_parser("jobshop-bench", help="ft06/ft10: every dispatching rule and CP-SAT, "
-                        "makespan and gap to the optimum")
+    jb = sub.add_parser("jobshop-bench", help="job-shop benchmark: dispatching rules and "
+                        "CP-SAT against the optima", description="ft06/ft10: every dispatching "
+                        "rule and CP-SAT, makespan and gap to the optimum.")
     jb.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                     help="CP-SAT time limit per instance (default 60)")
     jb.add_argument("--instances", nargs="+", default=["ft06", "ft10"],
@@ -112,39 +146,47 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .loader import ScenarioError
+
+    verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
+             "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
+             "check": _check, "run": _run}
     try:
-        if args.cmd == "list":
-            return _list()
-        if args.cmd == "experiment":
-            return _experiment(args)
-        if args.cmd == "report":
-            return _report(args)
-        if args.cmd == "plot":
-            return _plot(args)
-        if args.cmd == "jobshop-bench":
-            return _jobshop_bench(args)
-        if args.cmd == "compare":
-            return _compare(args)
-        if args.cmd == "funnel":
-            return _funnel(args)
-        if args.cmd == "check":
-            s = load_scenario(args.scenario, args.overrides)
-            if isinstance(s, JobShopScenario):
-                print(f"{args.scenario}: OK ({s.scenario.name}: job shop {s.jobshop.instance}, "
-                      f"scheduler {s.jobshop.scheduler})")
-                return 0
-            print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
-                  f"{len(s.buffers)} buffers, {len(s.nodes)} nodes)")
-            return 0
-        return _run(args)
+        return verbs[args.cmd](args)
     except ScenarioError as e:
         for problem in e.problems:
             print(problem.format(e.file), file=sys.stderr)
         return 2
 
 
+def _check(args) -> int:
+    """Schema and cross-reference validation only: no simulator, no user code."""
+    from .loader import load_scenario
+    from .schema import JobShopScenario
+
+    s = load_scenario(args.scenario, args.overrides)
+    if isinstance(s, JobShopScenario):
+        print(f"{args.scenario}: OK ({s.scenario.name}: job shop {s.jobshop.instance}, "
+              f"scheduler {s.jobshop.scheduler})")
+        return 0
+    note = ""
+    if _is_code(s.controller.name):
+        note = (f"; controller {s.controller.name!r} is your code, not imported: run it with "
+                f"--controller {s.controller.name} or --allow-code")
+    print(f"{args.scenario}: OK ({s.scenario.name}: {len(s.equipment)} equipment, "
+          f"{len(s.buffers)} buffers, {len(s.nodes)} nodes{note})")
+    return 0
+
+
+def _is_code(name: str) -> bool:
+    from darkfab.control.registry import is_code_reference
+    return is_code_reference(name)
+
+
 def _funnel(args) -> int:
-    from .funnel import write_funnel_png
+    from .funnel import default_funnel_path, write_funnel_png
+    from .loader import load_scenario
+    from .schema import JobShopScenario
 
     s = load_scenario(args.scenario, args.overrides)
     if isinstance(s, JobShopScenario) or not s.continuous_lines:
@@ -154,20 +196,27 @@ def _funnel(args) -> int:
         print(f"darkfab: no continuous line {args.line!r}; lines: "
               + ", ".join(sorted(s.continuous_lines)), file=sys.stderr)
         return 2
-    out = args.out or Path(f"funnel-{s.scenario.name}.png")
+    out = args.out or default_funnel_path(s.scenario.name, args.line)
     print(f"funnel plot: {write_funnel_png(s, out, args.line)}")
     return 0
 
 
-def _list() -> int:
-    from .loader import load_scenario as load
+def _list(args) -> int:
+    """Names and descriptions, read from the TOML files without validating them (``check``
+    validates; the shipped files are validated by the tests)."""
+    import tomllib
+
+    from .loader import shipped_scenarios
+
     for name, path in sorted(shipped_scenarios().items()):
-        desc = load(path).scenario.description
-        print(f"{name:20s} {desc}")
+        meta = tomllib.loads(path.read_text(encoding="utf-8")).get("scenario", {})
+        print(f"{name:20s} {meta.get('description', '')}")
     return 0
 
 
 def _run(args) -> int:
+    from .loader import controller_overrides
+
     overrides = list(args.overrides)
     if args.days is not None:
         overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
@@ -176,21 +225,52 @@ def _run(args) -> int:
     if args.seed is not None and args.seed < 0 or args.replication < 0:
         print("--seed and --replication must be non-negative", file=sys.stderr)
         return 2
+    if args.strict and args.no_verify:
+        print("darkfab: --strict needs the verification report (drop --no-verify)",
+              file=sys.stderr)
+        return 2
     s = _jobshop_or_scenario(args, overrides)
     if s is None:
         return 2
-    show = not args.quiet and sys.stderr.isatty()
-    try:
-        if args.strict and args.no_verify:
-            print("darkfab: --strict needs the verification report (drop --no-verify)",
+    from .schema import JobShopScenario
+
+    allow_code = args.allow_code
+    if args.controller is not None:
+        if isinstance(s, JobShopScenario):
+            print("--controller: only for plant scenarios (a job shop has a --scheduler)",
                   file=sys.stderr)
             return 2
+        s = _jobshop_or_scenario(args, overrides + controller_overrides(
+            args.controller, s.controller.name))
+        allow_code = True  # the command line names the controller: consent
+    where = args.jobshop or args.scenario or DEFAULT_SCENARIO
+    if not isinstance(s, JobShopScenario) and _is_code(s.controller.name) and not allow_code:
+        name = s.controller.name
+        print(f"{where}: controller.name: {name!r} is code named by the scenario file; it runs "
+              f"only with your consent: --controller {name} or --allow-code", file=sys.stderr)
+        return 2
+    return _simulate(args, s, allow_code, where)
+
+
+def _simulate(args, s, allow_code: bool, where) -> int:
+    from darkfab.control import ControllerFault, ControllerSpecError
+
+    from .runner import run_scenario
+    from .schema import JobShopScenario
+    from .verification import format_verification
+
+    show = not args.quiet and sys.stderr.isatty()
+    try:
         res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
-                           verify_run=not args.no_verify,
-                           progress=show, check_invariants=args.check_invariants)
+                           verify_run=not args.no_verify, progress=show,
+                           check_invariants=args.check_invariants, allow_code=allow_code)
+    except ControllerSpecError as e:  # raised before the run starts: nothing written
+        field = "controller.params" if str(e).startswith("bad parameters") else "controller.name"
+        print(f"{where}: {field}: {e}", file=sys.stderr)
+        return 2
     except ControllerFault as e:
-        where = getattr(e, "out_dir", None)
-        print(f"darkfab: {e}; plant stopped safely, partial results in {where}", file=sys.stderr)
+        out = getattr(e, "out_dir", None)
+        print(f"darkfab: {e}; plant stopped safely, partial results in {out}", file=sys.stderr)
         return 3
     except Exception as e:  # noqa: BLE001
         print(f"darkfab: run failed: {type(e).__name__}: {e} (partial results kept)",
@@ -217,6 +297,9 @@ def _run(args) -> int:
 
 def _jobshop_or_scenario(args, overrides: list[str]):
     """The scenario to run; ``None`` after printing a usage error."""
+    from .loader import ScenarioError, load_scenario
+    from .schema import JobShopScenario
+
     js_opts = [o for o, v in (("--scheduler", args.scheduler), ("--time-limit", args.time_limit))
                if v is not None]
     if args.jobshop is not None:
@@ -253,6 +336,7 @@ def _jobshop_bench(args) -> int:
         print("--time-limit must be positive", file=sys.stderr)
         return 2
     from darkfab.control.jobshop import JobShopFormatError
+
     try:
         rows = benchmark(args.instances, time_limit_s=args.time_limit)
     except (JobShopFormatError, OSError) as e:
@@ -278,6 +362,8 @@ def _print_jobshop(k: dict) -> None:
 def _plot(args) -> int:
     from .report import write_layout_png
 
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = write_layout_png(args.folder, args.out)
     except ValueError as e:
@@ -300,14 +386,16 @@ def _report(args) -> int:
 
 
 def _experiment(args) -> int:
-    from .experiment import run_experiment
+    from .experiment import format_verdicts, run_experiment
+    from .runner import fmt
 
     if args.replications is not None and args.replications < 1:
         print("--replications must be at least 1", file=sys.stderr)
         return 2
     res = run_experiment(args.file, engine=args.engine, workers=args.workers,
                          scheduler=args.scheduler, out_dir=args.out,
-                         replications=args.replications, progress=not args.quiet)
+                         replications=args.replications, progress=not args.quiet,
+                         allow_code=args.allow_code)
     sm = res.summary
     if not args.quiet:
         print(f"\nexperiment {sm['experiment']}: {sm['runs_ok']} runs ok, "
@@ -319,6 +407,7 @@ def _experiment(args) -> int:
             for kpi, ci in pt["kpis"].items():
                 hw = ci["half_width"]
                 print(f"   {kpi:40s} {fmt(ci['mean']):>12s} ± {fmt(hw) if hw is not None else '-'}")
+        print(format_verdicts(sm["verification"]))
         for f in sm["failed_runs"]:
             print(f"failed: point {f['point']} replication {f['replication']}: {f['error']}",
                   file=sys.stderr)
@@ -329,6 +418,8 @@ def _experiment(args) -> int:
 
 
 def _print_table(k: dict) -> None:
+    from .runner import fmt
+
     lt = k["lead_time_s"]
     print(f"\n{k['scenario']}  seed {k['seed']}  replication {k['replication']}  "
           f"horizon {k['horizon_s'] / 86400:.3g} d  warm-up {k['warmup_s'] / 3600:.3g} h  "
@@ -371,6 +462,7 @@ def _print_table(k: dict) -> None:
 
 def _compare(args) -> int:
     from .compare import format_compare, run_compare
+    from .experiment import format_verdicts
 
     if len(args.controllers) != 2:
         print("compare: give --controller exactly twice (A, then B)", file=sys.stderr)
@@ -390,6 +482,7 @@ def _compare(args) -> int:
                       out_dir=args.out, confidence=args.confidence)
     sm = res.summary
     print(format_compare(sm))
+    print(format_verdicts(sm["verification"]))
     for f in sm["failed_runs"]:
         print(f"failed: {f['controller']} replication {f['replication']}: {f['error']}",
               file=sys.stderr)

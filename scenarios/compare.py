@@ -10,8 +10,10 @@ and recovery time = mean time from a unit's fault to the unit back in Execute).
 
 Runs go through the experiment engines (serial, processes, dask) and
 :func:`~darkfab.scenarios.experiment.execute_run`, like an experiment whose only factor is
-``controller.name``. Outputs in the folder: ``compare.json``, ``compare.parquet`` (one row per
-KPI) and each run's folder ``runs/<A|B>-r###/``.
+``controller.name``. Outputs in the folder: ``compare.json`` (with ``verification``: each run's
+verdict and the number of runs that failed it), ``compare.parquet`` (one row per KPI) and each
+run's folder ``runs/<A|B>-r###/``. The two controllers are named by the caller, which is the
+consent to import a ``module:Class`` one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import json
 import math
 import re
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ import pyarrow.parquet as pq
 from darkfab.factory.statistics import t_interval
 
 from .engines import run_tasks
-from .experiment import RunTask, execute_run
-from .loader import Problem, ScenarioError, load_scenario, resolve_path
+from .experiment import RunTask, execute_run, verdicts
+from .loader import Problem, ScenarioError, load_scenario, resolve_path, split_controller
 from .runner import _json_safe as _clean, darkfab_version
 
 __all__ = ["run_compare", "CompareResult", "format_compare", "split_controller",
@@ -89,7 +90,8 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
     out = Path(out_dir) if out_dir else Path("results/compare") / \
         f"{base.scenario.name}-{_slug(controller_a)}-vs-{_slug(controller_b)}"
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [RunTask(str(path), ov, seed, r, i, str(out / "runs" / f"{label}-r{r:03d}"), kpis)
+    tasks = [RunTask(str(path), ov, seed, r, i, str(out / "runs" / f"{label}-r{r:03d}"), kpis,
+                     allow_code=True)
              for i, (label, (_, ov)) in enumerate(variants.items())
              for r in range(replications)]
     t0 = time.perf_counter()
@@ -123,26 +125,14 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
         "difference": "B - A", "replications": replications, "seed": seed,
         "confidence": confidence, "engine": engine, "overrides": [str(o) for o in overrides],
         "runs_ok": sum(r["ok"] for r in records), "runs_failed": len(failed),
-        "failed_runs": failed, "kpis": rows, "wall_s": time.perf_counter() - t0,
+        "failed_runs": failed,
+        "verification": verdicts(records, lambda r: {
+            "controller": (controller_a, controller_b)[r["point"]]}),
+        "kpis": rows, "wall_s": time.perf_counter() - t0,
         "darkfab_version": darkfab_version(),
     }
     (out / "compare.json").write_text(json.dumps(_clean(summary), indent=2) + "\n")
     return CompareResult(out, summary)
-
-
-def split_controller(arg: str, file: Path | str = "<command line>") -> tuple[str, dict | None]:
-    """``"cautious{max_faults = 2}"`` → ``("cautious", {"max_faults": 2})``: a controller name,
-    optionally with its parameters as a TOML inline table; ``None`` when none are given."""
-    name, brace, rest = arg.partition("{")
-    if not brace:
-        return arg.strip(), None
-    try:
-        params = tomllib.loads("p = {" + rest)["p"]
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(str(file), [Problem(f"--controller {arg}",
-                                                f"parameters are not a TOML inline table: {e}")]
-                            ) from None
-    return name.strip(), params
 
 
 def _derived(k: dict[str, float | None], equipment: list[str], lines: list[str]) -> dict:

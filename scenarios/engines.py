@@ -7,10 +7,8 @@ returned as a failed record by the task function itself, so one crash loses no o
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 __all__ = ["ENGINES", "run_tasks"]
@@ -27,6 +25,8 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], engine: str = "processes
         for t in tasks:
             yield fn(t)
     elif engine == "processes":
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
         n = min(workers or os.cpu_count() or 1, len(tasks))
         with ProcessPoolExecutor(max_workers=n, mp_context=_context()) as pool:
             futures = [pool.submit(fn, t) for t in tasks]
@@ -42,6 +42,8 @@ def _context():
     """forkserver with darkfab preloaded: workers start as cheap forks of a clean, single-
     threaded server that has imported numpy, scipy, pyarrow and darkfab once; spawn where
     forkserver does not exist (Windows, macOS defaults differ)."""
+    import multiprocessing as mp
+
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["darkfab.scenarios.experiment"])

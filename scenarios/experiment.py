@@ -10,7 +10,9 @@ differences have small variance. Outputs in the experiment folder:
 * ``summary.parquet``: per point and KPI the mean and t-interval;
 * ``comparisons.parquet``: per point and KPI the paired difference to the baseline point 0;
 * ``summary.json``: all of that, main effects per factor level (replication-wise averages over
-  the points at that level, with t-intervals), failed runs with their errors, warm-up, engine;
+  the points at that level, with t-intervals), failed runs with their errors, warm-up, engine,
+  and ``verification``: each run's verdict (``verification.json``'s ``ok`` and its number of
+  violations) and the number of runs that failed it;
 * ``runs/p###-r###/``: each run's own folder (events, states, KPIs, summary).
 """
 
@@ -32,6 +34,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from darkfab.control.registry import is_code_reference
 from darkfab.factory.statistics import mser5, t_interval
 
 from .engines import run_tasks
@@ -99,6 +102,7 @@ class RunTask:
     point: int
     out_dir: str
     kpis: tuple[str, ...]
+    allow_code: bool = False  # import a module:Class controller (the user consented)
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -111,15 +115,45 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     try:
         s = load_scenario(task.scenario, list(task.overrides))
         res = run_scenario(s, seed=task.seed, replication=task.replication,
-                           out_dir=task.out_dir)
+                           out_dir=task.out_dir, allow_code=task.allow_code)
         rec["kpis"] = {k: _lookup(res.summary, k) for k in task.kpis}
+        v = res.verification
+        rec["verified"] = None if v is None else bool(v["ok"])
+        rec["violations"] = None if v is None else len(v["violations"])
         partial = res.summary["partial"]
         rec["ok"] = not partial
         rec["error"] = res.summary.get("partial_reason", "") if partial else ""
     except Exception as e:  # noqa: BLE001 - isolate the failure, keep going
         rec["kpis"], rec["ok"], rec["error"] = {}, False, f"{type(e).__name__}: {e}"
+        rec["verified"] = rec["violations"] = None
     rec["wall_s"] = time.perf_counter() - t0
     return rec
+
+
+def verdicts(records: list[dict[str, Any]], label=lambda r: {"point": r["point"]}
+             ) -> dict[str, Any]:
+    """The verification verdicts of runs (records of :func:`execute_run`): how many passed,
+    failed or have none (the run failed, or was a job shop), and one row per run."""
+    runs = [{**label(r), "replication": r["replication"], "verified": r.get("verified"),
+             "violations": r.get("violations"), "out_dir": r["out_dir"]} for r in records]
+    return {"runs_passed": sum(r["verified"] is True for r in runs),
+            "runs_failed": sum(r["verified"] is False for r in runs),
+            "runs_without_verdict": sum(r["verified"] is None for r in runs),
+            "runs": runs}
+
+
+def format_verdicts(v: dict[str, Any]) -> str:
+    """One line for the terminal, then one per run that failed verification."""
+    lines = [f"verification: {v['runs_passed']} run(s) passed, {v['runs_failed']} failed"
+             + (f", {v['runs_without_verdict']} without a verdict"
+                if v["runs_without_verdict"] else "")]
+    for r in v["runs"]:
+        if r["verified"] is False:
+            who = ", ".join(f"{k} {r[k]}" for k in r if k not in (
+                "verified", "violations", "out_dir"))
+            lines.append(f"  ! {who}: {r['violations']} violation(s), see "
+                         f"{Path(r['out_dir']) / 'verification.json'}")
+    return "\n".join(lines)
 
 
 def _lookup(summary: dict, path: str) -> float | None:
@@ -154,7 +188,7 @@ class _Plan:
     seed: int
 
 
-def _plan(spec: ExperimentSpec, file: str, base_dir: Path) -> _Plan:
+def _plan(spec: ExperimentSpec, file: str, base_dir: Path, allow_code: bool = False) -> _Plan:
     meta = spec.experiment
     scen = Path(meta.scenario)
     if not scen.is_absolute() and (base_dir / scen).is_file():
@@ -177,6 +211,13 @@ def _plan(spec: ExperimentSpec, file: str, base_dir: Path) -> _Plan:
             desc = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "base scenario"
             problems += [Problem(f"design point {i} ({desc}): {p.path}", p.message)
                          for p in e.problems]
+            continue
+        name = getattr(getattr(s, "controller", None), "name", "")
+        if is_code_reference(name) and not allow_code:
+            desc = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "base scenario"
+            problems.append(Problem(f"design point {i} ({desc}): controller.name",
+                                    f"{name!r} is code named by a file; it runs only with "
+                                    "your consent: --allow-code"))
     if problems:
         raise ScenarioError(file, problems)
     assert base is not None
@@ -230,11 +271,13 @@ class ExperimentResult:
 
 def run_experiment(path: str | Path, *, engine: str = "processes", workers: int | None = None,
                    scheduler: str | None = None, out_dir: str | Path | None = None,
-                   replications: int | None = None, progress: bool = False) -> ExperimentResult:
-    """Plan, run and summarise an experiment file (see the module docstring)."""
+                   replications: int | None = None, progress: bool = False,
+                   allow_code: bool = False) -> ExperimentResult:
+    """Plan, run and summarise an experiment file (see the module docstring). A
+    ``module:Class`` controller (in the scenario or a factor) runs only with ``allow_code``."""
     file = str(path)
     spec = load_experiment(path)
-    plan = _plan(spec, file, Path(path).resolve().parent)
+    plan = _plan(spec, file, Path(path).resolve().parent, allow_code)
     meta = spec.experiment
     out = Path(out_dir) if out_dir else Path("results/experiments") / meta.name
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +285,8 @@ def run_experiment(path: str | Path, *, engine: str = "processes", workers: int 
     fixed: list = list(meta.set)
     warmup_info: dict[str, Any] = {"method": meta.warmup}
     if meta.warmup == "mser5":
-        warmup_info.update(_detect_warmup(plan, fixed, meta, out, engine, workers, scheduler))
+        warmup_info.update(_detect_warmup(plan, fixed, meta, out, engine, workers, scheduler,
+                                          allow_code))
         fixed.append(("scenario.warmup_s", warmup_info["warmup_s"]))
     reps = replications or meta.replications
     records: list[dict[str, Any]] = []
@@ -252,7 +296,7 @@ def run_experiment(path: str | Path, *, engine: str = "processes", workers: int 
     def tasks_for(point_reps: dict[int, range]) -> list[RunTask]:
         return [RunTask(str(plan.scenario_path),
                         tuple(fixed) + tuple(plan.points[i].items()), plan.seed, r, i,
-                        str(out / "runs" / f"p{i:03d}-r{r:03d}"), plan.kpis)
+                        str(out / "runs" / f"p{i:03d}-r{r:03d}"), plan.kpis, allow_code)
                 for i, rr in point_reps.items() for r in rr]
 
     pending = {i: range(0, reps) for i in done}
@@ -292,11 +336,11 @@ def _more(seq: SequentialSpec | None, records, done: dict[int, int],
 
 
 def _detect_warmup(plan: _Plan, fixed: list, meta: ExperimentMeta, out: Path, engine: str,
-                   workers, scheduler) -> dict[str, Any]:
+                   workers, scheduler, allow_code: bool = False) -> dict[str, Any]:
     """Pilot runs of point 0 without warm-up; MSER-5 on their WIP series; take the largest."""
     tasks = [RunTask(str(plan.scenario_path),
                      tuple(fixed) + tuple(plan.points[0].items()) + (("scenario.warmup_s", 0.0),),
-                     plan.seed, 10_000 + r, 0, str(out / "pilot" / f"r{r:03d}"), ())
+                     plan.seed, 10_000 + r, 0, str(out / "pilot" / f"r{r:03d}"), (), allow_code)
              for r in range(meta.pilot_replications)]
     cuts, reliable = [], True
     for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
@@ -399,6 +443,7 @@ def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_in
         "runs_ok": sum(r["ok"] for r in records),
         "runs_failed": len(failed),
         "failed_runs": failed,
+        "verification": verdicts(records),
         "partial": interrupted,
         "wall_s": wall_s,
         "points": points,

@@ -32,6 +32,12 @@ command_loss       a command not acknowledged within      as for supervisor_outa
                    ``ACK_TIMEOUT_S``                      window
 ================== ====================================== ======================================
 
+Counting (``finish``): a fault scheduled at or after the end of the run is *not reached*: never
+injected, neither detected nor a failure. Only an injected fault can count as recovered
+(battery fade, permanent, counts as recovered once injected). A ``command_loss`` window that
+lost no command has *nothing to detect*: it passes (the commands lost in the window are counted
+on the fault's own random stream: a draw below the probability loses the command).
+
 Throughput lost per fault: good units into product sinks over the recovery window [injection,
 recovery] (or the fault's window when it has no recovery time) compared with the completion
 rate over the 24 h before the injection (after warm-up; ``None`` when there is no such history):
@@ -75,6 +81,7 @@ class FaultRecord:
     detected_by: str = ""
     cleared_s: float | None = None
     recovered_s: float | None = None
+    commands_lost: int | None = None  # command_loss: commands lost to this fault so far
     _base: tuple | None = None  # (rate units/s, rate kg/s, units at injection, kg at injection)
     _end: tuple | None = None  # (units, kg) at the end of the recovery window
     _end_clear: tuple | None = None  # (units, kg) when the fault cleared
@@ -103,6 +110,7 @@ class FaultRecord:
             "recovery_time_s": None if self.recovered_s is None
             else self.recovered_s - self.time_s,
             "throughput_lost_units": lost_units, "accepted_kg_lost": lost_kg,
+            **({"commands_lost": self.commands_lost} if self.mode == "command_loss" else {}),
         }
 
 
@@ -174,7 +182,8 @@ class FaultCampaign:
         self._snap_t: list[float] = []
         self._snap_v: list[tuple[float, float]] = []
         self.watchdogs: list[PatWatchdog] = []
-        self._loss_rngs = {i: self.model.streams.stream(f"faults.{i}.command_loss")
+        self._loss_rngs = {i: _CountingDraws(self.model.streams.stream(f"faults.{i}.command_loss"),
+                                             f.probability)
                            for i, f in enumerate(self.specs) if f.mode == "command_loss"}
 
     # --- wiring ---------------------------------------------------------------------------
@@ -513,6 +522,7 @@ class FaultCampaign:
             self._detect(rec, t, f"command not acknowledged ({detail})")
             return True
         self.wait_for("controller", "command_lost", lost)
+        rec.commands_lost = 0
         loop.set_command_loss(spec.probability, self._loss_rngs[rec.index])
         yield self.env.timeout(spec.duration_s)
         loop.set_command_loss(0.0, None)
@@ -522,12 +532,43 @@ class FaultCampaign:
 
     # --- results --------------------------------------------------------------------------
     def finish(self, end: float) -> list[dict[str, Any]]:
+        """Every fault's record with its verdict (module doc, Counting): ``status`` is
+        ``not_reached`` (scheduled at or after ``end``), ``nothing_to_detect`` (a command
+        loss that lost no command), ``detected`` or ``undetected``; ``recovered`` only if
+        injected."""
         out = []
         for rec in self.records:
+            if rec.mode == "command_loss" and rec.injected:
+                rec.commands_lost = self._loss_rngs[rec.index].lost
             d = rec.to_dict()
-            d["recovered"] = rec.recovered_s is not None or rec.mode == "battery_fade"
+            d["recovered"] = rec.injected and (rec.recovered_s is not None
+                                               or rec.mode == "battery_fade")
+            if not rec.injected:
+                d["status"] = "not_reached"
+            elif rec.detected_s is not None:
+                d["status"] = "detected"
+            elif rec.mode == "command_loss" and rec.commands_lost == 0:
+                d["status"] = "nothing_to_detect"
+            else:
+                d["status"] = "undetected"
             out.append(d)
         return out
+
+
+class _CountingDraws:
+    """A command-loss fault's random stream, counting the draws below the loss probability
+    (the commands it lost); the draws themselves are the stream's, unchanged."""
+
+    def __init__(self, rng, probability: float) -> None:
+        self.rng = rng
+        self.probability = probability
+        self.lost = 0
+
+    def random(self) -> float:
+        x = self.rng.random()
+        if x < self.probability:
+            self.lost += 1
+        return x
 
 
 def _params(f) -> dict[str, Any]:

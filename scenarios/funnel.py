@@ -18,7 +18,15 @@ from darkfab.factory.funnel import FunnelData, funnel, funnel_figure
 from .builder import line_models
 from .schema import Scenario
 
-__all__ = ["line_funnel", "write_funnel_png"]
+__all__ = ["line_funnel", "write_funnel_png", "default_funnel_path"]
+
+FUNNEL_DIR = Path("results/funnel")
+
+
+def default_funnel_path(scenario: str, line: str | None = None) -> Path:
+    """Where ``darkfab funnel`` writes without ``--out``: ``results/funnel/<scenario>.png``
+    (``<scenario>-<line>.png`` for a named line)."""
+    return FUNNEL_DIR / (f"{scenario}-{line}.png" if line else f"{scenario}.png")
 
 
 def line_funnel(s: Scenario, line: str | None = None, n_magnitudes: int = 40,
@@ -41,6 +49,8 @@ def line_funnel(s: Scenario, line: str | None = None, n_magnitudes: int = 40,
 
 
 def write_funnel_png(s: Scenario, out: Path, line: str | None = None) -> Path:
+    """Draw the funnel plot of ``line`` (default: the first) into the PNG file ``out``
+    (its folders are created)."""
     name, data = line_funnel(s, line)
     fig = funnel_figure(data, title=f"{s.scenario.name} / {name}: divert (red) or not (green), "
                                     f"L = {100 * data.limit:g} % of label claim")

@@ -2,7 +2,11 @@
 
 All problems are collected and reported together, one line each, as
 ``FILE:LINE: path.to.field: message`` (the line where the TOML locator can find the key).
-A scenario file is data: it is parsed, never executed.
+A scenario file is data: it is parsed, never executed; a ``module:Class`` controller in it is
+checked for its syntax, never imported (see :mod:`darkfab.control.registry`).
+
+The schema (pydantic, networkx, numpy) is imported on the first load, so that code that only
+needs :class:`ScenarioError` or the list of shipped scenarios starts fast.
 """
 
 from __future__ import annotations
@@ -12,15 +16,13 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
-                     reference_errors)
+if TYPE_CHECKING:
+    from .schema import JobShopScenario, Scenario
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
-           "apply_overrides", "parse_override", "Override"]
+           "apply_overrides", "parse_override", "Override", "split_controller"]
 
 
 @dataclass(frozen=True)
@@ -134,12 +136,45 @@ def apply_overrides(data: dict, overrides: list[Override]) -> list[Problem]:
     return problems
 
 
+def split_controller(arg: str, file: Path | str = "<command line>") -> tuple[str, dict | None]:
+    """``"cautious{max_faults = 2}"`` → ``("cautious", {"max_faults": 2})``: a controller name
+    (``--controller``), optionally with its parameters as a TOML inline table; ``None`` when
+    none are given."""
+    name, brace, rest = arg.partition("{")
+    if not brace:
+        return arg.strip(), None
+    try:
+        params = tomllib.loads("p = {" + rest)["p"]
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(str(file), [Problem(f"--controller {arg}",
+                                                f"parameters are not a TOML inline table: {e}")]
+                            ) from None
+    return name.strip(), params
+
+
+def controller_overrides(arg: str, file_controller: str) -> list[Override]:
+    """The overrides that make a scenario use controller ``arg`` (``name`` or
+    ``name{params}``): its name, and its parameters (none if not given and the name differs
+    from the file's ``file_controller``: the file's params belong to its own controller)."""
+    name, params = split_controller(arg)
+    ov: list[Override] = [("controller.name", name)]
+    if params is not None:
+        ov.append(("controller.params", params))
+    elif name != file_controller:
+        ov.append(("controller.params", {}))
+    return ov
+
+
 # --- loading ------------------------------------------------------------------------------
 def load_scenario(source: str | Path,
                   overrides: list[Override] | None = None) -> Scenario | JobShopScenario:
     """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
     problem. A file with a ``[jobshop]`` table is a :class:`JobShopScenario`; its relative
     ``jobshop.instance`` path is taken relative to the scenario file's folder."""
+    from pydantic import ValidationError
+
+    from .schema import Scenario, reference_errors
+
     path = resolve_path(str(source))
     file = str(path)
     text = path.read_text(encoding="utf-8")
@@ -169,7 +204,11 @@ def load_scenario(source: str | Path,
 
 def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
                   set_paths: set[tuple]) -> JobShopScenario:
+    from pydantic import ValidationError
+
     from darkfab.control.jobshop import shipped_instances
+
+    from .schema import JobShopScenario, jobshop_errors
 
     file = str(path)
     inst = data["jobshop"].get("instance")
@@ -209,6 +248,8 @@ _PYDANTIC_TAG = re.compile(r"^(constrained-str|str|int|float|bool|\[key\]|functi
 
 def _is_tag(x) -> bool:
     """Union members, discriminator tags and key markers pydantic puts into error locations."""
+    from .schema import DIST_TAGS, FAULT_MODES, UNION_TAGS
+
     return isinstance(x, str) and (x in DIST_TAGS or x in UNION_TAGS or x in FAULT_MODES
                                    or _PYDANTIC_TAG.match(x) is not None)
 

@@ -22,7 +22,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from darkfab.control import ControllerFault
+from darkfab.control import (CONTROLLERS, Controller, ControllerFault, controller_reference,
+                             make_controller)
 from darkfab.factory.kpis import finite
 from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 
@@ -59,22 +60,30 @@ def run_id_for(s: Scenario | JobShopScenario, seed: int, replication: int) -> st
 def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, replication: int = 0,
                  out_dir: Path | str | None = None, progress: bool = False,
                  batch_rows: int = 65_536, check_invariants: bool = False,
-                 verify_run: bool = True) -> RunResult:
+                 verify_run: bool = True, controller: type | Controller | None = None,
+                 allow_code: bool = False) -> RunResult:
     """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results (a job-shop
     scenario runs until its last job is done: :func:`darkfab.scenarios.jobshop.run_jobshop`).
     ``verify_run=False`` skips verification.json (the checks see the event and state logs'
     batches as they are written: 1–2 % of the CPU time of an event-dense run such as
-    ``mm1``)."""
+    ``mm1``).
+
+    The controller: ``controller`` (a class, built with the scenario's ``controller.params``
+    if the scenario names that class, else without parameters; or an instance), else the
+    scenario's ``controller.name``. A ``module:Class`` name there is imported only with
+    ``allow_code=True`` (else :class:`~darkfab.control.ControllerCodeNotAllowed`, before
+    anything is written): a scenario file is data and does not run code by itself."""
     if isinstance(s, JobShopScenario):
         from .jobshop import run_jobshop
         return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
                            batch_rows=batch_rows)
+    s, ctl = _controller_for(s, controller, allow_code)
     seed = s.scenario.seed if seed is None else seed
     run_id = run_id_for(s, seed, replication)
     out = Path(out_dir) if out_dir else Path("results/runs") / s.scenario.name / run_id
     out.mkdir(parents=True, exist_ok=True)
     horizon = s.scenario.horizon_s
-    plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants)
+    plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants, ctl)
     scan = attach_event_scan(plant) if verify_run else None
     env = plant.model.env
     wall0 = time.perf_counter()
@@ -100,6 +109,30 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
                 verify_run, scan)
     return RunResult(out, summary, plant, getattr(plant, "verification", None))
+
+
+def _controller_for(s: Scenario, controller: type | Controller | None,
+                    allow_code: bool) -> tuple[Scenario, Controller]:
+    """The controller instance of a run, and the scenario with ``controller.name`` naming it
+    (so that the run id and ``resolved_scenario`` tell which controller ran)."""
+    spec = s.controller
+    if controller is None:
+        return s, make_controller(spec.name, spec.params, allow_code=allow_code)
+    cls = controller if isinstance(controller, type) else type(controller)
+    ref = next((n for n, c in CONTROLLERS.items() if c is cls), controller_reference(cls))
+    same = ref == spec.name
+    if isinstance(controller, type):
+        ctl = make_controller(cls, spec.params if same else {})
+    else:
+        if not isinstance(controller, Controller):
+            raise TypeError(f"{controller!r} is not a Controller (it needs reset(info) and "
+                            "decide(events, observation) methods)")
+        ctl = controller
+        same = same and not spec.params
+    if same:
+        return s, ctl
+    return s.model_copy(update={"controller": spec.model_copy(update={"name": ref,
+                                                                      "params": {}})}), ctl
 
 
 class _StopFlag:

@@ -16,7 +16,9 @@ gate on (``darkfab run --strict`` exits with code 4 when one is broken).
 * ``faults``: every injected fault was detected by the plant (alarm or state change), with
   detection latency, recovery time and throughput lost (:mod:`darkfab.scenarios.faults`); a
   fault that never acted on the plant (a stall of a robot that did not drive again) counts as
-  undetected; faults scheduled after the end of the run are listed as not injected;
+  undetected; faults scheduled at or after the end of the run are *not reached* (neither
+  detected nor failed), and only injected faults count as recovered; a ``command_loss``
+  window that lost no command has *nothing to detect* and passes;
 * ``unit_balance``: units created (``create`` + ``produce``) = completed + scrapped + consumed
   (``consume``, refill containers emptied) + in the plant, the last equal to the plant's online
   WIP count and at least the units counted in buffers, staging areas and on robots;
@@ -351,25 +353,47 @@ def _oos(summary) -> dict:
 
 
 def _faults(faults) -> dict:
-    undetected = [f for f in faults if f["injected"] and not f["detected"]]
-    unrecovered = [f for f in faults if f["detected"] and not f["recovered"]]
+    """Counts by verdict (``status`` of :meth:`FaultCampaign.finish`): ``scheduled`` =
+    ``injected`` + ``not_reached``; ``injected`` = ``detected`` + ``nothing_to_detect`` +
+    ``undetected``; ``recovered`` counts injected faults only."""
+    status = [f.get("status") or _status(f) for f in faults]
+    undetected = [f for f, st in zip(faults, status) if st == "undetected"]
+    unrecovered = [f for f, st in zip(faults, status) if st == "detected" and not f["recovered"]]
     by_mode: dict[str, list[float]] = defaultdict(list)
     for f in faults:
         if f["recovery_time_s"] is not None:
             by_mode[f["mode"]].append(f["recovery_time_s"])
     return {
-        "injected": sum(f["injected"] for f in faults),
-        "detected": len(faults) - len(undetected),
-        "recovered": sum(f["recovered"] for f in faults),
+        "scheduled": len(faults),
+        "injected": sum(bool(f["injected"]) for f in faults),
+        "not_reached": status.count("not_reached"),
+        "detected": status.count("detected"),
+        "nothing_to_detect": status.count("nothing_to_detect"),
+        "undetected": len(undetected),
+        "recovered": sum(bool(f["injected"] and f["recovered"]) for f in faults),
         "recovery_time_s_by_mode": {m: {"mean": sum(v) / len(v), "max": max(v), "n": len(v)}
                                     for m, v in sorted(by_mode.items())},
         "faults": faults,
-        "not_injected": [f["index"] for f in faults if not f["injected"]],  # after the end
+        "not_reached_faults": [f["index"] for f, st in zip(faults, status)
+                               if st == "not_reached"],
+        "nothing_to_detect_faults": [f["index"] for f, st in zip(faults, status)
+                                     if st == "nothing_to_detect"],
         "violations": [f"fault #{f['index']} {f['mode']} on {f['target']} at "
                        f"t={f['time_s']:g} s not detected" for f in undetected]
         + [f"fault #{f['index']} {f['mode']} on {f['target']} not recovered by the end of "
            "the run" for f in unrecovered],
     }
+
+
+def _status(f: dict) -> str:
+    """A fault record's verdict when the record does not carry one (module doc)."""
+    if not f["injected"]:
+        return "not_reached"
+    if f["detected"]:
+        return "detected"
+    if f["mode"] == "command_loss" and f.get("commands_lost") == 0:
+        return "nothing_to_detect"
+    return "undetected"
 
 
 def _units(plant, scan: _EventScan) -> dict:
@@ -412,9 +436,13 @@ def format_verification(v: dict[str, Any]) -> str:
                  f"{sum(c['out_of_spec_released']['released_out_of_spec_kg'].values()):.3g} kg; "
                  f"unsafe commands: {c['unsafe_commands']['unsafe']} of "
                  f"{c['unsafe_commands']['commands_executed']}")
-    if f["injected"] or f["faults"]:
-        lines.append(f"  faults: {f['injected']} injected, {f['detected']} detected, "
-                     f"{f['recovered']} recovered")
+    if f["faults"]:
+        lines.append(f"  faults: {f['scheduled']} scheduled, {f['not_reached']} not reached "
+                     f"(at or after the end), {f['injected']} injected: {f['detected']} "
+                     f"detected, {f['undetected']} not detected, {f['recovered']} recovered")
+        if f["nothing_to_detect"]:
+            lines.append(f"    {f['nothing_to_detect']} command-loss window(s) lost no command: "
+                         "nothing to detect (passed)")
         for m, r in f["recovery_time_s_by_mode"].items():
             lines.append(f"    {m:22s} recovery mean {r['mean']:9.1f} s  max {r['max']:9.1f} s"
                          f"  (n={r['n']})")

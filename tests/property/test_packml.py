@@ -1,5 +1,5 @@
 """PackML state machine against an independent oracle written from the standard's text
-(ISA-TR88.00.02 as summarised in DOMAIN.md §2), not from the module's transition tables.
+(ANSI/ISA-TR88.00.02-2015, Machine and Unit States), not from the module's transition tables.
 
 The oracle:
 

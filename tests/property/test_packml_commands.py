@@ -1,7 +1,7 @@
 """Stateful property test: a controller drives a live PackML unit through the plant's command
 path (validation, guards, logging) with random commands while time passes.
 
-The oracle is written here from ISA-TR88.00.02 as summarised in DOMAIN.md §2, not taken from
+The oracle is written here from ANSI/ISA-TR88.00.02-2015 (Machine and Unit States), not taken from
 ``darkfab.factory.packml``: a command is accepted exactly when it is legal in the unit's state,
 an accepted command leads into its acting state, and every state change the unit makes (by a
 command, its own Suspend/Unsuspend, or *state complete*) is a transition of the standard.

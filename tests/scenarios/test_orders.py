@@ -86,7 +86,7 @@ params = {{ release_rule = "{rule}" }}
 def run(tmp_path: Path, text: str, name: str = "run"):
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
-    return run_scenario(load_scenario(path), out_dir=tmp_path / name)
+    return run_scenario(load_scenario(path), out_dir=tmp_path / name, allow_code=True)
 
 
 def completed(out: Path) -> dict[str, dict]:

@@ -75,7 +75,7 @@ class Ask(AutoRecoverySupervisor):
 """)
     s = load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0",
                                    "controller.name=ask:Ask"])
-    res = run_scenario(s, out_dir=tmp_path / "ask")
+    res = run_scenario(s, out_dir=tmp_path / "ask", allow_code=True)
     ev = pq.read_table(res.out_dir / "events.parquet", columns=["kind", "detail"]).to_pylist()
     assert any(e["kind"] == "command_rejected" and "on their own (kanban)" in e["detail"]
                for e in ev)

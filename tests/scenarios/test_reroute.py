@@ -160,7 +160,7 @@ class R(AutoRecoverySupervisor):
 """)
     p = tmp_path / "v.toml"
     p.write_text(toml(False).replace('name = "auto-recovery"', 'name = "routes:R"'))
-    res = run_scenario(load_scenario(p), out_dir=tmp_path / "v")
+    res = run_scenario(load_scenario(p), out_dir=tmp_path / "v", allow_code=True)
     ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
     rej = [e["detail"] for e in ev if e["kind"] == "command_rejected"]
     assert any("no branch to 'nowhere'" in d for d in rej)
@@ -202,7 +202,7 @@ class Mover:
     text += '\n[controller]\nname = "mover:Mover"\n'
     p = tmp_path / "tiny.toml"
     p.write_text(text)
-    res = run_scenario(load_scenario(p), out_dir=tmp_path / "tiny")
+    res = run_scenario(load_scenario(p), out_dir=tmp_path / "tiny", allow_code=True)
     tr = [r for r in pq.read_table(res.out_dir / "transport.parquet").to_pylist()
           if r["origin"] == "q1" and r["destination"] == "q2"]
     assert sum(r["units"] for r in tr) == 3

@@ -15,13 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkfab.control import (CONTROLLERS, ChangeMode, Charge, Controller, ControllerFault,
-                             Dispatch, Divert, Maintenance, PackMLCommand, Quarantine, Release,
+                             ControllerSpecError, Dispatch, Divert, Maintenance, PackMLCommand, Quarantine, Release,
                              Sequence, SetPoint, TransportRequest, WakeUp, make_controller)
 from darkfab.scenarios import load_scenario, run_scenario
 from darkfab.scenarios.cli import main
 from darkfab.scenarios.loader import ScenarioError
 
-# ISA-TR88.00.02 (DOMAIN.md §2): where each command is legal, written from the text.
+# ANSI/ISA-TR88.00.02-2015 (Machine and Unit States): where each command is legal, written from
+# the text.
 ALL_STATES = {"Stopped", "Resetting", "Idle", "Starting", "Execute", "Completing", "Complete",
               "Holding", "Held", "Unholding", "Suspending", "Suspended", "Unsuspending",
               "Stopping", "Aborting", "Aborted", "Clearing"}
@@ -274,7 +275,7 @@ def user_module(tmp_path, monkeypatch):
 def test_user_controller_by_module_path(tmp_path, user_module):
     spec = f'name = "{user_module}:Recording"\nparams = {{ probe = true }}'
     res = run_scenario(load_scenario(write(tmp_path, plant_toml(spec, horizon=10_000.0))),
-                       out_dir=tmp_path / "o")
+                       out_dir=tmp_path / "o", allow_code=True)
     mod = sys.modules[user_module]
     seen = mod.Recording.seen
     assert seen[0][0][0].kind == "start"
@@ -304,7 +305,7 @@ def test_sensor_model_noise_dropout_and_delay(tmp_path, user_module):
             'sensors = { delay_s = 7.0, noise_sd_units = 2.0, dropout_probability = 0.3 }\n'
             'decision_latency_s = 3.0')
     res = run_scenario(load_scenario(write(tmp_path, plant_toml(spec, horizon=5000.0))),
-                       out_dir=tmp_path / "o")
+                       out_dir=tmp_path / "o", allow_code=True)
     seen = sys.modules[user_module].Recording.seen
     levels = [o.buffers["q1"].level_units for _, o in seen]
     assert any(x is None for x in levels)
@@ -321,15 +322,16 @@ def test_sensor_model_noise_dropout_and_delay(tmp_path, user_module):
 ])
 def test_not_a_controller_is_a_scenario_error(tmp_path, user_module, capsys, cls, message):
     p = write(tmp_path, plant_toml(f'name = "{user_module}:{cls}"'))
-    assert main(["run", str(p), "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert main(["run", str(p), "--quiet", "--allow-code", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "controller.name" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_unimportable_controller_and_bad_params(tmp_path):
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(write(tmp_path, plant_toml('name = "no_such_module_xyz:C"')))
-    assert "cannot import module 'no_such_module_xyz'" in str(e.value.problems)
+    s = load_scenario(write(tmp_path, plant_toml('name = "no_such_module_xyz:C"')))
+    with pytest.raises(ControllerSpecError, match="cannot import module 'no_such_module_xyz'"):
+        run_scenario(s, out_dir=tmp_path / "o", allow_code=True)
     with pytest.raises(ScenarioError) as e:
         load_scenario(write(tmp_path, plant_toml('name = "cautious"\nparams = { nope = 1 }')))
     assert [p.path for p in e.value.problems] == ["controller.params"]
@@ -340,7 +342,8 @@ def test_raising_controller_stops_the_plant_safely_exit_3(tmp_path, user_module)
     p = write(tmp_path, plant_toml(f'name = "{user_module}:Raising"'))
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "darkfab.scenarios.cli", "run", str(p),
-                           "--quiet", "--out", str(out)], capture_output=True, text=True,
+                           "--quiet", "--allow-code", "--out", str(out)], capture_output=True,
+                          text=True,
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -370,7 +373,7 @@ def test_raising_controller_stops_the_plant_safely_exit_3(tmp_path, user_module)
 def test_controller_fault_in_reset_or_protocol(tmp_path, user_module, cls, cause):
     s = load_scenario(write(tmp_path, plant_toml(f'name = "{user_module}:{cls}"')))
     with pytest.raises(ControllerFault) as e:
-        run_scenario(s, out_dir=tmp_path / "o")
+        run_scenario(s, out_dir=tmp_path / "o", allow_code=True)
     assert cause in str(e.value)
     assert e.value.summary["partial"] is True  # type: ignore[attr-defined]
     assert e.value.summary["simulated_s"] < 1.0  # type: ignore[attr-defined]

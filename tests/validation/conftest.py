@@ -3,10 +3,11 @@ validation test in the session (the Little's-law checks read the event logs of t
 queueing tests compare with theory), the 99 % t-interval, and a figures table printed at the end
 of the run (``pytest tests/validation -q`` prints what results/VALIDATION.md reports).
 
-Statistical design (see DOMAIN.md §1): R independent replications r = 0..R-1 of the scenario's
-own seed; each replication gives one estimate (a time average or a mean after warm-up); the
-t-interval on those R means at 99 % must contain the theoretical value. Seeds only make a run
-reproducible: no seeded number is asserted anywhere.
+Statistical design (Law, *Simulation Modeling and Analysis*, 5th ed., 2015, ch. 9): R
+independent replications r = 0..R-1 of the scenario's own seed; each replication gives one
+estimate (a time average or a mean after warm-up); the t-interval on those R means at 99 %
+must contain the theoretical value. Seeds only make a run reproducible: no seeded number is
+asserted anywhere.
 """
 
 from __future__ import annotations

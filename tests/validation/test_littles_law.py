@@ -1,4 +1,4 @@
-"""Little's law and KPI bookkeeping checked on the event log itself (DOMAIN.md §1).
+"""Little's law and KPI bookkeeping checked on the event log itself (Little 1961, Oper Res 9:383).
 
 From ``events.parquet`` alone: arrival a_i = time of the unit's ``create``, departure d_i = time
 of its ``complete`` or ``scrap`` (∞ if still inside at the end T). N(t) = #created − #departed.

@@ -1,4 +1,5 @@
-"""Queueing-theory validation of the kernel (DOMAIN.md §1).
+"""Queueing-theory validation of the kernel (Gross et al., *Fundamentals of
+Queueing Theory*, 4th ed., Wiley 2008).
 
 Every theoretical value is computed here from the formulas, with the rates read off the loaded
 scenario (so the tests follow the scenario files), and compared with R independent replications

@@ -1,4 +1,5 @@
-"""RTD models against their analytic moments and responses (DOMAIN.md §4, Levenspiel).
+"""RTD models against their analytic moments and responses (Levenspiel, *Chemical Reaction
+Engineering*, 3rd ed., Wiley 1999, ch. 13–14).
 
 Moments are computed here by numerical integration of each model's pdf (quad on analytic pdfs,
 trapezoid on the fine grid for tabulated ones), never read from the model's own mean/variance,

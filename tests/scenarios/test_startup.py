@@ -1,0 +1,62 @@
+"""Fast start, checked by what is imported (not by timing: the figures are in
+``tests/benchmarks/bench_startup.py`` and results/BENCHMARKS.md).
+
+The CLI module imports no heavy library at import time; ``check`` validates a scenario without
+the simulator (no mesa, pandas, matplotlib, scipy); the top-level help lists every verb; and
+``--version`` prints the installed version.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+
+from darkfab.scenarios import engines
+from darkfab.scenarios.cli import ENGINES, _parser
+
+HEAVY = ("mesa", "pandas", "matplotlib", "scipy", "scipy.stats", "simpy", "pyarrow", "ortools")
+
+
+def imported_after(code: str) -> set[str]:
+    """The HEAVY modules in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} " \
+            "if m in sys.modules]))"
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    return set(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def test_cli_module_imports_nothing_heavy():
+    assert imported_after("import darkfab.scenarios.cli") == set()
+
+
+def test_check_needs_no_simulator():
+    code = ("from darkfab.scenarios.cli import main\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['check', 'fault-campaign']) == 0")
+    assert imported_after(code) == set()
+
+
+def test_help_lists_every_verb(capsys):
+    p = _parser()
+    verbs = next(a for a in p._actions if a.dest == "cmd").choices
+    assert set(verbs) == {"run", "check", "list", "experiment", "report", "plot", "compare",
+                          "funnel", "jobshop-bench"}
+    text = p.format_help()
+    for v in verbs:
+        assert f"\n    {v}" in text
+    assert "--version" in text
+
+
+def test_version_is_the_installed_one():
+    p = subprocess.run([sys.executable, "-m", "darkfab.scenarios.cli", "--version"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == f"darkfab {version('darkfab')}"
+
+
+def test_cli_engine_choices_are_the_engines():
+    assert ENGINES == engines.ENGINES
