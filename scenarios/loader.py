@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
                      reference_errors)
+from .toml_input import TomlInputError, check_nesting, check_size, read_toml
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
            "apply_overrides", "parse_override", "Override"]
@@ -81,8 +82,12 @@ def parse_override(item: Override) -> tuple[list[str | int], Any]:
     path_s, raw = text.split("=", 1)
     path = _parse_path(path_s, text)
     try:
+        check_nesting(raw)
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+        check_size(value if isinstance(value, (dict, list)) else [])
+    except TomlInputError as e:
+        raise ValueError(f"--set {path_s.strip()}=...: {e.message}") from None
+    except (tomllib.TOMLDecodeError, ValueError):  # not a TOML value (or too many digits)
         value = raw.strip()
     return path, value
 
@@ -142,13 +147,10 @@ def load_scenario(source: str | Path,
     ``jobshop.instance`` path is taken relative to the scenario file's folder."""
     path = resolve_path(str(source))
     file = str(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise ScenarioError(file, [Problem("<toml>", f"not valid TOML: {e}",
-                                           int(m.group(1)) if m else None)]) from None
+        text, data = read_toml(path)
+    except TomlInputError as e:
+        raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
     lines = _KeyLines(text)
     problems = apply_overrides(data, list(overrides or []))
     set_paths = {tuple(parse_override(o)[0]) for o in overrides or []
