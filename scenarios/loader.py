@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
                      reference_errors)
+from .line_limits import line_limit_errors
 from .toml_input import TomlInputError, check_nesting, check_size, read_toml
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
@@ -163,7 +164,9 @@ def load_scenario(source: str | Path,
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
-    problems = [Problem(p, m, lines.find(p)) for p, m in reference_errors(scenario)]
+    problems = [_located(p, m, lines, set_paths) for p, m in reference_errors(scenario)]
+    if not problems:  # the models are built only from a consistent scenario
+        problems = [_located(p, m, lines, set_paths) for p, m in line_limit_errors(scenario)]
     if problems:
         raise ScenarioError(file, problems)
     return scenario
@@ -200,7 +203,19 @@ def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
         inp = err["input"]
         if not isinstance(inp, (dict, list)):
             msg = f"{msg} (got {inp!r})"
-    if any(tuple(loc[:len(sp)]) == sp for sp in set_paths):
+    if loc == ["scenario", "warmup_s"] and ("scenario", "horizon_s") in set_paths:
+        msg += " [horizon_s from --set, --hours or --days]"
+    return _located(path, msg, lines, set_paths)
+
+
+def _located(path: str, msg: str, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
+    """A problem at the line that holds ``path``, or tagged ``[from --set]`` if an override
+    set it (or a table above it)."""
+    try:
+        loc = tuple(parse_override((path, None))[0]) if path[:1] not in "<-" else ()
+    except ValueError:
+        loc = ()
+    if any(loc[:len(sp)] == sp for sp in set_paths):
         return Problem(path, msg + " [from --set]")
     return Problem(path, msg, lines.find(path))
 
