@@ -33,7 +33,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special, stats
 from scipy.signal import fftconvolve
 
-__all__ = ["RTD", "TanksInSeries", "AxialDispersion", "SeriesRTD", "GriddedRTD", "TAIL_TOL"]
+__all__ = ["RTD", "TanksInSeries", "AxialDispersion", "SeriesRTD", "GriddedRTD", "TAIL_TOL",
+           "CLOSED_PECLET_MIN", "CLOSED_PECLET_MAX"]
 
 TAIL_TOL = 1e-9
 """Default tail tolerance: ``tail_s`` is the time after which 1 − F(t) < TAIL_TOL."""
@@ -316,6 +317,14 @@ class GriddedRTD(RTD):
         f0, f1 = self._cdf[j - 1], self._cdf[j]
         frac = np.where(f1 > f0, (qa - f0) / np.where(f1 > f0, f1 - f0, 1.0), 1.0)
         return self._t[j - 1] + frac * (self._t[j] - self._t[j - 1])
+
+
+CLOSED_PECLET_MIN = 0.1
+"""Smallest Pe of a closed–closed :class:`AxialDispersion`: below it the Fourier inversion loses
+its accuracy (and below ~0.01 it fails)."""
+CLOSED_PECLET_MAX = 1e6
+"""Largest Pe of a closed–closed :class:`AxialDispersion` (σθ ≈ 0.0014, plug flow for every
+purpose): above it the RTD is narrower than the inversion grid resolves reliably."""
 
 
 class AxialDispersion(GriddedRTD):

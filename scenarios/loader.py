@@ -16,10 +16,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .schema import JobShopScenario, Scenario
+from pydantic import ValidationError
+
+from .line_limits import line_limit_errors
+from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
+                     reference_errors)
+from .toml_input import TomlInputError, check_nesting, check_size, read_toml
+
 
 __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "resolve_path",
            "apply_overrides", "parse_override", "Override", "split_controller"]
@@ -83,8 +88,12 @@ def parse_override(item: Override) -> tuple[list[str | int], Any]:
     path_s, raw = text.split("=", 1)
     path = _parse_path(path_s, text)
     try:
+        check_nesting(raw)
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+        check_size(value if isinstance(value, (dict, list)) else [])
+    except TomlInputError as e:
+        raise ValueError(f"--set {path_s.strip()}=...: {e.message}") from None
+    except (tomllib.TOMLDecodeError, ValueError):  # not a TOML value (or too many digits)
         value = raw.strip()
     return path, value
 
@@ -171,19 +180,12 @@ def load_scenario(source: str | Path,
     """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
     problem. A file with a ``[jobshop]`` table is a :class:`JobShopScenario`; its relative
     ``jobshop.instance`` path is taken relative to the scenario file's folder."""
-    from pydantic import ValidationError
-
-    from .schema import Scenario, reference_errors
-
     path = resolve_path(str(source))
     file = str(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise ScenarioError(file, [Problem("<toml>", f"not valid TOML: {e}",
-                                           int(m.group(1)) if m else None)]) from None
+        text, data = read_toml(path)
+    except TomlInputError as e:
+        raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
     lines = _KeyLines(text)
     problems = apply_overrides(data, list(overrides or []))
     set_paths = {tuple(parse_override(o)[0]) for o in overrides or []
@@ -196,7 +198,9 @@ def load_scenario(source: str | Path,
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
-    problems = [Problem(p, m, lines.find(p)) for p, m in reference_errors(scenario)]
+    problems = [_located(p, m, lines, set_paths) for p, m in reference_errors(scenario)]
+    if not problems:  # the models are built only from a consistent scenario
+        problems = [_located(p, m, lines, set_paths) for p, m in line_limit_errors(scenario)]
     if problems:
         raise ScenarioError(file, problems)
     return scenario
@@ -208,7 +212,7 @@ def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
 
     from darkfab.control.jobshop import shipped_instances
 
-    from .schema import JobShopScenario, jobshop_errors
+    from .schema import JobShopScenario
 
     file = str(path)
     inst = data["jobshop"].get("instance")
@@ -237,7 +241,19 @@ def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
         inp = err["input"]
         if not isinstance(inp, (dict, list)):
             msg = f"{msg} (got {inp!r})"
-    if any(tuple(loc[:len(sp)]) == sp for sp in set_paths):
+    if loc == ["scenario", "warmup_s"] and ("scenario", "horizon_s") in set_paths:
+        msg += " [horizon_s from --set, --hours or --days]"
+    return _located(path, msg, lines, set_paths)
+
+
+def _located(path: str, msg: str, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
+    """A problem at the line that holds ``path``, or tagged ``[from --set]`` if an override
+    set it (or a table above it)."""
+    try:
+        loc = tuple(parse_override((path, None))[0]) if path[:1] not in "<-" else ()
+    except ValueError:
+        loc = ()
+    if any(loc[:len(sp)] == sp for sp in set_paths):
         return Problem(path, msg + " [from --set]")
     return Problem(path, msg, lines.find(path))
 
@@ -248,7 +264,6 @@ _PYDANTIC_TAG = re.compile(r"^(constrained-str|str|int|float|bool|\[key\]|functi
 
 def _is_tag(x) -> bool:
     """Union members, discriminator tags and key markers pydantic puts into error locations."""
-    from .schema import DIST_TAGS, FAULT_MODES, UNION_TAGS
 
     return isinstance(x, str) and (x in DIST_TAGS or x in UNION_TAGS or x in FAULT_MODES
                                    or _PYDANTIC_TAG.match(x) is not None)

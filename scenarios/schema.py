@@ -8,18 +8,21 @@ reported with its own field path.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat,
-                      PositiveInt, ValidationInfo, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, PositiveInt, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
 __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
+           "PositiveFloat", "NonNegativeFloat", "FiniteFloat", "Coordinate", "MAX_COORDINATE_M",
+           "FolderName", "NORMAL_MIN_WINDOW_MASS", "routing_errors",
            "Fault", "FAULT_MODES", "VerificationSpec", "AlarmSpec",
            "transport_hops", "JobShopMeta", "JobShopSpec", "JobShopScenario", "jobshop_errors",
            "JOBSHOP_SCHEDULERS"]
@@ -27,6 +30,22 @@ __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_err
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- physical quantities: finite, sane magnitudes --------------------------------------------
+# Every physical quantity (duration, rate, mass, length, distribution parameter) is finite:
+# TOML's nan and inf, and literals that overflow to inf (1e999), are refused with the field's
+# path. These replace pydantic's PositiveFloat and NonNegativeFloat, which accept inf.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+MAX_COORDINATE_M = 1e6
+"""Largest |x_m|, |y_m| of a node (1,000 km): distances between nodes stay finite."""
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE_M, le=MAX_COORDINATE_M,
+                                    allow_inf_nan=False)]
+NORMAL_MIN_WINDOW_MASS = 1e-3
+"""Smallest probability a truncated normal may put in [low_s, high_s]: below it the rejection
+sampler would draw more than ~1,000 normals per value."""
 
 
 # --- distributions ------------------------------------------------------------------------
@@ -91,25 +110,57 @@ class Normal(_Dist):
         hi = math.inf if self.high_s is None else self.high_s
         if hi <= self.low_s:
             raise PydanticCustomError("order", "high_s must be > low_s")
+        if self.sd_s > 0:
+            mass = _normal_mass((self.low_s - self.mean_s) / self.sd_s,
+                                (hi - self.mean_s) / self.sd_s)
+            if not mass >= NORMAL_MIN_WINDOW_MASS:
+                raise PydanticCustomError(
+                    "window", f"[low_s, high_s] holds only {mass:.3g} of the normal's "
+                    f"probability (at least {NORMAL_MIN_WINDOW_MASS:g} needed to sample it)")
         return self
+
+
+def _normal_mass(a: float, b: float) -> float:
+    """P(a ≤ Z ≤ b) for a standard normal Z, a < b, accurate in either tail (erfc)."""
+    r = math.sqrt(2.0)
+    if a >= 0:
+        return 0.5 * (math.erfc(a / r) - math.erfc(b / r))
+    if b <= 0:
+        return 0.5 * (math.erfc(-b / r) - math.erfc(-a / r))
+    return 1.0 - 0.5 * math.erfc(-a / r) - 0.5 * math.erfc(b / r)
+
+
+# cv in [1e-6, 1e3]: the sampler's parameters (1/cv², ln(1 + cv²)) stay finite and non-zero
+CoefficientOfVariation = Annotated[float, Field(ge=1e-6, le=1e3, allow_inf_nan=False)]
 
 
 class Lognormal(_Dist):
     dist: Literal["lognormal"]
     mean_s: PositiveFloat
-    cv: PositiveFloat
+    cv: CoefficientOfVariation
 
 
 class Gamma(_Dist):
     dist: Literal["gamma"]
     mean_s: PositiveFloat
-    cv: PositiveFloat
+    cv: CoefficientOfVariation
 
 
 class Weibull(_Dist):
     dist: Literal["weibull"]
     shape: PositiveFloat
     scale_s: PositiveFloat
+
+    @model_validator(mode="after")
+    def _finite_mean(self):
+        try:
+            mean = self.scale_s * math.gamma(1.0 + 1.0 / self.shape)
+        except OverflowError:
+            mean = math.inf
+        if not math.isfinite(mean):
+            raise PydanticCustomError("weibull", "the mean scale_s·Γ(1 + 1/shape) overflows: "
+                                      "shape is too small")
+        return self
 
 
 class Empirical(_Dist):
@@ -121,6 +172,8 @@ class Empirical(_Dist):
     def _len(self):
         if self.weights is not None and len(self.weights) != len(self.values_s):
             raise PydanticCustomError("length", "weights must have as many entries as values_s")
+        if self.weights is not None and not math.isfinite(math.fsum(self.weights)):
+            raise PydanticCustomError("weights", "the weights' sum overflows")
         return self
 
 
@@ -134,6 +187,20 @@ DIST_TAGS = frozenset({"constant", "exponential", "uniform", "triangular", "norm
                        "lognormal", "gamma", "weibull", "empirical"})
 
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
+
+
+def _folder_name(v: str) -> str:
+    if not _FOLDER_NAME.fullmatch(v):
+        raise PydanticCustomError(
+            "folder_name", "must be a safe folder name: 1 to 100 letters, digits, '_', '.' or "
+            "'-', not starting with '.' or '-' (so never '.', '..' or a path)")
+    return v
+
+
+FolderName = Annotated[str, AfterValidator(_folder_name)]
+"""A scenario name, used as a results folder name: letters, digits, ``_ . -``, not starting
+with ``.`` or ``-`` (so never ``.``, ``..`` or a hidden folder), at most 100 characters."""
 
 
 def _name_or_list(v) -> str | None:
@@ -146,7 +213,7 @@ def _name_or_list(v) -> str | None:
 
 # --- plant --------------------------------------------------------------------------------
 class Meta(Strict):
-    name: Name
+    name: FolderName
     description: str = ""
     horizon_s: PositiveFloat
     warmup_s: NonNegativeFloat = 0.0
@@ -159,7 +226,8 @@ class Meta(Strict):
         horizon = info.data.get("horizon_s")
         if horizon is not None and v >= horizon:
             raise PydanticCustomError(
-                "warmup", f"must be smaller than horizon_s ({horizon:g} s)")
+                "warmup", f"the warm-up ({v:g} s) must be shorter than scenario.horizon_s "
+                f"({horizon:g} s): shorten the warm-up or lengthen the horizon")
         return v
 
 
@@ -172,8 +240,8 @@ ROBOT_HOME_ROLES = ("parking", "holding", "charger")
 
 
 class Node(Strict):
-    x_m: float
-    y_m: float
+    x_m: Coordinate
+    y_m: Coordinate
     role: Literal["station", "port", "waypoint", "storage", "dock", "charger", "parking",
                   "holding"] = "station"
     capacity_robots: PositiveInt = 1  # robots that fit on the node at once (wide crossings)
@@ -481,8 +549,8 @@ class BlenderSpec(Strict):
     mass_flow_ref_kg_h: PositiveFloat
     speed_ref_rpm: PositiveFloat
     speed_rpm: PositiveFloat
-    flow_exponent: float = 1.0
-    speed_exponent: float = 0.5
+    flow_exponent: FiniteFloat = 1.0
+    speed_exponent: FiniteFloat = 0.5
     model: Literal["tanks", "open", "closed"] = "tanks"
     n_tanks: PositiveFloat = 3.0
     peclet: PositiveFloat = 10.0
@@ -542,7 +610,7 @@ class PatSpec(Strict):
     delay_s: NonNegativeFloat = 0.0
     dropout_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
     drift_start_s: NonNegativeFloat | None = None
-    drift_per_h: float = 0.0
+    drift_per_h: FiniteFloat = 0.0
 
 
 class LineQualitySpec(Strict):
@@ -922,14 +990,50 @@ def reference_errors(s: Scenario):
             if e not in s.equipment:
                 yield (f"arms.{name}.equipment[{i}]", f"unknown equipment {e!r}")
     yield from _fault_errors(s)
+    feeding = ({src.to for src in s.sources.values()}
+               | {to for eq in s.equipment.values() for to, _ in eq.branches()}
+               | {line.output for line in s.continuous_lines.values()}
+               | {book.to for book in s.order_books.values()})
     for b in s.buffers:
         if b not in fed:
             yield (f"buffers.{b}", "no equipment takes from this buffer (set it as an input)")
-        if not any(src.to == b for src in s.sources.values()) and not any(
-                to == b for eq in s.equipment.values() for to, _ in eq.branches()) and not any(
-                line.output == b for line in s.continuous_lines.values()) and not any(
-                book.to == b for book in s.order_books.values()):
+        if b not in feeding:
             yield (f"buffers.{b}", "nothing feeds this buffer (no source or equipment sends to it)")
+    yield from routing_errors(s)
+
+
+def routing_errors(s: Scenario):
+    """Yield ``(path, message)`` for equipment whose units can never leave the plant: every
+    buffer a unit can be sent to must lead, by routes of positive probability, to a sink or to
+    a continuous line's feeder (which consumes it). Otherwise units circulate for ever (a
+    ``next`` that is the equipment's own input, or a cycle of buffers with no way out)."""
+    taken = {eq.input for eq in s.equipment.values()}
+    exits = set(s.sinks) | {f.refill_from for line in s.continuous_lines.values()
+                            for f in line.feeders.values()}
+    exits |= set(s.buffers) - taken  # a dead end, reported as "no equipment takes from" it
+    g = nx.DiGraph()  # buffer or sink -> where the equipment taking from it sends units
+    for eq in s.equipment.values():
+        g.add_node(eq.input)
+        for to, prob in eq.branches():
+            if prob > 0:
+                g.add_edge(eq.input, to)
+        if eq.reject_to is not None and eq.reject_probability > 0:
+            g.add_edge(eq.input, eq.reject_to)
+    out = set()
+    for x in exits & set(g):
+        out |= nx.ancestors(g, x) | {x}
+    for name, eq in s.equipment.items():
+        if eq.input not in s.buffers or eq.input in out:
+            continue
+        if any(to not in s.buffers and to not in s.sinks for to, _ in eq.branches()):
+            continue  # a dangling name, reported above
+        field = f"equipment.{name}.next"
+        if [to for to, _ in eq.branches()] == [eq.input]:
+            yield (field, f"{eq.next!r} is this equipment's own input: its units can never "
+                   "leave (routing loop)")
+        else:
+            yield (field, f"units taken from buffer {eq.input!r} can never reach a sink: every "
+                   "route leads back into the same buffers (routing loop with no way out)")
 
 
 def _fault_errors(s: Scenario):
@@ -1007,6 +1111,7 @@ def _fleet_errors(s: Scenario):
         yield ("fleet", "a fleet needs at least one node with role = \"charger\"")
     ports = sorted({n for _, n, _ in transport_hops(s)} |
                    {s.buffers[b].node for _, _, b in transport_hops(s)})
+    ports = [n for n in ports if n in s.nodes]  # unknown nodes are reported elsewhere
     homes = [h for h in f.homes[: f.count] if h in s.nodes]
     must = sorted(set(ports) | set(homes) | set(chargers))
     if not must:
@@ -1049,7 +1154,7 @@ class JobShopMeta(Strict):
     """``[scenario]`` of a job-shop scenario: no warm-up; the run ends when the last job does,
     or at ``horizon_s`` (a cap) with a partial result."""
 
-    name: Name
+    name: FolderName
     description: str = ""
     seed: Annotated[int, Field(ge=0)] = 0  # CP-SAT's random seed
     horizon_s: PositiveFloat | None = None
