@@ -22,6 +22,8 @@ from darkfab.scenarios.loader import ScenarioError, shipped_scenarios
 MM1 = ["mm1", "--hours", "2", "--set", "scenario.warmup_s=0"]  # a short shipped run
 
 MODULE = '''
+from pathlib import Path
+
 Path(__file__).with_name("imported.txt").write_text("the module ran")
 
 from darkfab.control import AutoRecoverySupervisor
