@@ -22,11 +22,8 @@ from darkfab.control import Controller, make_controller
 from darkfab.control.fleet import FleetManager
 from darkfab.control.traffic import Lane
 from darkfab.factory.battery import Battery
-from darkfab.factory.blender import BlenderParams, blender_rtd
 from darkfab.factory.feeder import FeederParams, LossInWeightFeeder
 from darkfab.factory.pat import NirSensor, NirSensorParams
-from darkfab.factory.rtd import RTD, SeriesRTD
-from darkfab.factory.tablet_press import TabletPress
 from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.recorder import TRANSPORT_SCHEMA, TableWriter
@@ -38,6 +35,7 @@ from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
 from .control_loop import ControlLoop
+from .line_models import line_models
 from .schema import ContinuousLineSpec, OrderBookSpec, Scenario, transport_hops
 
 __all__ = ["Plant", "build_plant", "line_models"]
@@ -234,27 +232,6 @@ def _build_order_book(s: Scenario, name: str, spec: OrderBookSpec, model: PlantM
     return OrderBook(model, name, spec.node, to, script=script, stream=stream,
                      work_s_per_unit=work, changeover_s=change,
                      max_orders_in_process=spec.max_orders_in_process)
-
-
-def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
-    """The press, the blender RTD and the line RTD (blender in series with the press feed frame)
-    at the press's mass flow."""
-    ps = spec.press
-    press = TabletPress(
-        stations=ps.stations, turret_speed_rpm=ps.turret_speed_rpm,
-        die_diameter_m=ps.die_diameter_mm / 1000.0, fill_depth_m=ps.fill_depth_mm / 1000.0,
-        fill_density_kg_m3=ps.fill_density_kg_m3, true_density_kg_m3=ps.true_density_kg_m3,
-        feed_frame_holdup_kg=ps.feed_frame_holdup_kg, feed_frame_tanks=ps.feed_frame_tanks,
-        compaction=ps.compaction, kawakita_a=ps.kawakita_a,
-        kawakita_b_per_pa=ps.kawakita_b_per_mpa * 1e-6, heckel_k_per_pa=ps.heckel_k_per_mpa * 1e-6,
-        heckel_a=ps.heckel_a, strength=ps.strength, sigma0_pa=ps.sigma0_mpa * 1e6,
-        k_rd=ps.k_rd, rho_c=ps.rho_c)
-    flow = press.mass_flow_kg_s
-    b = spec.blender
-    bp = BlenderParams(b.holdup_ref_kg, b.mass_flow_ref_kg_h / 3600.0, b.speed_ref_rpm,
-                       b.flow_exponent, b.speed_exponent, b.model, b.n_tanks, b.peclet)
-    blender = blender_rtd(bp, flow, b.speed_rpm)
-    return press, blender, SeriesRTD([blender, press.feed_frame_rtd(flow)], max_points=2**14)
 
 
 def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantModel,

@@ -24,7 +24,7 @@ def line_limit_errors(s: Scenario) -> Iterator[tuple[str, str]]:
         return
     from darkfab.factory.rtd import CLOSED_PECLET_MAX, CLOSED_PECLET_MIN
 
-    from .builder import line_models
+    from .line_models import line_models
 
     for name, line in s.continuous_lines.items():
         p = f"continuous_lines.{name}"

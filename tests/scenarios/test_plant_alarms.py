@@ -93,7 +93,7 @@ def _fault_rows_have_alarms(res, rows, ev, entities):
 def test_packaging_line_failures_reach_the_controller_and_are_acknowledged(tmp_path, acker):
     s = load_scenario("packaging-line", ["scenario.horizon_s=172800", "scenario.warmup_s=0",
                                          "controller.name=alarm_ctl:Acker"])
-    res = run_scenario(s, out_dir=tmp_path / "run")
+    res = run_scenario(s, out_dir=tmp_path / "run", allow_code=True)
     rows, ev = _tables(res)
     faults = _fault_rows_have_alarms(res, rows, ev, set(res.plant.equipment))
     assert len(rows) == len(faults)  # nothing else raises alarms in this plant
@@ -146,7 +146,7 @@ def test_discrete_faults_of_a_campaign_become_alarms(tmp_path):
         'duration_s=1800}'])
     s = load_scenario("cdc-line", ["scenario.horizon_s=86400", "scenario.warmup_s=0",
                                    f"faults=[{faults}]"])
-    res = run_scenario(s, out_dir=tmp_path / "run")
+    res = run_scenario(s, out_dir=tmp_path / "run", allow_code=True)
     rows, ev = _tables(res)
     _fault_rows_have_alarms(res, rows, ev, set(res.plant.equipment) | set(res.plant.robots))
     f = {x["mode"]: x for x in res.verification["checks"]["faults"]["faults"]}
@@ -174,7 +174,7 @@ def test_alarms_table_is_readable_after_a_controller_fault(tmp_path, acker):
     s = load_scenario("packaging-line", ["scenario.horizon_s=172800", "scenario.warmup_s=0",
                                          "controller.name=alarm_ctl:Fails"])
     with pytest.raises(ControllerFault) as e:
-        run_scenario(s, out_dir=tmp_path / "run")
+        run_scenario(s, out_dir=tmp_path / "run", allow_code=True)
     rows = pq.read_table(tmp_path / "run" / "alarms.parquet").to_pylist()
     assert rows and rows[0]["id"] == 1 and rows[0]["cleared_s"] is None  # still active
     assert e.value.summary["alarms"]["active_end"] >= 1

@@ -2,7 +2,7 @@
 ``tests/benchmarks/bench_startup.py`` and results/BENCHMARKS.md).
 
 The CLI module imports no heavy library at import time; ``check`` validates a scenario without
-the simulator (no mesa, pandas, matplotlib, scipy); the top-level help lists every verb; and
+the simulator (no mesa, pandas, matplotlib; scipy only to build a continuous line's models); the top-level help lists every verb; and
 ``--version`` prints the installed version.
 """
 
@@ -33,12 +33,18 @@ def test_cli_module_imports_nothing_heavy():
     assert imported_after("import darkfab.scenarios.cli") == set()
 
 
-def test_check_needs_no_simulator():
-    code = ("from darkfab.scenarios.cli import main\n"
+def _check(name: str) -> str:
+    return ("from darkfab.scenarios.cli import main\n"
             "import contextlib, io\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    assert main(['check', 'fault-campaign']) == 0")
-    assert imported_after(code) == set()
+            f"    assert main(['check', {name!r}]) == 0")
+
+
+def test_check_needs_no_simulator():
+    assert imported_after(_check("packaging-line")) == set()
+    # a continuous line's press and RTD models are built (check rejects what run would):
+    # scipy, still no simulator
+    assert imported_after(_check("fault-campaign")) <= {"scipy", "scipy.stats"}
 
 
 def test_help_lists_every_verb(capsys):

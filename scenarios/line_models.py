@@ -1,0 +1,33 @@
+"""The models a continuous line is built from (press, blender RTD, line RTD), apart from the
+builder so that ``check`` can build them without the simulator (no SimPy, Mesa or pyarrow)."""
+
+from __future__ import annotations
+
+from darkfab.factory.blender import BlenderParams, blender_rtd
+from darkfab.factory.rtd import RTD, SeriesRTD
+from darkfab.factory.tablet_press import TabletPress
+
+from .schema import ContinuousLineSpec
+
+__all__ = ["line_models"]
+
+
+def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
+    """The press, the blender RTD and the line RTD (blender in series with the press feed frame)
+    at the press's mass flow."""
+    ps = spec.press
+    press = TabletPress(
+        stations=ps.stations, turret_speed_rpm=ps.turret_speed_rpm,
+        die_diameter_m=ps.die_diameter_mm / 1000.0, fill_depth_m=ps.fill_depth_mm / 1000.0,
+        fill_density_kg_m3=ps.fill_density_kg_m3, true_density_kg_m3=ps.true_density_kg_m3,
+        feed_frame_holdup_kg=ps.feed_frame_holdup_kg, feed_frame_tanks=ps.feed_frame_tanks,
+        compaction=ps.compaction, kawakita_a=ps.kawakita_a,
+        kawakita_b_per_pa=ps.kawakita_b_per_mpa * 1e-6, heckel_k_per_pa=ps.heckel_k_per_mpa * 1e-6,
+        heckel_a=ps.heckel_a, strength=ps.strength, sigma0_pa=ps.sigma0_mpa * 1e6,
+        k_rd=ps.k_rd, rho_c=ps.rho_c)
+    flow = press.mass_flow_kg_s
+    b = spec.blender
+    bp = BlenderParams(b.holdup_ref_kg, b.mass_flow_ref_kg_h / 3600.0, b.speed_ref_rpm,
+                       b.flow_exponent, b.speed_exponent, b.model, b.n_tanks, b.peclet)
+    blender = blender_rtd(bp, flow, b.speed_rpm)
+    return press, blender, SeriesRTD([blender, press.feed_frame_rtd(flow)], max_points=2**14)
