@@ -10,17 +10,17 @@ target) or that this plant cannot apply yet is **rejected**: logged in ``events.
 Every command has an optional last field ``reason`` (why the controller decided it); a
 non-empty reason goes to the event log: the ``command`` row's detail is ``"<what>: <reason>"``.
 
-Applied today: :class:`Acknowledge` (an active alarm), :class:`PackMLCommand` (to a unit; Stop and Start also to a source: it stops or
-resumes releasing material), :class:`ChangeMode`, :class:`WakeUp`, :class:`Maintenance` of a
-continuous line with a punch-wear model (a punch change), the lot dispositions
-:class:`Quarantine`, :class:`Release` and :class:`Divert` (``darkfab.agents.quality``),
-:class:`Dispatch` and :class:`Sequence` to an order book (``darkfab.agents.orders``),
-:class:`SetPoint` ``route:<target>`` (a branch weight) to a unit with ``next`` branches, and
-:class:`TransportRequest` in a plant with a fleet (from a buffer, or from a source or unit whose
-transports wait for the controller, e.g. planned feeder refills). The others (:class:`Charge`,
-:class:`Maintenance` of discrete units, other set-points, dispatching at a unit's FIFO input
-buffer) are part of the API so that policies can be written against it; this plant validates
-their targets and rejects them as ``unsupported``.
+Applied today: :class:`Acknowledge` (an active alarm), :class:`PackMLCommand` (to a unit; Stop
+and Start also to a source: it stops or resumes releasing material), :class:`ChangeMode`,
+:class:`WakeUp`, :class:`Maintenance` of a continuous line with a punch-wear model (a punch
+change), the lot dispositions :class:`Quarantine`, :class:`Release` and :class:`Divert`
+(``darkfab.agents.quality``), :class:`Dispatch` and :class:`Sequence` to an order book
+(``darkfab.agents.orders``), :class:`SetPoint` ``route:<target>`` (a branch weight) to a unit
+with ``next`` branches, and :class:`TransportRequest` in a plant with a fleet (from a buffer, or
+from a source or unit whose transports wait for the controller, e.g. planned feeder refills).
+The others (:class:`Charge`, :class:`Maintenance` of discrete units, other set-points,
+dispatching at a unit's FIFO input buffer) are part of the API so that policies can be written
+against it; this plant validates their targets and rejects them as ``unsupported``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Union
 
 from darkfab.factory.packml import Command
 
-__all__ = ["Acknowledge", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence", "TransportRequest", "Charge",
+__all__ = ["Acknowledge", "PackMLCommand", "ChangeMode", "Dispatch", "Sequence",
+           "TransportRequest", "Charge",
            "Maintenance", "Divert", "Quarantine", "Release", "SetPoint", "WakeUp",
            "PlantCommand", "COMMAND_TYPES"]
 

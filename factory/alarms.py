@@ -95,7 +95,8 @@ Subscriber = Callable[[str, Alarm], None]
 
 
 class AlarmSystem:
-    """The plant's alarm list and alarm history (see the module docstring).
+    """The plant's alarm list and alarm history (see the module docstring). Calls must come in
+    order of time (the simulation clock's ``now``).
 
     Parameters
     ----------
@@ -107,7 +108,7 @@ class AlarmSystem:
     operator_positions:
         operator positions sharing the alarms (rates are per position).
     standing_after_s:
-        an alarm active longer than this is standing.
+        an alarm active for this long or longer is standing.
     warmup_s:
         the KPIs count alarms raised from this time on.
     events:
@@ -211,7 +212,8 @@ class AlarmSystem:
                 return f"alarm {i} already cleared (returned to normal)"
             return f"unknown alarm {i}"
         if a.acknowledged_s is not None:
-            return f"alarm {i} already acknowledged at {a.acknowledged_s:g} s by {a.acknowledged_by}"
+            return (f"alarm {i} already acknowledged at {a.acknowledged_s:g} s by "
+                    f"{a.acknowledged_by}")
         return None
 
     def get(self, alarm_id: int) -> Alarm | None:

@@ -59,11 +59,11 @@ import numpy as np
 
 from darkfab.agents.equipment import Equipment
 from darkfab.agents.flow import Source
-from darkfab.control import (COMMAND_TYPES, AlarmObs, BufferObs, ChangeMode, Controller, ControllerFault,
-                             EquipmentInfo, EquipmentObs, Event, Observation, PackMLCommand,
-                             PlantInfo, QualityObs, RobotObs, WakeUp)
-from darkfab.control.commands import (Acknowledge, Charge, Dispatch, Divert, Maintenance, Quarantine, Release,
-                                      Sequence, SetPoint, TransportRequest)
+from darkfab.control import (COMMAND_TYPES, AlarmObs, BufferObs, ChangeMode, Controller,
+                             ControllerFault, EquipmentInfo, EquipmentObs, Event, Observation,
+                             PackMLCommand, PlantInfo, QualityObs, RobotObs, WakeUp)
+from darkfab.control.commands import (Acknowledge, Charge, Dispatch, Divert, Maintenance,
+                                      Quarantine, Release, Sequence, SetPoint, TransportRequest)
 from darkfab.control.observation import (FeederInfo, FeederObs, LineObs, LotView, OrderBookInfo,
                                          OrderObs)
 from darkfab.control.release import RuleRelease
