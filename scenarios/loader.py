@@ -154,10 +154,13 @@ def load_scenario(source: str | Path,
         raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
     lines = _KeyLines(text)
     problems = apply_overrides(data, list(overrides or []))
-    set_paths = {tuple(parse_override(o)[0]) for o in overrides or []
-                 if isinstance(o, tuple) or "=" in o}
     if problems:
         raise ScenarioError(file, problems)
+    set_paths = {tuple(parse_override(o)[0]) for o in overrides or []}
+    try:
+        check_size(data)  # the overrides may have added entries
+    except TomlInputError as e:
+        raise ScenarioError(file, [Problem(e.path, e.message)]) from None
     if isinstance(data.get("jobshop"), dict):
         return _load_jobshop(data, path, lines, set_paths)
     try:
