@@ -25,11 +25,26 @@ __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "re
            "apply_overrides", "parse_override", "Override"]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """Control characters (newlines above all) escaped: a problem is one line of output."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 @dataclass(frozen=True)
 class Problem:
+    """One problem: a field path (or ``<file>``, ``<encoding>``, ``<toml>``, ``--set``), a
+    message, and the file line when it is known. Path and message are one line each."""
+
     path: str
     message: str
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _one_line(self.path))
+        object.__setattr__(self, "message", _one_line(self.message))
 
     def format(self, file: str) -> str:
         where = f"{file}:{self.line}" if self.line else file
@@ -183,7 +198,10 @@ def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
     inst = data["jobshop"].get("instance")
     if isinstance(inst, str) and inst and inst not in shipped_instances() \
             and not Path(inst).is_absolute():
-        data["jobshop"]["instance"] = str((path.parent / inst).resolve())
+        try:
+            data["jobshop"]["instance"] = str((path.parent / inst).resolve())
+        except (OSError, ValueError):  # a NUL in the name: reported by jobshop_errors
+            pass
     try:
         scenario = JobShopScenario.model_validate(data)
     except ValidationError as e:

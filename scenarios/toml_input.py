@@ -145,7 +145,7 @@ def check_size(data: Any, max_entries: int = MAX_ENTRIES,
     and array items or nests deeper than ``max_depth`` (tables through dotted keys included).
     Iterative: a deep document cannot exhaust the stack."""
     entries = 0
-    stack: list[tuple[Any, int, tuple]] = [(data, 1, ())]
+    stack: list[tuple[Any, int, tuple]] = [(data, 0, ())]  # the document itself: depth 0
     while stack:
         node, depth, path = stack.pop()
         if depth > max_depth:
