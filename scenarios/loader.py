@@ -30,11 +30,26 @@ __all__ = ["ScenarioError", "Problem", "load_scenario", "shipped_scenarios", "re
            "apply_overrides", "parse_override", "Override", "split_controller"]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """Control characters (newlines above all) escaped: a problem is one line of output."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 @dataclass(frozen=True)
 class Problem:
+    """One problem: a field path (or ``<file>``, ``<encoding>``, ``<toml>``, ``--set``), a
+    message, and the file line when it is known. Path and message are one line each."""
+
     path: str
     message: str
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _one_line(self.path))
+        object.__setattr__(self, "message", _one_line(self.message))
 
     def format(self, file: str) -> str:
         where = f"{file}:{self.line}" if self.line else file
@@ -188,10 +203,13 @@ def load_scenario(source: str | Path,
         raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
     lines = _KeyLines(text)
     problems = apply_overrides(data, list(overrides or []))
-    set_paths = {tuple(parse_override(o)[0]) for o in overrides or []
-                 if isinstance(o, tuple) or "=" in o}
     if problems:
         raise ScenarioError(file, problems)
+    set_paths = {tuple(parse_override(o)[0]) for o in overrides or []}
+    try:
+        check_size(data)  # the overrides may have added entries
+    except TomlInputError as e:
+        raise ScenarioError(file, [Problem(e.path, e.message)]) from None
     if isinstance(data.get("jobshop"), dict):
         return _load_jobshop(data, path, lines, set_paths)
     try:
@@ -218,7 +236,10 @@ def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
     inst = data["jobshop"].get("instance")
     if isinstance(inst, str) and inst and inst not in shipped_instances() \
             and not Path(inst).is_absolute():
-        data["jobshop"]["instance"] = str((path.parent / inst).resolve())
+        try:
+            data["jobshop"]["instance"] = str((path.parent / inst).resolve())
+        except (OSError, ValueError):  # a NUL in the name: reported by jobshop_errors
+            pass
     try:
         scenario = JobShopScenario.model_validate(data)
     except ValidationError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
@@ -1201,11 +1202,26 @@ class JobShopScenario(Strict):
 
 def jobshop_errors(s: JobShopScenario):
     """Yield ``(path, message)`` if the instance cannot be found or parsed."""
-    from darkfab.control.jobshop import JobShopFormatError, load_instance
+    from darkfab.control.jobshop import JobShopFormatError, load_instance, shipped_instances
 
+    from .toml_input import MAX_FILE_BYTES
+
+    inst = s.jobshop.instance
+    if inst not in shipped_instances():
+        try:  # a regular file of bounded size: never /dev/zero, a FIFO or a 10 GB file
+            if not Path(inst).is_file():
+                yield ("jobshop.instance", f"no shipped instance or file {inst!r}")
+                return
+            if Path(inst).stat().st_size > MAX_FILE_BYTES:
+                yield ("jobshop.instance", f"{inst}: the file is larger than the limit of "
+                       f"{MAX_FILE_BYTES:,} bytes")
+                return
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+            yield ("jobshop.instance", f"{inst!r}: {e}")
+            return
     try:
-        load_instance(s.jobshop.instance)
+        load_instance(inst)
     except FileNotFoundError:
-        yield ("jobshop.instance", f"no shipped instance or file {s.jobshop.instance!r}")
-    except (JobShopFormatError, OSError, UnicodeDecodeError) as e:
-        yield ("jobshop.instance", f"{s.jobshop.instance}: {e}")
+        yield ("jobshop.instance", f"no shipped instance or file {inst!r}")
+    except (JobShopFormatError, OSError, UnicodeDecodeError, ValueError) as e:
+        yield ("jobshop.instance", f"{inst}: {e}")

@@ -98,18 +98,24 @@ def _line_col(raw: bytes, pos: int) -> tuple[int, int]:
 
 def check_nesting(text: str, limit: int = MAX_NESTING_DEPTH) -> None:
     """Raise :class:`TomlInputError` if brackets and braces outside strings and comments nest
-    deeper than ``limit`` (a table header ``[[a]]`` counts 2)."""
-    if text.count("[") + text.count("{") <= limit:
+    deeper than ``limit`` (a table header ``[[a]]`` counts 2), or a dotted key has more than
+    ``limit`` parts (``tomllib`` takes time quadratic in their number)."""
+    deep_brackets = text.count("[") + text.count("{") > limit
+    if not deep_brackets and text.count(".") < limit:
         return
     code = _SKIP.sub(lambda m: "\n" * m.group().count("\n"), text)
-    b = np.frombuffer(code.encode("utf-8"), dtype=np.uint8)
-    depth = np.cumsum(_OPEN[b], dtype=np.int64)
-    deep = np.flatnonzero(depth > limit)
-    if deep.size:
-        pos = int(deep[0])
-        line = code.encode("utf-8").count(b"\n", 0, pos) + 1
-        raise TomlInputError("<toml>", f"arrays or inline tables nested more than {limit} "
-                             "deep", line)
+    if deep_brackets:
+        b = np.frombuffer(code.encode("utf-8"), dtype=np.uint8)
+        depth = np.cumsum(_OPEN[b], dtype=np.int64)
+        deep = np.flatnonzero(depth > limit)
+        if deep.size:
+            line = code.encode("utf-8").count(b"\n", 0, int(deep[0])) + 1
+            raise TomlInputError("<toml>", f"arrays or inline tables nested more than {limit} "
+                                 "deep", line)
+    m = re.search(r"(?:[A-Za-z0-9_\-]*[ \t]*\.[ \t]*){%d,}" % limit, code)
+    if m:
+        raise TomlInputError("<toml>", f"a dotted key with more than {limit} parts",
+                             code.count("\n", 0, m.start()) + 1)
 
 
 def parse_toml(text: str) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def check_size(data: Any, max_entries: int = MAX_ENTRIES,
     and array items or nests deeper than ``max_depth`` (tables through dotted keys included).
     Iterative: a deep document cannot exhaust the stack."""
     entries = 0
-    stack: list[tuple[Any, int, tuple]] = [(data, 1, ())]
+    stack: list[tuple[Any, int, tuple]] = [(data, 0, ())]  # the document itself: depth 0
     while stack:
         node, depth, path = stack.pop()
         if depth > max_depth:
