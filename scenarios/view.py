@@ -134,6 +134,7 @@ class ViewBuilder:
     def feed(self, events: pa.Table, until_s: float) -> dict[str, Any]:
         """One chunk from ``events`` (columns time_s, kind, entity, location, detail; in time
         order), covering the run up to ``until_s``."""
+        events = _plain(events)
         if events.num_rows:
             events = events.filter(pc.is_in(events["kind"], pa.array(KINDS)))
         cols = {c: events[c].to_pylist() for c in ("kind", "entity", "location", "detail")}
@@ -237,6 +238,14 @@ class ViewBuilder:
         return out
 
 
+def _plain(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary-encoded columns decoded."""
+    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+        return table
+    return table.cast(pa.schema([pa.field(f.name, f.type.value_type)
+                                 if pa.types.is_dictionary(f.type) else f for f in table.schema]))
+
+
 def _timeseries(run_dir: Path) -> list[list] | None:
     """Throughput (units/h) and time-average WIP per bucket of timeseries.parquet, at the
     bucket's end."""
@@ -261,8 +270,6 @@ def view_chunk(run_dir: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
     events = pq.read_table(run_dir / "events.parquet",
                            columns=["time_s", "kind", "entity", "location", "detail"],
                            filters=[("kind", "in", list(KINDS))])
-    events = events.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(
-        f.type) else f.type) for f in events.schema]))
     chunk = vb.feed(events, float(summary.get("simulated_s") or summary["horizon_s"]))
     chunk["ts"] = _timeseries(run_dir)
     meta = vb.meta
