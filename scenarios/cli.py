@@ -210,7 +210,7 @@ def _run(args) -> int:
                                out_dir=args.out, verify_run=not args.no_verify, progress=show,
                                check_invariants=args.check_invariants, live=live)
         except OSError as e:
-            if live is None or live.chunks:
+            if live is None or live.serving or live.publications:
                 raise
             print(f"--port: cannot serve on 127.0.0.1:{args.port}: {e.strerror or e}",
                   file=sys.stderr)

@@ -18,6 +18,7 @@ Endpoints: ``/`` the page, ``/data?from=N`` ``{"n": total chunks, "chunks": [chu
 from __future__ import annotations
 
 import json
+from collections import Counter
 import sys
 import threading
 import time
@@ -25,16 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 import pyarrow as pa
 
-from .view import DS, ViewBuilder, _clean, render_page
+from .view import DS, ROW_COLUMNS, ViewBuilder, _clean, render_page, rows_of
 
 __all__ = ["LiveView"]
 
-_COLUMNS = ("time_s", "kind", "entity", "unit_id", "product", "location", "detail")
-_IN = ("create", "produce")
-_OUT = ("consume", "complete", "scrap")
+_COLUMNS = ROW_COLUMNS
 
 
 class _EventTap:
@@ -44,33 +42,27 @@ class _EventTap:
     def __init__(self, log) -> None:
         self.log = log
         self.seen = 0  # rows handed out so far
-        self.flushed: list[pa.Table] = []
+        self.flushed: list[dict[str, list]] = []
+        self._pos = [log.schema.names.index(c) - 2 for c in _COLUMNS]  # in log.columns
         log.batch_listeners.append(self._on_batch)
 
     def _on_batch(self, table: pa.Table) -> None:
         start = self.log.rows_written  # listeners run before rows_written grows
         skip = self.seen - start
         if skip < table.num_rows:
-            self.flushed.append(table.slice(max(0, skip)).select(list(_COLUMNS)))
+            self.flushed.append(rows_of(table.slice(max(0, skip))))
         self.seen = max(self.seen, start + table.num_rows)
 
-    def take(self) -> pa.Table:
+    def take(self) -> dict[str, list]:
         log = self.log
-        first = self.seen - log.rows_written
+        first = max(0, self.seen - log.rows_written)
         cols = log.columns
-        n = len(cols[0])
-        parts = self.flushed
-        self.flushed = []
-        if first < n:
-            schema = log.schema
-            arrays = [pa.array(c[first:], schema.field(name).type)
-                      for c, name in zip(cols, _COLUMNS)]
-            parts.append(pa.Table.from_arrays(arrays, names=list(_COLUMNS)))
-        self.seen = log.rows_written + n
-        if not parts:
-            return pa.table({c: pa.array([], log.schema.field(c).type) for c in _COLUMNS})
-        parts = [p.cast(parts[-1].schema) if p.schema != parts[-1].schema else p for p in parts]
-        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        parts, self.flushed = self.flushed, []
+        parts.append({c: cols[p][first:] for c, p in zip(_COLUMNS, self._pos)})
+        self.seen = log.rows_written + len(cols[0])
+        if len(parts) == 1:
+            return parts[0]
+        return {c: [x for p in parts for x in p[c]] for c in _COLUMNS}
 
 
 class LiveView:
@@ -95,6 +87,11 @@ class LiveView:
         self.page = ""
         self.publications = 0
         self.publish_s = 0.0  # wall time spent building chunks on the simulation thread
+
+    @property
+    def serving(self) -> bool:
+        """Whether the HTTP server is up (after :meth:`attach`, before :meth:`close`)."""
+        return self._server is not None
 
     @property
     def url(self) -> str:
@@ -126,22 +123,21 @@ class LiveView:
         events = self.tap.take()
         chunk = self.builder.feed(events, now)
         chunk["ts"] = self._series(events, now)
-        text = json.dumps(_clean(chunk), separators=(",", ":"))
+        text = json.dumps(chunk, separators=(",", ":"))  # ints and finite floats only
         with self._lock:
             self.chunks.append(text)
         self.publications += 1
         self._last = time.perf_counter()
         self.publish_s += self._last - w0
 
-    def _series(self, events: pa.Table, now: float) -> list[list] | None:
+    def _series(self, events: dict[str, list], now: float) -> list[list] | None:
         """One point at ``now``: completions per hour since the last point, WIP now
         (create + produce − consume − complete − scrap)."""
         if now <= self.last_t:
             return None
-        kinds = np.asarray(events["kind"].to_pylist(), dtype=object)
-        completed = int((kinds == "complete").sum())
-        self.wip += int(np.isin(kinds, _IN).sum()) - int(np.isin(kinds, _OUT).sum())
-        thr = 3600.0 * completed / (now - self.last_t)
+        n = Counter(events["kind"])
+        self.wip += n["create"] + n["produce"] - n["consume"] - n["complete"] - n["scrap"]
+        thr = 3600.0 * n["complete"] / (now - self.last_t)
         self.last_t = now
         return [[int(round(now * DS))], [round(thr, 3)], [self.wip]]
 

@@ -26,14 +26,14 @@ import math
 import re
 from importlib.resources import files
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["ViewBuilder", "layout_meta", "render_page", "write_view", "view_chunk"]
+__all__ = ["ViewBuilder", "layout_meta", "render_page", "rows_of", "write_view", "view_chunk"]
 
 DS = 10.0
 """Times are sent as integer deciseconds (0.1 s resolution)."""
@@ -122,6 +122,7 @@ class ViewBuilder:
         self.state_names: list[str] = []
         self._state_code: dict[str, int] = {}
         self.feeder_line = {f: n for n, ln in self.meta["lines"].items() for f in ln["feeders"]}
+        self.node_index = {n: i for i, n in enumerate(self.meta["nodes"]["name"])}
         self.t_ds = 0
 
     def _code(self, name: str) -> int:
@@ -131,47 +132,51 @@ class ViewBuilder:
             self.state_names.append(name)
         return c
 
-    def feed(self, events: pa.Table, until_s: float) -> dict[str, Any]:
-        """One chunk from ``events`` (columns time_s, kind, entity, location, detail; in time
-        order), covering the run up to ``until_s``."""
-        events = _plain(events)
-        if events.num_rows:
-            events = events.filter(pc.is_in(events["kind"], pa.array(KINDS)))
-        cols = {c: events[c].to_pylist() for c in ("kind", "entity", "location", "detail")}
-        t = events["time_s"].to_numpy() if events.num_rows else np.zeros(0)
-        kinds = np.array(cols["kind"], dtype=object)
+    def feed(self, rows: dict[str, Sequence], until_s: float) -> dict[str, Any]:
+        """One chunk from event ``rows`` (lists ``time_s``, ``kind``, ``entity``,
+        ``location``, ``detail``, in time order), covering the run up to ``until_s``."""
+        by_kind: dict[str, list[int]] = {k: [] for k in KINDS}
+        for i, k in enumerate(rows["kind"]):  # one pass; the rest looks at its rows only
+            g = by_kind.get(k)
+            if g is not None:
+                g.append(i)
         self.t_ds = int(round(until_s * DS))
-        chunk: dict[str, Any] = {"t": self.t_ds, "st": self._states(t, kinds, cols),
-                                 "mv": self._moves(t, kinds, cols),
-                                 "bf": self._buffers(t, kinds, cols),
-                                 "ln": self._lines(t, kinds, cols)}
+        chunk: dict[str, Any] = {"t": self.t_ds, "st": self._states(rows, by_kind),
+                                 "mv": self._moves(rows, by_kind),
+                                 "bf": self._buffers(rows, by_kind),
+                                 "ln": self._lines(rows, by_kind)}
         chunk["sn"] = list(self.state_names)
         return chunk
 
-    def _states(self, t, kinds, cols) -> dict[str, list]:
+    def _states(self, rows, by_kind) -> dict[str, list]:
         """State steps of equipment (PackML ``state`` rows), robots (``robot`` rows) and
         continuous lines (``line`` rows, state before the colon)."""
         out: dict[str, list] = {}
-        idx = np.flatnonzero((kinds == "state") | (kinds == "robot") | (kinds == "line"))
-        ent, det = cols["entity"], cols["detail"]
-        for i in idx.tolist():
-            d = det[i]
-            if kinds[i] == "line":
-                d = d.split(":", 1)[0]
+        t, ent, det = rows["time_s"], rows["entity"], rows["detail"]
+        code = self._code
+        for i in by_kind["state"] + by_kind["robot"]:  # one list per entity: order kept
+            s = out.get(ent[i])
+            if s is None:
+                s = out[ent[i]] = [[], []]
+            s[0].append(int(round(t[i] * DS)))
+            s[1].append(code(det[i]))
+        for i in by_kind["line"]:
             s = out.setdefault(ent[i], [[], []])
             s[0].append(int(round(t[i] * DS)))
-            s[1].append(self._code(d))
+            s[1].append(code(det[i].split(":", 1)[0]))
         return out
 
-    def _moves(self, t, kinds, cols) -> dict[str, list]:
+    def _moves(self, rows, by_kind) -> dict[str, list]:
         """Lanes driven: [enter, arrive] in ds, from and to node indices, state of charge on
         arrival in 1/1000."""
-        index = {n: i for i, n in enumerate(self.meta["nodes"]["name"])}
+        index = self.node_index
         out: dict[str, list] = {}
-        ent, loc, det = cols["entity"], cols["location"], cols["detail"]
-        for i in np.flatnonzero(kinds == "move").tolist():
+        t, ent, loc, det = rows["time_s"], rows["entity"], rows["location"], rows["detail"]
+        for i in by_kind["move"]:
             frm, entered, soc = det[i].split(" ")
-            m = out.setdefault(ent[i], [[], [], [], [], []])
+            m = out.get(ent[i])
+            if m is None:
+                m = out[ent[i]] = [[], [], [], [], []]
             m[0].append(int(round(float(entered) * DS)))
             m[1].append(int(round(t[i] * DS)))
             m[2].append(index[frm])
@@ -179,71 +184,66 @@ class ViewBuilder:
             m[4].append(int(round(float(soc) * 1000)))
         return out
 
-    def _buffers(self, t, kinds, cols) -> dict[str, list]:
+    def _buffers(self, rows, by_kind) -> dict[str, list]:
         """Buffer levels: + unload / deliver / create into the buffer, − load by the unit it
         feeds, − refill of the feeder it serves; the last level per bucket."""
         bufs = self.levels
-        loc, ent = cols["location"], cols["entity"]
+        t, loc, ent = rows["time_s"], rows["location"], rows["entity"]
         delta: dict[str, list] = {}
-        for i in np.flatnonzero((kinds == "unload") | (kinds == "deliver") | (kinds == "create")
-                                | (kinds == "load") | (kinds == "refill")).tolist():
-            k = kinds[i]
-            if k == "load":
-                b, d = self.inputs.get(ent[i]), -1
-            elif k == "refill":
-                b, d = self.refill_from.get(ent[i]), -1
-            else:
-                b, d = loc[i], 1
-            if b in bufs:
-                delta.setdefault(b, [[], []])
-                delta[b][0].append(t[i])
-                delta[b][1].append(d)
+        for k in ("unload", "deliver", "create", "load", "refill"):
+            source = self.inputs if k == "load" else self.refill_from if k == "refill" else None
+            for i in by_kind[k]:
+                b = loc[i] if source is None else source.get(ent[i])
+                if b in bufs:
+                    d = delta.get(b)
+                    if d is None:
+                        d = delta[b] = [[], [], []]
+                    d[0].append(t[i])
+                    d[1].append(1 if source is None else -1)
+                    d[2].append(i)
         out: dict[str, list] = {}
-        for b, (ts, ds) in delta.items():
-            lev = bufs[b] + np.cumsum(ds)
+        for b, (ts, ds, order) in delta.items():
+            o = np.argsort(order, kind="stable")  # back to log order
+            lev = bufs[b] + np.cumsum(np.asarray(ds)[o])
             bufs[b] = int(lev[-1])
-            tds = _ds(ts)
+            tds = _ds(np.asarray(ts)[o])
             bucket = tds // self.bucket_ds
             last = np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
             out[b] = [tds[last].tolist(), np.maximum(lev[last], 0).tolist()]
         return out
 
-    def _lines(self, t, kinds, cols) -> dict[str, Any]:
-        """Per continuous line: hopper levels (kg at hopper_low and refill_done; a refill
-        starts at the level of its hopper_low), gate diversion windows [from, to, cause] and
-        out-of-spec PAT readings [time, % of label claim]."""
+    def _lines(self, rows, by_kind) -> dict[str, Any]:
+        """Per continuous line: hopper levels (kg at hopper_low and refill_done), gate
+        diversion windows [from, to, cause] and out-of-spec PAT readings [time, % of label
+        claim]."""
         out: dict[str, Any] = {}
-        ent, det = cols["entity"], cols["detail"]
-        sel = np.flatnonzero((kinds == "hopper_low") | (kinds == "refill_done")
-                             | (kinds == "divert") | (kinds == "pat_alarm"))
-        for i in sel.tolist():
-            k, e = kinds[i], ent[i]
-            if k in ("hopper_low", "refill_done"):
-                line = self.feeder_line.get(e)
-                if line is None:
-                    continue
-                h = out.setdefault(line, {}).setdefault("hop", {}).setdefault(e, [[], []])
-                h[0].append(int(round(t[i] * DS)))
-                h[1].append(round(float(det[i].split()[0]), 3))
-            elif k == "divert":
-                m = _INTERVAL.search(det[i])
-                if m:
-                    lo, hi = float(m.group(1)), float(m.group(2))
-                    out.setdefault(e, {}).setdefault("dv", []).append(
-                        [int(round(lo * DS)), int(round(hi * DS)), det[i].split(" ")[0]])
-            else:  # pat_alarm: "0.9436 at 495.0"
-                val, _, at = det[i].split(" ")
-                out.setdefault(e, {}).setdefault("pat", []).append(
-                    [int(round(float(at) * DS)), round(100 * float(val), 2)])
+        t, ent, det = rows["time_s"], rows["entity"], rows["detail"]
+        for i in sorted(by_kind["hopper_low"] + by_kind["refill_done"]):
+            line = self.feeder_line.get(ent[i])
+            if line is None:
+                continue
+            h = out.setdefault(line, {}).setdefault("hop", {}).setdefault(ent[i], [[], []])
+            h[0].append(int(round(t[i] * DS)))
+            h[1].append(round(float(det[i].split()[0]), 3))
+        for i in by_kind["divert"]:
+            m = _INTERVAL.search(det[i])
+            if m:
+                lo, hi = float(m.group(1)), float(m.group(2))
+                out.setdefault(ent[i], {}).setdefault("dv", []).append(
+                    [int(round(lo * DS)), int(round(hi * DS)), det[i].split(" ")[0]])
+        for i in by_kind["pat_alarm"]:  # "0.9436 at 495.0"
+            val, _, at = det[i].split(" ")
+            out.setdefault(ent[i], {}).setdefault("pat", []).append(
+                [int(round(float(at) * DS)), round(100 * float(val), 2)])
         return out
 
 
-def _plain(table: pa.Table) -> pa.Table:
-    """``table`` with dictionary-encoded columns decoded."""
-    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
-        return table
-    return table.cast(pa.schema([pa.field(f.name, f.type.value_type)
-                                 if pa.types.is_dictionary(f.type) else f for f in table.schema]))
+ROW_COLUMNS = ("time_s", "kind", "entity", "location", "detail")
+
+
+def rows_of(table: pa.Table) -> dict[str, list]:
+    """The columns :meth:`ViewBuilder.feed` reads, as Python lists."""
+    return {c: table[c].to_pylist() for c in ROW_COLUMNS}
 
 
 def _timeseries(run_dir: Path) -> list[list] | None:
@@ -270,7 +270,7 @@ def view_chunk(run_dir: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
     events = pq.read_table(run_dir / "events.parquet",
                            columns=["time_s", "kind", "entity", "location", "detail"],
                            filters=[("kind", "in", list(KINDS))])
-    chunk = vb.feed(events, float(summary.get("simulated_s") or summary["horizon_s"]))
+    chunk = vb.feed(rows_of(events), float(summary.get("simulated_s") or summary["horizon_s"]))
     chunk["ts"] = _timeseries(run_dir)
     meta = vb.meta
     line_kpis = summary.get("continuous_lines") or {}
@@ -312,7 +312,7 @@ def _clean(x: Any) -> Any:
 
 def encode_chunk(chunk: dict[str, Any]) -> str:
     """gzip + base64 of the chunk's JSON (what the replay page inflates)."""
-    raw = json.dumps(_clean(chunk), separators=(",", ":")).encode()
+    raw = json.dumps(chunk, separators=(",", ":"), allow_nan=False).encode()
     return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 

@@ -373,7 +373,7 @@
       if (follow) t = D.t;
       draw();
     } catch (e) {
-      status.textContent = "live: server gone";
+      status.textContent = "live: server closed";
       done = true;
     }
     if (!done) setTimeout(poll, 500);
