@@ -339,18 +339,20 @@
   function setTime(x) { t = Math.max(0, Math.min(t1(), x)); draw(); }
   slider.addEventListener("input", () => { follow = false; setTime(slider.value / 10000 * t1()); });
   const playBtn = document.getElementById("play");
-  function setPlaying(p) { playing = p; playBtn.innerHTML = p ? "&#10073;&#10073;" : "&#9654;"; }
+  function setPlaying(p) {
+    const was = playing; playing = p; playBtn.innerHTML = p ? "&#10073;&#10073;" : "&#9654;";
+    if (p && !was) { last = 0; requestAnimationFrame(loop); }
+  }
   playBtn.addEventListener("click", () => { if (!playing && t >= t1()) t = 0; setPlaying(!playing); follow = false; });
   document.getElementById("speed").addEventListener("change", (e) => { speed = +e.target.value; });
   document.addEventListener("keydown", (e) => { if (e.code === "Space" && e.target === document.body) { e.preventDefault(); playBtn.click(); } });
-  let last = performance.now();
-  function loop(now) {
-    const dt = (now - last) / 1000; last = now;
-    if (playing) {
-      t += dt * speed * 10;
-      if (t >= t1()) { t = t1(); if (!CFG.live) setPlaying(false); }
-      draw();
-    }
+  let last = 0;
+  function loop(now) {  // runs only while playing: an idle page costs no frames
+    if (!playing) return;
+    const dt = last ? (now - last) / 1000 : 0; last = now;
+    t += dt * speed * 10;
+    if (t >= t1()) { t = t1(); if (!CFG.live) setPlaying(false); }
+    draw();
     requestAnimationFrame(loop);
   }
   window.addEventListener("resize", () => { dirty = true; draw(); });
@@ -395,6 +397,5 @@
     }
     draw();
     window.darkfabView.ready = true;
-    requestAnimationFrame(loop);
   })();
 })();
