@@ -283,6 +283,7 @@ class Amr(CellAgent):
     def _traverse(self, step, speed: float, loaded: bool, ahead: Counter):
         env, lane, fleet = self.env, step.lane, self.fleet
         frm = self.node
+        entered = env.now
         if fleet.traffic and not ahead[("node", frm)]:
             self.occ.release(("node", frm), self.name)
         fleet.on_left(self, ("node", frm))
@@ -319,6 +320,10 @@ class Amr(CellAgent):
         fleet.on_left(self, lane.key)
         self.node, self.lane = step.to, None
         self.cell = self.model.node_cell(step.to)
+        # one row per lane driven, at the arrival: where from, when it entered the lane and
+        # the state of charge on arrival (the view replays robot positions from these rows)
+        self.model.log.record(env.now, "move", self.name, -1, "", step.to,
+                              f"{frm} {entered!r} {self.battery.soc:.4f}")
         fleet.monitor_arrive(self, lane, step.to)
 
     def _stall(self, mode: StallMode, lane):

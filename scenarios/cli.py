@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                    "file does not run code without this)")
     r.add_argument("--check-invariants", action="store_true",
                    help="stop at the first broken fleet invariant (collision, jump, charge)")
+    r.add_argument("--live", action="store_true",
+                   help="serve a live view of the run on http://127.0.0.1:PORT/")
+    r.add_argument("--port", type=int, default=8765,
+                   help="--live: TCP port on 127.0.0.1 (default 8765; 0: any free port)")
     r.add_argument("--jobshop", type=Path, metavar="FILE",
                    help="run a job-shop instance file in the standard format ('n m', then per "
                         "job 'machine time' pairs) instead of a scenario")
@@ -99,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="HTML report of a run or an experiment folder")
     rp.add_argument("folder", type=Path, help="a run folder or an experiment folder")
     rp.add_argument("--out", type=Path, help="HTML file (default FOLDER/report.html)")
+    vw = sub.add_parser("view", help="write a self-contained HTML page that replays a run "
+                        "(layout, robots, states, buffers, lines, charts)")
+    vw.add_argument("folder", type=Path, help="a run folder")
+    vw.add_argument("--out", type=Path, help="HTML file (default FOLDER/view.html)")
     pl = sub.add_parser("plot", help="draw a figure of a run (layout and lane usage)")
     pl.add_argument("what", choices=["layout"], help="layout: nodes by role, lanes, stations, "
                     "lane usage as a heat map")
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
-             "check": _check, "run": _run}
+             "check": _check, "run": _run, "view": _view}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
@@ -260,10 +268,32 @@ def _simulate(args, s, allow_code: bool, where) -> int:
     from .verification import format_verification
 
     show = not args.quiet and sys.stderr.isatty()
+    live = None
+    if args.live:
+        if isinstance(s, JobShopScenario):
+            print("darkfab: --live needs a plant scenario (not a job shop)", file=sys.stderr)
+            return 2
+        if not 0 <= args.port <= 65535:
+            print(f"--port: {args.port} is not a TCP port (0-65535)", file=sys.stderr)
+            return 2
+        from .live import LiveView
+        live = LiveView(args.port)
+    if args.strict and args.no_verify:
+        print("darkfab: --strict needs the verification report (drop --no-verify)",
+              file=sys.stderr)
+        return 2
     try:
-        res = run_scenario(s, seed=args.seed, replication=args.replication, out_dir=args.out,
-                           verify_run=not args.no_verify, progress=show,
-                           check_invariants=args.check_invariants, allow_code=allow_code)
+        try:
+            res = run_scenario(s, seed=args.seed, replication=args.replication,
+                               out_dir=args.out, verify_run=not args.no_verify, progress=show,
+                               check_invariants=args.check_invariants, allow_code=allow_code,
+                               live=live)
+        except OSError as e:
+            if live is None or live.serving or live.publications:
+                raise
+            print(f"--port: cannot serve on 127.0.0.1:{args.port}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
     except ControllerSpecError as e:  # raised before the run starts: nothing written
         field = "controller.params" if str(e).startswith("bad parameters") else "controller.name"
         print(f"{where}: {field}: {e}", file=sys.stderr)
@@ -285,6 +315,11 @@ def _simulate(args, s, allow_code: bool, where) -> int:
     if v is not None and not args.quiet:
         print(format_verification(v))
     print(f"results: {res.out_dir}")
+    if live is not None:
+        if sys.stdin.isatty() and not res.summary["partial"]:
+            print(f"live view still at {live.url} (Ctrl-C to stop)", file=sys.stderr)
+            live.wait()
+        live.close()
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
@@ -370,6 +405,18 @@ def _plot(args) -> int:
         print(f"darkfab plot: {e}", file=sys.stderr)
         return 2
     print(f"layout: {path}")
+    return 0
+
+
+def _view(args) -> int:
+    from .view import write_view
+
+    try:
+        path = write_view(args.folder, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"darkfab view: {e}", file=sys.stderr)
+        return 2
+    print(f"view: {path}")
     return 0
 
 

@@ -61,7 +61,7 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
                  out_dir: Path | str | None = None, progress: bool = False,
                  batch_rows: int = 65_536, check_invariants: bool = False,
                  verify_run: bool = True, controller: type | Controller | None = None,
-                 allow_code: bool = False) -> RunResult:
+                 allow_code: bool = False, live=None) -> RunResult:
     """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results (a job-shop
     scenario runs until its last job is done: :func:`darkfab.scenarios.jobshop.run_jobshop`).
     ``verify_run=False`` skips verification.json (the checks see the event and state logs'
@@ -72,7 +72,9 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     if the scenario names that class, else without parameters; or an instance), else the
     scenario's ``controller.name``. A ``module:Class`` name there is imported only with
     ``allow_code=True`` (else :class:`~darkfab.control.ControllerCodeNotAllowed`, before
-    anything is written): a scenario file is data and does not run code by itself."""
+    anything is written): a scenario file is data and does not run code by itself.
+    ``live``: a :class:`~darkfab.scenarios.live.LiveView` that publishes the run between
+    slices of simulated time."""
     if isinstance(s, JobShopScenario):
         from .jobshop import run_jobshop
         return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
@@ -85,6 +87,9 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     horizon = s.scenario.horizon_s
     plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants, ctl)
     scan = attach_event_scan(plant) if verify_run else None
+    if live is not None:
+        live.attach(plant, {"scenario": s.scenario.name, "run_id": run_id,
+                            "resolved_scenario": s.model_dump(mode="json")})
     env = plant.model.env
     wall0 = time.perf_counter()
     partial, reason = False, ""
@@ -92,7 +97,7 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     try:
         with stop.installed():
             plant.start()
-            if not _simulate(env, horizon, progress, stop):
+            if not _simulate(env, horizon, progress, stop, live.tick if live else None):
                 partial, reason = True, f"interrupted ({stop.signal_name})"
     except KeyboardInterrupt:
         partial, reason = True, "interrupted"
@@ -106,6 +111,8 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
         _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
                 verify_run, scan)
         raise
+    if live is not None:
+        live.finish(env.now)
     summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
                 verify_run, scan)
     return RunResult(out, summary, plant, getattr(plant, "verification", None))
@@ -165,11 +172,14 @@ SLICES = 1000
 request and redraws the progress bar (the cost is one SimPy event per slice)."""
 
 
-def _simulate(env, horizon: float, progress: bool, stop: _StopFlag) -> bool:
-    """Run to the horizon; ``False`` if a stop was requested first."""
+def _simulate(env, horizon: float, progress: bool, stop: _StopFlag, on_slice=None) -> bool:
+    """Run to the horizon; ``False`` if a stop was requested first. ``on_slice(now)`` is
+    called after each slice (the live view's publisher)."""
     width = 30
     for i in range(1, SLICES + 1):
         env.run(until=horizon * i / SLICES)
+        if on_slice is not None:
+            on_slice(env.now)
         if stop.requested:
             if progress:
                 sys.stderr.write("\n")
