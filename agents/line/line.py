@@ -424,8 +424,6 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         if st.refill_blocked:  # the refill fails: the container waits at the feeder
             st.held_unit = unit
             st._next = None
-            self.model.log.record(now, "alarm", st.name, unit.id, unit.product, self.node,
-                                  "refill_failed")
             self._alarm(now, st.name, "refill_failed", f"refill of {st.name} failed: "
                         f"container {unit.id} waits at the feeder", "high")
             self._notify("alarm", f"{st.name}: refill_failed")
