@@ -195,6 +195,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._refill_windows: deque[tuple[float, float]] = deque()
         self.batch = _Batch(model.material.new_lot(f"{name}-batch"), 0.0)
         self.batches: list[dict] = []
+        self._closed_units: deque = deque()  # part-filled units closed at a batch end
+        self.partial_units = 0
         self.q = _Quality()
         # KPIs
         self.output_kg = 0.0
@@ -331,6 +333,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         if (self.batch_s and now >= self.batch.start_s + self.batch_s) or (
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
+            self._emit_units(now)
         if due or self._reproject:
             w0 = self._clock()
             self._project(now)
@@ -573,9 +576,10 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         mean = q.sum_c / q.n if q.n else math.nan
         var = (q.sum_c2 - q.n * mean * mean) / (q.n - 1) if q.n > 1 else math.nan
         diverted = sum(q.by_cause.values())
-        batches = self.batches + [{"batch": self.batch.id, "start_s": self.batch.start_s,
-                                   "end_s": end, "accepted_kg": self.batch.accepted_kg,
-                                   "units": self.batch.units, "open": True}]
+        b = self.batch
+        batches = self.batches + [{"batch": b.id, "start_s": b.start_s, "end_s": end,
+                                   "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
+                                   "units": b.units, "open": True}]
         t = self.tablet
         return {
             "line_rate_kg_h": self.nominal_kg_s * 3600.0,
@@ -584,6 +588,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             "tablets_diverted": diverted / w,
             "qc_sample_tablets": self.qc_samples_kg / w,
             "units_out": self.units_out,
+            "partial_units": self.partial_units,  # part-filled units closed at batch ends
             "api_content_mean_pct": 100.0 * mean,
             "api_content_accepted_pct": 100.0 * self.api_accepted_kg / self.accepted_kg
             / self.api_share if self.accepted_kg > 0 else math.nan,

@@ -15,7 +15,8 @@ SUSPENDED = "Suspended"
 class _Batch:
     id: str
     start_s: float
-    accepted_kg: float = 0.0
+    accepted_kg: float = 0.0  # routed to accepted, QC samples included
+    qc_kg: float = 0.0
     units: int = 0
 
 
@@ -34,30 +35,16 @@ class LineOutput:
     """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: units and batches."""
 
     def _emit_units(self, now: float) -> None:
-        m = self.model
-        while self._pending_kg >= self.unit_kg + self.qc_kg and not self._blocked:
-            a, b = self._pending_from, self._routed
-            fractions = self.lot_fractions(max(a, self.lots.valid_from), b)
-            unit = m.material.new_unit(self.product, self.batch.id, a)
-            c = self._pending_api_kg / self._pending_kg / self.api_share
-            self.q.n += 1
-            self.q.sum_c += c
-            self.q.sum_c2 += c * c
-            share = (self.unit_kg + self.qc_kg) / self._pending_kg
-            self._pending_api_kg *= 1.0 - share
-            self._pending_kg -= self.unit_kg + self.qc_kg
-            self.qc_samples_kg += self.qc_kg
-            self._pending_from = b
-            self.units_out += 1
-            self.batch.units += 1
-            m.units_entered(now, 1)
-            for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
-                m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
-                                   frac * self.unit_kg, frac)
-            for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
-                fn(self, unit, fractions, c)
-            m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
-                         self.batch.id)
+        """Put out every unit that is ready: the part-filled tote closed at a batch end first,
+        then each full unit of accepted tablets (``tablets_per_unit`` + the QC sample)."""
+        full = self.unit_kg + self.qc_kg
+        while not self._blocked:
+            if self._closed_units:
+                unit = self._closed_units.popleft()
+            elif self._pending_kg >= full:
+                unit = self._make_unit(now, full)
+            else:
+                return
             if not self.emit.try_put(unit):
                 ev = self.emit.put(unit)
                 if not ev.triggered:
@@ -67,6 +54,38 @@ class LineOutput:
                         self._stop(now, SUSPENDED, "blocked")
                     ev.callbacks.append(self._unblocked)
                     return
+
+    def _make_unit(self, now: float, take_kg: float):
+        """A unit of the ``take_kg`` of accepted material longest pending (its QC sample
+        included, in proportion): genealogy, quality records and the ``create`` row now."""
+        m = self.model
+        a, b = self._pending_from, self._routed
+        fractions = self.lot_fractions(max(a, self.lots.valid_from), b)
+        unit = m.material.new_unit(self.product, self.batch.id, a)
+        c = self._pending_api_kg / self._pending_kg / self.api_share
+        self.q.n += 1
+        self.q.sum_c += c
+        self.q.sum_c2 += c * c
+        full = self.unit_kg + self.qc_kg
+        qc = self.qc_kg if take_kg == full else self.qc_kg * take_kg / full
+        mass = take_kg - qc
+        share = take_kg / self._pending_kg
+        self._pending_api_kg *= 1.0 - share
+        self._pending_kg -= take_kg
+        self.qc_samples_kg += qc
+        self.batch.qc_kg += qc
+        self._pending_from = b
+        self.units_out += 1
+        self.batch.units += 1
+        m.units_entered(now, 1)
+        for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
+            m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
+                               frac * mass, frac)
+        for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
+            fn(self, unit, fractions, c)
+        m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
+                     self.batch.id)
+        return unit
 
     def _unblocked(self, _ev) -> None:
         self._blocked = False
@@ -85,9 +104,27 @@ class LineOutput:
         return {self._slot_lot[s]: x for s, x in fr.items()}
 
     def _close_batch(self, now: float) -> None:
+        """End the batch (ICH Q13: by run time or accepted mass) at the material routed so far:
+        its part-filled unit is closed and put out with it, so no unit holds material of two
+        batches; less than one tablet left is diverted (cause ``batch-end``)."""
         b = self.batch
+        partial = 0
+        if self._pending_kg >= self.tablet.weight_kg:
+            self._closed_units.append(self._make_unit(now, self._pending_kg))
+            self.partial_units += 1
+            partial = 1
+        elif self._pending_kg > 0:
+            left = self._pending_kg
+            self.accepted_kg -= left
+            self.api_accepted_kg -= self._pending_api_kg
+            b.accepted_kg -= left
+            self.q.by_cause["batch-end"] = self.q.by_cause.get("batch-end", 0.0) + left
+        self._pending_kg = self._pending_api_kg = 0.0
+        self._pending_from = self._routed
         self.batches.append({"batch": b.id, "start_s": b.start_s, "end_s": now,
-                             "accepted_kg": b.accepted_kg, "units": b.units})
+                             "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
+                             "units": b.units, "partial_units": partial})
         self.model.log.record(now, "batch", self.name, -1, "", self.node,
-                              f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units")
+                              f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units"
+                              + (" (the last part-filled)" if partial else ""))
         self.batch = _Batch(self.model.material.new_lot(f"{self.name}-batch"), now)

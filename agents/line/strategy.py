@@ -246,11 +246,11 @@ class ControlStrategy:
         bad = np.flatnonzero(~ok[j:])
         k = j + int(bad[0]) if bad.size else ts.size - 1
         # refine only up to the first sample out of spec (and narrower excursions before it)
-        for lo, _hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
+        for lo, hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
                                              q.spec_high, self._scan_step_s, xtol_s=1e-3,
                                              values=v[j:k + 1], grid=ts[j:k + 1]):
-            if lo > now:
-                self._exit_at = lo + 1e-3  # the scan then sees it out of spec
+            if hi > now:  # a crossing refined to now (a grazing one, by rounding) counts too
+                self._exit_at = max(lo, now) + 1e-3  # the scan then sees it out of spec
                 break
 
     def _eta(self, now: float) -> float:

@@ -176,3 +176,28 @@ def test_example_line_supervisor(tmp_path, monkeypatch):
     seen = [a for a in alarms if a["raised_s"] < late and a["cleared_s"] != a["raised_s"]]
     assert seen and all(a["acknowledged_s"] is not None and a["acknowledged_by"] for a in seen)
     assert res.summary["mass_balance_rel_error"] < 1e-9
+
+
+def test_batch_end_closes_the_tote(tmp_path):
+    """A batch end closes the part-filled unit: the genealogy mass of the units of each closed
+    batch (their create rows name the batch) equals the batch's accepted mass less its QC
+    samples, so no unit holds material of two batches."""
+    import collections
+    s = load_scenario("cdc-line", ["scenario.horizon_s=216000", "scenario.warmup_s=0",
+                                   "continuous_lines.cdc.batch_hours=20"])
+    res = run_scenario(s, out_dir=tmp_path / "b")
+    k = res.summary["continuous_lines"]["cdc"]
+    closed = [b for b in k["batches"] if not b.get("open")]
+    assert len(closed) == 2 and k["partial_units"] == 2
+    ev = pq.read_table(res.out_dir / "events.parquet").to_pylist()
+    batch_of = {r["unit_id"]: r["detail"] for r in ev if r["kind"] == "create"
+                and r["entity"] == "cdc"}
+    mass = collections.Counter()
+    for r in pq.read_table(res.out_dir / "genealogy.parquet").to_pylist():
+        if r["equipment"] == "cdc":
+            mass[batch_of[r["child_id"]]] += r["mass_kg"]
+    for b in closed:
+        assert mass[b["batch"]] == pytest.approx(b["accepted_kg"], rel=1e-9)
+        # every unit but the part-filled last one is full (7.5 kg of tablets)
+        assert b["accepted_kg"] == pytest.approx(7.5 * (b["units"] - 1), abs=7.5)
+    assert res.summary["mass_balance_rel_error"] < 1e-9
