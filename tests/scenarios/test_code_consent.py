@@ -22,13 +22,19 @@ from darkfab.scenarios.loader import ScenarioError, shipped_scenarios
 MM1 = ["mm1", "--hours", "2", "--set", "scenario.warmup_s=0"]  # a short shipped run
 
 MODULE = '''
-Path(__file__).with_name("imported.txt").write_text("the module ran")
+import pathlib
+pathlib.Path(__file__).with_name("imported.txt").write_text("the module ran")
 
 from darkfab.control import AutoRecoverySupervisor
 
 
 class Mine(AutoRecoverySupervisor):
     name = "mine"
+
+
+class Broken(AutoRecoverySupervisor):
+    def __init__(self):
+        raise ValueError("no such plant")
 '''
 
 
@@ -95,6 +101,16 @@ def test_run_with_controller_on_the_command_line_runs_it(evil, tmp_path):
     assert marker.exists()
     sm = json.loads((out / "summary.json").read_text())
     assert sm["resolved_scenario"]["controller"]["name"] == f"{name}:Mine"
+
+
+def test_a_constructor_that_raises_is_a_scenario_error(evil, tmp_path, capsys):
+    name, scen, _ = evil
+    out = tmp_path / "o"
+    assert main(["run", str(scen), "--quiet", "--controller", f"{name}:Broken",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "controller.name" in err and "ValueError: no such plant" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_registered_names_need_no_consent(tmp_path):
