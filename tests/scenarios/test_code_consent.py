@@ -157,3 +157,11 @@ def test_compare_names_its_controllers(evil, tmp_path):
                  "serial", "--controller", "auto-recovery", "--controller", f"{name}:Mine",
                  "--out", str(tmp_path / "c")]) == 0
     assert marker.exists()
+
+
+def test_compare_reports_an_unimportable_controller_before_running(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compare", *MM1, "--replications", "1", "--engine", "serial", "--controller",
+                 "auto-recovery", "--controller", "no_such_module_xyz:C", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot import module 'no_such_module_xyz'" in err and not out.exists()
