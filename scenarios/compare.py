@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkfab.control import ControllerSpecError, is_code_reference, make_controller
 from darkfab.factory.statistics import t_interval
 
 from .engines import run_tasks
@@ -77,10 +78,16 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
         elif name != base.controller.name:
             ov.append(("controller.params", {}))  # the file's params belong to its controller
         try:
-            load_scenario(path, ov)
+            s = load_scenario(path, ov)
         except ScenarioError as e:
             raise ScenarioError(e.file, [Problem(f"--controller {name}: {p.path}", p.message)
                                          for p in e.problems]) from None
+        if is_code_reference(name):  # named by the caller: import it now, to fail early
+            try:
+                make_controller(name, s.controller.params, allow_code=True)
+            except ControllerSpecError as e:
+                raise ScenarioError(str(path), [Problem(f"--controller {name}: controller.name",
+                                                        str(e))]) from None
         variants[label] = (name, tuple(ov))
     seed = base.scenario.seed if seed is None else seed
     equipment = list(base.equipment)

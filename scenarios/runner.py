@@ -22,8 +22,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from darkfab.control import (CONTROLLERS, Controller, ControllerFault, controller_reference,
-                             make_controller)
+from darkfab.control import (CONTROLLERS, Controller, ControllerFault, ControllerSpecError,
+                             controller_reference, make_controller)
 from darkfab.factory.kpis import finite
 from darkfab.factory.recorder import KPIS_SCHEMA, write_table
 
@@ -124,12 +124,12 @@ def _controller_for(s: Scenario, controller: type | Controller | None,
     (so that the run id and ``resolved_scenario`` tell which controller ran)."""
     spec = s.controller
     if controller is None:
-        return s, make_controller(spec.name, spec.params, allow_code=allow_code)
+        return s, _built(spec.name, spec.params, allow_code)
     cls = controller if isinstance(controller, type) else type(controller)
     ref = next((n for n, c in CONTROLLERS.items() if c is cls), controller_reference(cls))
     same = ref == spec.name
     if isinstance(controller, type):
-        ctl = make_controller(cls, spec.params if same else {})
+        ctl = _built(cls, spec.params if same else {}, False)
     else:
         if not isinstance(controller, Controller):
             raise TypeError(f"{controller!r} is not a Controller (it needs reset(info) and "
@@ -140,6 +140,18 @@ def _controller_for(s: Scenario, controller: type | Controller | None,
         return s, ctl
     return s.model_copy(update={"controller": spec.model_copy(update={"name": ref,
                                                                       "params": {}})}), ctl
+
+
+def _built(name: str | type, params: dict, allow_code: bool) -> Controller:
+    """``make_controller``, with a constructor that raises reported as a
+    :class:`~darkfab.control.ControllerSpecError` (a scenario error, not a failed run)."""
+    try:
+        return make_controller(name, params, allow_code=allow_code)
+    except ControllerSpecError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's constructor
+        raise ControllerSpecError(f"controller {name!r} failed to construct: "
+                                  f"{type(e).__name__}: {e}") from None
 
 
 class _StopFlag:

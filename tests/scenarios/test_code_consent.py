@@ -22,15 +22,19 @@ from darkfab.scenarios.loader import ScenarioError, shipped_scenarios
 MM1 = ["mm1", "--hours", "2", "--set", "scenario.warmup_s=0"]  # a short shipped run
 
 MODULE = '''
-from pathlib import Path
-
-Path(__file__).with_name("imported.txt").write_text("the module ran")
+import pathlib
+pathlib.Path(__file__).with_name("imported.txt").write_text("the module ran")
 
 from darkfab.control import AutoRecoverySupervisor
 
 
 class Mine(AutoRecoverySupervisor):
     name = "mine"
+
+
+class Broken(AutoRecoverySupervisor):
+    def __init__(self):
+        raise ValueError("no such plant")
 '''
 
 
@@ -99,6 +103,16 @@ def test_run_with_controller_on_the_command_line_runs_it(evil, tmp_path):
     assert sm["resolved_scenario"]["controller"]["name"] == f"{name}:Mine"
 
 
+def test_a_constructor_that_raises_is_a_scenario_error(evil, tmp_path, capsys):
+    name, scen, _ = evil
+    out = tmp_path / "o"
+    assert main(["run", str(scen), "--quiet", "--controller", f"{name}:Broken",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "controller.name" in err and "ValueError: no such plant" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_registered_names_need_no_consent(tmp_path):
     out = tmp_path / "o"
     assert main(["run", *MM1, "--quiet", "--controller",
@@ -143,3 +157,11 @@ def test_compare_names_its_controllers(evil, tmp_path):
                  "serial", "--controller", "auto-recovery", "--controller", f"{name}:Mine",
                  "--out", str(tmp_path / "c")]) == 0
     assert marker.exists()
+
+
+def test_compare_reports_an_unimportable_controller_before_running(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compare", *MM1, "--replications", "1", "--engine", "serial", "--controller",
+                 "auto-recovery", "--controller", "no_such_module_xyz:C", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot import module 'no_such_module_xyz'" in err and not out.exists()
