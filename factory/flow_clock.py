@@ -9,7 +9,7 @@ a *flow time* θ with
     dθ/dt = r(t),   r = (ṁ/ṁ₀) · (N/N₀)^b   while the line flows,   r = 0   while it is paused,
 
 ṁ the commanded mass flow (ṁ₀ the nominal one the RTD was built at) and N the blender impeller
-speed. At a constant hold-up the mean residence time is H/ṁ (DOMAIN: τ = H/ṁ), so time scales as
+speed. At a constant hold-up the mean residence time is τ = H/ṁ (Levenspiel 1999), so time scales as
 1/ṁ; the factor (N/N₀)^b carries the blender's hold-up law H ∝ N^(−b) (Vanarase & Muzzio 2011,
 Powder Technol 208:26) — an approximation that stretches the whole line RTD, not only the
 blender's part. With r = 1 throughout, θ = t and the outputs are those of a clock-time RTD.

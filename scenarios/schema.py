@@ -512,7 +512,8 @@ class ControllerSpec(Strict):
 
 # --- continuous lines ---------------------------------------------------------------------
 class FeederSpec(Strict):
-    """A loss-in-weight feeder (DOMAIN.md §4): recipe share, hopper levels, feed factor
+    """A loss-in-weight feeder (Wang, Li, Muzzio & Glasser 2017, Powder Technol 308:135; Engisch
+    & Muzzio 2015, Powder Technol 283:389): recipe share, hopper levels, feed factor
     ff(M) = ff_max − (ff_max − ff_min)·e^(−βM), AR(1) feed noise, refills from ``refill_from``
     (a buffer where containers are delivered; a container's mass is its product's mass_kg)."""
 
