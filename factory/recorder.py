@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
-    "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
+    "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "LINE_UNITS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
     "EventLog", "write_table",
 ]
 
@@ -100,6 +100,24 @@ ALARMS_SCHEMA = pa.schema(_RUN + [
 ])
 """Alarm records (ISA-18.2, :mod:`darkfab.factory.alarms`): one row per alarm, written when it
 clears (rows are in order of clearing), or at the end of the run if it is still active."""
+
+LINE_UNITS_SCHEMA = pa.schema(_RUN + [
+    pa.field("line", pa.string(), nullable=False),
+    pa.field("unit_id", pa.int64(), nullable=False),
+    pa.field("batch", pa.string(), nullable=False),
+    pa.field("time_s", pa.float64(), nullable=False),  # when the unit was made
+    pa.field("tablets", pa.float64(), nullable=False),  # its mass / its mean tablet weight
+    pa.field("weight_mean_mg", pa.float64(), nullable=False),
+    pa.field("weight_rsd_pct", pa.float64(), nullable=True),
+    pa.field("weight_min_mg", pa.float64(), nullable=False),
+    pa.field("weight_max_mg", pa.float64(), nullable=False),
+    pa.field("content_mean_pct", pa.float64(), nullable=False),  # API, % of label claim
+    pa.field("content_rsd_pct", pa.float64(), nullable=True),
+    pa.field("content_min_pct", pa.float64(), nullable=False),
+    pa.field("content_max_pct", pa.float64(), nullable=False),
+])
+"""In-process control of a continuous line's units of tablets: the IPC sample of each unit
+(:mod:`darkfab.agents.line.regulation`), one row per unit."""
 
 KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name

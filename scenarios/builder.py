@@ -25,8 +25,9 @@ from darkfab.factory.battery import Battery
 from darkfab.factory.feeder import FeederParams, LossInWeightFeeder
 from darkfab.factory.pat import NirSensor, NirSensorParams
 from darkfab.factory.wear import PunchWear, WearParams
+from darkfab.factory.weight_control import ForceGauge
 from darkfab.factory.occupancy import Occupancy, lane_key
-from darkfab.factory.recorder import TRANSPORT_SCHEMA, TableWriter
+from darkfab.factory.recorder import LINE_UNITS_SCHEMA, TRANSPORT_SCHEMA, TableWriter
 from darkfab.factory.transport import Staging
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import make_sampler
@@ -166,7 +167,13 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
             disabled_states={m: [State(x) for x in v] for m, v in e.disabled_states.items()},
             arm=arm_of.get(name),
         )
-    lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output))
+    unit_table = None
+    if s.continuous_lines:  # the IPC sample of every unit of tablets
+        unit_table = TableWriter(out_dir / "line_units.parquet", LINE_UNITS_SCHEMA, run_id,
+                                 replication, batch_rows)
+        model.extra_writers.append(unit_table)
+    lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output),
+                               unit_table)
              for name, spec in s.continuous_lines.items()}
     on_request = {f.refill_from for spec in s.continuous_lines.values()
                   for f in spec.feeders.values() if f.refill_request == "controller"}
@@ -235,7 +242,8 @@ def _build_order_book(s: Scenario, name: str, spec: OrderBookSpec, model: PlantM
 
 
 def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantModel,
-                streams: RandomStreams, buffers: dict[str, Buffer], emit) -> ContinuousLine:
+                streams: RandomStreams, buffers: dict[str, Buffer], emit,
+                unit_table: TableWriter | None = None) -> ContinuousLine:
     """A continuous line from its spec: the press sets the mass flow, the recipe the feeders'
     set-points; the line RTD is the blender's in series with the press feed frame's."""
     p = f"continuous_lines.{name}"
@@ -280,6 +288,14 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
         spec.batch_kg, failures, spec.control_interval_s,
         spec.qc_tablets_per_unit)
+    lp = spec.loops
+    line.set_regulation(
+        ForceGauge(press, press.tablet_weight_kg, ps.compaction_pressure_mpa * 1e6),
+        press.fill_depth_m, ps.fill_density_kg_m3, ps.weight_rsd_pct / 100.0, ps.ipc_tablets,
+        streams.stream(f"{p}.press.ipc"), streams.stream(f"{p}.press.force"),
+        {"kp": lp.weight_kp, "ti_s": lp.weight_ti_s, "period_s": lp.weight_period_s,
+         "deadband": lp.weight_deadband_pct / 100.0} if lp.weight_control else None,
+        [(d.time_s, d.bulk_density_factor) for d in spec.disturbances], unit_table)
     if ps.wear is not None:
         w = ps.wear
         line.set_wear(PunchWear(

@@ -601,6 +601,28 @@ class PressSpec(Strict):
     k_rd: PositiveFloat = 10.0
     rho_c: Annotated[float, Field(ge=0, lt=1)] = 0.4
     wear: PunchWearSpec | None = None
+    weight_rsd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    ipc_tablets: Annotated[int, Field(ge=0, le=1000)] = 20  # tablets sampled per unit (IPC)
+
+
+class LoopsSpec(Strict):
+    """Level-1 loops of the line: the tablet weight loop (main compression force → fill depth,
+    a PI; ``weight_kp`` relative fill-depth change per relative weight error, ``weight_ti_s``
+    integral time, sampled every ``weight_period_s``, resting inside ``weight_deadband_pct``)."""
+
+    weight_control: bool = True
+    weight_kp: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.3
+    weight_ti_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 20.0
+    weight_period_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 10.0
+    weight_deadband_pct: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.1
+
+
+class LineDisturbanceSpec(Strict):
+    """A scripted process disturbance: from ``time_s`` on, the blend fills the dies at
+    ``bulk_density_factor`` × the press's ``fill_density_kg_m3``."""
+
+    time_s: NonNegativeFloat
+    bulk_density_factor: Annotated[float, Field(ge=0.5, le=2.0, allow_inf_nan=False)]
 
 
 class PatSpec(Strict):
@@ -652,6 +674,8 @@ class ContinuousLineSpec(Strict):
     failures: list[FailureMode] = []
     control_interval_s: PositiveFloat = 600.0
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
+    loops: LoopsSpec = LoopsSpec()
+    disturbances: list[LineDisturbanceSpec] = []
 
     @model_validator(mode="after")
     def _recipe(self):

@@ -55,10 +55,12 @@ from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
 from darkfab.factory.rtd_predictor import RTDPredictor
 from darkfab.factory.tablet_press import TabletPress
+from darkfab.factory.weight_control import ForceGauge
 
 from ..model import PlantModel
 from .engine import HybridFeed
 from .output import LineOutput, _Batch, _Quality
+from .regulation import Regulation
 from .strategy import ControlStrategy
 from .supervision import LineSupervision
 from .wear import PunchMaintenance
@@ -107,7 +109,7 @@ class LineFailure:
 
 
 class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, LineSupervision,
-                     FixedAgent):
+                     Regulation, FixedAgent):
     """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
     area when robots carry them)."""
 
@@ -127,7 +129,6 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.press = press
         self.quality_spec = quality
         self.tablet = press.quality(pressure_pa)
-        self.main_force_n = pressure_pa * math.pi * (press.die_diameter_m / 2.0) ** 2
         self.sensor = sensor
         self.emit = emit
         self.product = product
@@ -144,6 +145,10 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                            "turret_speed_rpm": (0.3 * press.turret_speed_rpm,
                                                 1.1 * press.turret_speed_rpm),
                            "blender_speed_rpm": (0.5 * blender_speed_rpm, 2.0 * blender_speed_rpm),
+                           "fill_depth_mm": (0.9e3 * press.fill_depth_m,
+                                             1.1e3 * press.fill_depth_m),
+                           "target_weight_mg": (0.9e6 * press.tablet_weight_kg,
+                                                1.1e6 * press.tablet_weight_kg),
                            **(setpoint_ranges or {})}
         self.api_share = sum(st.setpoint_kg_s for st in stations
                              if st.component == "api") / self.nominal_kg_s
@@ -197,6 +202,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.batches: list[dict] = []
         self._closed_units: deque = deque()  # part-filled units closed at a batch end
         self.partial_units = 0
+        self.tablets_in_units = 0.0  # tablets of the units made (their mass / mean weight)
         self.q = _Quality()
         # KPIs
         self.output_kg = 0.0
@@ -236,6 +242,8 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.maintenance_log: list[tuple[float, float, str, float]] = []  # start, dur, kind, wear
         self._build_units(setpoint_ranges, blender_speed_rpm, blender_speed_exponent,
                           press.turret_speed_rpm)
+        self.set_regulation(ForceGauge(press, press.tablet_weight_kg, pressure_pa),
+                            press.fill_depth_m, press.fill_density_kg_m3)
 
     # --- the process ------------------------------------------------------------------------
     def run(self):
@@ -579,7 +587,9 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         b = self.batch
         batches = self.batches + [{"batch": b.id, "start_s": b.start_s, "end_s": end,
                                    "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
-                                   "units": b.units, "open": True}]
+                                   "units": b.units, "open": True,
+                                   "ipc": {"weight_mg": self.batch_weight.summary(),
+                                           "content_pct": self.batch_content.summary()}}]
         t = self.tablet
         return {
             "line_rate_kg_h": self.nominal_kg_s * 3600.0,
@@ -589,6 +599,12 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             "qc_sample_tablets": self.qc_samples_kg / w,
             "units_out": self.units_out,
             "partial_units": self.partial_units,  # part-filled units closed at batch ends
+            "tablets_in_units": self.tablets_in_units,
+            "weight_loop": {"enabled": self.weight_loop is not None,
+                            "samples": self.loop_samples,
+                            "tablet_weight_mg": self.weight_kg * 1e6,
+                            "target_weight_mg": self.target_weight_kg * 1e6,
+                            "fill_depth_mm": self.fill_depth_m * 1e3},
             "api_content_mean_pct": 100.0 * mean,
             "api_content_accepted_pct": 100.0 * self.api_accepted_kg / self.accepted_kg
             / self.api_share if self.accepted_kg > 0 else math.nan,

@@ -81,6 +81,7 @@ class LineOutput:
         for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
             m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
                                frac * mass, frac)
+        self.tablets_in_units += self._ipc(now, unit.id, a, b, mass, c)
         for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
             fn(self, unit, fractions, c)
         m.log.record(now, "create", self.name, unit.id, self.product, self.emit.name,
@@ -123,7 +124,8 @@ class LineOutput:
         self._pending_from = self._routed
         self.batches.append({"batch": b.id, "start_s": b.start_s, "end_s": now,
                              "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
-                             "units": b.units, "partial_units": partial})
+                             "units": b.units, "partial_units": partial,
+                             "ipc": self._batch_uniformity()})
         self.model.log.record(now, "batch", self.name, -1, "", self.node,
                               f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units"
                               + (" (the last part-filled)" if partial else ""))

@@ -72,9 +72,13 @@ class LineSupervision:
         self.units.append(LineUnit(f"{n}.blender", "blender",
                                    {"speed_rpm": SetPointRange("speed_rpm", "rpm", s0, s1)}))
         t0, t1 = ranges["turret_speed_rpm"]
+        d0, d1 = ranges["fill_depth_mm"]
+        w0, w1 = ranges["target_weight_mg"]
         self.units.append(LineUnit(f"{n}.press", "press", {
             "line_rate_kg_h": rate,
-            "turret_speed_rpm": SetPointRange("turret_speed_rpm", "rpm", t0, t1)}))
+            "turret_speed_rpm": SetPointRange("turret_speed_rpm", "rpm", t0, t1),
+            "fill_depth_mm": SetPointRange("fill_depth_mm", "mm", d0, d1),
+            "target_weight_mg": SetPointRange("target_weight_mg", "mg", w0, w1)}))
         self.units.append(LineUnit(f"{n}.pat", "pat", {}))
         self.units.append(LineUnit(f"{n}.gate", "gate", {}))
         self.unit_by_name = {u.name: u for u in self.units}
@@ -220,10 +224,13 @@ class LineSupervision:
         if not spec.low <= value <= spec.high:
             return f"{setpoint} = {value:g} {spec.unit} is outside [{spec.low:g}, {spec.high:g}]"
         now = self.env.now
+        if setpoint in ("fill_depth_mm", "target_weight_mg"):
+            return self._set_weight(setpoint, value)
         self._timed_sync(now)  # the feed up to now at the old set-points
         if setpoint in ("line_rate_kg_h", "turret_speed_rpm"):
             kg_s = (value / 3600.0 if setpoint == "line_rate_kg_h"
-                    else self.nominal_kg_s * value / self.turret_speed_ref_rpm)
+                    else self.nominal_kg_s * value / self.turret_speed_ref_rpm
+                    * self.weight_kg / self.tablet.weight_kg)
             scale = kg_s / self.rate_kg_s
             for st in self.stations:
                 st.setpoint_kg_s *= scale
@@ -243,9 +250,27 @@ class LineSupervision:
         self._kick()
         return None
 
+    def _set_weight(self, setpoint: str, value: float) -> str | None:
+        """Fill depth (the weight loop off) or tablet weight target (the loop on): the press
+        draws the feed either way, so only the tablets change."""
+        loop_on = self.weight_loop is not None
+        if setpoint == "fill_depth_mm":
+            if loop_on:
+                return ("the weight loop sets the fill depth: set target_weight_mg (or turn the "
+                        "loop off: loops.weight_control = false)")
+            self.fill_depth_m = value / 1e3
+            self._weight_changed(self.env.now, f"fill depth {value:g} mm")
+            return None
+        if not loop_on:
+            return "target_weight_mg needs the weight loop (loops.weight_control = true)"
+        self.set_target_weight(value * 1e-6)
+        return None
+
     @property
     def turret_speed_rpm(self) -> float:
-        return self.turret_speed_ref_rpm * self.rate_kg_s / self.nominal_kg_s
+        """The press draws the feed (ideal press-hopper level loop): ω ∝ ṁ / W."""
+        return (self.turret_speed_ref_rpm * self.rate_kg_s / self.nominal_kg_s
+                * self.tablet.weight_kg / self.weight_kg)
 
     # --- process values ---------------------------------------------------------------------
     def readings(self, now: float) -> dict[str, Readings]:
@@ -264,13 +289,14 @@ class LineSupervision:
         out[f"{n}.blender"] = {"speed_rpm": (self.blender_speed_rpm if flowing else 0.0, "rpm",
                                              now),
                                "holdup_kg": (float(self.comp.holdup(now).sum()), "kg", now)}
-        t = self.tablet
+        w = self.weight_kg
         out[f"{n}.press"] = {
             "turret_speed_rpm": (self.turret_speed_rpm if flowing else 0.0, "rpm", now),
-            "main_compression_force_kn": (self.main_force_n / 1e3 if flowing else 0.0, "kN", now),
-            "tablet_weight_mg": (t.weight_kg * 1e6, "mg", now),
-            "tablets_per_h": (3600.0 * self.rate_kg_s / t.weight_kg if flowing else 0.0, "1/h",
-                              now),
+            "main_compression_force_kn": (self.force_n() / 1e3 if flowing else 0.0, "kN", now),
+            "tablet_weight_mg": (w * 1e6, "mg", now),
+            "target_weight_mg": (self.target_weight_kg * 1e6, "mg", now),
+            "fill_depth_mm": (self.fill_depth_m * 1e3, "mm", now),
+            "tablets_per_h": (3600.0 * self.rate_kg_s / w if flowing else 0.0, "1/h", now),
             "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now)}
         if self.last_nir is not None:
             ta, c = self.last_nir
