@@ -5,7 +5,8 @@ It runs the plant as the built-in ``auto-recovery`` supervisor does and adds, fo
 * every alarm is acknowledged when it arrives (``Acknowledge``);
 * on a critical alarm of the line (the NIR sees API content out of spec) the press is Held —
   the feeders and the blender stop with it, the powder stays in place — and Unheld
-  ``hold_s`` later (``WakeUp``), if the press is still Held by this controller;
+  ``hold_s`` later (``WakeUp``), or later still while a failure of the press is under repair
+  (its ``alarms``);
 * from ``cut_from_h`` to ``cut_to_h`` (simulated hours) the line runs at ``cut_rate_kg_h``
   (a ``SetPoint`` of ``line_rate_kg_h``), then back at its nominal rate.
 
@@ -47,6 +48,8 @@ class LineSupervisor(AutoRecoverySupervisor):
             if e.kind == "start" and e.detail != "resume":
                 self.nominal_kg_h = obs.equipment[self.line].values["line_rate_kg_h"].value
                 out += [WakeUp(self.cut[0], "rate-cut"), WakeUp(self.cut[1], "rate-restore")]
+            elif e.kind == "start" and self.holding:  # back after an outage: timers missed
+                out.append(WakeUp(obs.time_s, "unhold"))
             elif e.kind == "timer" and e.detail == "rate-cut":
                 out.append(SetPoint(self.line, "line_rate_kg_h", self.cut[2],
                                     "planned reduced-rate period"))
@@ -54,8 +57,13 @@ class LineSupervisor(AutoRecoverySupervisor):
                 out.append(SetPoint(self.line, "line_rate_kg_h", self.nominal_kg_h,
                                     "back to the nominal rate"))
             elif e.kind == "timer" and e.detail == "unhold" and self.holding:
-                self.holding = False
-                if obs.equipment[self.press].state.value == "Held":
+                press = obs.equipment[self.press]
+                if press.state.value != "Held":
+                    self.holding = False
+                elif press.alarms:  # a failure of the press under repair: look again later
+                    out.append(WakeUp(obs.time_s + self.alarm_hold_s, "unhold"))
+                else:
+                    self.holding = False
                     out.append(PackMLCommand(self.press, "Unhold", "alarm hold over"))
         for a in obs.alarms.values():
             if not a.acknowledged:

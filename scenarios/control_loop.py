@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import traceback
+from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -86,6 +87,8 @@ _INTERLOCKED = frozenset({Command.RESET, Command.START, Command.UNHOLD, Command.
 """Commands that lead back towards Execute: refused while a fault of the unit is active."""
 _SAFE = frozenset({State.STOPPED, State.ABORTED})
 _SAFETY = "safety"
+ALARM_JOURNAL = 10_000
+"""Alarm events kept for a controller while it is offline (the oldest are dropped)."""
 ACK_TIMEOUT_S = 5.0
 """A command neither applied nor refused within this time is reported lost."""
 _WD_CLASS = {State.EXECUTE.value: "run", State.SUSPENDING.value: "run",
@@ -185,7 +188,8 @@ class ControlLoop:
         self._loss: tuple[float, np.random.Generator] | None = None
         self.events_missed = 0
         self.commands_lost = 0
-        self.fault_listeners: list = []  # fn(kind, detail) when the plant notices a fault
+        self.fault_listeners: list = []
+        self._missed_alarms: deque[Event] = deque(maxlen=ALARM_JOURNAL)  # fn(kind, detail) when the plant notices a fault
         # --- fault recovery and containment (issue #5) ---------------------------------------
         self.quality = quality  # darkfab.agents.quality.QualityRecords or None
         self.containment = containment  # darkfab.agents.quality.Containment or None
@@ -318,11 +322,10 @@ class ControlLoop:
             self._post(Event(self.env.now, kind, name, detail))
 
     def _line_alarms(self, unit: str) -> tuple[str, ...]:
-        """Conditions of the active alarms of a line unit (the line's own name: its press's
-        and its own)."""
+        """Conditions of the active alarms of a line unit (the line's own name: its own and its
+        press's)."""
         ln = self.line_control.line_of[unit]
-        sources = (unit, ln.name, ln.press_unit.name) if unit in (ln.name, ln.press_unit.name) \
-            else (unit,)
+        sources = (ln.name, ln.press_unit.name) if unit == ln.name else (unit,)
         return tuple(a.condition for s in sources for a in self.model.alarms.active(s))
 
     def _on_alarm(self, kind: str, alarm) -> None:
@@ -330,8 +333,12 @@ class ControlLoop:
         if kind == "alarm_acknowledged" or self.fault is not None or self._halting:
             return
         if self._wakes is None or kind in self._wakes:
-            self._post(Event(self.env.now, kind, alarm.source,
-                             f"{alarm.id} {alarm.condition}: {alarm.text}"))
+            event = Event(self.env.now, kind, alarm.source,
+                          f"{alarm.id} {alarm.condition}: {alarm.text}")
+            if self._offline:  # the alarm journal: replayed when the controller is back
+                self._missed_alarms.append(event)
+            else:
+                self._post(event)
 
     def _on_order(self, book, kind: str, order) -> None:
         """An order arrived, started or completed in ``book``."""
@@ -507,7 +514,8 @@ class ControlLoop:
     # --- communication faults (fault campaigns) -------------------------------------------
     def set_offline(self, offline: bool) -> None:
         """Controller offline (no events, no commands) or back online (woken with ``start``,
-        detail ``resume``)."""
+        detail ``resume``, followed by the alarm events it missed, with their own times: at
+        most :data:`ALARM_JOURNAL` of them)."""
         now = self.env.now
         self._offline = offline
         if offline:
@@ -517,9 +525,12 @@ class ControlLoop:
             for fn in self.fault_listeners:
                 fn("controller_offline", self.name)
         else:
-            self.model.alarms.clear(now, "plant", "controller_offline")
             if self.fault is None and not self._halting:
                 self._post(Event(now, "start", "plant", "resume"))
+                for e in self._missed_alarms:  # in order, with the times they happened
+                    self._post(e)
+            self._missed_alarms.clear()
+            self.model.alarms.clear(now, "plant", "controller_offline")
 
     def set_extra_latency(self, extra_s: float) -> None:
         self._extra_latency = extra_s

@@ -478,6 +478,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                                       self.failures[i].name)
                 self._alarm(now, "press", self.failures[i].name,
                             f"line failure {self.failures[i].name}: the line is Held")
+                self._publish_states(now)  # the cause is known now
                 return
         if not self.running and now >= self._repair_until - 1e-9:
             name, self._repair_name = (self._repair_name
@@ -557,6 +558,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._repair_name = name
         self.model.log.record(now, "fault", self.name, -1, "", self.node, name)
         self._alarm(now, "press", name, f"breakdown {name}: the line is Held")
+        self._publish_states(now)
         self._kick()
 
     def set_refill_blocked(self, feeder: str, blocked: bool) -> None:

@@ -133,6 +133,8 @@ class LineSupervision:
         """Log every unit whose state changed (kind ``state``) — a commanded unit first, then
         from the press upstream — and tell the subscribers."""
         cause = self._internal_stop()
+        if not self.running and cause is None and leader(self.units) is None:
+            return  # stopping for a cause not yet recorded: the caller publishes again
         states = unit_states(self.units, self.running, cause[0] if cause else None,
                              cause[1] if cause else State.HELD)
         order = sorted(self.units, key=lambda u: (u.commanded is None, -u.rank))

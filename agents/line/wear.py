@@ -36,6 +36,7 @@ class PunchMaintenance:
         self._op_base = 0.0
         self._repair_until = now + self.breakage_repair_s
         self._repair_name = "punch breakage"
+        self._publish_states(now)
         self.model.log.record(now, "fault", self.name, -1, "", self.node, "punch breakage")
         self._alarm(now, "press", "punch breakage", "punch breakage: the line is Held",
                     "high")
@@ -79,6 +80,7 @@ class PunchMaintenance:
         self._op_base = 0.0
         self._repair_until = now + self.maintenance_s
         self._repair_name = "maintenance"
+        self._publish_states(now)
         self._kick()
         return None
 
