@@ -497,6 +497,13 @@ class Equipment(FixedAgent):
         self.model.alarms.raise_alarm(self.env.now, self.name, mode,
                                       f"{self.name} {what} until repaired", "high")
 
+    def last_progress_s(self) -> float:
+        """When the unit last made progress (s): now while a server is busy or in set-up, else
+        the latest time a server stopped working."""
+        if any(st in (BUSY, SETUP) for st in self._status):
+            return self.env.now
+        return max(t.since for t in self._server_time)
+
     # --- end of run ------------------------------------------------------------------------
     def finish(self, now: float) -> None:
         self.state_time.finish(now)

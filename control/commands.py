@@ -7,6 +7,11 @@ target) or that this plant cannot apply yet is **rejected**: logged in ``events.
 ``command_rejected`` event, never applied and never fatal. Accepted commands are logged as kind
 ``command``.
 
+:data:`COMMAND_TYPES` (from ``PlantCommand``) is the one list of command types; the plant
+applies each through one handler registered per type (``darkfab.scenarios.commanding``), and a
+test checks that the two match. A command row applied after its decision ends in
+``"; decided <t> s"``.
+
 Every command has an optional last field ``reason`` (why the controller decided it); a
 non-empty reason goes to the event log: the ``command`` row's detail is ``"<what>: <reason>"``.
 

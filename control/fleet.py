@@ -281,6 +281,14 @@ class FleetManager:
         """Free-flow distance (m) from ``node`` to its nearest charger."""
         return self._charger_m.get(node, INF if self.chargers else 0.0)
 
+    def has_path(self, start: str, goal: str) -> bool:
+        """Whether a robot can drive from node ``start`` to node ``goal`` on the lanes."""
+        return self._path(start, goal) is not None
+
+    def charge_queue_length(self) -> int:
+        """Robots waiting for a free charger."""
+        return len(self._charge_queue)
+
     def _path(self, start: str, goal: str) -> list[str] | None:
         """Free-flow shortest path (nodes) from ``start`` to ``goal``, cached; ``None`` if none."""
         key = (start, goal)

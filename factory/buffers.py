@@ -92,6 +92,36 @@ class Buffer(simpy.Store):
             self._on_level(env._now, len(self.items))
         return item
 
+    def take(self, n: int, hand_to: Callable[[object], None] | None = None) -> list:
+        """Take the first ``n`` units (FIFO; fewer if fewer are here) outside SimPy's get
+        queue, e.g. for a transport a controller requested: the level is reported after each
+        unit leaves, then each is passed to ``hand_to`` (if given) before the next leaves;
+        finally puts waiting for room are let in."""
+        out = []
+        on_level = self._on_level
+        for _ in range(min(n, len(self.items))):
+            item = self.items.popleft()
+            if on_level is not None:
+                on_level(self._env.now, len(self.items))
+            if hand_to is not None:
+                hand_to(item)
+            out.append(item)
+        self._trigger_put(None)  # units waiting for room may enter now
+        return out
+
+    def add_level_listener(self, fn: Callable[[float, int], None]) -> None:
+        """Also call ``fn(now, level)`` after every change of the level, after the listeners
+        already there."""
+        prev = self._on_level
+        if prev is None:
+            self._on_level = fn
+            return
+
+        def both(now: float, level: int) -> None:
+            prev(now, level)
+            fn(now, level)
+        self._on_level = both
+
     _after_put: Callable[[], None] | None = None
     """Hook run after every successful put (event-based or :meth:`try_put`), after the level
     is reported; ``None`` for none. Subclasses set it to a method."""

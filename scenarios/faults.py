@@ -281,8 +281,8 @@ class FaultCampaign:
     def _plant_normal(self) -> bool:
         """No unit waits for a command: each is producing or waiting for material, or under
         repair (an active alarm)."""
-        alarms = self.plant.control._alarms if self.plant.control is not None else {}
-        return all(eq.sm.state in _NORMAL or alarms.get(n)
+        control = self.plant.control
+        return all(eq.sm.state in _NORMAL or (control is not None and control.active_faults(n))
                    for n, eq in self.plant.equipment.items())
 
     def _await_plant_normal(self, rec: FaultRecord) -> None:
@@ -387,7 +387,7 @@ class FaultCampaign:
         fleet.set_charger_out(spec.target, False)
         self.model.alarms.clear(self.env.now, spec.target, "charger_fault")
         self._clear(rec)
-        while fleet._charge_queue:
+        while fleet.charge_queue_length():
             yield self.env.timeout(60.0)
         self._recover(rec)
 

@@ -5,7 +5,8 @@ Every unit of a line (``cdc``, ``cdc.api_feeder``, ``cdc.blender``, ``cdc.press`
 ``cdc.gate``) appears in ``Observation.equipment`` with its PackML state, its process values as
 :class:`~darkfab.control.Reading` (``EquipmentObs.values``) and in ``PlantInfo.equipment`` and
 ``PlantInfo.setpoints``; ``PackMLCommand`` and ``SetPoint`` to them are validated and applied by
-the line (:mod:`darkfab.agents.line.supervision`). State changes of the units reach the
+the line (:mod:`darkfab.agents.line.supervision`) through the loop's command handlers
+(:mod:`darkfab.scenarios.commanding`). State changes of the units reach the
 controller as ``state`` events.
 """
 
@@ -29,14 +30,11 @@ class LineControl:
     Args:
         lines: line name → :class:`~darkfab.agents.line.ContinuousLine`.
         post: the control loop's ``fn(event)`` that queues an event for the controller.
-        log: the event log's ``record`` (for accepted commands).
     """
 
-    def __init__(self, lines: Mapping[str, Any], post: Callable[[Event], None],
-                 log: Callable[..., None]) -> None:
+    def __init__(self, lines: Mapping[str, Any], post: Callable[[Event], None]) -> None:
         self.lines = dict(lines)
         self._post = post
-        self._log = log
         self.line_of: dict[str, Any] = {}
         for ln in self.lines.values():
             self.line_of[ln.name] = ln
@@ -97,23 +95,28 @@ class LineControl:
                                               for k, (v, u, t) in values.items()}))
 
     # --- commands -------------------------------------------------------------------------
-    def apply(self, cmd: PackMLCommand | SetPoint, issuer: str, now: float) -> str | None:
-        """Apply a command to a line unit; returns why it is refused, or ``None``."""
+    def check(self, cmd: PackMLCommand | SetPoint) -> str | None:
+        """Why a command to a line unit is refused now, or ``None`` (a set-point is validated
+        by the line as it is applied)."""
+        if isinstance(cmd, SetPoint):
+            return None
+        try:
+            command = Command(cmd.command)
+        except ValueError:
+            return f"unknown PackML command {cmd.command!r}"
+        return self.line_of[cmd.unit].check_command(cmd.unit, command)
+
+    def apply(self, cmd: PackMLCommand | SetPoint, issuer: str,
+              log_command: Callable[[str, str, Any, str], None]) -> str | None:
+        """Apply a command to a line unit that passed :meth:`check`; returns why the line
+        refuses it, or ``None``. ``log_command(entity, what, cmd, issuer)`` logs the
+        ``command`` row (before the state changes it causes)."""
         ln = self.line_of[cmd.unit]
         if isinstance(cmd, PackMLCommand):
-            try:
-                command = Command(cmd.command)
-            except ValueError:
-                return f"unknown PackML command {cmd.command!r}"
-            why = ln.check_command(cmd.unit, command)
-            if why is None:  # logged before the state changes it causes
-                self._log(now, "command", cmd.unit, -1, "", issuer,
-                          command.value + (f": {cmd.reason}" if cmd.reason else ""))
-                why = ln.command(cmd.unit, command, issuer)
-            return why
+            command = Command(cmd.command)
+            log_command(cmd.unit, command.value, cmd, issuer)
+            return ln.command(cmd.unit, command, issuer)
         why = ln.set_point(cmd.unit, cmd.name, cmd.value)
         if why is None:
-            self._log(now, "command", cmd.unit, -1, "", issuer,
-                      f"SetPoint {cmd.name}={cmd.value:g}" + (f": {cmd.reason}" if cmd.reason
-                                                              else ""))
+            log_command(cmd.unit, f"SetPoint {cmd.name}={cmd.value:g}", cmd, issuer)
         return why

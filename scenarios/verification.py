@@ -181,8 +181,9 @@ class _EventScan:
             if not rows.size:
                 return
         det = pc.take(_plain(batch.column("detail")), rows).dictionary_encode()
-        # a command's detail is "<command>: <reason>"; states and fault names have no colon
-        words = [w.split(":", 1)[0] for w in det.dictionary.to_pylist()]
+        # a command's detail is "<command>[: <reason>][; decided <t> s]"; states and fault
+        # names have neither colon nor semicolon
+        words = [w.split(":", 1)[0].split(";", 1)[0] for w in det.dictionary.to_pylist()]
         kr = k[rows]
         order = np.argsort(e, kind="stable")  # by unit, log order within a unit
         es = e[order]

@@ -120,7 +120,7 @@ def check_conformance(out: Path, summary: dict, issuer: str) -> None:
         if k == "state" and ent in state:
             state[ent] = e["detail"]
         elif k == "command" and ent in state:
-            cmd = e["detail"].split(":", 1)[0]  # "<command>: <reason>"
+            cmd = e["detail"].split(":", 1)[0].split(";", 1)[0]  # "<command>[: <reason>][; decided <t> s]"
             assert state[ent] in LEGAL_FROM[cmd], (e, state[ent])
             if e["location"] == issuer and cmd in TOWARD_EXECUTE:
                 assert faulty[ent] == 0, f"unsafe command executed: {e}"
