@@ -93,6 +93,10 @@ class FlowClock:
         k = max(k, 0)
         return self._th[k] + self._r[k] * (t - self._t[k])
 
+    def unit_rate_since(self, t: float) -> bool:
+        """Whether r = 1 from ``t`` on (the last change at or before ``t``, to rate 1)."""
+        return self._r[-1] == 1.0 and t >= self._t[-1]
+
     def thetas(self, ts: ArrayLike) -> np.ndarray:
         """θ at each of ``ts`` (vectorised)."""
         ts = np.asarray(ts, dtype=float)
@@ -187,6 +191,8 @@ class FlowTimePredictor:
         return self.p.channel(key)
 
     def _per_flow_time(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if self.clock.unit_rate_since(float(t.min())):  # ÷ 1: the values themselves
+            return v
         r = self.clock.rates(t)
         paused = r <= 0.0
         if paused.any():

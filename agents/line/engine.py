@@ -180,9 +180,10 @@ class HybridFeed:
     def _push_lots(self, t: float, fractions: dict[tuple[int, Hashable], float]) -> None:
         """Lot flows = set-point flow × hopper fraction (called when they change), collected
         during a sync and pushed by :meth:`_flush_lots` in one call."""
+        th = self.flow.theta(t)  # in flow time: material stays in a paused line
         flows: dict[Hashable, float] = {}
         for (k, lot), x in fractions.items():
-            slot = self._slot(lot, t)
+            slot = self._slot(lot, th)
             flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
         self._lot_pushes.append((t, flows))
 
@@ -198,10 +199,9 @@ class HybridFeed:
         pushes.clear()
 
     def _slot(self, lot: Hashable, now: float) -> int:
-        """Predictor channel for ``lot``: channels are reused once their lot has left every
-        hopper and the line (bounded cost over a year of refills)."""
+        """Predictor channel for ``lot`` fed at flow time ``now``: channels are reused once
+        their lot has left every hopper and the line (bounded cost over a year of refills)."""
         s = self._slot_of.get(lot)
-        now = self.flow.theta(now)  # in flow time: material stays in a paused line
         if s is None:
             live = {lt for st in self.stations for lt in st.feeder.lots}
             horizon = now - self.rtd.tail_s - self.lots.retain_s
