@@ -1,30 +1,102 @@
-"""The hybrid integration of a continuous line: the feeders' exact piecewise-constant flows
-pushed into the line's RTD predictors (per component and per raw-material lot), and the feed
-the feeders will deliver with no further command, for projections.
+"""The hybrid integration engine of a continuous line: the sources' exact piecewise-constant
+flows pushed into the line's RTD predictors (per component and per raw-material lot), and the
+feed the sources will deliver with no further command, for projections.
 
-The feeders are advanced exactly from event to event (:mod:`darkfab.factory.feeder`); their
-flows per component and per raw-material lot are pushed into RTD predictors
-(:mod:`darkfab.factory.rtd_predictor`) of the line (blender RTD in series with the feed-frame
-RTD), which give the output flow, API content and lot composition at any time by exact
-convolution (c_out(t) = Σ_i c_i·[F(t − s_i) − F(t − e_i)], Levenspiel).
+The sources (loss-in-weight feeders, :mod:`darkfab.factory.feeder`) are advanced exactly from
+event to event; their flows per component and per raw-material lot are pushed into RTD
+predictors (:mod:`darkfab.factory.rtd_predictor`) of the line's RTD (its stages in series:
+blender, press feed frame), which give the output flow, API content and lot composition at any
+time by exact convolution (c_out(t) = Σ_i c_i·[F(t − s_i) − F(t − e_i)]; Levenspiel 1999), in
+flow time (:mod:`darkfab.factory.flow_clock`).
+
+The engine knows its sources only through :class:`FeedSource` and its stages only through their
+series RTD: a new source type implements the protocol, a new stage contributes its RTD to the
+series (the builder composes it); neither edits the engine.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["HybridFeed"]
+from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
+from darkfab.factory.rtd import RTD
+from darkfab.factory.rtd_predictor import RTDPredictor
+
+__all__ = ["HybridEngine", "FeedSource"]
 
 _NO_TIMES = np.zeros(0)
 
 
-class HybridFeed:
-    """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: feeders → predictors."""
+class FeedSource(Protocol):
+    """What the engine needs of a source of material (a feeder station).
 
-    def _sync(self, now: float) -> None:
+    ``component``: the channel its flow feeds ("api", "excipient", ...); ``setpoint_kg_s``:
+    its commanded flow (the lot flows are set-point × hopper fraction); ``feeder``: the model,
+    with the methods of :class:`~darkfab.factory.feeder.LossInWeightFeeder` the engine calls
+    (``advance_blocks``, ``projected_blocks``, ``projected_cells``, ``current_rate_kg_s``,
+    ``hopper_fractions``, ``composition``, ``lots``, ``p.noise_period_s``)."""
+
+    component: str
+    setpoint_kg_s: float
+    feeder: Any
+
+
+class HybridEngine:
+    """Sources → flow-time RTD predictors (module docstring).
+
+    Args:
+        stations: the sources, in a fixed order.
+        line_rtd: the line's RTD (its stages in series).
+        clock: the line's flow clock (rate set by the line as it flows and stops).
+        retain_s: flow-time history kept behind the present (scans and routing lag).
+        on_lot_released: called with a raw-material lot whose predictor channel is reused (it
+            has left every hopper and the line).
+    """
+
+    def __init__(self, stations: Sequence[FeedSource], line_rtd: RTD, clock: FlowClock,
+                 retain_s: float,
+                 on_lot_released: Callable[[Hashable], Any] | None = None) -> None:
+        self.stations = list(stations)
+        self.rtd = line_rtd
+        self.flow = clock
+        self.comp = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain_s), clock)
+        for c in sorted({st.component for st in self.stations}):
+            self.comp.channel(c)  # fixed channel order
+        self._comp_col = [self.comp.channels.index(st.component) for st in self.stations]
+        self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain_s), clock,
+                                      strict=False)
+        self._slot_of: dict[Hashable, int] = {}
+        self._slot_lot: dict[int, Hashable] = {}
+        self._slot_seen: dict[int, float] = {}  # slot -> flow time its lot was last fed
+        self._lot_pushes: list[tuple[float, dict[int, float]]] = []  # by _push_lots
+        self._lots_key: tuple[int, ...] = (-1,) * len(self.stations)  # composition per source
+        self._one_cell_grid = len({st.feeder.p.noise_period_s for st in self.stations}) == 1
+        self.on_lot_released = on_lot_released
+        self.synced = 0.0  # the sources' feed is in the predictors up to here
+
+    def channels_of(self, component: str) -> list[int]:
+        """Columns of the component predictor's outputs that carry ``component``."""
+        return [i for i, c in enumerate(self.comp.channels) if c == component]
+
+    def lot_fractions(self, a: float, b: float) -> dict[Hashable, float]:
+        """Mass fraction of each raw-material lot in the output leaving in [a, b] (s)."""
+        return {self._slot_lot[s]: x for s, x in self.lots.lot_fractions(a, b).items()}
+
+    def lot_channel(self, lot: Hashable) -> int | None:
+        """The lot predictor's column carrying ``lot`` (``None``: not in the line now)."""
+        s = self._slot_of.get(lot)
+        chans = self.lots.channels
+        return chans.index(s) if s is not None and s in chans else None
+
+    def holdup_kg(self, now: float) -> float:
+        """Material in the line's stages now (kg)."""
+        return float(self.comp.holdup(now).sum())
+
+    def sync(self, now: float) -> None:
         """Advance every feeder to ``now`` and push their flows into the predictors: the
         component predictor at every breakpoint of any feeder's piecewise-constant flow, the lot
         predictor whenever a hopper's lot composition changes (it carries each lot's share of
@@ -101,12 +173,12 @@ class HybridFeed:
                                   for lot, x in stations[k].feeder.hopper_fractions().items()})
         if self._lot_pushes:
             self._flush_lots()
-        self._synced = now
+        self.synced = now
         self.flow.prune(min(self.comp.valid_from_theta, self.lots.valid_from_theta))
 
     def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,
                    same: bool) -> None:
-        """:meth:`_sync` at the breakpoints ``cuts`` (< now) when the feeders' segments do not
+        """:meth:`sync` at the breakpoints ``cuts`` (< now) when the feeders' segments do not
         share one grid or one hopper composition (a refill: a new composition every noise cell):
         each feeder's rate and composition at every cut by binary search over its segments,
         the component flows pushed as one matrix, lot flows wherever a composition changes.
@@ -208,7 +280,8 @@ class HybridFeed:
             for slot, old in sorted(self._slot_lot.items()):
                 if old not in live and self._slot_seen.get(slot, 0.0) < horizon:
                     del self._slot_of[old]
-                    self.lot_potency.pop(old, None)  # it has left the line: no content to correct
+                    if self.on_lot_released is not None:  # it has left the line
+                        self.on_lot_released(old)
                     s = slot
                     break
             if s is None:
@@ -217,11 +290,11 @@ class HybridFeed:
         self._slot_seen[s] = now
         return s
 
-    def _ahead_rows(self, h: float) -> tuple[np.ndarray, np.ndarray]:
+    def ahead_rows(self, h: float) -> tuple[np.ndarray, np.ndarray]:
         """The component flows from the last sync up to ``h`` that the feeders will deliver with
         no further command (:meth:`LossInWeightFeeder.projected_blocks`), as rows for
         :meth:`RTDPredictor.output_with`: breakpoints and flows per channel."""
-        t0 = self._synced
+        t0 = self.synced
         if self._one_cell_grid:  # the usual case: every feeder gravimetric since the sync
             cells = []
             for st in self.stations:

@@ -4,14 +4,17 @@ accepted tablets (totes) to the downstream plant.
 
 This module holds the line's process (wake-ups, feeder events and refills, failures, stops and
 restarts) and its results; its concerns live in their own modules: the hybrid integration
-(:mod:`.engine`), the control strategy (:mod:`.strategy`), output units and batches
-(:mod:`.output`), punch wear (:mod:`.wear`).
+engine, a state owner of its own (:mod:`.engine`), the control strategy (:mod:`.strategy`),
+output units and batches (:mod:`.output`), punch wear (:mod:`.wear`), the units under
+supervision (:mod:`.units`, :mod:`.supervision`), the press's regulation and IPC
+(:mod:`.regulation`).
 
 Hybrid integration (no global time step): the feeders are advanced exactly from event to event
 (:mod:`darkfab.factory.feeder`); their piecewise-constant mass flows per component and per
 raw-material lot are pushed into RTD predictors (:mod:`darkfab.factory.rtd_predictor`) of the
-line (blender RTD in series with the feed-frame RTD), which give the output flow, API content
-and lot composition at any time by exact convolution. The line wakes only at computed times:
+line (blender RTD in series with the feed-frame RTD), in flow time
+(:mod:`darkfab.factory.flow_clock`), which give the output flow, API content and lot
+composition at any time by exact convolution. The line wakes only at computed times:
 
 * hopper low / empty / refill done (:meth:`LossInWeightFeeder.next_event`),
 * the predicted API content or output flow leaving spec: the first exit of the content
@@ -27,8 +30,8 @@ method; material outside [``spec_low``, ``spec_high``] or leaving at less than
 ``min_flow_fraction`` of the nominal flow is diverted, padded by ``margin_s`` either side. The
 gate sits downstream of the sensor point: it is booked ``lag`` = max(``margin_s``, PAT period +
 delay) behind the present (the material's transport from the sensor to the gate), so the padding
-is causal and a PAT reading out of spec can divert back to the last good reading. The model is taken as
-exact (the feeders' load cells report their true flows); the PAT sensor measures the true
+is causal and a PAT reading out of spec can divert back to the last good reading. The model is
+taken as exact (the feeders' load cells report their true flows); the PAT sensor measures the true
 content with noise, delay, dropout and drift, and a measured value outside spec diverts from the
 time the reading is available for ``pat_hold_s``. Mass balance:
 fed = accepted + diverted + hold-up (+ QC samples), checked at the end of the run.
@@ -49,16 +52,15 @@ from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import Sampler
 from darkfab.factory.diversion import DiversionGate
 from darkfab.factory.feeder import LossInWeightFeeder
-from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
+from darkfab.factory.flow_clock import FlowClock
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
-from darkfab.factory.rtd_predictor import RTDPredictor
 from darkfab.factory.tablet_press import TabletPress
 from darkfab.factory.weight_control import ForceGauge
 
 from ..model import PlantModel
-from .engine import HybridFeed
+from .engine import HybridEngine
 from .output import LineOutput, _Batch, _Quality
 from .regulation import Regulation
 from .strategy import ControlStrategy
@@ -108,7 +110,7 @@ class LineFailure:
     repair_time: Sampler
 
 
-class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, LineSupervision,
+class ContinuousLine(ControlStrategy, LineOutput, PunchMaintenance, LineSupervision,
                      Regulation, FixedAgent):
     """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
     area when robots carry them)."""
@@ -155,7 +157,6 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self.rtd = line_rtd
         self.blender_rtd = blender_rtd
         self._scan_step_s = line_rtd.std_s / 10.0  # σ/10: scan and audit grids
-        self._one_cell_grid = len({st.feeder.p.noise_period_s for st in stations}) == 1
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
         # scans and routing lag behind, in flow time: at the highest line rate allowed
@@ -163,24 +164,15 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             1.0, (setpoint_ranges["blender_speed_rpm"][1] / blender_speed_rpm)
             ** blender_speed_exponent)
         retain = (control_interval_s + self.lag_s + 60.0) * top
-        self.flow = FlowClock(0.0, 1.0)  # the feeders start at their set-points
-        self.comp = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain), self.flow)
-        for c in sorted({st.component for st in stations}):
-            self.comp.channel(c)  # fixed channel order
-        self._api_idx = [i for i, c in enumerate(self.comp.channels) if c == "api"]
-        self._comp_col = [self.comp.channels.index(st.component) for st in stations]
-        self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain), self.flow,
-                                      strict=False)
-        self._slot_of: dict[Hashable, int] = {}
-        self._slot_lot: dict[int, Hashable] = {}
-        self._slot_seen: dict[int, float] = {}  # slot -> last time its lot was fed
-        self._lot_pushes: list[tuple[float, dict[int, float]]] = []  # by _push_lots
-        self._lots_key: tuple[int, ...] = (-1,) * len(stations)  # composition per feeder
+        self.engine = HybridEngine(stations, line_rtd, FlowClock(0.0, 1.0), retain,
+                                   on_lot_released=self._lot_released)
+        self.flow = self.engine.flow  # the feeders start at their set-points: rate 1
+        self.comp, self.lots = self.engine.comp, self.engine.lots
+        self._api_idx = self.engine.channels_of("api")
         self.gate = DiversionGate()
         self.timer = StateTimer(name, SUSPENDED, self.env.now, model.warmup_s, model.states)
         self.running = False
         self._reason = "start-up"
-        self._synced = 0.0
         self._scanned = 0.0
         self._routed = 0.0
         self._audit_samples: tuple | None = None  # (from, to, times, flow, content) by _scan
@@ -326,12 +318,12 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
         self._last_wake = now
         due = self._quality_due(now)
         if due:
-            self._sync(now)
+            self.engine.sync(now)
             self._scan(now, route_until=now - self.lag_s)
             self._route(now - self.lag_s)
             self._full_at = now
         elif self._scan_every_wake:
-            self._scan(now, ahead=self._ahead_rows(now) if now > self._synced else None)
+            self._scan(now, ahead=self.engine.ahead_rows(now) if now > self.engine.synced else None)
         self._clocked(w0)
         self._feeder_events(now)
         self._failures(now)
@@ -363,17 +355,17 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
                 or bool(self.batch_s and now >= self.batch.start_s + self.batch_s))
 
     def _timed_sync(self, now: float) -> None:
-        """:meth:`_sync` outside a wake-up (stops, restarts, commands), timed."""
+        """:meth:`HybridEngine.sync` outside a wake-up (stops, restarts, commands), timed."""
         w0 = self._clock()
-        self._sync(now)
+        self.engine.sync(now)
         self._clocked(w0)
 
     def _catch_up(self) -> None:
         """Scan up to the last wake-up if that wake-up did not (before a state change)."""
         if self._scanned < self._last_wake:
             w0 = self._clock()
-            if self._synced < self._last_wake:
-                self._sync(self._last_wake)
+            if self.engine.synced < self._last_wake:
+                self.engine.sync(self._last_wake)
             self._scan(self._last_wake)
             self._clocked(w0)
 
@@ -538,6 +530,10 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
             self._notify("state", EXECUTE)
 
     # --- fault campaign hooks ---------------------------------------------------------------
+    def _lot_released(self, lot: Hashable) -> None:
+        """``lot`` has left the line: no content of it to correct any more."""
+        self.lot_potency.pop(lot, None)
+
     def _notify(self, kind: str, detail: str) -> None:
         for fn in self.listeners:
             fn(self, kind, detail)
@@ -572,7 +568,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
     # --- end of run -------------------------------------------------------------------------
     def finish(self, now: float) -> None:
         w0 = self._clock()
-        self._sync(now)
+        self.engine.sync(now)
         self._scan(now, route_until=now)
         self._route(now)
         self._clocked(w0)
@@ -643,7 +639,7 @@ class ContinuousLine(HybridFeed, ControlStrategy, LineOutput, PunchMaintenance, 
     def mass_balance(self, now: float) -> dict[str, float]:
         """fed = accepted + diverted + hold-up + QC samples (kg) and the relative error."""
         fed = sum(st.feeder.fed_kg for st in self.stations)
-        holdup = float(self.comp.holdup(now).sum())
+        holdup = self.engine.holdup_kg(now)
         diverted = sum(self.q.by_cause.values())
         out = self.accepted_kg + diverted
         err = fed - (out + holdup)

@@ -100,9 +100,9 @@ class LineOutput:
         if b <= a:
             return {}
         w0 = self._clock()
-        fr = self.lots.lot_fractions(a, b)
+        fr = self.engine.lot_fractions(a, b)
         self._clocked(w0)
-        return {self._slot_lot[s]: x for s, x in fr.items()}
+        return fr
 
     def _close_batch(self, now: float) -> None:
         """End the batch (ICH Q13: by run time or accepted mass) at the material routed so far:

@@ -47,7 +47,7 @@ class ControlStrategy:
         times and (with ``route_until``) the audit grid of the output to be routed next, up to
         ``route_until``, are evaluated in one predictor call (Brent's refinement of a crossing
         evaluates single points). ``ahead``: rows of the feed since the last sync
-        (:meth:`_ahead_rows`; the reference mode's scans between syncs)."""
+        (:meth:`HybridEngine.ahead_rows`; the reference mode's scans between syncs)."""
         q = self.quality_spec
         a = max(self._scanned, self.comp.valid_from)
         scan = now > a
@@ -225,7 +225,7 @@ class ControlStrategy:
         h = self._horizon(now)
         if not h > now or not self.running:  # a paused line's output stands still
             return
-        cuts, comp = self._ahead_rows(h)
+        cuts, comp = self.engine.ahead_rows(h)
         q = self.quality_spec
 
         def g(ts: np.ndarray) -> np.ndarray:
@@ -280,12 +280,11 @@ class ControlStrategy:
         (which knows only the feeders' mass flows) assumes."""
         if not self.lot_potency:
             return c
-        idx = {k: i for i, k in enumerate(self.lots.channels)}
         y = self.lots.output(ts)
         tot = y.sum(axis=1)
         short = np.zeros_like(tot)
         for lot, p in self.lot_potency.items():
-            i = idx.get(self._slot_of.get(lot, -1))
+            i = self.engine.lot_channel(lot)
             if i is not None:
                 short += (1.0 - p) * y[:, i]
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -290,7 +290,7 @@ class LineSupervision:
         n = self.name
         out[f"{n}.blender"] = {"speed_rpm": (self.blender_speed_rpm if flowing else 0.0, "rpm",
                                              now),
-                               "holdup_kg": (float(self.comp.holdup(now).sum()), "kg", now)}
+                               "holdup_kg": (self.engine.holdup_kg(now), "kg", now)}
         w = self.weight_kg
         out[f"{n}.press"] = {
             "turret_speed_rpm": (self.turret_speed_rpm if flowing else 0.0, "rpm", now),

@@ -26,16 +26,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from darkfab.agents.line import ContinuousLine
+from darkfab.agents.line.engine import HybridEngine
 from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.rtd_predictor import RTDPredictor
 from darkfab.scenarios import load_scenario, run_scenario
 
-#: the parts of ContinuousLine timed by --breakdown (none calls another)
-PARTS = {"_sync": "sync (feeders into the predictors)",
-         "_scan": "scan (exits, PAT, audit samples)",
-         "_route": "route (gate, audit)",
-         "_project": "projection (next exit)",
-         "lot_fractions": "unit lot split"}
+#: the parts of the line timed by --breakdown (none calls another)
+PARTS = {(HybridEngine, "sync"): "sync (feeders into the predictors)",
+         (ContinuousLine, "_scan"): "scan (exits, PAT, audit samples)",
+         (ContinuousLine, "_route"): "route (gate, audit)",
+         (ContinuousLine, "_project"): "projection (next exit)",
+         (ContinuousLine, "lot_fractions"): "unit lot split"}
 #: the numerical kernels under those parts (none calls another): advancing a feeder, pushing
 #: inputs into a predictor, evaluating its outputs and output masses
 KERNELS = {(LossInWeightFeeder, "_run"): "feeder advance",
@@ -79,7 +80,7 @@ def timed(methods: dict[tuple[type, str], str]) -> Iterator[dict[tuple[type, str
 def breakdown(s, days: float) -> None:
     """One run with timers on the parts of the line, one with timers on the kernels."""
     table = []
-    for methods in ({(ContinuousLine, n): label for n, label in PARTS.items()}, KERNELS):
+    for methods in (PARTS, KERNELS):
         with timed(methods) as acc, tempfile.TemporaryDirectory() as tmp:
             c0 = time.process_time()
             res = run_scenario(s, out_dir=tmp)
@@ -92,7 +93,7 @@ def breakdown(s, days: float) -> None:
     rest = cont
     for key, (n, t) in acc.items():
         rest -= t
-        print(f"{PARTS[key[1]]:<36} {n / days:10,.0f} {1e6 * t / max(n, 1):8.1f} "
+        print(f"{PARTS[key]:<36} {n / days:10,.0f} {1e6 * t / max(n, 1):8.1f} "
               f"{1e3 * t / days:8.1f} {100 * t / cont:7.0f} %")
     print(f"{'rest (feeder events, look-ahead)':<36} {'':>10} {'':>8} {1e3 * rest / days:8.1f} "
           f"{100 * rest / cont:7.0f} %")

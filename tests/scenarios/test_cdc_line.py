@@ -311,7 +311,7 @@ def test_wakeups_that_skip_the_scan_change_no_decision(tmp_path, monkeypatch):
 
 
 def _sync_cuts_array_form(self, now, feeds, cuts, comp_now, same):
-    """The array form of ``ContinuousLine._sync_cuts`` before it moved to Python floats
+    """The array form of ``HybridEngine._sync_cuts`` before it moved to Python floats
     (commit db436c8): the reference of the equivalence test below."""
     stations = self.stations
     comp = np.zeros((cuts.size + 1, len(self.comp.channels)))
@@ -366,11 +366,11 @@ def test_fast_paths_give_the_reference_event_log_byte_for_byte(tmp_path, monkeyp
     (the feeders' numpy path, the array form of the sync, ``cdf(t[:, None] − s)``): 10 hours
     with refills give the same event log and genealogy, byte for byte."""
     import darkfab.factory.feeder as fm
-    from darkfab.agents.line import ContinuousLine
+    from darkfab.agents.line.engine import HybridEngine
     from darkfab.factory.rtd import GriddedRTD
     _, fast = run_cdc(tmp_path, 10.0, tag="fast")
     monkeypatch.setattr(fm, "SMALL_CELLS", 0)
-    monkeypatch.setattr(ContinuousLine, "_sync_cuts", _sync_cuts_array_form)
+    monkeypatch.setattr(HybridEngine, "_sync_cuts", _sync_cuts_array_form)
     monkeypatch.setattr(GriddedRTD, "cdf_outer",
                         lambda self, t, s: self.cdf(t[:, None] - s))
     monkeypatch.setattr(GriddedRTD, "cdf_integral_outer",
