@@ -7,7 +7,7 @@ restarts) and its results; its concerns live in their own modules: the hybrid in
 engine, a state owner of its own (:mod:`.engine`), the control strategy (:mod:`.strategy`),
 output units and batches (:mod:`.output`), punch wear (:mod:`.wear`), the units under
 supervision (:mod:`.units`, :mod:`.supervision`), the press's regulation and IPC
-(:mod:`.regulation`).
+(:mod:`.regulation`), feeder logistics (:mod:`.logistics`), results (:mod:`.results`).
 
 Hybrid integration (no global time step): the feeders are advanced exactly from event to event
 (:mod:`darkfab.factory.feeder`); their piecewise-constant mass flows per component and per
@@ -61,7 +61,9 @@ from darkfab.factory.weight_control import ForceGauge
 
 from ..model import PlantModel
 from .engine import HybridEngine
+from .logistics import FeederLogistics
 from .output import LineOutput, _Batch, _Quality
+from .results import LineResults
 from .regulation import Regulation
 from .strategy import ControlStrategy
 from .supervision import LineSupervision
@@ -110,8 +112,8 @@ class LineFailure:
     repair_time: Sampler
 
 
-class ContinuousLine(ControlStrategy, LineOutput, PunchMaintenance, LineSupervision,
-                     Regulation, FixedAgent):
+class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintenance,
+                     LineSupervision, Regulation, LineResults, FixedAgent):
     """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
     area when robots carry them)."""
 
@@ -369,88 +371,6 @@ class ContinuousLine(ControlStrategy, LineOutput, PunchMaintenance, LineSupervis
             self._scan(self._last_wake)
             self._clocked(w0)
 
-    # --- feeders and refills ----------------------------------------------------------------
-    def _feeder_events(self, now: float) -> None:
-        for st in self.stations:
-            f = st.feeder
-            if (st.held_unit is not None and not st.refill_blocked) or (
-                    st._get is not None and st._get.triggered) or (
-                    st._next is not None and st._next[0] <= now + 1e-9):
-                w0 = self._clock()
-                f.advance_state(now)  # its event is due: the hopper now
-                self._clocked(w0)
-            if st.held_unit is not None and not st.refill_blocked:  # a refill failure cleared
-                unit, st.held_unit = st.held_unit, None
-                self._refill(st, unit, now)
-            if st._get is not None and st._get.triggered:  # a container arrived
-                unit = st._get.value
-                st._get = None
-                self._refill(st, unit, now)
-            if st._next is None or st._next[0] > now + 1e-9:
-                continue
-            kind = st._next[1]
-            st._next = None
-            if kind == "low" and st._get is None and f.mode == "gravimetric":
-                st.waiting_since = now
-                self.model.log.record(now, "hopper_low", st.name, -1, "", self.node,
-                                      f"{f.mass_kg:.3f} kg")
-                ev = st.refill_dock.get()
-                if ev.triggered:
-                    st._get = None
-                    self._refill(st, ev.value, now)
-                else:
-                    st._get = ev
-                    ev.callbacks.append(self._kick)
-            elif kind == "refill_done":
-                self._refill_windows.append((st.refill_from if st.refill_from is not None
-                                             else now, now))
-                st.refill_from = None
-                # older refills can no longer explain a deviation (_cause): keep the deque short
-                while self._refill_windows[0][1] < self._scanned - 2 * self.rtd.tail_s:
-                    self._refill_windows.popleft()
-                self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
-                                      f"{f.mass_kg:.3f} kg")
-            elif kind == "empty" or f.mode == "starved":
-                self._alarm(now, st.name, "hopper_empty", f"{st.name} hopper empty: the line "
-                            "is Suspended", "high")
-                if self.running:
-                    self._stop(now, SUSPENDED, f"{st.name} empty")
-        self._maybe_restart(now, "refilled")
-
-    def _maybe_restart(self, now: float, why: str) -> None:
-        if (not self.running and self._repair_until == math.inf and not self._blocked
-                and all(st.feeder.mode != "starved" for st in self.stations)
-                and not self._commanded_out()):
-            self._restart(now, why)
-
-    def _refill(self, st: FeederStation, unit, now: float) -> None:
-        if st.refill_blocked:  # the refill fails: the container waits at the feeder
-            st.held_unit = unit
-            st._next = None
-            self._alarm(now, st.name, "refill_failed", f"refill of {st.name} failed: "
-                        f"container {unit.id} waits at the feeder", "high")
-            self._notify("alarm", f"{st.name}: refill_failed")
-            return
-        potency = self.next_potency.pop(st.name, None)
-        if potency is not None:
-            self.lot_potency[unit.lot] = potency
-            self._notify("oos_lot", str(unit.lot))
-        f = st.feeder
-        mass = st.container_kg(unit.product)
-        w0 = self._clock()
-        f.start_refill(now, mass, st.refill_rate_kg_s, unit.lot)
-        self._clocked(w0)
-        st.refills += 1
-        st.delivered_kg += mass
-        self._alarm_clear(now, st.name, "hopper_empty")
-        st._next = None
-        st.waiting_since = None
-        st.refill_from = now
-        self._reproject = True
-        m = self.model
-        m.log.record(now, "refill", st.name, unit.id, unit.product, self.node, unit.lot)
-        m.unit_consumed(now, unit)
-
     # --- failures, stops, restarts ----------------------------------------------------------
     def _failures(self, now: float) -> None:
         if (self.running and self.wear is not None
@@ -573,76 +493,3 @@ class ContinuousLine(ControlStrategy, LineOutput, PunchMaintenance, LineSupervis
         self._route(now)
         self._clocked(w0)
         self.timer.finish(now)
-
-    def kpis(self, end: float) -> dict:
-        """Line KPIs over the whole run (start-up included): tablets, API content of the units
-        made, state of control, diversion by cause, refills, PAT, mass balance."""
-        w = self.tablet.weight_kg
-        q = self.q
-        mean = q.sum_c / q.n if q.n else math.nan
-        var = (q.sum_c2 - q.n * mean * mean) / (q.n - 1) if q.n > 1 else math.nan
-        diverted = sum(q.by_cause.values())
-        b = self.batch
-        batches = self.batches + [{"batch": b.id, "start_s": b.start_s, "end_s": end,
-                                   "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
-                                   "units": b.units, "open": True,
-                                   "ipc": {"weight_mg": self.batch_weight.summary(),
-                                           "content_pct": self.batch_content.summary()}}]
-        t = self.tablet
-        return {
-            "line_rate_kg_h": self.nominal_kg_s * 3600.0,
-            "tablets_produced": self.output_kg / w,
-            "tablets_accepted": (self.accepted_kg - self.qc_samples_kg) / w,
-            "tablets_diverted": diverted / w,
-            "qc_sample_tablets": self.qc_samples_kg / w,
-            "units_out": self.units_out,
-            "partial_units": self.partial_units,  # part-filled units closed at batch ends
-            "tablets_in_units": self.tablets_in_units,
-            "weight_loop": {"enabled": self.weight_loop is not None,
-                            "samples": self.loop_samples,
-                            "tablet_weight_mg": self.weight_kg * 1e6,
-                            "target_weight_mg": self.target_weight_kg * 1e6,
-                            "fill_depth_mm": self.fill_depth_m * 1e3},
-            "api_content_mean_pct": 100.0 * mean,
-            "api_content_accepted_pct": 100.0 * self.api_accepted_kg / self.accepted_kg
-            / self.api_share if self.accepted_kg > 0 else math.nan,
-            "api_content_rsd_pct": 100.0 * math.sqrt(max(var, 0.0)) / mean if q.n > 1 else math.nan,
-            "state_of_control_fraction": self.accepting_s / end if end > 0 else math.nan,
-            "diverted_kg": diverted,
-            "released_out_of_spec_kg": self.released_oos_kg,
-            "released_out_of_spec_samples": self.released_oos_samples,
-            "diverted_kg_by_cause": dict(sorted(q.by_cause.items())),
-            "out_of_spec_events": self.oos_events,
-            "refills": {st.name: st.refills for st in self.stations},
-            # what a container still held when the hopper reached its high level (returned)
-            "container_leftover_kg": {
-                st.name: st.delivered_kg - st.feeder.refilled_kg - st.feeder.refill_leftover_kg
-                for st in self.stations},
-            "refill_induced_deviations": self.refill_deviations,
-            "line_stops": self.stops,
-            "time_in_state_s": dict(sorted(self.timer.time_s.items())),
-            "pat": {"samples": self.pat_samples, "dropouts": self.pat_dropouts,
-                    "alarms": self.pat_alarms},
-            "tablet": {"weight_mg": t.weight_kg * 1e6, "relative_density": t.rel_density,
-                       "porosity": t.porosity, "thickness_mm": t.thickness_m * 1e3,
-                       "tensile_strength_mpa": t.tensile_strength_pa / 1e6,
-                       "breaking_force_n": t.breaking_force_n},
-            "rtd": {"mean_s": self.rtd.mean_s, "std_s": self.rtd.std_s,
-                    "tail_s": self.rtd.tail_s, "blender_mean_s": self.blender_rtd.mean_s},
-            "batches": batches,
-            "mass_balance": self.mass_balance(end),
-            "continuous_model_wall_s": self.continuous_wall_s,
-            "continuous_model_cpu_s": self.continuous_cpu_s,
-            **({"punch_wear": self.maintenance_kpis(end)} if self.wear is not None else {}),
-        }
-
-    def mass_balance(self, now: float) -> dict[str, float]:
-        """fed = accepted + diverted + hold-up + QC samples (kg) and the relative error."""
-        fed = sum(st.feeder.fed_kg for st in self.stations)
-        holdup = self.engine.holdup_kg(now)
-        diverted = sum(self.q.by_cause.values())
-        out = self.accepted_kg + diverted
-        err = fed - (out + holdup)
-        return {"fed_kg": fed, "accepted_kg": self.accepted_kg - self.qc_samples_kg,
-                "diverted_kg": diverted, "holdup_kg": holdup, "qc_samples_kg": self.qc_samples_kg,
-                "rel_error": abs(err) / fed if fed > 0 else 0.0}
