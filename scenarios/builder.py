@@ -296,6 +296,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         {"kp": lp.weight_kp, "ti_s": lp.weight_ti_s, "period_s": lp.weight_period_s,
          "deadband": lp.weight_deadband_pct / 100.0} if lp.weight_control else None,
         [(d.time_s, d.bulk_density_factor) for d in spec.disturbances], unit_table)
+    if lp.api_trim:
+        line.set_api_trim(lp.api_trim_gain, lp.api_trim_max_pct / 100.0)
     if ps.wear is not None:
         w = ps.wear
         line.set_wear(PunchWear(

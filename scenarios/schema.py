@@ -608,13 +608,19 @@ class PressSpec(Strict):
 class LoopsSpec(Strict):
     """Level-1 loops of the line: the tablet weight loop (main compression force → fill depth,
     a PI; ``weight_kp`` relative fill-depth change per relative weight error, ``weight_ti_s``
-    integral time, sampled every ``weight_period_s``, resting inside ``weight_deadband_pct``)."""
+    integral time, sampled every ``weight_period_s``, resting inside ``weight_deadband_pct``),
+    and the level-2 API ratio trim from the NIR (``api_trim``: an integral trim of the API
+    feeder's set-point each supervisory cycle, ``api_trim_gain`` × (1 − mean NIR reading),
+    bounded by ``api_trim_max_pct``)."""
 
     weight_control: bool = True
     weight_kp: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.3
     weight_ti_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 20.0
     weight_period_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 10.0
     weight_deadband_pct: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.1
+    api_trim: bool = False  # level 2: API feeder ratio trim from the NIR readings
+    api_trim_gain: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.2
+    api_trim_max_pct: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 5.0
 
 
 class LineDisturbanceSpec(Strict):

@@ -336,6 +336,8 @@ class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintena
                 self.batch_kg and self.batch.accepted_kg >= self.batch_kg):
             self._close_batch(now)
             self._emit_units(now)
+        if due:
+            self._api_trim_step(now)  # level 2: the NIR ratio trim, when it is on
         if due or self._reproject:
             w0 = self._clock()
             self._project(now)

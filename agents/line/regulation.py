@@ -10,6 +10,12 @@ tablets: tablet weight, the weight loop, and weight and content uniformity per u
   the mean of the tablets of one sample period: its noise is the tablet weight RSD / √n.
 * **Press-hopper level → line rate**: modelled as ideal (the turret speed follows the feed, the
   level holds); not switchable.
+* **API ratio trim from NIR** (level 2, ``api_trim``, off by default): at each supervisory cycle
+  (``control_interval_s``) with new NIR readings, an integral trim of the API feeder's
+  set-point, trim += ``api_trim_gain`` × (1 − mean reading), bounded by ``api_trim_max_pct``;
+  not when the mean is within two standard errors of label claim (the readings' own noise),
+  and changes under 0.01 % are not applied. It corrects what the NIR sees (a low-potency lot); it
+  also follows a biased or drifting NIR.
 * **Tablets vary**: each tablet's weight is W·(1 + RSD·z), z standard normal
   (``press.weight_rsd_pct``). A unit's IPC sample is ``ipc_tablets`` tablets drawn over its
   production interval (stream ``continuous_lines.X.press.ipc``); a tablet's API content is its
@@ -91,8 +97,44 @@ class Regulation:
         self.unit_table = unit_table
         self._weights: deque[tuple[float, float]] = deque([(self.env.now, self.weight_kg)])
         self.batch_weight, self.batch_content = Uniformity(), Uniformity()
+        self._trim: tuple[float, float] | None = None
+        self.api_trim = 0.0  # relative trim of the API feeder's set-point
+        self._nir_sum, self._nir_sum2, self._nir_n = 0.0, 0.0, 0
         for t, f in disturbances:
             self.env.process(self._disturb(t, f))
+
+    def set_api_trim(self, gain: float, max_fraction: float) -> None:
+        """Turn on the NIR ratio trim of the API feeder (module docstring)."""
+        self._trim = (gain, max_fraction)
+
+    def _nir_seen(self, values: np.ndarray) -> None:
+        """Readable NIR values of a scan (content, fraction of label claim), for the trim."""
+        if self._trim is not None and values.size:
+            self._nir_sum += float(values.sum())
+            self._nir_sum2 += float((values * values).sum())
+            self._nir_n += values.size
+
+    def _api_trim_step(self, now: float) -> None:
+        """One cycle of the ratio trim (module docstring)."""
+        if self._trim is None or self._nir_n == 0:
+            return
+        gain, top = self._trim
+        n = self._nir_n
+        c = self._nir_sum / n
+        var = max(self._nir_sum2 - n * c * c, 0.0) / (n - 1) if n > 1 else 0.0
+        self._nir_sum, self._nir_sum2, self._nir_n = 0.0, 0.0, 0
+        if abs(1.0 - c) <= 2.0 * math.sqrt(var / n):  # within the readings' noise: no trim
+            return
+        new = min(top, max(-top, self.api_trim + gain * (1.0 - c)))
+        if abs(new - self.api_trim) < 1e-4:
+            return
+        st = next(x for x in self.stations if x.component == "api")
+        st.setpoint_kg_s *= (1.0 + new) / (1.0 + self.api_trim)
+        self.api_trim = new
+        self.model.log.record(now, "api_trim", f"{self.name}.{st.name}", -1, "", self.node,
+                              f"{100 * new:+.3f} %: NIR mean {100 * c:.2f} % of {n} readings")
+        self._timed_sync(now)
+        self._apply_feed(now)
 
     @property
     def weight_kg(self) -> float:

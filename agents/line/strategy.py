@@ -98,6 +98,7 @@ class ControlStrategy:
             readable = np.isfinite(x_pat)
             t_s, t_av, val = sensor.measure_array(x_pat, notify=self._apart)
             ok = np.flatnonzero(np.isfinite(val))
+            self._nir_seen(val[ok])
             if ok.size:
                 self.last_nir = (float(t_av[ok[-1]]), float(val[ok[-1]]))
                 if q.spec_low <= self.last_nir[1] <= q.spec_high:  # back in spec

@@ -241,16 +241,23 @@ class LineSupervision:
             st.setpoint_kg_s = value / 3600.0
         else:  # blender speed_rpm
             self.blender_speed_rpm = float(value)
-        if self.running:
-            self._set_flow(now, True)
-            for st in self.stations:
-                st._next = None
-                st.feeder.set_setpoint(now, st.setpoint_kg_s)
-            self._timed_sync(now)
-            self._reproject = True
-            self._unit_eta = self._eta(now)
+        self._apply_feed(now)
         self._kick()
         return None
+
+    def _apply_feed(self, now: float) -> None:
+        """The stations' set-points to the feeders now (synced before by the caller), the flow
+        clock's rate with them, and a new projection (a running line; a stopped one takes them
+        at its restart)."""
+        if not self.running:
+            return
+        self._set_flow(now, True)
+        for st in self.stations:
+            st._next = None
+            st.feeder.set_setpoint(now, st.setpoint_kg_s)
+        self._timed_sync(now)
+        self._reproject = True
+        self._unit_eta = self._eta(now)
 
     def _set_weight(self, setpoint: str, value: float) -> str | None:
         """Fill depth (the weight loop off) or tablet weight target (the loop on): the press
