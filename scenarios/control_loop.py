@@ -49,13 +49,13 @@ import numpy as np
 from darkfab.agents.equipment import Equipment
 from darkfab.agents.flow import Source
 from darkfab.control import Controller, ControllerFault, Event, PlantInfo
-from darkfab.control.commands import PackMLCommand
 from darkfab.control.observation import FeederInfo, LotView, Observation
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.kpis import LogHistogram
 from darkfab.factory.packml import Command, State
 
 from .commanding import UNSUPPORTED, CommandHandler, UnitRefusal, handlers_for
+from .communication import ACK_TIMEOUT_S, ALARM_JOURNAL, CommunicationFaults
 from .line_control import LineControl
 from .observing import Observer, SensorModel, feeder_infos, material_flow, plant_info
 from .watchdog import Watchdog
@@ -69,13 +69,9 @@ MAX_DECISIONS_PER_INSTANT = 10_000
 _STATE_TOPIC = {s.value: f"state:{s.value}" for s in State}
 _SAFE = frozenset({State.STOPPED, State.ABORTED})
 _SAFETY = "safety"
-ALARM_JOURNAL = 10_000
-"""Alarm events kept for a controller while it is offline (the oldest are dropped)."""
-ACK_TIMEOUT_S = 5.0
-"""A command neither applied nor refused within this time is reported lost."""
 
 
-class ControlLoop:
+class ControlLoop(CommunicationFaults):
     """Connects one controller to the plant (see the module docstring)."""
 
     def __init__(self, model, controller: Controller, name: str, *,
@@ -366,83 +362,6 @@ class ControlLoop:
                     lambda _e: self._apply_all(cmds, decided_s=now))
         else:
             self._apply_all(cmds, decided_s=now)
-
-    def _apply_late(self, cmds: list, latency: float, decided_s: float) -> None:
-        """Commands delayed by a latency fault: the plant notices the late acknowledgement."""
-        self.model.alarms.raise_alarm(self.env.now, "plant", "command_latency",
-                                      f"{len(cmds)} command(s) applied {latency:g} s after the "
-                                      "decision", "low")
-        for fn in self.fault_listeners:
-            fn("command_latency", f"{latency:g} s")
-        self._apply_all(cmds, late=True, decided_s=decided_s)
-
-    def _apply_all(self, cmds: list, late: bool = False, decided_s: float | None = None
-                   ) -> None:
-        if self.fault is not None:
-            return
-        if self._offline:  # lost in transit: the controller went offline
-            self.commands_lost += len(cmds)
-            for c in cmds:
-                self.model.log.record(self.env.now, "command_lost", self._target(c), -1, "",
-                                      self.name, f"{type(c).__name__}: controller offline")
-            return
-        alarms = self.model.alarms
-        now = self.env.now
-        if not late:  # commands arrive on time again
-            alarms.clear(now, "plant", "command_latency")
-        loss = self._loss
-        for c in cmds:
-            if loss is not None and loss[1].random() < loss[0]:
-                self._lose(c)
-                continue
-            alarms.clear(now, self._target(c), "command_lost")  # it hears commands again
-            self.apply(c, decided_s=decided_s)
-
-    def _lose(self, cmd: Any) -> None:
-        self.commands_lost += 1
-        target = self._target(cmd)
-        what = f"{type(cmd).__name__}" + (f" {Command(cmd.command).value}" if isinstance(cmd, PackMLCommand)
-                                          else "")
-        self.model.log.record(self.env.now, "command_lost", target, -1, "", self.name, what)
-
-        def timeout(_e) -> None:
-            self.model.alarms.raise_alarm(self.env.now, target, "command_lost",
-                                          f"{what} not acknowledged within {ACK_TIMEOUT_S:g} s",
-                                          "medium")
-            for fn in self.fault_listeners:
-                fn("command_lost", f"{target}: {what}")
-            if self.fault is None and not self._halting:
-                if self._wakes is None or "command_lost" in self._wakes:
-                    self._post(Event(self.env.now, "command_lost", target, what))
-
-        self.env.timeout(ACK_TIMEOUT_S).callbacks.append(timeout)
-
-    # --- communication faults (fault campaigns) -------------------------------------------
-    def set_offline(self, offline: bool) -> None:
-        """Controller offline (no events, no commands) or back online (woken with ``start``,
-        detail ``resume``, followed by the alarm events it missed, with their own times: at
-        most :data:`ALARM_JOURNAL` of them)."""
-        now = self.env.now
-        self._offline = offline
-        if offline:
-            self._pending.clear()
-            self.model.alarms.raise_alarm(now, "plant", "controller_offline",
-                                          f"{self.name}: heartbeat lost", "high")
-            for fn in self.fault_listeners:
-                fn("controller_offline", self.name)
-        else:
-            if self.fault is None and not self._halting:
-                self._post(Event(now, "start", "plant", "resume"))
-                for e in self._missed_alarms:  # in order, with the times they happened
-                    self._post(e)
-            self._missed_alarms.clear()
-            self.model.alarms.clear(now, "plant", "controller_offline")
-
-    def set_extra_latency(self, extra_s: float) -> None:
-        self._extra_latency = extra_s
-
-    def set_command_loss(self, probability: float, rng: np.random.Generator | None) -> None:
-        self._loss = None if rng is None or probability <= 0 else (probability, rng)
 
     # --- commands ----------------------------------------------------------------------
     def _handler(self, cmd: Any) -> CommandHandler | None:
