@@ -7,15 +7,18 @@ in-spec reading, which the line processes at its next scan (``control_interval_s
 cdc-line). Holding the press at every such alarm would stop the line some 15 times a day for
 nothing the diversion does not already handle. The rule:
 
-* **Hold** the line's press (``PackMLCommand(<line>.press, Hold)``, from Execute) when a
-  critical alarm of the line has stayed active ``hold_after_s`` (default 900 s: longer than a
-  scan, so a single reading never holds the line; the alarm persisting through a scan means
-  several readings out of spec in a row — a raw-material lot out of spec, a drifting
-  instrument). ``0`` holds at once. One hold per alarm episode.
+* **Hold** the line's press (``PackMLCommand(<line>.press, Hold)``, from Execute) when
+  critical alarms of the line have been active without a gap for ``hold_after_s`` (default
+  900 s: longer than a scan, so a single reading never holds the line; a *critical period*
+  that lasts through a scan means readings out of spec scan after scan — a raw-material lot
+  out of spec, a drifting instrument). The line clears an NIR alarm and raises a new one at the
+  same scan when good and bad readings alternate, so the period, not one alarm id, is what
+  must persist. ``0`` holds at once. One hold per critical period.
 * **Unhold** when no critical alarm of the line is active any more (``alarm_cleared``), or
-  after ``max_hold_s`` (default 1800 s) held: a reading needs powder flowing past the probe, so
-  an NIR alarm cannot clear while the line stands; the line is resumed to measure again, its
-  diversion protecting the product, and is not held again for the same alarm.
+  after ``max_hold_s`` (default 1800 s) held: the NIR goes on reading the standing powder,
+  which does not change while the line is held, so an excursion of the material does not clear
+  by waiting; the line is resumed, its diversion protecting the product, and is not held again
+  in the same critical period.
 * **Acknowledge** (``acknowledge``): ``"acted"`` (default) the alarms the supervisor holds on,
   ``"all"`` every alarm as it is seen, ``"none"``.
 
@@ -55,10 +58,10 @@ class CriticalAlarmHold:
     def reset(self, info: PlantInfo) -> None:
         self.lines = tuple(u[: -len(".press")] for u in info.equipment
                            if u.endswith(".press") and u[: -len(".press")] in info.equipment)
-        self._armed: set[int] = set()  # critical alarms with a hold check scheduled
-        self._acted: set[int] = set()  # alarms held on (once per episode)
+        self._since: dict[str, float] = {}  # line -> critical alarms active without a gap since
+        self._acted: set[str] = set()  # lines held in their present critical period
         self._acked: set[int] = set()  # acknowledgements sent
-        self._held: dict[str, tuple[int, float]] = {}  # line -> (alarm id, held since)
+        self._held: dict[str, float] = {}  # line -> held by this strategy since
         self.holds = 0
 
     def line_of(self, source: str) -> str | None:
@@ -74,63 +77,61 @@ class CriticalAlarmHold:
     def decide(self, events: Sequence[Event], obs: Observation) -> list[PlantCommand]:
         if not self.lines or not self.hold:
             return self._ack_all(obs)
-        now = obs.time_s
         out: list[PlantCommand] = []
-        for a in obs.alarms.values():  # arm a hold check for each new critical alarm
-            if a.priority == "critical" and a.id not in self._armed and self.line_of(a.source):
-                self._armed.add(a.id)
-                if self.hold_after > 0:
-                    out.append(WakeUp(max(now, a.raised_s + self.hold_after), f"{_HOLD}{a.id}",
-                                      f"hold check: critical alarm {a.id} {a.condition}"))
-        self._armed &= set(obs.alarms)  # cleared ones: forget (memory stays bounded)
         for line in self.lines:
             press = obs.equipment.get(f"{line}.press")
             if press is None:
                 continue
+            active = self._critical(obs, line)
+            if not active:  # the critical period is over
+                self._since.pop(line, None)
+                self._acted.discard(line)
+            elif line not in self._since:
+                t0 = self._since[line] = min(a.raised_s for a in active)
+                if self.hold_after > 0:
+                    out.append(WakeUp(max(obs.time_s, t0 + self.hold_after), _HOLD + line,
+                                      f"hold check: critical alarm {active[0].id} "
+                                      f"{active[0].condition}"))
             if line in self._held:
-                out += self._release(line, press.state, obs)
-            else:
-                out += self._hold(line, press.state, obs)
+                out += self._release(line, press.state, active, obs.time_s)
+            elif active:
+                out += self._hold(line, press.state, active, obs.time_s)
         return out + self._ack_all(obs)
 
-    def _hold(self, line: str, state: State, obs: Observation) -> list[PlantCommand]:
-        now = obs.time_s
-        if state is not State.EXECUTE:
+    def _hold(self, line: str, state: State, active: list[AlarmObs],
+              now: float) -> list[PlantCommand]:
+        age = now - self._since[line]
+        if state is not State.EXECUTE or line in self._acted or age < self.hold_after - 1e-6:
             return []
-        for a in self._critical(obs, line):
-            age = now - a.raised_s
-            if a.id in self._acted or age < self.hold_after - 1e-6:
-                continue
-            self._acted.add(a.id)
-            self._held[line] = (a.id, now)
-            self.holds += 1
-            out: list[PlantCommand] = [
-                PackMLCommand(f"{line}.press", Command.HOLD,
-                              f"critical alarm {a.id} {a.condition} of {a.source} active "
-                              f"{age:.0f} s (hold after {self.hold_after:g} s)"),
-                WakeUp(now + self.max_hold, _RELEASE + line, f"longest hold of {line}")]
-            if self.ack == "acted" and not a.acknowledged and a.id not in self._acked:
-                self._acked.add(a.id)
-                out.append(Acknowledge(a.id, f"{line} held on {a.condition}"))
-            return out
-        return []
+        self._acted.add(line)
+        self._held[line] = now
+        self.holds += 1
+        a = active[-1]
+        out: list[PlantCommand] = [
+            PackMLCommand(f"{line}.press", Command.HOLD,
+                          f"critical alarm {a.id} {a.condition} of {a.source}: critical alarms "
+                          f"of {line} active {age:.0f} s (hold after {self.hold_after:g} s)"),
+            WakeUp(now + self.max_hold, _RELEASE + line, f"longest hold of {line}")]
+        if self.ack == "acted":
+            for x in active:
+                if not x.acknowledged and x.id not in self._acked:
+                    self._acked.add(x.id)
+                    out.append(Acknowledge(x.id, f"{line} held on {x.condition}"))
+        return out
 
-    def _release(self, line: str, state: State, obs: Observation) -> list[PlantCommand]:
-        aid, since = self._held[line]
-        now = obs.time_s
+    def _release(self, line: str, state: State, active: list[AlarmObs],
+                 now: float) -> list[PlantCommand]:
+        since = self._held[line]
         if state not in (State.HELD, State.HOLDING):  # recovered or stopped by something else
             del self._held[line]
             return []
-        active = self._critical(obs, line)
         if active and now - since < self.max_hold - 1e-6:
             return []
         del self._held[line]
-        self._acted.intersection_update(obs.alarms)
-        why = (f"critical alarm {aid} cleared, no critical alarm of {line} active"
-               if not active else
+        why = (f"no critical alarm of {line} active" if not active else
                f"held {now - since:.0f} s with critical alarm(s) "
-               f"{', '.join(str(a.id) for a in active)} still active: resume so the NIR "
-               "measures again (the line's diversion protects the product)")
+               f"{', '.join(str(a.id) for a in active)} active: resume (the line's diversion "
+               "protects the product; no second hold in this critical period)")
         return [PackMLCommand(f"{line}.press", Command.UNHOLD, why)]
 
     def _ack_all(self, obs: Observation) -> list[PlantCommand]:

@@ -151,11 +151,20 @@ def test_hold_only_when_the_critical_alarm_persists_then_unhold_when_it_clears()
     out = h.decide([], obs(910.0, [], alarms=(crit(10.0),)))
     hold = [c for c in out if isinstance(c, PackMLCommand)]
     assert [(c.unit, c.command.value) for c in hold] == [("cdc.press", "Hold")]
-    assert "critical alarm 7 api_content_oos" in hold[0].reason
+    assert "critical alarm 7 api_content_oos" in hold[0].reason and "900 s" in hold[0].reason
     assert [c.alarm_id for c in out if isinstance(c, Acknowledge)] == [7]
     assert h.decide([], obs(1000.0, [], press=State.HELD, alarms=(crit(10.0),))) == []
     (un,) = h.decide([], obs(1200.0, [], press=State.HELD))  # cleared
-    assert un.command.value == "Unhold" and "cleared" in un.reason
+    assert un.command.value == "Unhold" and "no critical alarm" in un.reason
+
+
+def test_alarms_that_follow_each_other_make_one_critical_period():
+    """The line clears an NIR alarm and raises the next at one scan: the period goes on."""
+    h = holder(hold_after_s=900.0)
+    h.decide([], obs(0.0, [], alarms=(crit(0.0, 1),)))
+    assert h.decide([], obs(600.0, [], alarms=(crit(600.0, 2),))) == []
+    out = h.decide([], obs(900.0, [], alarms=(crit(600.0, 2),)))
+    assert [c.command.value for c in out if isinstance(c, PackMLCommand)] == ["Hold"]
 
 
 def test_a_short_alarm_holds_nothing_and_other_alarms_are_ignored():
@@ -170,7 +179,7 @@ def test_a_hold_ends_after_max_hold_s_and_is_not_repeated_for_the_same_alarm():
     out = h.decide([], obs(0.0, [], alarms=(crit(0.0),)))
     assert any(isinstance(c, PackMLCommand) and c.command.value == "Hold" for c in out)
     (un,) = h.decide([], obs(1800.0, [], press=State.HELD, alarms=(crit(0.0),)))
-    assert un.command.value == "Unhold" and "still active" in un.reason
+    assert un.command.value == "Unhold" and "no second hold" in un.reason
     assert h.decide([], obs(2000.0, [], alarms=(crit(0.0),))) == []
     assert h.holds == 1
 
