@@ -39,6 +39,10 @@ expected arrival, at the time a feeder with nothing coming would need a cut, and
 (``0``: the hopper must last to its low level; the built-in supervisor uses 0.5). A feeder whose
 refill the refill planner defers on purpose (``deferred``, :mod:`.refill`) may use all of it:
 the planner bounds the deferral by the time the hopper would be empty less its margin.
+
+Measured (cdc-line, one robot at 0.1 m/s, 2 days, 8 paired replications,
+``tests/benchmarks/bench_line_supervisor.py rate-cut``): stops for an empty feeder 32.0 → 1.9
+(−30.1 ± 10.2, 95 % CI), time Suspended 3.46 → 0.43 h, state of control 0.875 → 0.968.
 """
 
 from __future__ import annotations

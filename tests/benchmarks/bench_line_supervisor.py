@@ -124,8 +124,9 @@ def main() -> None:
         days, reps = a.days or 2.0, a.reps or 8
         ov = [f"scenario.horizon_s={days * 86400}", f"fleet.speed_empty_m_s={a.speed}",
               f"fleet.speed_loaded_m_s={a.speed}", "fleet.count=1"]
-        compare("cdc-line", ov, ["{rate_cut = false}", "{rate_cut = true}",
-                                 "{rate_cut = true, rate_cut_reserve_used = 0.5}"], reps,
+        compare("cdc-line", ov, ["{rate_cut = false}",
+                                 "{rate_cut = true, rate_cut_reserve_used = 0.0}",
+                                 "{rate_cut = true}"], reps,
                 ["empty_stops", "suspended_h", "accepted_Mtab", "state_of_control",
                  "rate_setpoints"])
     elif a.what == "hold":
