@@ -46,7 +46,8 @@ __all__ = ["CriticalAlarmHold", "ALARM_HOLD_TOPICS", "ACKNOWLEDGE_MODES"]
 
 ALARM_HOLD_TOPICS = frozenset({"start", "timer", "alarm", "alarm_cleared"})
 ACKNOWLEDGE_MODES = ("acted", "all", "none")
-_HOLD, _RELEASE = "alarm-hold:", "alarm-release:"
+_HOLD, _RELEASE = "critical-hold-check:", "critical-hold-end:"
+_RETRY_S = 600.0  # an Unhold refused (a repair under way) is sent again this much later
 
 
 class CriticalAlarmHold:
@@ -70,6 +71,7 @@ class CriticalAlarmHold:
         self._acted: set[str] = set()  # lines held in their present critical period
         self._acked: set[int] = set()  # acknowledgements sent
         self._held: dict[str, float] = {}  # line -> held by this strategy since
+        self._unholding: dict[str, float] = {}  # line -> last Unhold sent
         self.holds = 0
 
     def line_of(self, source: str) -> str | None:
@@ -132,15 +134,22 @@ class CriticalAlarmHold:
         since = self._held[line]
         if state not in (State.HELD, State.HOLDING):  # recovered or stopped by something else
             del self._held[line]
+            self._unholding.pop(line, None)
             return []
         if active and now - since < self.max_hold - 1e-6:
             return []
-        del self._held[line]
+        last = self._unholding.get(line)
+        if last is not None and now - last < _RETRY_S:
+            return []
+        # kept until the press is seen out of Held: an Unhold refused (a repair or a punch
+        # change under way) is sent again _RETRY_S later
+        self._unholding[line] = now
         why = (f"no critical alarm of {line} active" if not active else
                f"held {now - since:.0f} s with critical alarm(s) "
                f"{', '.join(str(a.id) for a in active)} active: resume (the line's diversion "
                "protects the product; no second hold in this critical period)")
-        return [PackMLCommand(f"{line}.press", Command.UNHOLD, why)]
+        return [PackMLCommand(f"{line}.press", Command.UNHOLD, why),
+                WakeUp(now + _RETRY_S, _RELEASE + line, f"{line} out of Held?")]
 
     def _ack_all(self, obs: Observation) -> list[PlantCommand]:
         if self.ack != "all":

@@ -58,7 +58,7 @@ from .observation import Event, FeederObs, Observation, PlantInfo
 
 __all__ = ["FeederRateCut", "LeadTimes", "RATE_CUT_TAG", "RATE_CUT_TOPICS"]
 
-RATE_CUT_TAG = "rate-cut"
+RATE_CUT_TAG = "feeder-starvation-check"
 RATE_CUT_TOPICS = frozenset({"start", "timer"})
 _SP = "line_rate_kg_h"
 

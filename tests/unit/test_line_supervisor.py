@@ -154,8 +154,15 @@ def test_hold_only_when_the_critical_alarm_persists_then_unhold_when_it_clears()
     assert "critical alarm 7 api_content_oos" in hold[0].reason and "900 s" in hold[0].reason
     assert [c.alarm_id for c in out if isinstance(c, Acknowledge)] == [7]
     assert h.decide([], obs(1000.0, [], press=State.HELD, alarms=(crit(10.0),))) == []
-    (un,) = h.decide([], obs(1200.0, [], press=State.HELD))  # cleared
+    (un, w) = h.decide([], obs(1200.0, [], press=State.HELD))  # cleared
     assert un.command.value == "Unhold" and "no critical alarm" in un.reason
+    # refused (a repair under way): the press is still Held; sent again 600 s later
+    assert h.decide([], obs(1300.0, [], press=State.HELD)) == []
+    assert w.at_s == 1800.0
+    (again, _) = h.decide([], obs(1800.0, [], press=State.HELD))
+    assert again.command.value == "Unhold"
+    assert h.decide([], obs(1900.0, [])) == []  # back in Execute: done
+    assert h.decide([], obs(2500.0, [])) == []
 
 
 def test_alarms_that_follow_each_other_make_one_critical_period():
@@ -178,7 +185,7 @@ def test_a_hold_ends_after_max_hold_s_and_is_not_repeated_for_the_same_alarm():
     h = holder(hold_after_s=0.0, max_hold_s=1800.0)
     out = h.decide([], obs(0.0, [], alarms=(crit(0.0),)))
     assert any(isinstance(c, PackMLCommand) and c.command.value == "Hold" for c in out)
-    (un,) = h.decide([], obs(1800.0, [], press=State.HELD, alarms=(crit(0.0),)))
+    (un, _) = h.decide([], obs(1800.0, [], press=State.HELD, alarms=(crit(0.0),)))
     assert un.command.value == "Unhold" and "no second hold" in un.reason
     assert h.decide([], obs(2000.0, [], alarms=(crit(0.0),))) == []
     assert h.holds == 1
