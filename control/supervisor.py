@@ -26,6 +26,10 @@ Fault recovery (issue #5), every command with its reason:
 * **rerouting** (:mod:`.reroute`): work goes around a broken unit to its alternates, and with
   robots the work waiting for it is carried there.
 
+Continuous lines (:mod:`.line_rate`, :mod:`.line_alarms`): the line rate is cut before a feeder
+starves for want of a container and restored when it is there; the press is held on a critical
+alarm of the line that persists, and resumed after recovery.
+
 Scheduling: customer orders are released by a dispatching rule or a rolling-horizon CP-SAT
 sequence (:mod:`.release`); feeder refills are requested just in time where they are the
 controller's (:mod:`.refill`); punch changes are planned (:mod:`.maintenance`).
@@ -41,6 +45,8 @@ from darkfab.factory.packml import Command, State
 
 from .commands import PackMLCommand, PlantCommand, WakeUp
 from .containment import CONTAINMENT_TOPICS, ContainmentPolicy
+from .line_alarms import ALARM_HOLD_TOPICS, CriticalAlarmHold
+from .line_rate import RATE_CUT_TOPICS, FeederRateCut
 from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
 from .release import OrderRelease
@@ -301,7 +307,27 @@ class AutoRecoverySupervisor:
     time, ``refill_lead_s`` + ``refill_margin_s`` before the hopper's low level
     (:mod:`.refill`); plan punch changes of continuous lines by ``maintenance`` policy
     (``none``, ``preventive`` every ``pm_interval_h`` operating hours, ``predictive`` when the
-    estimated RUL is at most ``rul_threshold_h``; :mod:`.maintenance`)."""
+    estimated RUL is at most ``rul_threshold_h``; :mod:`.maintenance`).
+
+    Continuous lines:
+
+    * ``rate_cut`` (default true): cut a line's rate (``SetPoint(line, "line_rate_kg_h")``)
+      when a feeder would reach its low level before its next container can be at the dock
+      plus ``rate_cut_margin_s`` (300 s), to the rate at which the hopper lasts that long, and
+      restore the nominal rate when the container is there. The container's lead time is the
+      ``rate_cut_lead_quantile`` (0.8) of the refill delays observed in the run
+      (``refill_lead_s`` until there are some); see :mod:`.line_rate`.
+    * ``critical_hold`` (default true): hold the press of a line whose critical alarm has been
+      active ``critical_hold_after_s`` (900 s: longer than a scan of the line, so a single
+      out-of-spec NIR reading, which the line diverts and clears by itself, never holds it);
+      Unhold when no critical alarm of the line is active, or after ``critical_hold_max_s``
+      (1800 s: an NIR alarm cannot clear while no powder flows); see :mod:`.line_alarms`.
+    * ``acknowledge``: ``"acted"`` (default; the alarms it holds on), ``"all"`` or ``"none"``.
+    * ``refill_stagger`` (default false): where refills are the controller's, a refill that
+      would start within ``refill_stagger_window_s`` (300 s) of another feeder's is deferred
+      (its container asked for later; a refill cannot be advanced); see :mod:`.refill`. Off by
+      default: on cdc-line it removes nearly all overlaps but the deferred refills, started
+      below the low level, disturb the feed more than the overlaps did."""
 
     name = "auto-recovery"
     wakes_on = SUPERVISOR_TOPICS
@@ -317,6 +343,11 @@ class AutoRecoverySupervisor:
     reroute = True
     release_rule, freeze_window_s, release_time_limit_s = "fifo", 0.0, 5.0
     refill_lead_s, refill_margin_s = 900.0, 300.0
+    rate_cut, rate_cut_margin_s, rate_cut_lead_quantile = True, 300.0, 0.8
+    rate_cut_reserve_used = 0.5
+    critical_hold, critical_hold_after_s, critical_hold_max_s = True, 900.0, 1800.0
+    acknowledge = "acted"
+    refill_stagger, refill_stagger_window_s = False, 300.0
 
     def __init__(self, maintenance: str = "none", pm_interval_h: float = 100.0,
                  rul_threshold_h: float = 10.0, containment: bool = True,
@@ -325,7 +356,12 @@ class AutoRecoverySupervisor:
                  window_s: float = 3600.0, lockout_s: float = 3600.0, reroute: bool = True,
                  release_rule: str = "fifo", freeze_window_s: float = 0.0,
                  release_time_limit_s: float = 5.0, refill_lead_s: float = 900.0,
-                 refill_margin_s: float = 300.0) -> None:
+                 refill_margin_s: float = 300.0, rate_cut: bool = True,
+                 rate_cut_margin_s: float = 300.0, rate_cut_lead_quantile: float = 0.8,
+                 rate_cut_reserve_used: float = 0.5,
+                 critical_hold: bool = True, critical_hold_after_s: float = 900.0,
+                 critical_hold_max_s: float = 1800.0, acknowledge: str = "acted",
+                 refill_stagger: bool = False, refill_stagger_window_s: float = 300.0) -> None:
         self.planner = MaintenancePlanner(maintenance, pm_interval_h, rul_threshold_h)
         self.containment = containment
         self.quarantine_min_fraction = quarantine_min_fraction
@@ -339,13 +375,39 @@ class AutoRecoverySupervisor:
         self.release_time_limit_s = release_time_limit_s
         self.refill_lead_s, self.refill_margin_s = refill_lead_s, refill_margin_s
         release = OrderRelease(release_rule, freeze_window_s, release_time_limit_s)
-        RefillPlanner(refill_lead_s, refill_margin_s)  # checks the parameters now
+        self.refill_stagger, self.refill_stagger_window_s = refill_stagger, refill_stagger_window_s
+        self._refill_planner()  # checks the parameters now
+        self.rate_cut, self.rate_cut_margin_s = rate_cut, rate_cut_margin_s
+        self.rate_cut_lead_quantile = rate_cut_lead_quantile
+        self.rate_cut_reserve_used = rate_cut_reserve_used
+        self.critical_hold, self.critical_hold_after_s = critical_hold, critical_hold_after_s
+        self.critical_hold_max_s, self.acknowledge = critical_hold_max_s, acknowledge
+        self._line_strategies()  # checks the parameters now
         wakes = SUPERVISOR_TOPICS | release.topics | REFILL_TOPICS
+        if rate_cut:
+            wakes |= RATE_CUT_TOPICS
+        if critical_hold or acknowledge != "none":
+            wakes |= ALARM_HOLD_TOPICS
         if reroute:
             wakes |= REROUTE_TOPICS
         if maintenance != "none":
             wakes |= {"inspection"}
         self.wakes_on = wakes
+
+    def _refill_planner(self) -> RefillPlanner:
+        return RefillPlanner(self.refill_lead_s, self.refill_margin_s,
+                             stagger=self.refill_stagger, window_s=self.refill_stagger_window_s)
+
+    def _line_strategies(self) -> list:
+        out: list = []
+        if self.rate_cut:
+            out.append(FeederRateCut(self.rate_cut_margin_s, prior_lead_s=self.refill_lead_s,
+                                     lead_quantile=self.rate_cut_lead_quantile,
+                                     reserve_used=self.rate_cut_reserve_used))
+        if self.critical_hold or self.acknowledge != "none":
+            out.append(CriticalAlarmHold(self.critical_hold_after_s, self.critical_hold_max_s,
+                                         self.acknowledge, hold=self.critical_hold))
+        return out
 
     def reset(self, info: PlantInfo) -> None:
         if self.escalate_after_s < 0 or self.max_faults < 0 or not self.window_s > 0 \
@@ -362,11 +424,16 @@ class AutoRecoverySupervisor:
         self._release = OrderRelease(self.release_rule, self.freeze_window_s,
                                      self.release_time_limit_s)
         self._release.reset(info)
-        self._refills = RefillPlanner(self.refill_lead_s, self.refill_margin_s)
+        self._refills = self._refill_planner()
         self._refills.reset(info)
         self._rerouting = Rerouting(move_wip=True) if self.reroute else None
         if self._rerouting is not None:
             self._rerouting.reset(info)
+        self._lines = self._line_strategies()
+        for strategy in self._lines:
+            strategy.reset(info)
+            if isinstance(strategy, FeederRateCut):
+                strategy.deferred = self._refills.deferred  # deferred on purpose: no cut
 
     def decide(self, events: Sequence[Event], observation: Observation) -> list[PlantCommand]:
         note_repairs(events, observation, self._repaired)
@@ -385,6 +452,8 @@ class AutoRecoverySupervisor:
             out += self._containment.decide(events, observation)
         if self._rerouting is not None:
             out += self._rerouting.decide(events, observation)
+        for strategy in self._lines:
+            out += strategy.decide(events, observation)
         return (out + self._release.decide(events, observation)
                 + self._refills.decide(events, observation)
                 + self.planner.decide(events, observation))
