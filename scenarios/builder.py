@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from darkfab.agents.line import ContinuousLine, FeederStation, LineFailure, QualitySpec
+from darkfab.agents.line.release import BatchRelease, ReleaseRules
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
 from darkfab.agents.quality import Containment, QualityRecords
@@ -35,6 +36,7 @@ from darkfab.factory.kpis import TimeAverage
 from darkfab.factory.packml import State
 from darkfab.factory.random_streams import RandomStreams
 
+from .batch_records import RECORDS_FILE, BatchRecordChain
 from .control_loop import ControlLoop
 from .line_models import line_models
 from .schema import ContinuousLineSpec, OrderBookSpec, Scenario, transport_hops
@@ -175,6 +177,20 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output),
                                unit_table)
              for name, spec in s.continuous_lines.items()}
+    records = None  # the electronic batch records of every line: one chain per run
+    for name, spec in s.continuous_lines.items():
+        r = spec.release
+        if r is None:
+            continue
+        if r.records and records is None:
+            records = BatchRecordChain(out_dir / RECORDS_FILE, run_id)
+            model.extra_writers.append(records)
+        lines[name].set_release(BatchRelease(
+            name, spec.product,
+            ReleaseRules(r.test, r.sample_size, r.target_pct, r.k, r.c1, r.c2,
+                         r.investigate_diverted_pct, tuple(r.investigate_alarm_priorities)),
+            streams.stream(f"continuous_lines.{name}.release.sample"), model.alarms,
+            records.append if r.records and records is not None else None))
     on_request = {f.refill_from for spec in s.continuous_lines.values()
                   for f in spec.feeders.values() if f.refill_request == "controller"}
     for st in staging.values():  # refills planned by the controller: robots wait to be asked

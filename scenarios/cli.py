@@ -142,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     fu.add_argument("--out", type=Path, help="PNG file (default "
                     "results/funnel/<scenario>[-<line>].png)")
     fu.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    vr = sub.add_parser("verify-records", help="check a run's electronic batch records: "
+                        "edited, missing or reordered records (exit 0 intact, 1 tampered)")
+    vr.add_argument("folder", type=Path, help="a run folder (with batch_records.jsonl)")
     jb = sub.add_parser("jobshop-bench", help="job-shop benchmark: dispatching rules and "
                         "CP-SAT against the optima", description="ft06/ft10: every dispatching "
                         "rule and CP-SAT, makespan and gap to the optimum.")
@@ -158,13 +161,34 @@ def main(argv: list[str] | None = None) -> int:
 
     verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
-             "check": _check, "run": _run, "view": _view}
+             "check": _check, "run": _run, "view": _view,
+             "verify-records": _verify_records}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
         for problem in e.problems:
             print(problem.format(e.file), file=sys.stderr)
         return 2
+
+
+def _verify_records(args) -> int:
+    """The batch records' hash chain against summary.json: 0 intact, 1 tampered (one line per
+    problem), 2 the folder cannot be checked."""
+    from .batch_records import BadRecordsInput, verify_records
+
+    try:
+        problems, n = verify_records(args.folder)
+    except BadRecordsInput as e:
+        print(e, file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{args.folder}: batch records TAMPERED ({len(problems)} problem(s), {n} "
+              "record(s) read)", file=sys.stderr)
+        return 1
+    print(f"{args.folder}: {n} batch record(s) intact")
+    return 0
 
 
 def _check(args) -> int:

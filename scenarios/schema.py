@@ -18,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from darkfab.factory.content_uniformity import TableNotSourced, option1_limits
 from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
 
@@ -661,6 +662,53 @@ class LineQualitySpec(Strict):
         return self
 
 
+class LineReleaseSpec(Strict):
+    """Release by evidence of each batch (``darkfab.agents.line.release``): the CU test on a
+    random sample of ``sample_size`` of the batch's IPC tablets (``test``: Ph. Eur. 2.9.47
+    alternative 1 or 2, or USP <905> on the first 10/30 of the sample), target ``target_pct``;
+    ``k``/``c2`` (alternative 1: both or neither; neither: the sourced rows of Table
+    2.9.47.-1) and ``c1``/``c2`` (alternative 2: required, Table 2.9.47.-2 of the chapter).
+    Rejected if the CU test fails; investigation if it cannot be evaluated, if more than
+    ``investigate_diverted_pct`` of the batch's output was diverted, or if an alarm of a
+    priority in ``investigate_alarm_priorities`` touched the batch; else released. Each
+    batch's electronic record goes to ``batch_records.jsonl`` when ``records`` is true."""
+
+    test: Literal["ph_eur_2.9.47_option1", "ph_eur_2.9.47_option2", "usp_905"] = \
+        "ph_eur_2.9.47_option1"
+    sample_size: Annotated[int, Field(ge=30, le=100_000)] = 400
+    target_pct: Annotated[float, Field(gt=50, lt=150, allow_inf_nan=False)] = 100.0
+    k: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
+    c1: Annotated[int, Field(ge=0)] | None = None
+    c2: Annotated[int, Field(ge=0)] | None = None
+    investigate_diverted_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 5.0
+    investigate_alarm_priorities: list[Literal["critical", "high", "medium", "low"]] = \
+        ["critical"]
+    records: bool = True
+
+    @model_validator(mode="after")
+    def _table(self):
+        if self.test != "usp_905" and self.sample_size < 100:
+            raise PydanticCustomError("release", "Ph. Eur. 2.9.47 needs sample_size >= 100")
+        if self.test == "ph_eur_2.9.47_option1":
+            if self.c1 is not None:
+                raise PydanticCustomError("release", "c1 is for ph_eur_2.9.47_option2")
+            if (self.k is None) != (self.c2 is None):
+                raise PydanticCustomError("release", "give both k and c2, or neither")
+            if self.k is None:
+                try:
+                    option1_limits(self.sample_size)
+                except TableNotSourced as e:
+                    raise PydanticCustomError("release", str(e)) from None
+        elif self.test == "ph_eur_2.9.47_option2":
+            if self.c1 is None or self.c2 is None or self.k is not None:
+                raise PydanticCustomError(
+                    "release", "ph_eur_2.9.47_option2 needs c1 and c2 (Table 2.9.47.-2 of the "
+                    "chapter, for sample_size) and no k")
+        elif self.k is not None or self.c1 is not None or self.c2 is not None:
+            raise PydanticCustomError("release", "usp_905 takes no k, c1 or c2")
+        return self
+
+
 class ContinuousLineSpec(Strict):
     """A continuous direct compression line (feeders → blender → press, PAT, diversion gate)
     that emits units of ``tablets_per_unit`` accepted tablets into buffer ``output``."""
@@ -682,6 +730,7 @@ class ContinuousLineSpec(Strict):
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
     loops: LoopsSpec = LoopsSpec()
     disturbances: list[LineDisturbanceSpec] = []
+    release: LineReleaseSpec | None = None  # CU test, decision and record per batch
 
     @model_validator(mode="after")
     def _recipe(self):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from .release import BatchRelease
+
 __all__ = ["LineOutput"]
 
 SUSPENDED = "Suspended"
@@ -33,6 +35,12 @@ class _Quality:
 
 class LineOutput:
     """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: units and batches."""
+
+    release: BatchRelease | None = None  # per-batch CU test, decision, record (set_release)
+
+    def set_release(self, release: BatchRelease) -> None:
+        """Decide on each batch at its close (:mod:`.release`); before the run."""
+        self.release = release
 
     def _emit_units(self, now: float) -> None:
         """Put out every unit that is ready: the part-filled tote closed at a batch end first,
@@ -81,6 +89,8 @@ class LineOutput:
         for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
             m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
                                frac * mass, frac)
+        if self.release is not None:
+            self.release.add_unit(fractions, mass)
         self.tablets_in_units += self._ipc(now, unit.id, a, b, mass, c)
         for fn in self.unit_listeners:  # quality records (darkfab.agents.quality)
             fn(self, unit, fractions, c)
@@ -122,10 +132,14 @@ class LineOutput:
             self.q.by_cause["batch-end"] = self.q.by_cause.get("batch-end", 0.0) + left
         self._pending_kg = self._pending_api_kg = 0.0
         self._pending_from = self._routed
-        self.batches.append({"batch": b.id, "start_s": b.start_s, "end_s": now,
-                             "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
-                             "units": b.units, "partial_units": partial,
-                             "ipc": self._batch_uniformity()})
+        row = {"batch": b.id, "start_s": b.start_s, "end_s": now,
+               "accepted_kg": b.accepted_kg - b.qc_kg, "qc_kg": b.qc_kg,
+               "units": b.units, "partial_units": partial, "ipc": self._batch_uniformity()}
+        if self.release is not None:
+            row.update(self.release.close(now, row, self.q.by_cause, {"ipc": row["ipc"]}))
+            self.model.log.record(now, "batch_release", self.name, -1, "", self.node,
+                                  f"{b.id}: {row['decision']}")
+        self.batches.append(row)
         self.model.log.record(now, "batch", self.name, -1, "", self.node,
                               f"{b.id}: {b.accepted_kg:.3f} kg, {b.units} units"
                               + (" (the last part-filled)" if partial else ""))

@@ -229,6 +229,8 @@ class Regulation:
         cu.add(c)
         self.batch_weight.add(w * 1e6)
         self.batch_content.add(c)
+        if self.release is not None:
+            self.release.add_contents(c)
         if self.unit_table is not None:
             ws, cs = wu.summary(), cu.summary()
             self.unit_table.append(self.name, unit_id, self.batch.id, now, tablets,
