@@ -26,6 +26,7 @@ from darkfab.factory.battery import Battery
 from darkfab.factory.feeder import FeederParams, LossInWeightFeeder
 from darkfab.factory.pat import NirSensor, NirSensorParams
 from darkfab.factory.wear import PunchWear, WearParams
+from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.weight_control import ForceGauge
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.recorder import LINE_UNITS_SCHEMA, TRANSPORT_SCHEMA, TableWriter
@@ -312,6 +313,9 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         {"kp": lp.weight_kp, "ti_s": lp.weight_ti_s, "period_s": lp.weight_period_s,
          "deadband": lp.weight_deadband_pct / 100.0} if lp.weight_control else None,
         [(d.time_s, d.bulk_density_factor) for d in spec.disturbances], unit_table)
+    if spec.pat is not None and spec.pat.alarm_rule != "single":
+        line.pat_rule = PatAlarmRule(spec.pat.alarm_rule, quality.spec_low, quality.spec_high,
+                                     spec.pat.alarm_k, spec.pat.alarm_n)
     if lp.api_trim:
         line.set_api_trim(lp.api_trim_gain, lp.api_trim_max_pct / 100.0)
     if ps.wear is not None:

@@ -634,7 +634,9 @@ class LineDisturbanceSpec(Strict):
 
 class PatSpec(Strict):
     """NIR sensor for API content (fraction of label claim): sampling, noise, delay, dropout,
-    drift (a fault: bias growing from ``drift_start_s`` at ``drift_per_h``)."""
+    drift (a fault: bias growing from ``drift_start_s`` at ``drift_per_h``), and the alarm rule
+    on its readings (``single`` reading out of spec, ``k_of_n``: ``alarm_k`` of the last
+    ``alarm_n``, ``moving_average`` of ``alarm_n`` readings)."""
 
     period_s: PositiveFloat
     noise_sd: NonNegativeFloat = 0.0
@@ -642,6 +644,15 @@ class PatSpec(Strict):
     dropout_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
     drift_start_s: NonNegativeFloat | None = None
     drift_per_h: FiniteFloat = 0.0
+    alarm_rule: Literal["single", "k_of_n", "moving_average"] = "single"
+    alarm_k: Annotated[int, Field(ge=1, le=100)] = 2  # k_of_n: k of the last n readings out
+    alarm_n: Annotated[int, Field(ge=1, le=100)] = 3  # k_of_n, moving_average: n readings
+
+    @model_validator(mode="after")
+    def _k_of_n(self):
+        if self.alarm_rule == "k_of_n" and self.alarm_k > self.alarm_n:
+            raise PydanticCustomError("alarm_k", "alarm_k must not exceed alarm_n")
+        return self
 
 
 class LineQualitySpec(Strict):

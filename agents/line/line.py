@@ -54,6 +54,7 @@ from darkfab.factory.diversion import DiversionGate
 from darkfab.factory.feeder import LossInWeightFeeder
 from darkfab.factory.flow_clock import FlowClock
 from darkfab.factory.kpis import StateTimer
+from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.pat import NirSensor
 from darkfab.factory.rtd import RTD
 from darkfab.factory.tablet_press import TabletPress
@@ -134,6 +135,7 @@ class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintena
         self.quality_spec = quality
         self.tablet = press.quality(pressure_pa)
         self.sensor = sensor
+        self.pat_rule = PatAlarmRule("single", quality.spec_low, quality.spec_high)
         self.emit = emit
         self.product = product
         self.tablets_per_unit = tablets_per_unit
@@ -494,4 +496,5 @@ class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintena
         self._scan(now, route_until=now)
         self._route(now)
         self._clocked(w0)
+        self.pat_rule.finish()
         self.timer.finish(now)

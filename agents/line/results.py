@@ -60,7 +60,10 @@ class LineResults:
             "line_stops": self.stops,
             "time_in_state_s": dict(sorted(self.timer.time_s.items())),
             "pat": {"samples": self.pat_samples, "dropouts": self.pat_dropouts,
-                    "alarms": self.pat_alarms},
+                    "alarms": self.pat_alarms, "alarm_rule": {
+                        "rule": self.pat_rule.rule, "k": self.pat_rule.k, "n": self.pat_rule.n},
+                    # the rule's verdicts against the true content of the sampled material
+                    "confusion": self.pat_rule.confusion.as_dict()},
             "tablet": {"weight_mg": t.weight_kg * 1e6, "relative_density": t.rel_density,
                        "porosity": t.porosity, "thickness_mm": t.thickness_m * 1e3,
                        "tensile_strength_mpa": t.tensile_strength_pa / 1e6,

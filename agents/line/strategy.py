@@ -106,20 +106,26 @@ class ControlStrategy:
             lost = np.isnan(val)
             self.pat_samples += int(readable.sum())
             self.pat_dropouts += int((readable & lost).sum())
+            rule = self.pat_rule
             with np.errstate(invalid="ignore"):
-                oos = readable & ~lost & ((val < q.spec_low) | (val > q.spec_high))
-            for i in np.flatnonzero(oos).tolist():  # in sample order
+                truth = ~((x_pat >= q.spec_low) & (x_pat <= q.spec_high))
+            seen = np.flatnonzero(readable & ~lost)
+            for i, t0 in rule.feed_many(t_s[seen].tolist(), val[seen].tolist(),
+                                        truth[seen].tolist()):
+                i = int(seen[i])
                 if not self.gate.is_diverting(float(t_av[i])):
                     self.pat_alarms += 1
                     self._alarm(now, "pat", "api_content_oos",
                                 f"NIR API content {100 * float(val[i]):.2f} % at "
-                                f"{float(t_s[i]):.1f} s, outside the spec", "critical")
+                                f"{float(t_s[i]):.1f} s, outside the spec ({rule.rule})",
+                                "critical")
                     self.model.log.record(now, "pat_alarm", self.name, -1, "",
                                           self.node, f"{float(val[i]):.4f} at "
                                           f"{float(t_s[i]):.1f}")
-                # back to the last good reading: that material has not reached the
-                # gate yet (lag_s ≥ period + delay)
-                self.gate.add_window(float(t_s[i]) - sensor.p.period_s,
+                # back to the last good reading before the rule's evidence: with a single
+                # reading that material has not reached the gate yet (lag_s ≥ period + delay);
+                # a k-of-n or moving-average rule may find it gone (the audit counts it)
+                self.gate.add_window(t0 - sensor.p.period_s,
                                      float(t_av[i]) + q.pat_hold_s, "pat")
         if not self._oos_going_on:
             self._alarm_clear(now, "", "predicted_oos")
