@@ -111,19 +111,19 @@ class FlowClock:
 
     def rates(self, ts: ArrayLike) -> np.ndarray:
         """r at each of ``ts`` (right-continuous: the rate from a change on)."""
-        ts = np.asarray(ts, dtype=float)
-        if len(self._t) == 1:
-            return np.full(ts.shape, self._r[0])
-        k = np.maximum(np.searchsorted(self._np()[0], ts, side="right") - 1, 0)
-        return np.asarray(self._r)[k]
+        return self._piecewise(self._r, ts)
 
     def speed_factors(self, ts: ArrayLike) -> np.ndarray:
         """(N/N₀)^b at each of ``ts``."""
+        return self._piecewise(self._g, ts)
+
+    def _piecewise(self, values: list[float], ts: ArrayLike) -> np.ndarray:
+        """The piecewise-constant ``values`` (one per change) at each of ``ts``."""
         ts = np.asarray(ts, dtype=float)
         if len(self._t) == 1:
-            return np.full(ts.shape, self._g[0])
+            return np.full(ts.shape, values[0])
         k = np.maximum(np.searchsorted(self._np()[0], ts, side="right") - 1, 0)
-        return np.asarray(self._g)[k]
+        return np.asarray(values)[k]
 
     def uniform_speed(self) -> bool:
         """Whether the speed factor has been 1 over the retained history."""

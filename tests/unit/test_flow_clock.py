@@ -1,0 +1,62 @@
+"""Flow time (RTD in throughput): the clock map and the predictor on it, against the
+clock-time RTD shifted by the pauses (one tank: F(t) = 1 − e^(−t/τ), Levenspiel 1999)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
+from darkfab.factory.rtd import TanksInSeries
+from darkfab.factory.rtd_predictor import RTDPredictor
+
+
+def test_clock_map():
+    c = FlowClock(0.0, 1.0)
+    assert c.is_identity and c.theta(7.5) == 7.5
+    c.set_rate(10.0, 0.0)  # paused from 10 s ...
+    c.set_rate(40.0, 0.5)  # ... to 40 s, then at half rate
+    assert c.theta(25.0) == 10.0 and c.theta(50.0) == pytest.approx(15.0)
+    assert np.allclose(c.thetas([5.0, 25.0, 50.0]), [5.0, 10.0, 15.0])
+    assert np.allclose(c.rates([5.0, 10.0, 39.0, 40.0]), [1.0, 0.0, 0.0, 0.5])
+    assert c.time_of(10.0) == 10.0  # the earliest time at that flow time
+    assert c.time_of(15.0) == pytest.approx(50.0)
+    c.prune(12.0)  # forget what maps flow times below 12
+    assert c.theta(50.0) == pytest.approx(15.0)
+    with pytest.raises(ValueError):
+        c.set_rate(30.0, 1.0)  # back in time
+
+
+def test_a_pause_holds_the_material_in_place():
+    """Constant feed 1 kg/s into one tank (τ = 100 s), paused from 200 s to 500 s: no output
+    while paused, the hold-up stays, and afterwards the output is the clock-time output 300 s
+    earlier; mass in = out + hold-up throughout."""
+    tau = 100.0
+    clock = FlowClock(0.0, 1.0)
+    p = FlowTimePredictor(RTDPredictor(TanksInSeries(tau, 1.0), t0=0.0, retain_s=1e4), clock)
+    p.push(0.0, [1.0])
+    clock.set_rate(200.0, 0.0)
+    p.push(200.0, [0.0])
+    clock.set_rate(500.0, 1.0)
+    p.push(500.0, [1.0])
+    y = p.output(np.array([150.0, 300.0, 450.0, 600.0]))[:, 0]
+    f = lambda t: 1.0 - math.exp(-t / tau)  # noqa: E731
+    assert y[0] == pytest.approx(f(150.0), abs=1e-3)
+    # while paused the flow per flow-second is the one at the stop; × r = 0 kg/s of clock time
+    assert y[1] == pytest.approx(f(200.0), abs=1e-3) and clock.rates([300.0])[0] == 0.0
+    assert y[3] == pytest.approx(f(300.0), abs=1e-3)  # 600 s clock = 300 s of flow
+    m = p.output_masses(np.array([200.0, 500.0]))[0, 0]
+    assert m == pytest.approx(0.0, abs=1e-12)  # nothing leaves while paused
+    assert p.holdup(300.0)[0] == pytest.approx(p.holdup(200.0)[0], abs=1e-12)
+    out = p.output_masses(np.array([0.0, 700.0]))[0, 0]
+    assert out + p.holdup(700.0)[0] == pytest.approx(200.0 + 200.0, rel=1e-9)
+
+
+def test_paused_input_is_refused():
+    clock = FlowClock(0.0, 1.0)
+    p = FlowTimePredictor(RTDPredictor(TanksInSeries(10.0, 1.0), t0=0.0), clock)
+    clock.set_rate(5.0, 0.0)
+    with pytest.raises(ValueError):
+        p.push(6.0, [1.0])  # mass into a paused line would be lost
