@@ -10,7 +10,7 @@ Two ways to write, chosen when the writer is made:
 * **Staged** (inside :func:`staging`, as every ``darkfab run``): each flush appends the pending
   rows as one record batch to an Arrow IPC stream next to the table (``events.parquet.arrows``,
   lz4-compressed, unbuffered, so the batch is in the operating system's hands when ``flush``
-  returns; a timed flush also ``fsync``\ s it). A process killed at any moment (SIGKILL, the
+  returns; a timed flush also calls ``fsync`` on it). A process killed at any moment (SIGKILL, the
   OOM killer) leaves a stream readable up to its last complete batch. A writer flushes when it
   holds :attr:`FlushPolicy.rows` rows, and every table of the run flushes together when
   :attr:`FlushPolicy.every_s` seconds of wall time have passed since the last timed flush (the
