@@ -244,14 +244,16 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 
 
 class _Stage:
-    """An open staging stream: unbuffered file, exclusive lock, IPC stream writer."""
+    """An open staging stream: an unbuffered Arrow file (each write is a system call), an IPC
+    stream writer on it, and a second descriptor of the file for the lock and ``fsync``."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
-        self.file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self.sink = pa.OSFile(str(path), "wb")
+        self.fd = os.open(path, os.O_RDONLY)
         if fcntl is not None:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.writer = pa.ipc.new_stream(self.file, schema,
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.writer = pa.ipc.new_stream(self.sink, schema,
                                         options=pa.ipc.IpcWriteOptions(compression="lz4"))
         # an empty batch puts the schema on disk now: even a table that never got a row is
         # recovered with its schema
@@ -261,11 +263,12 @@ class _Stage:
         self.writer.write_table(table)
 
     def sync(self) -> None:
-        os.fsync(self.file.fileno())
+        os.fsync(self.fd)
 
     def close(self) -> None:
         self.writer.close()
-        self.file.close()  # releases the lock
+        self.sink.close()
+        os.close(self.fd)  # releases the lock
 
 
 def stage_in_use(path: Path | str) -> bool:
