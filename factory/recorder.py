@@ -1,24 +1,52 @@
-"""Results tables written to Parquet in batches with explicit pyarrow schemas.
+"""Results tables written to Parquet in batches with explicit pyarrow schemas, crash-safe.
 
-Rows are appended to column lists and flushed to a ``ParquetWriter`` every ``batch_rows`` rows,
-so memory stays bounded whatever the horizon; closing (also on an interrupted run) writes the
-rest and leaves a readable file. Columns ``run_id`` and ``replication`` are constant per run and
-are added at flush time. Only few-valued columns (:data:`DICTIONARY_COLUMNS`) are
-dictionary-encoded: for times, ids and free text a dictionary costs time and bytes.
+Rows are appended to column lists (memory stays bounded whatever the horizon). Columns
+``run_id`` and ``replication`` are constant per run and are added when a batch is written. Only
+few-valued columns (:data:`DICTIONARY_COLUMNS`) are dictionary-encoded: for times, ids and free
+text a dictionary costs time and bytes.
+
+Two ways to write, chosen when the writer is made:
+
+* **Staged** (inside :func:`staging`, as every ``darkfab run``): each flush appends the pending
+  rows as one record batch to an Arrow IPC stream next to the table (``events.parquet.arrows``,
+  lz4-compressed, unbuffered, so the batch is in the operating system's hands when ``flush``
+  returns; a timed flush also calls ``fsync`` on it). A process killed at any moment (SIGKILL, the
+  OOM killer) leaves a stream readable up to its last complete batch. A writer flushes when it
+  holds :attr:`FlushPolicy.rows` rows, and every table of the run flushes together when
+  :attr:`FlushPolicy.every_s` seconds of wall time have passed since the last timed flush (the
+  clock is looked at every :data:`CHECK_ROWS` rows a writer takes, and by the runner between
+  slices of simulated time). ``close`` compacts the stream into the ``.parquet`` file (row
+  groups of ``batch_rows`` rows whatever the flush times, so the file's bytes do not depend on
+  the wall clock) and deletes the stream. While a stream is open its writer holds an exclusive
+  ``flock`` on it, so a recovery can tell a live run from a dead one
+  (:func:`stage_in_use`).
+* **Direct** (outside :func:`staging`): batches of ``batch_rows`` rows go straight to a
+  ``ParquetWriter``; the file has its footer, and is readable, only after ``close``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+try:  # POSIX: a live run's streams are locked; elsewhere recovery cannot tell
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
     "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "LINE_UNITS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
-    "EventLog", "write_table",
+    "EventLog", "write_table", "FlushPolicy", "FlushGroup", "staging", "STAGE_SUFFIX",
+    "CHECK_ROWS", "stage_path", "read_stage", "compact", "stage_in_use",
 ]
 
 _RUN = [pa.field("run_id", pa.string(), nullable=False),
@@ -135,8 +163,195 @@ DICTIONARY_COLUMNS = frozenset({
 table; the others (times, ids, ``detail``, ``parent_lot``, values) are written plain."""
 
 
+STAGE_SUFFIX = ".arrows"
+"""A table's staging stream is its path plus this suffix (``events.parquet.arrows``)."""
+
+CHECK_ROWS = 4096
+"""A staged writer looks at the wall clock (is a timed flush due?) every this many rows."""
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When a staged run's rows reach the disk. ``every_s``: wall seconds between flushes of
+    every table (``inf``: only by rows); ``rows``: a table's pending rows that make it flush.
+    After a SIGKILL, what was flushed is recoverable (``darkfab recover``)."""
+
+    every_s: float = 5.0
+    rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        if not self.every_s > 0:  # also NaN
+            raise ValueError(f"flush every_s must be > 0 seconds (inf: by rows only), "
+                             f"not {self.every_s!r}")
+        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 1:
+            raise ValueError(f"flush rows must be an integer >= 1, not {self.rows!r}")
+
+
+class FlushGroup:
+    """The staged writers of one run, flushed together on a wall-clock period. ``clock``:
+    seconds, monotonic (injectable for tests)."""
+
+    def __init__(self, policy: FlushPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.writers: list[TableWriter] = []
+        self.flushes = 0  # timed flushes so far
+        self._clock = clock
+        self._last = clock()
+
+    def due(self) -> bool:
+        return self._clock() - self._last >= self.policy.every_s
+
+    def tick(self) -> bool:
+        """Flush every table if the period has passed; ``True`` if it did."""
+        if not self.due():
+            return False
+        self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write every table's pending rows to its stream and ``fsync`` the streams."""
+        for w in self.writers:
+            w.flush()
+            w.sync()
+        self.flushes += 1
+        self._last = self._clock()
+
+
+_GROUP: ContextVar[FlushGroup | None] = ContextVar("darkfab_flush_group", default=None)
+
+
+@contextlib.contextmanager
+def staging(policy: FlushPolicy | None,
+            clock: Callable[[], float] = time.monotonic) -> Iterator[FlushGroup | None]:
+    """Writers made inside this block are staged under ``policy`` and join the yielded group
+    (``None``: direct writers, no group). The block need only cover the writers' creation."""
+    group = None if policy is None else FlushGroup(policy, clock)
+    token = _GROUP.set(group)
+    try:
+        yield group
+    finally:
+        _GROUP.reset(token)
+
+
+def stage_path(path: Path | str) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + STAGE_SUFFIX)
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True,
+                            use_dictionary=[n for n in schema.names if n in DICTIONARY_COLUMNS])
+
+
+class _Stage:
+    """An open staging stream: an unbuffered Arrow file (each write is a system call), an IPC
+    stream writer on it, and a second descriptor of the file for the lock and ``fsync``."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.sink = pa.OSFile(str(path), "wb")
+        self.fd = os.open(path, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.writer = pa.ipc.new_stream(self.sink, schema,
+                                        options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        # an empty batch puts the schema on disk now: even a table that never got a row is
+        # recovered with its schema
+        self.writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.close()
+        os.close(self.fd)  # releases the lock
+
+
+def stage_in_use(path: Path | str) -> bool:
+    """Is the staging stream ``path`` still held by a live writer (POSIX ``flock``)?"""
+    if fcntl is None:
+        return False
+    with open(path, "rb") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def read_stage(path: Path | str) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch], list[str]]:
+    """(schema, batches, problems) of a staging stream, tolerant of a truncated end: the
+    batches are every complete one before the first damaged message (a process killed in the
+    middle of a write). ``schema`` is ``None`` if not even the schema was written. The
+    ``problems`` list gets a line when the batches stop early (once the iterator is done)."""
+    problems: list[str] = []
+    f = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    try:
+        reader = pa.ipc.open_stream(f)
+    except (pa.ArrowException, OSError, EOFError) as e:
+        f.close()
+        problems.append(f"{Path(path).name}: no schema ({type(e).__name__}: {e})")
+        return None, iter(()), problems
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with f:
+            while True:
+                try:
+                    b = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (pa.ArrowException, OSError, EOFError) as e:
+                    problems.append(f"{Path(path).name}: stopped at a damaged batch "
+                                    f"({type(e).__name__}: {e})")
+                    return
+                yield b
+
+    return reader.schema, batches(), problems
+
+
+def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
+            schema: pa.Schema | None = None) -> tuple[int, list[str]]:
+    """Write the batches of the staging stream ``stage`` to the Parquet file ``final`` (via a
+    temporary file and a rename, so ``final`` is complete or absent) in row groups of
+    ``batch_rows`` rows, then delete ``stage``. ``schema``: used if the stream has none.
+    Returns (rows, problems); raises ``ValueError`` if no schema is known."""
+    stage, final = Path(stage), Path(final)
+    found, batches, problems = read_stage(stage)
+    schema = found or schema
+    if schema is None:
+        raise ValueError(f"{stage}: no schema in the stream and none known")
+    tmp = final.with_name(f".{final.name}.tmp")
+    rows = 0
+    with _parquet_writer(tmp, schema) as w:
+        pending: list[pa.RecordBatch] = []
+        n = 0
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            pending.append(b)
+            n += b.num_rows
+            while n >= batch_rows:
+                t = pa.Table.from_batches(pending, schema).combine_chunks()
+                w.write_table(t.slice(0, batch_rows))
+                pending = t.slice(batch_rows).to_batches()
+                n -= batch_rows
+                rows += batch_rows
+        if n:
+            w.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
+            rows += n
+    os.replace(tmp, final)
+    stage.unlink()
+    return rows, problems
+
+
 class TableWriter:
-    """Batched, append-only Parquet writer for one schema."""
+    """Batched, append-only writer of one table: staged if made inside :func:`staging`, else
+    direct (see the module docstring). ``batch_rows``: rows per Parquet row group."""
 
     def __init__(self, path: Path | str, schema: pa.Schema, run_id: str, replication: int,
                  batch_rows: int = 65_536) -> None:
@@ -150,9 +365,19 @@ class TableWriter:
         self._run_scalars = (pa.scalar(run_id, schema.field(0).type),
                              pa.scalar(replication, schema.field(1).type))
         self._batch = batch_rows
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.path, schema, compression="zstd", write_statistics=True,
-            use_dictionary=[n for n in schema.names if n in DICTIONARY_COLUMNS])
+        self._group = _GROUP.get()
+        self._writer: pq.ParquetWriter | None = None
+        self._stage: _Stage | None = None
+        if self._group is None:
+            self._rows = batch_rows
+            self._writer = _parquet_writer(self.path, schema)
+        else:
+            self._rows = self._group.policy.rows
+            self._stage = _Stage(stage_path(self.path), schema)
+            self._group.writers.append(self)
+        self._first = min(self._rows, CHECK_ROWS) if self._group is not None else self._rows
+        self._limit = self._first  # pending rows at which _full() looks (hot path: one compare)
+        self._open = True
         self.rows_written = 0
         # called with each batch as it is written (an Arrow table): lets a consumer (the
         # verification) see the log once, without reading the file back
@@ -164,29 +389,59 @@ class TableWriter:
     def append(self, *row) -> None:
         for col, v in zip(self.columns, row):
             col.append(v)
-        if len(self.columns[0]) >= self._batch:
+        if len(self.columns[0]) >= self._limit:
+            self._full()
+
+    def _full(self) -> None:
+        """The pending rows reached ``_limit``: flush at ``rows``, or all tables if a timed
+        flush is due, else look again ``CHECK_ROWS`` rows later."""
+        n = len(self.columns[0])
+        if n >= self._rows:
             self.flush()
+        elif self._group is not None and self._group.due():
+            self._group.flush()
+        else:
+            self._limit = min(self._rows, n + CHECK_ROWS)
 
     def flush(self) -> None:
+        """Write the pending rows (to the stream, or to the Parquet file if direct)."""
         n = len(self.columns[0])
-        if n == 0 or self._writer is None:
+        self._limit = self._first
+        if n == 0 or not self._open:
             return
         arrays = [pa.repeat(self._run_scalars[0], n), pa.repeat(self._run_scalars[1], n)]
         arrays += [pa.array(c, t) for c, t in zip(self.columns, self._types)]
         table = pa.Table.from_arrays(arrays, schema=self.schema)
-        self._writer.write_table(table)
+        if self._stage is not None:
+            self._stage.write(table)
+        else:
+            self._writer.write_table(table)
         for fn in self.batch_listeners:
             fn(table)
         self.rows_written += n
         for c in self.columns:
             c.clear()
 
+    def sync(self) -> None:
+        """Make what was flushed durable (``fsync`` of the stream; direct writers: nothing)."""
+        if self._stage is not None and self._open:
+            self._stage.sync()
+
     def close(self) -> None:
-        if self._writer is None:
+        """Flush, then finish the Parquet file (staged: compact the stream into it). Safe to
+        call twice."""
+        if not self._open:
             return
         self.flush()
-        self._writer.close()
-        self._writer = None
+        self._open = False
+        if self._stage is not None:
+            self._stage.close()
+            self._group.writers.remove(self)
+            compact(self._stage.path, self.path, self._batch, self.schema)
+            self._stage = None
+        else:
+            self._writer.close()
+            self._writer = None
 
 
 class EventLog(TableWriter):
@@ -207,14 +462,21 @@ class EventLog(TableWriter):
         self._product.append(product)
         self._loc.append(location)
         self._detail.append(detail)
-        if len(self._t) >= self._batch:
-            self.flush()
+        if len(self._t) >= self._limit:
+            self._full()
 
 
 def write_table(path: Path | str, schema: pa.Schema, rows: list[tuple], run_id: str,
                 replication: int) -> None:
-    """Write a small table in one go (e.g. the KPI table)."""
-    w = TableWriter(path, schema, run_id, replication, batch_rows=max(1, len(rows) + 1))
-    for r in rows:
-        w.append(*r)
-    w.close()
+    """Write a small table in one go (e.g. the KPI table), via a temporary file and a rename:
+    the file is complete or absent."""
+    path = Path(path)
+    cols = list(zip(*rows)) if rows else [[] for _ in schema.names[2:]]
+    arrays = [pa.array([run_id] * len(rows), schema.field(0).type),
+              pa.array([replication] * len(rows), schema.field(1).type)]
+    arrays += [pa.array(list(c), f.type) for c, f in zip(cols, list(schema)[2:])]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _parquet_writer(tmp, schema) as w:
+        if rows:
+            w.write_table(pa.Table.from_arrays(arrays, schema=schema))
+    os.replace(tmp, path)

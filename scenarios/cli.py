@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve a live view of the run on http://127.0.0.1:PORT/")
     r.add_argument("--port", type=int, default=8765,
                    help="--live: TCP port on 127.0.0.1 (default 8765; 0: any free port)")
+    r.add_argument("--flush-s", type=float, default=5.0, metavar="S",
+                   help="crash safety: write every table to disk at least every S seconds of "
+                   "wall time (default 5; inf: only by rows); after a kill, 'darkfab recover' "
+                   "keeps everything up to the last write")
+    r.add_argument("--flush-rows", type=int, default=65_536, metavar="N",
+                   help="crash safety: write a table to disk when it holds N new rows "
+                   "(default 65536)")
     r.add_argument("--jobshop", type=Path, metavar="FILE",
                    help="run a job-shop instance file in the standard format ('n m', then per "
                         "job 'machine time' pairs) instead of a scenario")
@@ -100,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--allow-code", action="store_true",
                    help="run module:Class controllers named by the scenario or the factors")
     x.add_argument("--quiet", action="store_true")
+    rc = sub.add_parser("recover", help="make the tables and a partial summary.json of a run "
+                        "that was killed (SIGKILL, out of memory, power cut)")
+    rc.add_argument("folder", type=Path, help="the run folder")
     rp = sub.add_parser("report", help="HTML report of a run or an experiment folder")
     rp.add_argument("folder", type=Path, help="a run folder or an experiment folder")
     rp.add_argument("--out", type=Path, help="HTML file (default FOLDER/report.html)")
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
              "check": _check, "run": _run, "view": _view,
-             "verify-records": _verify_records}
+             "verify-records": _verify_records, "recover": _recover}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
@@ -261,6 +271,10 @@ def _run(args) -> int:
         print("darkfab: --strict needs the verification report (drop --no-verify)",
               file=sys.stderr)
         return 2
+    if not args.flush_s > 0 or args.flush_rows < 1:
+        print("--flush-s must be > 0 (inf: only by rows) and --flush-rows >= 1",
+              file=sys.stderr)
+        return 2
     s = _jobshop_or_scenario(args, overrides)
     if s is None:
         return 2
@@ -287,7 +301,7 @@ def _run(args) -> int:
 def _simulate(args, s, allow_code: bool, where) -> int:
     from darkfab.control import ControllerFault, ControllerSpecError
 
-    from .runner import run_scenario
+    from .runner import FlushPolicy, run_scenario
     from .schema import JobShopScenario
     from .verification import format_verification
 
@@ -311,7 +325,7 @@ def _simulate(args, s, allow_code: bool, where) -> int:
             res = run_scenario(s, seed=args.seed, replication=args.replication,
                                out_dir=args.out, verify_run=not args.no_verify, progress=show,
                                check_invariants=args.check_invariants, allow_code=allow_code,
-                               live=live)
+                               live=live, flush=FlushPolicy(args.flush_s, args.flush_rows))
         except OSError as e:
             if live is None or live.serving or live.publications:
                 raise
@@ -418,9 +432,45 @@ def _print_jobshop(k: dict) -> None:
               f"{sol['lower_bound']:g}  {sol['wall_s']:.2f} s")
 
 
+def _unfinished(verb: str, folder: Path) -> bool:
+    """Print why ``folder`` cannot be read yet, if it has unfinished tables (reading never
+    recovers by itself: see darkfab.scenarios.recover)."""
+    from .recover import unfinished_message
+
+    why = unfinished_message(folder)
+    if why is not None:
+        print(f"darkfab {verb}: {why}", file=sys.stderr)
+    return why is not None
+
+
+def _recover(args) -> int:
+    from .recover import RecoverError, recover_run
+
+    try:
+        r = recover_run(args.folder)
+    except RecoverError as e:
+        print(f"darkfab recover: {e}", file=sys.stderr)
+        return 2
+    if not r["recovered"]:
+        print(f"{args.folder}: a finished run, nothing to recover")
+        return 0
+    for name, rows in r["tables"].items():
+        print(f"  {name:<20} {rows:>12,} rows")
+    for line in r["problems"]:
+        print(f"  note: {line}", file=sys.stderr)
+    sm = r["summary"]
+    if sm is not None:
+        print(f"summary.json: partial ({sm['partial_reason']}), {sm['events']:,} events up to "
+              f"{sm['simulated_s'] / 86400.0:.3f} simulated days")
+    print(f"recovered: {args.folder}")
+    return 0
+
+
 def _plot(args) -> int:
     from .report import write_layout_png
 
+    if _unfinished("plot", args.folder):
+        return 2
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -435,6 +485,8 @@ def _plot(args) -> int:
 def _view(args) -> int:
     from .view import write_view
 
+    if _unfinished("view", args.folder):
+        return 2
     try:
         path = write_view(args.folder, args.out)
     except (ValueError, FileNotFoundError) as e:
@@ -447,6 +499,8 @@ def _view(args) -> int:
 def _report(args) -> int:
     from .report import write_report
 
+    if _unfinished("report", args.folder):
+        return 2
     try:
         path = write_report(args.folder, args.out)
     except ValueError as e:

@@ -25,14 +25,15 @@ from typing import Any
 from darkfab.control import (CONTROLLERS, Controller, ControllerFault, ControllerSpecError,
                              controller_reference, make_controller)
 from darkfab.factory.kpis import finite
-from darkfab.factory.recorder import KPIS_SCHEMA, write_table
+from darkfab.factory.recorder import KPIS_SCHEMA, FlushPolicy, staging, write_table
 
 from .builder import Plant, build_plant
+from .recover import STARTED_FILE, write_json
 from .schema import JobShopScenario, Scenario
 from .summary import kpi_rows, plant_kpis
 from .verification import attach_event_scan, verify
 
-__all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for"]
+__all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for", "FlushPolicy"]
 
 
 def darkfab_version() -> str:
@@ -61,7 +62,8 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
                  out_dir: Path | str | None = None, progress: bool = False,
                  batch_rows: int = 65_536, check_invariants: bool = False,
                  verify_run: bool = True, controller: type | Controller | None = None,
-                 allow_code: bool = False, live=None) -> RunResult:
+                 allow_code: bool = False, live=None,
+                 flush: FlushPolicy | None = FlushPolicy()) -> RunResult:
     """Simulate ``s`` for ``s.scenario.horizon_s`` seconds and write its results (a job-shop
     scenario runs until its last job is done: :func:`darkfab.scenarios.jobshop.run_jobshop`).
     ``verify_run=False`` skips verification.json (the checks see the event and state logs'
@@ -74,18 +76,28 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     ``allow_code=True`` (else :class:`~darkfab.control.ControllerCodeNotAllowed`, before
     anything is written): a scenario file is data and does not run code by itself.
     ``live``: a :class:`~darkfab.scenarios.live.LiveView` that publishes the run between
-    slices of simulated time."""
+    slices of simulated time.
+
+    ``flush``: when the tables reach the disk (:class:`~darkfab.factory.recorder.FlushPolicy`:
+    every 5 s of wall time, or 65,536 rows of a table); after a SIGKILL everything up to the
+    last flush is recovered by ``darkfab recover`` (:mod:`darkfab.scenarios.recover`).
+    ``None``: tables written straight to Parquet, unreadable if the process is killed."""
     if isinstance(s, JobShopScenario):
         from .jobshop import run_jobshop
-        return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
-                           batch_rows=batch_rows)
+        with staging(flush):
+            return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
+                               batch_rows=batch_rows)
     s, ctl = _controller_for(s, controller, allow_code)
     seed = s.scenario.seed if seed is None else seed
     run_id = run_id_for(s, seed, replication)
     out = Path(out_dir) if out_dir else Path("results/runs") / s.scenario.name / run_id
     out.mkdir(parents=True, exist_ok=True)
     horizon = s.scenario.horizon_s
-    plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants, ctl)
+    with staging(flush) as group:
+        if group is not None:
+            write_json(out / STARTED_FILE, _head(s, seed, replication, run_id))
+        plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants,
+                            ctl)
     scan = attach_event_scan(plant) if verify_run else None
     if live is not None:
         live.attach(plant, {"scenario": s.scenario.name, "run_id": run_id,
@@ -97,7 +109,7 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     try:
         with stop.installed():
             plant.start()
-            if not _simulate(env, horizon, progress, stop, live.tick if live else None):
+            if not _simulate(env, horizon, progress, stop, _on_slice(live, group)):
                 partial, reason = True, f"interrupted ({stop.signal_name})"
     except KeyboardInterrupt:
         partial, reason = True, "interrupted"
@@ -233,7 +245,8 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
     }
     if reason:
         summary["partial_reason"] = reason
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_json(out / "summary.json", summary)
+    (out / STARTED_FILE).unlink(missing_ok=True)
     if not verify_run:
         return summary
     faults = plant.faults.finish(end) if plant.faults is not None else []
@@ -242,6 +255,26 @@ def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str,
     plant.verification = v  # type: ignore[attr-defined]
     (out / "verification.json").write_text(json.dumps(_json_safe(v), indent=2) + "\n")
     return summary
+
+
+def _head(s: Scenario, seed: int, replication: int, run_id: str) -> dict[str, Any]:
+    """What a run's summary says before it has run (also the content of ``started.json``)."""
+    return {"scenario": s.scenario.name, "run_id": run_id, "seed": seed,
+            "replication": replication, "horizon_s": s.scenario.horizon_s,
+            "warmup_s": s.scenario.warmup_s, "darkfab_version": darkfab_version(),
+            "resolved_scenario": s.model_dump(mode="json")}
+
+
+def _on_slice(live, group):
+    """Called between slices of simulated time: the live view's publisher, the timed flush."""
+    if group is None:
+        return live.tick if live is not None else None
+
+    def on_slice(now: float) -> None:
+        if live is not None:
+            live.tick(now)
+        group.tick()
+    return on_slice
 
 
 def _json_safe(x: Any) -> Any:
