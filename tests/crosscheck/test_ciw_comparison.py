@@ -18,7 +18,7 @@ Systems:
 - M/G/1 with lognormal service: W = E[S] + λ·E[S²]/(2(1 − ρ)) (Pollaczek–Khinchine; Gross et
   al., *Fundamentals of Queueing Theory*, 4th ed., 2008, §5.1.1), for darkfab and for Ciw.
 
-Design (about 25 s for the file on one core): horizon 20,000 s after a 1,000 s warm-up at
+Design (about 18 s of CPU for the file): horizon 20,000 s after a 1,000 s warm-up at
 λ = 0.5/s (≈ 9,500 units per replication), R = 8 per simulator and system. A 99 % interval on a
 difference has a false-alarm rate of 1 % per comparison, about 5 % over the five comparisons
 here: a failure is strong evidence of a real difference, and a rerun with other seeds (the

@@ -88,14 +88,14 @@ def _close(x, y, rel=1e-9):
     return math.isclose(x, y, rel_tol=rel, abs_tol=1e-9)
 
 
-def _scaled_pair(tmp_path, name, horizon_s):
+def _scaled_pair(tmp_path, name, horizon_s, spoil=lambda d: d):
     base = load_scenario(name, [f"scenario.horizon_s={horizon_s!r}"] if horizon_s else [])
     data = base.model_dump()
     assert not data.get("continuous_lines"), "the walk's units cover discrete plants"
     if data["controller"]["name"] == "auto-recovery":
         data["controller"]["params"] = {**SUPERVISOR_TIMES, **data["controller"]["params"]}
     runs = {}
-    for label, d in (("base", data), ("scaled", scale_times(data, K))):
+    for label, d in (("base", data), ("scaled", spoil(scale_times(data, K)))):
         path = tmp_path / f"{label}.toml"
         path.write_text(to_toml(d))
         res = run_scenario(load_scenario(str(path)), out_dir=tmp_path / label)
@@ -137,3 +137,12 @@ def _check_scaled(base, scaled) -> None:
                                              ("amr-warehouse", 86_400.0)])
 def test_every_time_times_k_gives_every_event_time_times_k(tmp_path, name, horizon_s):
     _check_scaled(*_scaled_pair(tmp_path, name, horizon_s))
+
+
+def test_the_comparison_fails_when_one_time_is_left_unscaled(tmp_path):
+    """The test can fail: leave the robots' unload time unscaled and the logs no longer match."""
+    def spoil(d):
+        d["fleet"]["unload_time"] = {"dist": "constant", "value_s": 5.0}
+        return d
+    with pytest.raises(AssertionError, match="event"):
+        _check_scaled(*_scaled_pair(tmp_path, TINY, None, spoil))
