@@ -261,11 +261,11 @@ class Amr(CellAgent):
                 while not occ.can_hold(keys, self.name):
                     self._set(WAITING)
                     t0 = env.now
-                    self._wake = occ.wait_event(keys)
+                    self._wake = occ.wait_for(keys, self.name)
                     if fleet.on_wait(self, keys):
                         self._replan = True
                     if not self._replan:
-                        yield self._wake | env.timeout(fleet.retry_s)
+                        yield self._wake | env.timeout(fleet.patience_s(self, loaded))
                     self.traffic_wait_s += env.now - t0
                     if fleet.battery_low(self, loaded):
                         return False

@@ -56,6 +56,7 @@ class InvariantViolation(RuntimeError):
 
 class FleetManager:
     retry_s = 5.0
+    wait_limit_s = 60.0  # a robot waiting for its leg re-checks at least this often
     yield_limit_s = 120.0  # an escaped robot waits at most this long for the others to pass
 
     def __init__(self, env: simpy.Environment, lanes: list[Lane], directed: dict[Hashable, bool],
@@ -97,7 +98,7 @@ class FleetManager:
         # distance (m) from each node to its nearest charger (0 without chargers)
         self._charger_m = {n: min((self._d(n, c) for c in chargers), default=0.0)
                            for n in self.graph}
-        self.table = ReservationTable(dict(occupancy.capacity), on_change=occupancy.notify)
+        self.table = ReservationTable(dict(occupancy.capacity))
         self.chargers = {c: None for c in chargers}
         self.chargers_out: set[str] = set()  # out of service (a fault): never assigned
         self.spots = sorted(spots)
@@ -115,6 +116,7 @@ class FleetManager:
         self._on_arrival: dict[str, list[simpy.Event]] = {}  # woken when that robot arrives
         self._on_unstall: list[simpy.Event] = []  # woken when a stalled lane is cleared
         self._waiting: dict[str, set[str]] = {}
+        self._stuck: set[str] = set()  # waiting robots on a cycle nobody could escape
         self._wanted: dict[str, set[str]] = {}  # nodes a waiting robot's leg needs
         self._timed_legs: set[str] = set()  # robots whose current leg SIPP timed
         self._detour: dict[str, list[str]] = {}  # deadlock escape: robot -> path to a spot
@@ -301,6 +303,7 @@ class FleetManager:
 
     # --- job completion and charging --------------------------------------------------------
     def on_job_done(self, robot, job) -> None:
+        self.occ.wake_blocked_by(robot.name)  # those waiting for it may have to send it home
         if job.kind == "transport" and not job.abandoned:
             t = job.task
             self.tasks_delivered += 1
@@ -675,6 +678,7 @@ class FleetManager:
             blockers |= self.occ.full_for(k, robot.name)
         self._waiting[robot.name] = blockers
         self._wanted[robot.name] = {k[1] for k in keys if k[0] == "node"}
+        self._stuck.discard(robot.name)
         parked = False
         for b in sorted(blockers):
             other = self._by_name.get(b)  # not a robot: some other occupant
@@ -708,7 +712,29 @@ class FleetManager:
         cycle = self._cycle(robot.name)
         if not cycle:
             return False
-        return self._break(robot, cycle)
+        if self._break(robot, cycle):
+            return True
+        if robot.name in self._waiting:  # nobody could make way: try again after retry_s
+            self._stuck.add(robot.name)
+        return False
+
+    def patience_s(self, robot, loaded: bool) -> float:
+        """How long ``robot``, waiting for its leg (:meth:`on_wait`), may wait before it looks
+        again by itself, events aside: ``retry_s`` if it closes a circular wait that no robot
+        could escape from yet; else until its charge would no longer reach a charger with the
+        reserve left (:meth:`battery_low`, computed exactly from the base draw), and at most
+        ``wait_limit_s`` (a safety net for what no event reports)."""
+        if robot.name in self._stuck:
+            return self.retry_s
+        limit = self.wait_limit_s
+        b, job = robot.battery, robot.job
+        if loaded or job is None or job.kind == "charge" or robot.node is None \
+                or b.base_kw <= 0:
+            return limit
+        b.advance(self.env.now)
+        margin = b.soc_kwh - b.travel_energy(self._to_charger_m(robot.node), False) \
+            - self.reserve_soc * b.capacity_kwh
+        return min(limit, max(margin, 0.0) / b.base_kw * 3600.0 + 1e-6)
 
     def _break(self, robot, cycle: set[str]) -> bool:
         """Resolve a circular wait: the first robot of the cycle (by name) that can take a
@@ -831,6 +857,7 @@ class FleetManager:
 
     def on_stall(self, robot, lane: Lane, until: float) -> None:
         self._stalled[lane.key] = until
+        self.occ.wake_blocked_by(robot.name)  # robots waiting behind it re-plan around it
         self.env.timeout(until - self.env.now).callbacks.append(self._stall_over)
         for w in self.table.windows[lane.key]:
             if w[2] == robot.name:
