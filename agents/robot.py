@@ -26,6 +26,7 @@ from darkfab.factory.kpis import StateTimer
 from darkfab.factory.occupancy import Occupancy
 from darkfab.factory.transport import ReservedPut, TransportTask
 
+from .fleet_port import Fleet
 from .model import PlantModel
 
 __all__ = ["Amr", "AmrSpec", "Job", "RobotArm", "StallMode"]
@@ -69,7 +70,10 @@ class Amr(CellAgent):
     (or last left, while on a lane)."""
 
     def __init__(self, model: PlantModel, name: str, home: str, spec: AmrSpec, battery: Battery,
-                 occupancy: Occupancy, fleet) -> None:
+                 occupancy: Occupancy, fleet: Fleet) -> None:
+        """A robot ``name`` standing at node ``home`` (its parking spot), with ``spec`` and
+        ``battery``, on the layout whose occupancy is ``occupancy``, taking jobs from
+        ``fleet`` (see :class:`~darkfab.agents.fleet_port.Fleet`)."""
         super().__init__(model)
         self.name = name
         self.home = home
@@ -121,6 +125,23 @@ class Amr(CellAgent):
     def assign(self, job: Job) -> None:
         self.job = job
         self.inbox.put(job)
+
+    @property
+    def charging(self) -> bool:
+        """Whether it is charging now."""
+        return self._charging
+
+    def preempt_for(self, task: TransportTask) -> None:
+        """Cut an opportunistic charge short to do ``task`` next: the charge job ends now and
+        the task starts when the fleet hears of it (:meth:`take_pending_task`)."""
+        self.interrupt_charge()
+        self.job = None
+        self.pending_task = task
+
+    def take_pending_task(self) -> TransportTask | None:
+        """The task taken over while charging, if any (none is pending afterwards)."""
+        task, self.pending_task = self.pending_task, None
+        return task
 
     def force_stall(self, name: str, duration_s: float, on_stall=None, on_end=None) -> None:
         """A scripted stall (fault campaign): the robot stalls for ``duration_s`` on the next
@@ -261,11 +282,11 @@ class Amr(CellAgent):
                 while not occ.can_hold(keys, self.name):
                     self._set(WAITING)
                     t0 = env.now
-                    self._wake = occ.wait_event(keys)
+                    self._wake = occ.wait_for(keys, self.name)
                     if fleet.on_wait(self, keys):
                         self._replan = True
                     if not self._replan:
-                        yield self._wake | env.timeout(fleet.retry_s)
+                        yield self._wake | env.timeout(fleet.patience_s(self, loaded))
                     self.traffic_wait_s += env.now - t0
                     if fleet.battery_low(self, loaded):
                         return False
@@ -286,9 +307,8 @@ class Amr(CellAgent):
         entered = env.now
         if fleet.traffic and not ahead[("node", frm)]:
             self.occ.release(("node", frm), self.name)
-        fleet.on_left(self, ("node", frm))
         self.node, self.lane = None, lane.key
-        fleet.monitor_move(self, frm, lane, step.to)
+        fleet.on_enter_lane(self, frm, lane, step.to)
         moving = TRAVEL_LOADED if loaded else TRAVEL_EMPTY
         self._set(moving)
         remaining = lane.length_m / min(speed, lane.speed_limit_m_s)
@@ -317,14 +337,14 @@ class Amr(CellAgent):
         ahead[("node", step.to)] -= 1
         if fleet.traffic and not ahead[lane.key]:
             self.occ.release(lane.key, self.name)
-        fleet.on_left(self, lane.key)
         self.node, self.lane = step.to, None
         self.cell = self.model.node_cell(step.to)
+        self.arrivals += 1
         # one row per lane driven, at the arrival: where from, when it entered the lane and
         # the state of charge on arrival (the view replays robot positions from these rows)
         self.model.log.record(env.now, "move", self.name, -1, "", step.to,
                               f"{frm} {entered!r} {self.battery.soc:.4f}")
-        fleet.monitor_arrive(self, lane, step.to)
+        fleet.on_arrive(self, lane, step.to)
 
     def _stall(self, mode: StallMode, lane):
         self.stalls += 1

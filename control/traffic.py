@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class Step:
     arrive_s: float
 
 
+def _window_order(w: list) -> tuple[float, str]:
+    return (w[0], w[2])
+
+
 class ReservationTable:
     """Reserved windows per resource key: lists of [start, end, robot], sorted by start."""
 
@@ -57,9 +62,8 @@ class ReservationTable:
         self._by_robot: dict[str, set[Hashable]] = {}
 
     def add(self, key: Hashable, start: float, end: float, robot: str) -> None:
-        w = self.windows[key]
-        w.append([start, end, robot])
-        w.sort(key=lambda x: (x[0], x[2]))
+        # sorted by (start, robot), a new window after equal ones (as a stable sort would)
+        insort(self.windows[key], [start, end, robot], key=_window_order)
         self._by_robot.setdefault(robot, set()).add(key)
 
     def release(self, key: Hashable, robot: str) -> None:

@@ -2,8 +2,14 @@
 
 Before a robot sets off on a leg it takes every lane and node of the leg at once (all or
 nothing) and frees each as it passes, so it never waits anywhere but at a node, and occupancy
-never exceeds capacity. Waiting robots get an event that fires when something they wait for is
-released.
+never exceeds capacity.
+
+A robot that cannot hold its leg waits on :meth:`Occupancy.wait_for`: its event fires only when
+the robot can hold the whole leg, or when what keeps it out changes (the set of occupants
+holding a lane or node of the leg that is full for it, :meth:`Occupancy.blockers`), or when the
+fleet reports that one of those occupants changed its plans (:meth:`Occupancy.wake_blocked_by`).
+A release that leaves the leg blocked by the same robots wakes nobody, so a robot following
+another along a corridor is not woken at each lane the leader passes.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ class Occupancy:
         self.capacity: dict[Hashable, int] = {("node", n): c for n, c in node_capacity.items()}
         self.capacity.update(lane_capacity)
         self.occupants: dict[Hashable, set[str]] = {k: set() for k in self.capacity}
-        self._waiters: dict[Hashable, list[simpy.Event]] = {}
+        self._waiters: dict[Hashable, list[_Waiter]] = {}
+        self._blocked_by: dict[str, list[_Waiter]] = {}
+        self.wakeups = 0  # waits ended by a release, a changed blocker or wake_blocked_by
 
     def holders(self, key: Hashable) -> set[str]:
         return self.occupants[key]
@@ -59,22 +67,70 @@ class Occupancy:
             self.occupants[k].add(robot)
 
     def release(self, key: Hashable, robot: str) -> None:
+        """``robot`` leaves ``key``: robots waiting for it are woken if they can now hold their
+        whole leg, or if the occupants keeping them out changed."""
         self.occupants[key].discard(robot)
-        self.notify(key)
+        waiters = self._waiters.get(key)
+        if waiters:
+            keep = []
+            for w in waiters:
+                if w.event.triggered:
+                    continue
+                now_blocking = self.blockers(w.keys, w.robot)
+                if now_blocking != w.blockers:  # can hold the leg (empty), or blocked anew
+                    self._fire(w)
+                else:
+                    keep.append(w)
+            if keep:
+                self._waiters[key] = keep
+            else:
+                del self._waiters[key]
 
-    def notify(self, key: Hashable) -> None:
-        """Wake the robots waiting for ``key`` (its occupants or reservations changed)."""
-        for ev in self._waiters.pop(key, ()):
-            if not ev.triggered:
-                ev.succeed()
-
-    def wait_event(self, keys: list[Hashable]) -> simpy.Event:
-        """An event that fires when any of ``keys`` releases an occupant."""
-        ev = self.env.event()
+    def wait_for(self, keys: list[Hashable], robot: str) -> simpy.Event:
+        """An event for ``robot`` waiting to hold all of ``keys``: it fires when the robot can
+        hold them, when the occupants keeping it out (:meth:`blockers`) change, or when
+        :meth:`wake_blocked_by` names one of them."""
+        w = _Waiter(robot, keys, self.blockers(keys, robot), self.env.event())
         for k in keys:
-            self._waiters.setdefault(k, []).append(ev)
-        return ev
+            self._waiters.setdefault(k, []).append(w)
+        for b in w.blockers:
+            lst = self._blocked_by.setdefault(b, [])
+            if len(lst) > 8:  # drop waits that ended otherwise (timeout, re-plan)
+                lst[:] = [x for x in lst if not x.event.triggered]
+            lst.append(w)
+        return w.event
+
+    def wake_blocked_by(self, occupant: str) -> None:
+        """Wake the robots kept out of their leg by ``occupant`` (its plans changed: it became
+        idle, or stalled, so whoever waits for it may have to act)."""
+        for w in self._blocked_by.pop(occupant, ()):
+            if not w.event.triggered:
+                self._fire(w)
+
+    def _fire(self, w: _Waiter) -> None:
+        self.wakeups += 1
+        w.event.succeed()
+
+    def blockers(self, keys: list[Hashable], robot: str) -> frozenset[str]:
+        """The occupants keeping ``robot`` out of ``keys`` (empty if it can hold them all)."""
+        out: set[str] = set()
+        occupants, capacity = self.occupants, self.capacity
+        for k in keys:
+            occ = occupants[k]
+            if robot not in occ and len(occ) >= capacity[k]:
+                out |= occ
+        return frozenset(out)
 
     def full_for(self, key: Hashable, robot: str) -> set[str]:
         """The occupants keeping ``robot`` out of ``key`` (empty if there is room)."""
         return set() if self.has_room(key, robot) else self.occupants[key] - {robot}
+
+
+class _Waiter:
+    """A robot waiting to hold ``keys``, kept out by ``blockers`` when it started waiting."""
+
+    __slots__ = ("robot", "keys", "blockers", "event")
+
+    def __init__(self, robot: str, keys: list[Hashable], blockers: frozenset[str],
+                 event: simpy.Event) -> None:
+        self.robot, self.keys, self.blockers, self.event = robot, keys, blockers, event
