@@ -93,8 +93,9 @@ class Reference:
         p = f"{path}.{name}" if path else name
         tp, _ = _strip(tp)
         args = _union_args(tp)
-        if args:
-            tp = next((_strip(a)[0] for a in args if a is not type(None)), tp)
+        if args:  # a union: the arm that holds tables, else the first
+            arms = [_strip(a)[0] for a in args if a is not type(None)]
+            tp = next((a for a in arms if _models(a)), arms[0] if arms else tp)
         origin = typing.get_origin(tp)
         if origin is dict:
             return f"{p}.NAME"
@@ -120,7 +121,10 @@ class Reference:
         if origin is list:
             return f"list of {self.type_text(typing.get_args(tp)[0])}"
         if origin is dict:
-            return f"named {self.type_text(typing.get_args(tp)[1])}"
+            inner = typing.get_args(tp)[1]
+            if _models(inner):
+                return f"named {self.type_text(inner)}"
+            return f"table of `key = {self.type_text(inner)}`"
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if tp in self.dist_models:
                 return "[distribution](#distributions)"
