@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("scenario")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     sub.add_parser("list", help="list the shipped scenarios with their descriptions")
+    sc = sub.add_parser("schema", help="write the JSON Schema of scenario files (for editors "
+                        "that check TOML against a JSON Schema)")
+    sc.add_argument("--out", type=Path, help="JSON file (default: standard output)")
+    sc.add_argument("--jobshop", action="store_true",
+                    help="the schema of job-shop scenario files (a [jobshop] table)")
     x = sub.add_parser("experiment", help="run factors x replications with confidence intervals")
     x.add_argument("file", help="experiment .toml file")
     x.add_argument("--engine", choices=ENGINES, default="processes",
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
              "check": _check, "run": _run, "view": _view,
-             "verify-records": _verify_records, "recover": _recover}
+             "verify-records": _verify_records, "recover": _recover,
+             "schema": _schema}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
@@ -198,6 +204,19 @@ def _verify_records(args) -> int:
               "record(s) read)", file=sys.stderr)
         return 1
     print(f"{args.folder}: {n} batch record(s) intact")
+    return 0
+
+
+def _schema(args) -> int:
+    """The JSON Schema of scenario files, to a file or standard output."""
+    import json
+
+    from .json_schema import scenario_json_schema, write_json_schema
+
+    if args.out is None:
+        print(json.dumps(scenario_json_schema(args.jobshop), indent=2, ensure_ascii=False))
+    else:
+        print(f"JSON Schema: {write_json_schema(args.out, args.jobshop)}")
     return 0
 
 
