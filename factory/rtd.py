@@ -30,8 +30,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special, stats
-from scipy.signal import fftconvolve
+from scipy import special  # optimize and signal are imported where used (a lighter import)
 
 __all__ = ["RTD", "TanksInSeries", "AxialDispersion", "SeriesRTD", "GriddedRTD", "TAIL_TOL",
            "CLOSED_PECLET_MIN", "CLOSED_PECLET_MAX"]
@@ -126,6 +125,7 @@ class RTD(ABC):
             hi = self.mean_s + 4.0 * self.std_s
             while float(self.cdf(hi)) < qi:
                 hi = 2.0 * hi
+            from scipy import optimize
             out[idx] = optimize.brentq(lambda x: float(self.cdf(x)) - qi, 0.0, hi,
                                        xtol=1e-12 * self.mean_s, rtol=1e-14)
         return out if out.ndim else out[()]
@@ -163,7 +163,6 @@ class TanksInSeries(RTD):
         self.tau_s = float(tau_s)
         self.n = float(n)
         self._theta = self.tau_s / self.n
-        self._dist = stats.gamma(self.n, scale=self._theta)
 
     def __repr__(self) -> str:
         return f"TanksInSeries(tau_s={self.tau_s:g}, n={self.n:g})"
@@ -197,11 +196,11 @@ class TanksInSeries(RTD):
         qa = _arr(q)
         if np.any((qa <= 0) | (qa >= 1)):
             raise ValueError("quantile needs 0 < q < 1")
-        return self._dist.ppf(qa)
+        return self._theta * special.gammaincinv(self.n, qa)  # scipy.stats.gamma's ppf
 
     @cached_property
     def tail_s(self) -> float:
-        return float(self._dist.isf(self.tail_tol))
+        return float(self._theta * special.gammainccinv(self.n, self.tail_tol))  # gamma's isf
 
     def gain(self, omega_rad_s: ArrayLike) -> FloatArray:
         w = _arr(omega_rad_s)
@@ -437,6 +436,7 @@ class AxialDispersion(GriddedRTD):
         def h(a: float) -> float:
             return (a * a - pe * pe / 4) * math.sin(a) - pe * a * math.cos(a)
 
+        from scipy import optimize
         a1 = optimize.brentq(h, 1e-9 * min(1.0, pe), math.pi, xtol=1e-14)
         lam1 = a1 * a1 / pe + pe / 4  # slowest decay rate, 1/θ
         sig = math.sqrt(self.variance_s2) / self.tau_s
@@ -490,6 +490,7 @@ class SeriesRTD(GriddedRTD):
         mid = (np.arange(1, n + 1) - 0.5) * h
         f = order[0].cdf(t)
         e = order[0].pdf(t)
+        from scipy.signal import fftconvolve
         for p in order[1:]:
             df = np.diff(f)
             f_new = np.empty(n + 1)

@@ -1,11 +1,12 @@
 """Numerical limits of the continuous-line models, checked before a run.
 
 ``check`` must reject whatever ``run`` would: the run builds each line's press, blender RTD and
-line RTD (:func:`darkfab.scenarios.builder.line_models`), and these models refuse some inputs
+line RTD (:func:`darkfab.scenarios.line_models.line_models`), and these models refuse some inputs
 that every field accepts on its own (a press whose draw underflows to 0 kg/s, a closed–closed
 blender whose Péclet number the RTD inversion cannot handle). This module states those limits
-with the field to change, then builds the same models the run builds and reports anything
-they still refuse. The models are imported only for scenarios that have a continuous line.
+with the field to change, then builds the press and the two RTD stages the run puts in series
+(not the series itself: its numerical convolution adds nothing a stage would not refuse) and
+reports anything they still refuse. The models are imported only for scenarios that have a continuous line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def line_limit_errors(s: Scenario) -> Iterator[tuple[str, str]]:
         return
     from darkfab.factory.rtd import CLOSED_PECLET_MAX, CLOSED_PECLET_MIN
 
-    from .line_models import line_models
+    from .line_models import line_parts
 
     for name, line in s.continuous_lines.items():
         p = f"continuous_lines.{name}"
@@ -41,8 +42,9 @@ def line_limit_errors(s: Scenario) -> Iterator[tuple[str, str]]:
                    "RTD cannot be computed accurately; use model = \"open\" or \"tanks\"")
             continue
         try:
-            _, blender, line_rtd = line_models(line)
-            tau, tail = blender.mean_s, line_rtd.tail_s
+            _, blender, feed_frame = line_parts(line)
+            # the line RTD is their series: its tail is finite when both tails are
+            tau, tail = blender.mean_s, blender.tail_s + feed_frame.tail_s
         except (ValueError, RuntimeError, ArithmeticError) as e:
             yield (p, f"the line's press and blender models cannot be built: {e}")
             continue

@@ -9,12 +9,19 @@ from darkfab.factory.tablet_press import TabletPress
 
 from .schema import ContinuousLineSpec
 
-__all__ = ["line_models"]
+__all__ = ["line_models", "line_parts"]
 
 
 def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
     """The press, the blender RTD and the line RTD (blender in series with the press feed frame)
     at the press's mass flow."""
+    press, blender, feed_frame = line_parts(spec)
+    return press, blender, SeriesRTD([blender, feed_frame], max_points=2**14)
+
+
+def line_parts(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
+    """The press, the blender RTD and the feed frame's RTD at the press's mass flow (what
+    :func:`line_models` puts in series; cheap: ``check`` builds these)."""
     ps = spec.press
     press = TabletPress(
         stations=ps.stations, turret_speed_rpm=ps.turret_speed_rpm,
@@ -30,4 +37,4 @@ def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
     bp = BlenderParams(b.holdup_ref_kg, b.mass_flow_ref_kg_h / 3600.0, b.speed_ref_rpm,
                        b.flow_exponent, b.speed_exponent, b.model, b.n_tanks, b.peclet)
     blender = blender_rtd(bp, flow, b.speed_rpm)
-    return press, blender, SeriesRTD([blender, press.feed_frame_rtd(flow)], max_points=2**14)
+    return press, blender, press.feed_frame_rtd(flow)
