@@ -210,3 +210,27 @@ def test_pacer_reports_lag_when_the_model_is_slow(tmp_path):
     p.tick()
     assert "caught up" in said[-1]
     sim.close()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["serve", "cdc-line", "--speed", "0"], "--speed: must be positive"),
+    (["serve", "cdc-line", "--lockstep", "--cycle-s", "-1"], "--cycle-s: must be positive"),
+    (["serve", "cdc-line", "--speed", "10", "--port", "70000"], "--port: 70000"),
+    (["serve", "mm1", "--speed", "10", "--set", "scenario.horizon_s=-1"], "horizon_s"),
+])
+def test_serve_bad_input_one_line_exit_2(argv, needle, capsys):
+    from darkfab.scenarios.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_serve_cli_paced_writes_results(tmp_path, capsys):
+    from darkfab.scenarios.cli import main
+    rc = main(["serve", "mm1", "--speed", "1e9", "--port", str(_free_port()),
+               "--set", "scenario.horizon_s=3600", "--set", "scenario.warmup_s=60",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "serving mm1 at opc.tcp://127.0.0.1:" in err and "pacing:" in err
+    assert json.loads((tmp_path / "summary.json").read_text())["partial"] is False

@@ -51,7 +51,7 @@ def test_help_lists_every_verb(capsys):
     p = _parser()
     verbs = next(a for a in p._actions if a.dest == "cmd").choices
     assert set(verbs) == {"run", "check", "list", "experiment", "report", "plot", "compare",
-                          "funnel", "jobshop-bench", "view"}
+                          "funnel", "jobshop-bench", "view", "serve"}
     text = p.format_help()
     for v in verbs:
         assert f"\n    {v}" in text
