@@ -234,3 +234,31 @@ def test_serve_cli_paced_writes_results(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "serving mm1 at opc.tcp://127.0.0.1:" in err and "pacing:" in err
     assert json.loads((tmp_path / "summary.json").read_text())["partial"] is False
+
+
+def test_readme_client_example_runs(tmp_path, capsys):
+    """The README's client, as written there, against ``serve cdc-line --lockstep``."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if "asyncua" in b and "Hold" in b)
+    s = load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0"])
+
+    async def go():
+        sim = Simulation.open(s, out_dir=tmp_path)
+        port = _free_port()
+        ready, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve_simulation(
+            sim, lockstep=True, port=port, on_ready=lambda _u: ready.set(), stop=stop))
+        await _started(task, ready)
+        client = code.replace(":4840/", f":{port}/").replace("asyncio.run(main())", "")
+        ns: dict = {}
+        exec(compile(client, "README.md", "exec"), ns)  # noqa: S102 - our own README
+        await ns["main"]()
+        stop.set()
+        return await task
+    asyncio.run(go())
+    printed = capsys.readouterr().out.split()
+    assert printed[:2] == [str(EXECUTE), str(HELD)]
