@@ -139,10 +139,16 @@ async def serve_simulation(sim: Simulation, *, speed: float | None = None,
         raise ValueError("serve: give either speed or lockstep")
     stop = stop or asyncio.Event()
     finished = asyncio.Event()
+    failure: list[BaseException] = []
 
     async def acknowledge() -> float:
-        if not sim.done:
-            sim.advance(cycle_s)
+        try:
+            if not sim.done:
+                sim.advance(cycle_s)
+        except Exception as e:  # noqa: BLE001 - results written; re-raised by serve below
+            failure.append(e)
+            finished.set()
+            raise
         await server.publish()
         if sim.done:
             finished.set()
@@ -168,6 +174,8 @@ async def serve_simulation(sim: Simulation, *, speed: float | None = None,
                 server.lag_s = pacer.tick()
                 await server.publish()
                 await asyncio.sleep(pacer.wait_s(tick_s))  # 0 while behind: still serves
+        if failure:
+            raise failure[0]
         if not sim.done:
             partial, reason = True, "interrupted"
     finally:

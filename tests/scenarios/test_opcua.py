@@ -262,3 +262,43 @@ def test_readme_client_example_runs(tmp_path, capsys):
     asyncio.run(go())
     printed = capsys.readouterr().out.split()
     assert printed[:2] == [str(EXECUTE), str(HELD)]
+
+
+def test_alarms_are_opcua_events(tmp_path):
+    s = load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0"])
+
+    class Handler:
+        def __init__(self) -> None:
+            self.events: list = []
+
+        def event_notification(self, event) -> None:
+            self.events.append(event)
+
+    async def go():
+        sim = Simulation.open(s, out_dir=tmp_path)
+        port = _free_port()
+        ready, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve_simulation(
+            sim, lockstep=True, port=port, on_ready=lambda _u: ready.set(), stop=stop))
+        await _started(task, ready)
+        h = Handler()
+        async with Client(f"opc.tcp://127.0.0.1:{port}/darkfab/") as c:
+            idx = await c.get_namespace_index(NAMESPACE)
+            plant = await c.nodes.objects.get_child(f"{idx}:Plant")
+            sub = await c.create_subscription(50, h)
+            await sub.subscribe_events(plant)
+            sim.plant.model.alarms.raise_alarm(sim.now, "cdc.press", "test_condition",
+                                               "raised by the test", "critical")
+            await plant.call_method(f"{idx}:Acknowledge")  # publishes the alarm
+            for _ in range(100):
+                if h.events:
+                    break
+                await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        return h.events
+    events = asyncio.run(go())
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.SourceName == "cdc.press" and ev.Severity == 900
+    assert "test_condition: raised by the test" in ev.Message.Text
