@@ -5,8 +5,8 @@ Paced (``--speed X``, simulated seconds per wall second): every ``tick_s`` of wa
 publishes the plant. When the model cannot keep up, the plant falls behind the wall clock: the
 lag (wall seconds) is published (``Plant/Lag_s``), logged (logger ``darkfab.serve``) and
 printed when it exceeds ``lag_warn_s``, and summed up at the end; it is never hidden by
-skipping simulated time. One advance is bounded to ``max_chunk_s`` of wall time's worth of
-simulated time, so that clients are served while the model catches up.
+skipping simulated time. One tick advances for ``max_chunk_s`` of wall time at most, so that
+clients are served while the model catches up.
 
 Lockstep (``--lockstep``): the plant stands still until a client calls
 ``Plant/Acknowledge()``, which advances it one decision cycle (``cycle_s``) and returns the
@@ -58,20 +58,23 @@ class Pacer:
         sim: an open :class:`Simulation`.
         speed: simulated seconds per wall second (1: real time; 3600: an hour a second).
         clock: wall clock in seconds (``time.monotonic``; a test passes its own).
-        max_chunk_s: at most this much wall time's worth of simulated time per tick.
+        max_chunk_s: wall seconds one tick may spend advancing.
+        slice_s: wall seconds' worth of simulated time per advance within a tick.
         lag_warn_s: report a lag above this (wall seconds).
         report: where a lag report goes (default: stderr).
     """
 
     def __init__(self, sim: Simulation, speed: float, *,
-                 clock: Callable[[], float] = time.monotonic, max_chunk_s: float = 0.25,
-                 lag_warn_s: float = 1.0, report: Callable[[str], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_chunk_s: float = 0.1,
+                 slice_s: float = 0.02, lag_warn_s: float = 1.0,
+                 report: Callable[[str], None] | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.sim = sim
         self.speed = float(speed)
         self.clock = clock
         self.max_chunk_s = max_chunk_s
+        self.slice_s = slice_s
         self.lag_warn_s = lag_warn_s
         self.report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.stats = PacingStats()
@@ -82,12 +85,19 @@ class Pacer:
         self._last_report = -1e18
 
     def tick(self) -> float:
-        """Advance towards the wall clock's simulated time; returns the lag (wall s)."""
+        """Advance towards the wall clock's simulated time, in slices of ``slice_s`` wall
+        seconds' worth of simulated time, for ``max_chunk_s`` of wall time at most (so that
+        clients are served while a slow model catches up); returns the lag (wall s)."""
         if self._wall0 is None:
             self._wall0 = self.clock()
         sim = self.sim
         target = self._t0 + self.speed * (self.clock() - self._wall0)
-        sim.advance_to(min(target, sim.now + self.speed * self.max_chunk_s))
+        budget_end = self.clock() + self.max_chunk_s
+        piece = self.speed * self.slice_s
+        while sim.now < target and not sim.done:
+            sim.advance_to(min(target, sim.now + piece))
+            if self.clock() >= budget_end:
+                break
         wall = self.clock() - self._wall0
         lag = 0.0 if sim.done else max(0.0, wall - (sim.now - self._t0) / self.speed)
         self.lag_s = lag
@@ -105,14 +115,16 @@ class Pacer:
                           f"t = {sim.now:.0f} s (speed {self.speed:g}: the model is slower "
                           "than that)")
         elif self._behind_since is not None:
-            self._say(f"serve: caught up with the wall clock at simulated t = {sim.now:.0f} s "
-                      f"after {wall - self._behind_since:.1f} s behind")
+            if not sim.done:
+                self._say(f"serve: caught up with the wall clock at simulated t = "
+                          f"{sim.now:.0f} s after {wall - self._behind_since:.1f} s behind")
             self._behind_since = None
             self._last_report = -1e18
         return lag
 
     def _say(self, msg: str) -> None:
-        _log.warning(msg)
+        if _log.hasHandlers():  # else Python's last-resort handler would print it twice
+            _log.warning(msg)
         self.report(msg)
 
     def wait_s(self, tick_s: float) -> float:
