@@ -43,7 +43,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from darkfab.control import ChangeMode, PackMLCommand, SetPoint
-from darkfab.factory.packml import Command, State
+from darkfab.factory.packml import Command
 
 from .simulation import Simulation
 
@@ -73,6 +73,8 @@ class _Unit:
         self.values: dict[str, Any] = {}  # key -> last published value
         self.kinds: dict[str, ua.VariantType] = {}
         self.speed_sp: str | None = None
+        self.obj: Any = None  # the unit's object node
+        self.pv_folder: Any = None  # its ProcessValues folder, made with the first reading
 
 
 class PlantServer:
@@ -196,13 +198,11 @@ class PlantServer:
                 if not self.read_only:
                     await var.set_writable()
                     self._setpoint_nodes[var.nodeid] = (name, key)
-        pv = None
+        u.obj = obj
         for cmd in Command:
             await obj.add_method(idx, cmd.value, self._method(name, cmd), [], [])
         await obj.add_method(idx, "SetMachSpeed", self._set_speed(name), [D], [])
         await obj.add_method(idx, "SetUnitMode", self._set_mode(name), [S], [])
-        u.pv_folder = pv  # type: ignore[attr-defined]
-        u.obj = obj  # type: ignore[attr-defined]
 
     # --- commands -------------------------------------------------------------------------
     def _issuer(self) -> str:
@@ -357,11 +357,9 @@ class PlantServer:
                 vals[sp_key] = float(r.value)
             pv_key = f"ProcessValues/{key}"
             if pv_key not in u.vars:
-                folder = getattr(u, "pv_folder", None)
-                if folder is None:
-                    folder = await u.obj.add_object(self.idx, "ProcessValues")  # type: ignore[attr-defined]
-                    u.pv_folder = folder  # type: ignore[attr-defined]
-                u.vars[pv_key] = await folder.add_variable(self.idx, key, float(r.value))
+                if u.pv_folder is None:
+                    u.pv_folder = await u.obj.add_object(self.idx, "ProcessValues")
+                u.vars[pv_key] = await u.pv_folder.add_variable(self.idx, key, float(r.value))
                 u.kinds[pv_key] = ua.VariantType.Double
             vals[pv_key] = float(r.value)
         for key, v in vals.items():

@@ -5,15 +5,14 @@ to the horizon, close), opened by hand: for notebooks, learning agents and softw
 loop (:mod:`darkfab.scenarios.serve`). Stepping in any pattern gives the same event log as
 ``run_scenario``, byte for byte, for the same seed, replication and commands: SimPy processes
 events in (time, priority, insertion order), and stopping between two events changes none of
-the three for the plant's own events.
+the three for the plant's own events::
 
-    >>> sim = Simulation.open(load_scenario("packaging-line"), seed=1)
-    >>> sim.advance_to(3600.0)                  # every event before t = 1 h
-    >>> obs = sim.observe()                      # darkfab.control.Observation
-    >>> sim.command(PackMLCommand("filler", "Hold"))
-    CommandResult(accepted=True, reason='')
-    >>> sim.step()                               # every event of the next instant
-    >>> result = sim.close()                     # summary.json, verification.json, ...
+    sim = Simulation.open(load_scenario("cdc-line"), seed=1)
+    sim.advance_to(3600.0)                        # every event before t = 1 h
+    obs = sim.observe()                           # darkfab.control.Observation
+    sim.command(PackMLCommand("cdc.press", "Hold"))   # CommandResult(accepted=True, reason='')
+    sim.step()                                    # every event of the next instant
+    result = sim.close()                          # summary.json, verification.json, ...
 
 Commands sent here pass the validation of the controller's commands
 (:meth:`~darkfab.scenarios.control_loop.ControlLoop.apply`) and are logged with their issuer
