@@ -160,6 +160,37 @@ def _parser() -> argparse.ArgumentParser:
     vr = sub.add_parser("verify-records", help="check a run's electronic batch records: "
                         "edited, missing or reordered records (exit 0 intact, 1 tampered)")
     vr.add_argument("folder", type=Path, help="a run folder (with batch_records.jsonl)")
+    sv = sub.add_parser("serve", help="run a plant paced to the wall clock (or in lockstep) "
+                        "behind an OPC UA server (needs the 'opcua' extra)",
+                        description="Software in the loop: the plant's units as OPC UA objects "
+                        "with PackTags and PackML methods (docs/software-in-the-loop.md).")
+    sv.add_argument("scenario", nargs="?", default=None,
+                    help="shipped scenario name or path (default: %s)" % DEFAULT_SCENARIO)
+    pace = sv.add_mutually_exclusive_group(required=True)
+    pace.add_argument("--speed", type=float, metavar="X",
+                      help="simulated seconds per wall second (1: real time, 3600: an hour a "
+                      "second)")
+    pace.add_argument("--lockstep", action="store_true",
+                      help="advance one decision cycle per Plant/Acknowledge() call")
+    sv.add_argument("--cycle-s", type=float, default=60.0,
+                    help="--lockstep: simulated seconds per cycle (default 60)")
+    sh = sv.add_mutually_exclusive_group()
+    sh.add_argument("--days", type=float, help="horizon in simulated days")
+    sh.add_argument("--hours", type=float, help="horizon in simulated hours")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=4840, help="TCP port (default 4840)")
+    sv.add_argument("--read-only", action="store_true",
+                    help="serve values only: every command and set-point write is refused")
+    sv.add_argument("--seed", type=int, help="base seed (default: the scenario's)")
+    sv.add_argument("--replication", type=int, default=0, help="replication index (default 0)")
+    sv.add_argument("--out", type=Path, help="output folder (default "
+                    "results/runs/<scenario>/<run-id>)")
+    sv.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    sv.add_argument("--controller", metavar="NAME",
+                    help="the plant's own controller instead of the scenario's (as for run)")
+    sv.add_argument("--allow-code", action="store_true",
+                    help="run a module:Class controller named by the scenario file")
     jb = sub.add_parser("jobshop-bench", help="job-shop benchmark: dispatching rules and "
                         "CP-SAT against the optima", description="ft06/ft10: every dispatching "
                         "rule and CP-SAT, makespan and gap to the optimum.")
@@ -178,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
              "check": _check, "run": _run, "view": _view,
              "verify-records": _verify_records, "recover": _recover,
-             "schema": _schema}
+             "schema": _schema, "serve": _serve}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
@@ -384,6 +415,97 @@ def _simulate(args, s, allow_code: bool, where) -> int:
         print(f"darkfab: verification failed ({len(v['violations'])} violation(s), see "
               f"{res.out_dir / 'verification.json'})", file=sys.stderr)
         return 4
+    return 0
+
+
+def _serve(args) -> int:
+    """``darkfab serve``: see :mod:`darkfab.scenarios.serve`."""
+    import asyncio
+
+    from .loader import controller_overrides, load_scenario
+    from .schema import JobShopScenario
+
+    problems = []
+    if args.speed is not None and not args.speed > 0:
+        problems.append(f"--speed: must be positive, got {args.speed:g}")
+    if not args.cycle_s > 0:
+        problems.append(f"--cycle-s: must be positive, got {args.cycle_s:g}")
+    if not 1 <= args.port <= 65535:
+        problems.append(f"--port: {args.port} is not a TCP port (1-65535)")
+    if args.seed is not None and args.seed < 0 or args.replication < 0:
+        problems.append("--seed and --replication must be non-negative")
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 2
+    try:
+        import asyncua  # noqa: F401
+    except ImportError:
+        print("darkfab serve needs asyncua: pip install 'darkfab[opcua]'", file=sys.stderr)
+        return 2
+    overrides = list(args.overrides)
+    if args.days is not None:
+        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
+    if args.hours is not None:
+        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    where = args.scenario or DEFAULT_SCENARIO
+    s = load_scenario(where, overrides)
+    if isinstance(s, JobShopScenario):
+        print(f"{where}: serve needs a plant scenario (not a job shop)", file=sys.stderr)
+        return 2
+    allow_code = args.allow_code
+    if args.controller is not None:
+        s = load_scenario(where, overrides + controller_overrides(args.controller,
+                                                                  s.controller.name))
+        allow_code = True
+    if _is_code(s.controller.name) and not allow_code:
+        print(f"{where}: controller.name: {s.controller.name!r} is code named by the scenario "
+              f"file; it runs only with your consent: --allow-code", file=sys.stderr)
+        return 2
+    from darkfab.control import ControllerFault, ControllerSpecError
+
+    from .serve import install_stop, serve_simulation
+    from .simulation import Simulation
+
+    try:
+        sim = Simulation.open(s, seed=args.seed, replication=args.replication, out_dir=args.out,
+                              allow_code=allow_code)
+    except ControllerSpecError as e:
+        print(f"{where}: controller.name: {e}", file=sys.stderr)
+        return 2
+
+    def ready(endpoint: str) -> None:
+        how = ("lockstep: call Plant/Acknowledge() to advance %g s" % args.cycle_s
+               if args.lockstep else f"speed {args.speed:g} simulated s per wall s")
+        print(f"serving {s.scenario.name} at {endpoint} ({how}"
+              f"{'; read-only' if args.read_only else ''})", file=sys.stderr, flush=True)
+
+    async def main_() -> tuple:
+        stop = asyncio.Event()
+        install_stop(stop)
+        return await serve_simulation(
+            sim, speed=None if args.lockstep else args.speed, lockstep=args.lockstep,
+            cycle_s=args.cycle_s, host=args.host, port=args.port, read_only=args.read_only,
+            on_ready=ready, stop=stop)
+    try:
+        res, stats = asyncio.run(main_())
+    except ControllerFault as e:
+        print(f"darkfab: {e}; plant stopped safely, partial results in {sim.out_dir}",
+              file=sys.stderr)
+        return 3
+    except OSError as e:
+        print(f"--host/--port: cannot serve on {args.host}:{args.port}: {e.strerror or e}",
+              file=sys.stderr)
+        sim.close(partial=True, reason=f"error: {e}")
+        return 2
+    if stats:
+        print(f"pacing: {stats['ticks']} ticks, lag mean {stats['mean_lag_s']:.3f} s, p95 "
+              f"{stats['p95_lag_s']:.3f} s, max {stats['max_lag_s']:.3f} s, behind (> 1 s) in "
+              f"{stats['behind_ticks']} ticks", file=sys.stderr)
+    print(f"results: {res.out_dir}")
+    if res.summary["partial"]:
+        print("run interrupted: partial results written", file=sys.stderr)
+        return 130
     return 0
 
 

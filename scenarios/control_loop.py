@@ -149,6 +149,7 @@ class ControlLoop(CommunicationFaults):
         self.observer = Observer(self, sensors, stations, LotView(quality))
         self.handlers: dict[type, CommandHandler] = handlers_for(self)
         self._decided = ""  # "; decided <t> s" while applying commands decided earlier
+        self.last_rejection = ""  # the reason of the latest command rejected (its log detail)
 
     @classmethod
     def for_plant(cls, plant) -> "ControlLoop":
@@ -417,6 +418,7 @@ class ControlLoop(CommunicationFaults):
             detail = f"{label}: {reason}"
             self.model.log.record(self.env.now, "command_rejected", str(entity), -1, "",
                                   issuer, detail + self._decided)
+        self.last_rejection = detail
         self._feedback.append(Event(self.env.now, "command_rejected", str(entity), detail))
         return False
 

@@ -10,52 +10,20 @@ the plant safely and ends the run the same way, then raises
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import signal
 import sys
 import threading
-import time
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
-from darkfab.control import (CONTROLLERS, Controller, ControllerFault, ControllerSpecError,
-                             controller_reference, make_controller)
-from darkfab.factory.kpis import finite
-from darkfab.factory.recorder import KPIS_SCHEMA, FlushPolicy, staging, write_table
+from darkfab.control import Controller
+from darkfab.factory.recorder import FlushPolicy, staging
 
-from .builder import Plant, build_plant
-from .recover import STARTED_FILE, write_json
 from .schema import JobShopScenario, Scenario
-from .summary import kpi_rows, plant_kpis
-from .verification import attach_event_scan, verify
+from .simulation import (RunResult, Simulation, controller_for as _controller_for,  # noqa: F401
+                         darkfab_version, json_safe as _json_safe, run_id_for)
 
 __all__ = ["RunResult", "run_scenario", "darkfab_version", "run_id_for", "FlushPolicy"]
-
-
-def darkfab_version() -> str:
-    try:
-        return version("darkfab")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
-
-
-@dataclass
-class RunResult:
-    out_dir: Path
-    summary: dict[str, Any]
-    plant: Plant  # the simulated JobShopModel for a job-shop scenario
-    verification: dict[str, Any] | None = None  # verification.json (plants only)
-
-
-def run_id_for(s: Scenario | JobShopScenario, seed: int, replication: int) -> str:
-    """Deterministic run id: scenario name, seed, replication and a digest of the resolved
-    scenario, so identical inputs give identical outputs, byte for byte."""
-    digest = hashlib.sha256(s.model_dump_json().encode()).hexdigest()[:8]
-    return f"{s.scenario.name}-s{seed}-r{replication}-{digest}"
 
 
 def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, replication: int = 0,
@@ -81,89 +49,28 @@ def run_scenario(s: Scenario | JobShopScenario, *, seed: int | None = None, repl
     ``flush``: when the tables reach the disk (:class:`~darkfab.factory.recorder.FlushPolicy`:
     every 5 s of wall time, or 65,536 rows of a table); after a SIGKILL everything up to the
     last flush is recovered by ``darkfab recover`` (:mod:`darkfab.scenarios.recover`).
-    ``None``: tables written straight to Parquet, unreadable if the process is killed."""
+    ``None``: tables written straight to Parquet, unreadable if the process is killed.
+
+    It is :meth:`Simulation.open <darkfab.scenarios.simulation.Simulation.open>`, advance to
+    the horizon in :data:`SLICES` slices, and :meth:`~darkfab.scenarios.simulation.Simulation.close`."""
     if isinstance(s, JobShopScenario):
         from .jobshop import run_jobshop
         with staging(flush):
             return run_jobshop(s, seed=seed, replication=replication, out_dir=out_dir,
                                batch_rows=batch_rows)
-    s, ctl = _controller_for(s, controller, allow_code)
-    seed = s.scenario.seed if seed is None else seed
-    run_id = run_id_for(s, seed, replication)
-    out = Path(out_dir) if out_dir else Path("results/runs") / s.scenario.name / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    horizon = s.scenario.horizon_s
-    with staging(flush) as group:
-        if group is not None:
-            write_json(out / STARTED_FILE, _head(s, seed, replication, run_id))
-        plant = build_plant(s, seed, replication, out, run_id, batch_rows, check_invariants,
-                            ctl)
-    scan = attach_event_scan(plant) if verify_run else None
-    if live is not None:
-        live.attach(plant, {"scenario": s.scenario.name, "run_id": run_id,
-                            "resolved_scenario": s.model_dump(mode="json")})
-    env = plant.model.env
-    wall0 = time.perf_counter()
+    sim = Simulation.open(s, seed=seed, replication=replication, out_dir=out_dir,
+                          batch_rows=batch_rows, check_invariants=check_invariants,
+                          verify_run=verify_run, controller=controller, allow_code=allow_code,
+                          live=live, flush=flush)
     partial, reason = False, ""
     stop = _StopFlag()
     try:
         with stop.installed():
-            plant.start()
-            if not _simulate(env, horizon, progress, stop, _on_slice(live, group)):
+            if not _simulate(sim, progress, stop):
                 partial, reason = True, f"interrupted ({stop.signal_name})"
     except KeyboardInterrupt:
         partial, reason = True, "interrupted"
-    except ControllerFault as e:  # the plant was brought to a safe stop first
-        e.out_dir = out  # type: ignore[attr-defined]
-        e.summary = _finish(plant, s, seed, replication, run_id, out, wall0, True,  # type: ignore[attr-defined]
-                            str(e))
-        raise
-    except Exception as e:  # noqa: BLE001 - keep results readable, then re-raise
-        partial, reason = True, f"error: {type(e).__name__}: {e}"
-        _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
-                verify_run, scan)
-        raise
-    if live is not None:
-        live.finish(env.now)
-    summary = _finish(plant, s, seed, replication, run_id, out, wall0, partial, reason,
-                verify_run, scan)
-    return RunResult(out, summary, plant, getattr(plant, "verification", None))
-
-
-def _controller_for(s: Scenario, controller: type | Controller | None,
-                    allow_code: bool) -> tuple[Scenario, Controller]:
-    """The controller instance of a run, and the scenario with ``controller.name`` naming it
-    (so that the run id and ``resolved_scenario`` tell which controller ran)."""
-    spec = s.controller
-    if controller is None:
-        return s, _built(spec.name, spec.params, allow_code)
-    cls = controller if isinstance(controller, type) else type(controller)
-    ref = next((n for n, c in CONTROLLERS.items() if c is cls), controller_reference(cls))
-    same = ref == spec.name
-    if isinstance(controller, type):
-        ctl = _built(cls, spec.params if same else {}, False)
-    else:
-        if not isinstance(controller, Controller):
-            raise TypeError(f"{controller!r} is not a Controller (it needs reset(info) and "
-                            "decide(events, observation) methods)")
-        ctl = controller
-        same = same and not spec.params
-    if same:
-        return s, ctl
-    return s.model_copy(update={"controller": spec.model_copy(update={"name": ref,
-                                                                      "params": {}})}), ctl
-
-
-def _built(name: str | type, params: dict, allow_code: bool) -> Controller:
-    """``make_controller``, with a constructor that raises reported as a
-    :class:`~darkfab.control.ControllerSpecError` (a scenario error, not a failed run)."""
-    try:
-        return make_controller(name, params, allow_code=allow_code)
-    except ControllerSpecError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the user's constructor
-        raise ControllerSpecError(f"controller {name!r} failed to construct: "
-                                  f"{type(e).__name__}: {e}") from None
+    return sim.close(partial=partial, reason=reason)
 
 
 class _StopFlag:
@@ -196,14 +103,13 @@ SLICES = 1000
 request and redraws the progress bar (the cost is one SimPy event per slice)."""
 
 
-def _simulate(env, horizon: float, progress: bool, stop: _StopFlag, on_slice=None) -> bool:
-    """Run to the horizon; ``False`` if a stop was requested first. ``on_slice(now)`` is
-    called after each slice (the live view's publisher)."""
+def _simulate(sim: Simulation, progress: bool, stop: _StopFlag) -> bool:
+    """Run to the horizon; ``False`` if a stop was requested first (the live view, if any,
+    publishes after each slice)."""
     width = 30
+    horizon = sim.horizon_s
     for i in range(1, SLICES + 1):
-        env.run(until=horizon * i / SLICES)
-        if on_slice is not None:
-            on_slice(env.now)
+        sim.advance_to(horizon * i / SLICES)
         if stop.requested:
             if progress:
                 sys.stderr.write("\n")
@@ -211,78 +117,11 @@ def _simulate(env, horizon: float, progress: bool, stop: _StopFlag, on_slice=Non
         if progress and (i % 5 == 0 or i == SLICES):
             done = int(width * i / SLICES)
             sys.stderr.write(f"\r  [{'#' * done}{'.' * (width - done)}] {100 * i / SLICES:5.1f}%"
-                             f"  {env.now / 86400.0:8.2f} / {horizon / 86400.0:.2f} simulated days")
+                             f"  {sim.now / 86400.0:8.2f} / {horizon / 86400.0:.2f} simulated days")
             sys.stderr.flush()
     if progress:
         sys.stderr.write("\n")
     return True
-
-
-def _finish(plant: Plant, s: Scenario, seed: int, replication: int, run_id: str, out: Path,
-            wall0: float, partial: bool, reason: str, verify_run: bool = True,
-            scan=None) -> dict[str, Any]:
-    env = plant.model.env
-    end = min(env.now, s.scenario.horizon_s) if partial else s.scenario.horizon_s
-    if plant.fleet is not None:
-        plant.fleet.finish(end)
-    plant.model.finish(end)
-    k = plant_kpis(plant, end)
-    write_table(out / "kpis.parquet", KPIS_SCHEMA, kpi_rows(k), run_id, replication)
-    summary: dict[str, Any] = {
-        "scenario": s.scenario.name,
-        "run_id": run_id,
-        "seed": seed,
-        "replication": replication,
-        "horizon_s": s.scenario.horizon_s,
-        "simulated_s": end,
-        "warmup_s": s.scenario.warmup_s,
-        "partial": partial,
-        "events": len(plant.model.log),
-        "wall_s": time.perf_counter() - wall0,
-        **k,
-        "darkfab_version": darkfab_version(),
-        "resolved_scenario": s.model_dump(mode="json"),
-    }
-    if reason:
-        summary["partial_reason"] = reason
-    write_json(out / "summary.json", summary)
-    (out / STARTED_FILE).unlink(missing_ok=True)
-    if not verify_run:
-        return summary
-    faults = plant.faults.finish(end) if plant.faults is not None else []
-    v = verify(plant, summary, out, end, faults, scan)
-    v = {"run_id": run_id, "simulated_s": end, "partial": partial, **v}
-    plant.verification = v  # type: ignore[attr-defined]
-    (out / "verification.json").write_text(json.dumps(_json_safe(v), indent=2) + "\n")
-    return summary
-
-
-def _head(s: Scenario, seed: int, replication: int, run_id: str) -> dict[str, Any]:
-    """What a run's summary says before it has run (also the content of ``started.json``)."""
-    return {"scenario": s.scenario.name, "run_id": run_id, "seed": seed,
-            "replication": replication, "horizon_s": s.scenario.horizon_s,
-            "warmup_s": s.scenario.warmup_s, "darkfab_version": darkfab_version(),
-            "resolved_scenario": s.model_dump(mode="json")}
-
-
-def _on_slice(live, group):
-    """Called between slices of simulated time: the live view's publisher, the timed flush."""
-    if group is None:
-        return live.tick if live is not None else None
-
-    def on_slice(now: float) -> None:
-        if live is not None:
-            live.tick(now)
-        group.tick()
-    return on_slice
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return finite(x)
 
 
 def fmt(x: float) -> str:
