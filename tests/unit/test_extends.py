@@ -30,7 +30,7 @@ def lines(e: ScenarioError) -> list[str]:
     return str(e).splitlines()
 
 
-def test_the_wide_aisle_variant_is_the_warehouse_with_three_edits():
+def test_the_wide_aisle_variant_is_the_warehouse_with_its_aisle_edited():
     parent = load_scenario("amr-warehouse").model_dump(mode="json")
     child = load_scenario("amr-warehouse-wide").model_dump(mode="json")
     expected = json.loads(json.dumps(parent))
@@ -41,6 +41,7 @@ def test_the_wide_aisle_variant_is_the_warehouse_with_three_edits():
     for link in expected["links"]:
         if {link["a"], link["b"]} in ({"w5", "aisle"}, {"aisle", "dock"}):
             link["capacity_robots"] = 2
+            link["speed_limit_m_s"] = None  # removed: the default
             edited += 1
     assert edited == 2
     assert child == expected
