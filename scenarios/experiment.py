@@ -2,7 +2,9 @@
 paired comparisons, optional MSER-5 warm-up detection and sequential replications.
 
 An experiment file (TOML) names a scenario, factors (any scenario field, with levels), the
-number of replications and a seed. Every design point runs the same replication indices with
+number of replications and a seed. The factor ``path = "scenario"`` takes scenario files or
+shipped names as levels (layout variants, see docs/layouts.md); the experiment then names no
+``scenario`` of its own. Every design point runs the same replication indices with
 the same seed, so named random streams give common random numbers across points and paired
 differences have small variance. Outputs in the experiment folder:
 
@@ -77,7 +79,7 @@ class SequentialSpec(_Strict):
 
 class ExperimentMeta(_Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    scenario: str
+    scenario: str | None = None  # None: a factor with path = "scenario" gives them
     replications: PositiveInt = 5
     seed: Annotated[int, Field(ge=0)] | None = None
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
@@ -180,32 +182,73 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
                                    for err in e.errors()]) from None
 
 
+SCENARIO_FACTOR = "scenario"
+"""The factor path whose levels are scenario files or shipped names, not field values."""
+
+
 @dataclass
 class _Plan:
-    scenario_path: Path
+    scenario_path: Path  # point 0's
     points: list[dict[str, Any]]
     kpis: tuple[str, ...]
     seed: int
+    point_paths: list[Path] = field(default_factory=list)  # each point's scenario file
+
+    def path(self, i: int) -> Path:
+        return self.point_paths[i] if self.point_paths else self.scenario_path
+
+    def overrides(self, i: int) -> tuple:
+        return tuple((k, v) for k, v in self.points[i].items() if k != SCENARIO_FACTOR)
+
+
+def _scenario_file(name: str, base_dir: Path, field_path: str, file: str) -> Path:
+    """A scenario level: a file (relative to the experiment file's folder) or shipped name."""
+    scen = Path(name)
+    if not scen.is_absolute() and (base_dir / scen).is_file():
+        scen = base_dir / scen
+    try:
+        return resolve_path(str(scen)).resolve()
+    except ScenarioError as e:
+        raise ScenarioError(file, [Problem(field_path, p.message) for p in e.problems]) from None
 
 
 def _plan(spec: ExperimentSpec, file: str, base_dir: Path, allow_code: bool = False) -> _Plan:
     meta = spec.experiment
-    scen = Path(meta.scenario)
-    if not scen.is_absolute() and (base_dir / scen).is_file():
-        scen = base_dir / scen
-    try:
-        scen_path = resolve_path(str(scen)).resolve()
-    except ScenarioError as e:
-        raise ScenarioError(file, [Problem("experiment.scenario", p.message)
-                                   for p in e.problems]) from None
+    factor_of = {f.path: i for i, f in enumerate(spec.factors)}
+    if len(factor_of) != len(spec.factors):
+        raise ScenarioError(file, [Problem("factors", "a factor path is given twice")])
+    level_paths: dict[str, Path] = {}
+    if SCENARIO_FACTOR in factor_of:
+        k = factor_of[SCENARIO_FACTOR]
+        if meta.scenario is not None:
+            raise ScenarioError(file, [Problem("experiment.scenario", "give the scenario "
+                                               "here or as the levels of the factor "
+                                               "path = \"scenario\", not both")])
+        for j, level in enumerate(spec.factors[k].levels):
+            if not isinstance(level, str) or not level:
+                raise ScenarioError(file, [Problem(f"factors[{k}].levels[{j}]", "a scenario "
+                                                   "file or shipped scenario name")])
+            level_paths[level] = _scenario_file(level, base_dir, f"factors[{k}].levels[{j}]",
+                                                file)
+        if len(set(level_paths.values())) != len(spec.factors[k].levels):
+            raise ScenarioError(file, [Problem(f"factors[{k}].levels", "a scenario is given "
+                                               "twice")])
+    elif meta.scenario is None:
+        raise ScenarioError(file, [Problem("experiment.scenario", "required field is missing "
+                                           "(or give a factor with path = \"scenario\")")])
     levels = [f.levels for f in spec.factors]
     points = [dict(zip([f.path for f in spec.factors], combo))
               for combo in itertools.product(*levels)]
+    point_paths = [level_paths[p[SCENARIO_FACTOR]] for p in points] if level_paths else []
+    scen_path = point_paths[0] if point_paths else \
+        _scenario_file(str(meta.scenario), base_dir, "experiment.scenario", file)
     problems = []
     base = None
     for i, point in enumerate(points):
         try:
-            s = load_scenario(scen_path, list(meta.set) + list(point.items()))
+            s = load_scenario(point_paths[i] if point_paths else scen_path,
+                              list(meta.set) + [(k, v) for k, v in point.items()
+                                                if k != SCENARIO_FACTOR])
             base = base or s
         except ScenarioError as e:
             desc = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "base scenario"
@@ -234,7 +277,7 @@ def _plan(spec: ExperimentSpec, file: str, base_dir: Path, allow_code: bool = Fa
     if problems:
         raise ScenarioError(file, problems)
     seed = meta.seed if meta.seed is not None else base.scenario.seed
-    return _Plan(scen_path, points, kpis, seed)
+    return _Plan(scen_path, points, kpis, seed, point_paths)
 
 
 def _kpi_known(path: str, s) -> bool:
@@ -296,8 +339,7 @@ def run_experiment(path: str | Path, *, engine: str = "processes", workers: int 
     bar = _Progress(progress)
 
     def tasks_for(point_reps: dict[int, range]) -> list[RunTask]:
-        return [RunTask(str(plan.scenario_path),
-                        tuple(fixed) + tuple(plan.points[i].items()), plan.seed, r, i,
+        return [RunTask(str(plan.path(i)), tuple(fixed) + plan.overrides(i), plan.seed, r, i,
                         str(out / "runs" / f"p{i:03d}-r{r:03d}"), plan.kpis, allow_code)
                 for i, rr in point_reps.items() for r in rr]
 
@@ -340,8 +382,8 @@ def _more(seq: SequentialSpec | None, records, done: dict[int, int],
 def _detect_warmup(plan: _Plan, fixed: list, meta: ExperimentMeta, out: Path, engine: str,
                    workers, scheduler, allow_code: bool = False) -> dict[str, Any]:
     """Pilot runs of point 0 without warm-up; MSER-5 on their WIP series; take the largest."""
-    tasks = [RunTask(str(plan.scenario_path),
-                     tuple(fixed) + tuple(plan.points[0].items()) + (("scenario.warmup_s", 0.0),),
+    tasks = [RunTask(str(plan.path(0)),
+                     tuple(fixed) + plan.overrides(0) + (("scenario.warmup_s", 0.0),),
                      plan.seed, 10_000 + r, 0, str(out / "pilot" / f"r{r:03d}"), (), allow_code)
              for r in range(meta.pilot_replications)]
     cuts, reliable = [], True
@@ -371,7 +413,7 @@ def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_in
             continue
         for k, v in r["kpis"].items():
             cols["experiment"].append(meta.name)
-            cols["scenario"].append(str(plan.scenario_path.stem))
+            cols["scenario"].append(str(plan.path(r["point"]).stem))
             cols["point"].append(r["point"])
             cols["replication"].append(r["replication"])
             cols["seed"].append(r["seed"])
@@ -436,6 +478,7 @@ def _summarise(spec: ExperimentSpec, plan: _Plan, records: list[dict], warmup_in
     summary = {
         "experiment": meta.name,
         "scenario": str(plan.scenario_path),
+        "scenarios": [str(plan.path(i)) for i in range(len(plan.points))],
         "seed": plan.seed,
         "confidence": meta.confidence,
         "factors": factor_paths,

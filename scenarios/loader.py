@@ -20,9 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .inherit import MAX_EXTENDS_DEPTH, LinkSource, MergeError, locate_parent, merge
+from .layout import Origin, add_auto_parking, expand_layout
 from .line_limits import line_limit_errors
-from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, Scenario, jobshop_errors,
-                     reference_errors)
+from .schema import (DIST_TAGS, FAULT_MODES, UNION_TAGS, JobShopScenario, LayoutSpec, Scenario,
+                     jobshop_errors, reference_errors)
 from .toml_input import TomlInputError, check_nesting, check_size, read_toml
 
 
@@ -46,12 +48,14 @@ class Problem:
     path: str
     message: str
     line: int | None = None
+    file: str | None = None  # another file than the scenario's: a parent, a CSV, a GraphML
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _one_line(self.path))
         object.__setattr__(self, "message", _one_line(self.message))
 
     def format(self, file: str) -> str:
+        file = _one_line(self.file) if self.file else file
         where = f"{file}:{self.line}" if self.line else file
         return f"{where}: {self.path}: {self.message}"
 
@@ -193,38 +197,160 @@ def controller_overrides(arg: str, file_controller: str) -> list[Override]:
 def load_scenario(source: str | Path,
                   overrides: list[Override] | None = None) -> Scenario | JobShopScenario:
     """Load, override and validate a scenario; raise :class:`ScenarioError` listing every
-    problem. A file with a ``[jobshop]`` table is a :class:`JobShopScenario`; its relative
+    problem. A file that ``extends`` another is merged over it first (see
+    :mod:`darkfab.scenarios.inherit`); a ``[layout]`` adds nodes and links from files or a
+    grid, and ``fleet.auto_parking`` adds homes (see :mod:`darkfab.scenarios.layout`). A file
+    with a ``[jobshop]`` table is a :class:`JobShopScenario`; its relative
     ``jobshop.instance`` path is taken relative to the scenario file's folder."""
     path = resolve_path(str(source))
     file = str(path)
-    try:
-        text, data = read_toml(path)
-    except TomlInputError as e:
-        raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
-    lines = _KeyLines(text)
+    data, loc = _read_chain(path)
     problems = apply_overrides(data, list(overrides or []))
     if problems:
         raise ScenarioError(file, problems)
     set_paths = {tuple(parse_override(o)[0]) for o in overrides or []}
+    _absolute_paths(data, path.parent)  # paths set by --set: relative to the scenario file
     try:
         check_size(data)  # the overrides may have added entries
     except TomlInputError as e:
         raise ScenarioError(file, [Problem(e.path, e.message)]) from None
     if isinstance(data.get("jobshop"), dict):
-        return _load_jobshop(data, path, lines, set_paths)
+        return _load_jobshop(data, path, loc, set_paths)
+    problems = _expand_layout(data, loc, set_paths)
+    if problems:
+        raise ScenarioError(file, problems)
+    try:
+        check_size(data)  # the layout may have added entries
+    except TomlInputError as e:
+        raise ScenarioError(file, [Problem(e.path, e.message)]) from None
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
-    problems = [_located(p, m, lines, set_paths) for p, m in reference_errors(scenario)]
+        raise ScenarioError(file, [_problem(err, loc, set_paths) for err in e.errors()]) from None
+    problems = [_located(p, m, loc, set_paths) for p, m in reference_errors(scenario)]
     if not problems:  # the models are built only from a consistent scenario
-        problems = [_located(p, m, lines, set_paths) for p, m in line_limit_errors(scenario)]
+        problems = [_located(p, m, loc, set_paths) for p, m in line_limit_errors(scenario)]
     if problems:
         raise ScenarioError(file, problems)
     return scenario
 
 
-def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
+def _read_chain(path: Path) -> tuple[dict, "_Locator"]:
+    """The document of ``path`` merged over the chain of files it ``extends``, and a locator
+    of field paths in those files. Problems name the file (child or parent) and line."""
+    docs: list[tuple[str, _KeyLines, dict]] = []  # child first
+    seen = [path.resolve()]
+    p = path
+    while True:
+        file = str(p)
+        try:
+            text, data = read_toml(p)
+        except TomlInputError as e:
+            raise ScenarioError(file, [Problem(e.path, e.message, e.line)]) from None
+        lines = _KeyLines(text)
+        _absolute_paths(data, p.parent)
+        ref = data.pop("extends", None)
+        docs.append((file, lines, data))
+        if ref is None:
+            break
+        line = lines.find("extends")
+        if not isinstance(ref, str) or not ref:
+            raise ScenarioError(file, [Problem("extends", "must be a shipped scenario name or "
+                                               "the path of a .toml file", line)])
+        shipped = shipped_scenarios()
+        parent = locate_parent(ref, p.parent, shipped)
+        if parent is None:
+            raise ScenarioError(file, [Problem("extends", f"no scenario file or shipped "
+                                               f"scenario {ref!r} (paths are relative to this "
+                                               f"file); shipped: {', '.join(sorted(shipped))}",
+                                               line)])
+        if parent.resolve() in seen:
+            cycle = " -> ".join(str(x) for x in [*seen, parent.resolve()])
+            raise ScenarioError(file, [Problem("extends", f"cycle of extends: {cycle}", line)])
+        if len(docs) >= MAX_EXTENDS_DEPTH:
+            raise ScenarioError(file, [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} "
+                                               "levels of extends", line)])
+        seen.append(parent.resolve())
+        p = parent
+    k = len(docs) - 1
+    data = docs[k][2]
+    links = data.get("links")
+    link_src = [(k, i) for i in range(len(links))] if isinstance(links, list) else []
+    for k in range(len(docs) - 2, -1, -1):
+        try:
+            data, links_from = merge(data, docs[k][2])
+        except MergeError as e:
+            raise ScenarioError(docs[k][0], [Problem(e.path, e.message,
+                                                     docs[k][1].find(e.path))]) from None
+        link_src = _link_sources(link_src, links_from, k)
+    return data, _Locator(str(path), [(f, ln) for f, ln, _ in docs], link_src)
+
+
+def _link_sources(prev: list[tuple[int, int]], links_from: list[LinkSource], k: int
+                  ) -> list[tuple[int, int]]:
+    return [(k, j) if side == "child" else prev[j] if j < len(prev) else (k, j)
+            for side, j in links_from]
+
+
+_LAYOUT_FILES = ("nodes_csv", "links_csv", "graphml")
+
+
+def _absolute_paths(data: dict, folder: Path) -> None:
+    """Relative file paths in a document (``[layout]`` files, ``jobshop.instance``) made
+    relative to ``folder``, the folder of the file that names them."""
+    def absolute(v: str) -> str:
+        try:
+            return str((folder / v).resolve())
+        except (OSError, ValueError):  # a NUL in the name: reported when the file is read
+            return v
+
+    lay = data.get("layout")
+    if isinstance(lay, dict):
+        for key in _LAYOUT_FILES:
+            v = lay.get(key)
+            if isinstance(v, str) and v and not Path(v).is_absolute():
+                lay[key] = absolute(v)
+    job = data.get("jobshop")
+    if isinstance(job, dict) and isinstance(job.get("instance"), str) and job["instance"] \
+            and not Path(job["instance"]).is_absolute():
+        from darkfab.control.jobshop import shipped_instances
+        if job["instance"] not in shipped_instances():
+            job["instance"] = absolute(job["instance"])
+
+
+def _expand_layout(data: dict, loc: "_Locator", set_paths: set[tuple]) -> list[Problem]:
+    """Add the ``[layout]`` nodes and links (then drop the table) and the automatic parking
+    to the document; record where each came from."""
+    lay = data.pop("layout", None)
+    if lay is not None:
+        try:
+            spec = LayoutSpec.model_validate(lay)
+        except ValidationError as e:
+            return [_problem({**err, "loc": ("layout", *err["loc"])}, loc, set_paths)
+                    for err in e.errors()]
+        nodes = data.get("nodes", {})
+        links = data.get("links", [])
+        if not isinstance(nodes, dict) or not isinstance(links, list):
+            return []  # reported by validation
+        ex = expand_layout(spec, nodes, loc.origin("layout.grid"))
+        if ex.problems:
+            return [loc.problem_at(p.origin, p.path, p.message) for p in ex.problems]
+        base = len(links)
+        data["nodes"] = {**nodes, **ex.nodes}
+        data["links"] = [*links, *ex.links]
+        loc.origins.update({f"nodes.{n}": o for n, o in ex.node_origins.items()})
+        loc.origins.update({f"links[{base + i}]": o for i, o in enumerate(ex.link_origins)})
+    links = data.get("links", [])
+    base = len(links) if isinstance(links, list) else 0
+    added = add_auto_parking(data)
+    if added:
+        o = loc.origin("fleet.auto_parking")
+        loc.origins.update({f"nodes.{n}": o for n in added})
+        loc.origins.update({f"links[{i}]": o for i in range(base, len(data["links"]))})
+    return []
+
+
+def _load_jobshop(data: dict, path: Path, lines: "_Locator",
                   set_paths: set[tuple]) -> JobShopScenario:
     from pydantic import ValidationError
 
@@ -244,13 +370,13 @@ def _load_jobshop(data: dict, path: Path, lines: "_KeyLines",
         scenario = JobShopScenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(file, [_problem(err, lines, set_paths) for err in e.errors()]) from None
-    problems = [Problem(p, m, lines.find(p)) for p, m in jobshop_errors(scenario)]
+    problems = [lines.problem(p, m) for p, m in jobshop_errors(scenario)]
     if problems:
         raise ScenarioError(file, problems)
     return scenario
 
 
-def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
+def _problem(err: dict, lines: "_Locator", set_paths: set[tuple]) -> Problem:
     loc = [x for i, x in enumerate(err["loc"]) if not (i > 0 and _is_tag(x))]
     path = _dotted(loc) or "<root>"
     msg = err["msg"]
@@ -267,7 +393,7 @@ def _problem(err: dict, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
     return _located(path, msg, lines, set_paths)
 
 
-def _located(path: str, msg: str, lines: "_KeyLines", set_paths: set[tuple]) -> Problem:
+def _located(path: str, msg: str, lines: "_Locator", set_paths: set[tuple]) -> Problem:
     """A problem at the line that holds ``path``, or tagged ``[from --set]`` if an override
     set it (or a table above it)."""
     try:
@@ -276,7 +402,7 @@ def _located(path: str, msg: str, lines: "_KeyLines", set_paths: set[tuple]) -> 
         loc = ()
     if any(loc[:len(sp)] == sp for sp in set_paths):
         return Problem(path, msg + " [from --set]")
-    return Problem(path, msg, lines.find(path))
+    return lines.problem(path, msg)
 
 
 _PYDANTIC_TAG = re.compile(r"^(constrained-str|str|int|float|bool|\[key\]|function-.*|"
@@ -338,3 +464,49 @@ class _KeyLines:
             cut = max(p.rfind("."), p.rfind("["))
             p = p[:cut] if cut > 0 else ""
         return None
+
+
+class _Locator:
+    """Where a field path of the merged document was written: the child file or a parent
+    (the most derived file that sets it), a CSV line or a GraphML element (``origins``)."""
+
+    def __init__(self, main: str, docs: list[tuple[str, _KeyLines]],
+                 link_src: list[tuple[int, int]]) -> None:
+        self.main = main
+        self.docs = docs  # child first
+        self.link_src = link_src  # merged link i -> (document, index of the link in it)
+        self.origins: dict[str, Origin] = {}  # entries added by [layout] or auto parking
+
+    def find(self, path: str) -> tuple[str, int | None]:
+        p = path
+        while p:
+            if p in self.origins:
+                o = self.origins[p]
+                return o.where(), o.line
+            m = re.match(r"links\[(\d+)\]", p)
+            if m and p == m.group():
+                i = int(m.group(1))
+                if i < len(self.link_src):
+                    k, j = self.link_src[i]
+                    file, lines = self.docs[k]
+                    return file, lines.find(f"links[{j}]" + path[m.end():])
+                return self.main, None
+            if not m:
+                for file, lines in self.docs:
+                    if p in lines.paths:
+                        return file, lines.paths[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return self.main, None
+
+    def origin(self, path: str) -> Origin:
+        file, line = self.find(path)
+        return Origin(file, line)
+
+    def problem(self, path: str, msg: str) -> Problem:
+        file, line = self.find(path)
+        return Problem(path, msg, line, None if file == self.main else file)
+
+    def problem_at(self, o: Origin, path: str, msg: str) -> Problem:
+        where = o.where()
+        return Problem(path, msg, o.line, None if where == self.main else where)

@@ -27,7 +27,7 @@ __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_err
            "FolderName", "NORMAL_MIN_WINDOW_MASS", "routing_errors",
            "Fault", "FAULT_MODES", "VerificationSpec", "AlarmSpec",
            "transport_hops", "JobShopMeta", "JobShopSpec", "JobShopScenario", "jobshop_errors",
-           "JOBSHOP_SCHEDULERS"]
+           "JOBSHOP_SCHEDULERS", "GridSpec", "LayoutSpec"]
 
 
 class Strict(BaseModel):
@@ -438,6 +438,42 @@ class BatterySpec(Strict):
     charging_kw: PositiveFloat
 
 
+class GridSpec(Strict):
+    """``[layout.grid]``: a rectangular grid of aisles, ``rows`` × ``cols`` waypoints
+    ``{prefix}{row}_{col}`` spaced ``spacing_m`` apart from the origin (row 0 at
+    ``origin_y_m``, rows growing in +y), joined to their row and column neighbours by lanes
+    ``aisle_capacity_robots`` robots wide (both directions)."""
+
+    rows: Annotated[int, Field(ge=1, le=1000)]
+    cols: Annotated[int, Field(ge=1, le=1000)]
+    spacing_m: PositiveFloat
+    aisle_capacity_robots: PositiveInt = 1
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]*$")] = "g"
+    origin_x_m: Coordinate = 0.0
+    origin_y_m: Coordinate = 0.0
+    speed_limit_m_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.rows * self.cols > 100_000:
+            raise PydanticCustomError("grid", "at most 100,000 grid nodes (rows × cols)")
+        if max(abs(self.origin_x_m) + (self.cols - 1) * self.spacing_m,
+               abs(self.origin_y_m) + (self.rows - 1) * self.spacing_m) > MAX_COORDINATE_M:
+            raise PydanticCustomError("grid", f"the grid reaches beyond ±{MAX_COORDINATE_M:g} m")
+        return self
+
+
+class LayoutSpec(Strict):
+    """``[layout]``: nodes and links read from files (paths relative to the scenario file
+    that names them) or generated, added to the scenario's own ``[nodes]`` and ``[[links]]``
+    when it is loaded (see docs/layouts.md)."""
+
+    nodes_csv: Annotated[str, Field(min_length=1)] | None = None
+    links_csv: Annotated[str, Field(min_length=1)] | None = None
+    graphml: Annotated[str, Field(min_length=1)] | None = None
+    grid: GridSpec | None = None
+
+
 class StallSpec(Strict):
     name: Name
     time_to_failure: Distribution  # seconds of travel
@@ -463,13 +499,15 @@ class FleetSpec(Strict):
     charge_target_soc: Annotated[float, Field(gt=0, le=1)] = 0.95
     opportunistic_below_soc: Annotated[float, Field(ge=0, le=1)] = 0.8
     staging_capacity_units: PositiveInt = 10
+    auto_parking: bool = False  # add parking nodes beside the homes when count > len(homes)
 
     @model_validator(mode="after")
     def _homes(self):
         if len(self.homes) < self.count:
             raise PydanticCustomError(
-                "homes", f"{self.count} robots need at least {self.count} homes "
-                         f"(got {len(self.homes)}): one robot per node")
+                "homes", f"fleet.count = {self.count} robots need at least {self.count} "
+                         f"fleet.homes (got {len(self.homes)}): one robot per node; list more "
+                         "homes or set fleet.auto_parking = true")
         if len(set(self.homes)) != len(self.homes):
             raise PydanticCustomError("homes", "homes must be distinct nodes")
         if self.charge_target_soc <= self.charge_below_soc:
