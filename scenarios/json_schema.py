@@ -88,6 +88,10 @@ def scenario_json_schema(jobshop: bool = False) -> dict[str, Any]:
     schema.setdefault("description", "A darkfab scenario file (TOML). Units are in the field "
                       "names (_s seconds, _m metres, _kg kilograms, _pct percent, ...). "
                       "'darkfab check FILE' also checks the references between tables.")
+    if not jobshop:  # a complete file; a file that `extends` another is partial: darkfab check
+        schema.setdefault("properties", {})["extends"] = {
+            "type": "string", "description": "a shipped scenario or a .toml file this one "
+            "overrides (its fields are checked after the merge, by 'darkfab check')"}
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 
