@@ -201,6 +201,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _with_horizon(args) -> list[str]:
+    """``--set`` overrides, then ``--days`` / ``--hours`` as ``scenario.horizon_s``."""
+    out = list(args.overrides)
+    if args.days is not None:
+        out.append(f"scenario.horizon_s={args.days * 86400.0}")
+    if args.hours is not None:
+        out.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .loader import ScenarioError
@@ -309,11 +319,7 @@ def _list(args) -> int:
 def _run(args) -> int:
     from .loader import controller_overrides
 
-    overrides = list(args.overrides)
-    if args.days is not None:
-        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
-    if args.hours is not None:
-        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    overrides = _with_horizon(args)
     if args.seed is not None and args.seed < 0 or args.replication < 0:
         print("--seed and --replication must be non-negative", file=sys.stderr)
         return 2
@@ -443,11 +449,7 @@ def _serve(args) -> int:
     except ImportError:
         print("darkfab serve needs asyncua: pip install 'darkfab[opcua]'", file=sys.stderr)
         return 2
-    overrides = list(args.overrides)
-    if args.days is not None:
-        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
-    if args.hours is not None:
-        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    overrides = _with_horizon(args)
     where = args.scenario or DEFAULT_SCENARIO
     s = load_scenario(where, overrides)
     if isinstance(s, JobShopScenario):
@@ -737,11 +739,7 @@ def _compare(args) -> int:
         print("compare: --replications must be at least 1 and --confidence in (0, 1)",
               file=sys.stderr)
         return 2
-    overrides = list(args.overrides)
-    if args.days is not None:
-        overrides.append(f"scenario.horizon_s={args.days * 86400.0}")
-    if args.hours is not None:
-        overrides.append(f"scenario.horizon_s={args.hours * 3600.0}")
+    overrides = _with_horizon(args)
     res = run_compare(args.scenario, args.controllers[0], args.controllers[1],
                       args.replications, overrides=overrides, seed=args.seed,
                       engine=args.engine, workers=args.workers, scheduler=args.scheduler,
