@@ -33,7 +33,11 @@ container is at the dock or it is refilling. The mass below the low level (cdc-l
 Wake-ups (``WakeUp``, no polling): at each feeder's expected low-level time (when a container
 at the dock is taken and, with kanban, the next one asked for), at a coming container's
 expected arrival, at the time a feeder with nothing coming would need a cut, and every
-``recheck_s`` while a cut is active or a container is overdue.
+``recheck_s`` while a cut is active or a container is overdue. A wake-up is not asked for when
+one already pending comes before it or at most ``coalesce_s`` (default 60 s, a fifth of the
+margin) after it: the projected times drift by seconds between decisions (feed noise), and
+feeders reach their low levels close together, so each would otherwise wake the controller
+again for the same check.
 
 ``reserve_used`` (0–1) is the share of the mass below the low level the rule may count on
 (``0``: the hopper must last to its low level; the built-in supervisor uses 0.5). A feeder whose
@@ -135,11 +139,12 @@ class FeederRateCut:
     def __init__(self, margin_s: float = 300.0, recheck_s: float = 600.0,
                  prior_lead_s: float = 900.0, lead_quantile: float = 0.8,
                  lead_history: int = 20, min_step: float = 0.02,
-                 reserve_used: float = 0.0) -> None:
+                 reserve_used: float = 0.0, coalesce_s: float = 60.0) -> None:
         if margin_s < 0 or not recheck_s > 0 or not 0 <= min_step < 1 \
-                or not 0 <= reserve_used <= 1:
+                or not 0 <= reserve_used <= 1 or coalesce_s < 0:
             raise ValueError("need rate_cut_margin_s >= 0, recheck_s > 0, 0 <= min_step < 1, "
-                             "0 <= rate_cut_reserve_used <= 1")
+                             "0 <= rate_cut_reserve_used <= 1, coalesce_s >= 0")
+        self.coalesce = coalesce_s
         self.reserve_used = reserve_used
         self.margin, self.recheck, self.min_step = margin_s, recheck_s, min_step
         self.leads = LeadTimes(prior_lead_s, lead_quantile, lead_history)
@@ -149,7 +154,7 @@ class FeederRateCut:
         self.nominal: dict[str, float] = {}
         self.commanded: dict[str, float] = {}  # line -> the rate this strategy last set
         self.deferred: Mapping[str, float] = {}  # feeders whose refill a planner defers
-        self._wake = math.inf
+        self._pending: list[float] = []  # times of the wake-ups asked for, not yet fired
         self.cuts = 0
 
     def reset(self, info: PlantInfo) -> None:
@@ -161,15 +166,14 @@ class FeederRateCut:
         self.ranges = {ln: (info.setpoints[ln][_SP].low, info.setpoints[ln][_SP].high)
                        for ln in self.lines}
         self.nominal, self.commanded = {}, {}
-        self._wake = math.inf
+        self._pending = []
         self.cuts = 0
 
     def decide(self, events: Sequence[Event], obs: Observation) -> list[PlantCommand]:
         if not self.lines:
             return []
         now = obs.time_s
-        if any(e.kind == "timer" and e.detail == RATE_CUT_TAG for e in events):
-            self._wake = math.inf  # the pending wake-up has fired
+        self._pending = [t for t in self._pending if t > now]  # those due have fired
         out: list[PlantCommand] = []
         nxt = math.inf
         for line, feeders in self.lines.items():
@@ -204,8 +208,8 @@ class FeederRateCut:
                                     "has its container at the dock, is refilling or lasts"))
             nxt = min(nxt, t_next)
         nxt = max(nxt, now + 1.0)
-        if math.isfinite(nxt) and nxt < self._wake:
-            self._wake = nxt
+        if math.isfinite(nxt) and not any(t <= nxt + self.coalesce for t in self._pending):
+            self._pending.append(nxt)
             out.append(WakeUp(nxt, RATE_CUT_TAG, "feeder starvation check"))
         return out
 
