@@ -291,7 +291,10 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
             period_s=pa.period_s, noise_sd=pa.noise_sd, delay_s=pa.delay_s,
             dropout_prob=pa.dropout_probability,
             drift_start_s=math.inf if pa.drift_start_s is None else pa.drift_start_s,
-            drift_rate_per_s=pa.drift_per_h / 3600.0), streams.stream(f"{p}.pat"))
+            drift_rate_per_s=pa.drift_per_h / 3600.0,
+            sampling_rsd=pa.sampling_rsd_1g_pct / 100.0 / math.sqrt(pa.sample_mass_g),
+            bias=pa.bias_pct / 100.0, bias_rate_per_s=pa.drift_pct_per_day / 100.0 / 86400.0),
+            streams.stream(f"{p}.pat"))
     q = spec.quality
     quality = QualitySpec(q.spec_low_pct / 100.0, q.spec_high_pct / 100.0, q.min_flow_pct / 100.0,
                           q.margin_s, q.pat_hold_s, q.startup_divert_s)
