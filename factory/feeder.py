@@ -222,6 +222,7 @@ class LossInWeightFeeder:
         self.residual_lot = residual_lot
         self.purge_fraction = purge_fraction
         self.composition = 0  # bumped whenever the hopper's lot fractions change
+        self.refill_log: list[list[float]] = []  # [start, end] of each refill (end inf: going on)
 
     # --- commands -----------------------------------------------------------------------------
     def set_setpoint(self, t: float, setpoint_kg_s: float) -> None:
@@ -247,6 +248,7 @@ class LossInWeightFeeder:
         omega = self.setpoint_kg_s / self.p.ff(self.mass_kg)
         self._refill = (float(rate_kg_s), float(mass_kg), lot_id, omega)
         self.mode = "refill"
+        self.refill_log.append([self.t, math.inf])
 
     def _purge_lots(self) -> None:
         """Merge lots below ``purge_fraction`` of the hopper into ``residual_lot`` (mass kept
@@ -801,6 +803,8 @@ class LossInWeightFeeder:
         if reason == "high" or left <= 1e-12 * max(1.0, R):
             self._refill = None
             self.mode = "gravimetric"
+            if record:
+                self.refill_log[-1][1] = self.t
         else:
             self._refill = (R, left, lot, omega)
         return self.t if reason == "stop" else None

@@ -1,8 +1,11 @@
 """NIR process-analytical-technology (PAT) sensor for API concentration.
 
 Samples every ``period_s`` at t_k = phase + k·period; a sample of the true value x(t_k) is
-available at t_k + ``delay_s`` and reads y = x(t_k) + bias(t_k) + e, e ~ N(0, noise_sd²)
-(absolute, in concentration units), bias(t) = drift_rate·(t − drift_start) for
+available at t_k + ``delay_s`` and reads y = x(t_k) + bias(t_k) + b₀ + ḃ·t_k + e,
+e ~ N(0, noise_sd² + (s·x)²) (absolute, in concentration units; b₀ a calibration bias, ḃ a slow
+calibration drift; s = s₁·√(1 g/m) the relative fundamental sampling error of the effective
+sample mass m that the spectrum sees, Gy 2004, Chemometr Intell Lab 74:7: its variance is
+inversely proportional to the sample mass), bias(t) = drift_rate·(t − drift_start) for
 drift_start ≤ t < drift_end (a drift fault, gone after recalibration at drift_end), else 0. A sample is lost (value None) with probability ``dropout_prob`` or when
 t_k falls in a scripted dropout window [a, b). Randomness only from the numpy ``Generator``
 passed in; two standard normals per sample, in sample order (the second gives the dropout
@@ -36,6 +39,9 @@ class NirSensorParams:
     drift_rate_per_s: float = 0.0
     phase_s: float = 0.0
     drift_end_s: float = math.inf
+    sampling_rsd: float = 0.0  # s_1·√(1 g / m_eff): Gy's fundamental sampling error, relative
+    bias: float = 0.0  # calibration bias (concentration units)
+    bias_rate_per_s: float = 0.0  # slow calibration drift from t = 0 (per s)
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.noise_sd >= 0 and self.delay_s >= 0
@@ -157,7 +163,14 @@ class NirSensor:
         # y = (x + bias) + noise; without a drift, x + 0.0 (not x: the same sums as adding a
         # zero bias, −0.0 included)
         y = x + self.bias(t) if math.isfinite(self.p.drift_start_s) else x + 0.0
-        y += self.p.noise_sd * z[:, 0]
+        p = self.p
+        if p.bias or p.bias_rate_per_s:  # the measurement model (docs/twin.md)
+            y += p.bias + p.bias_rate_per_s * t
+        if p.sampling_rsd:  # independent errors: sd² = noise² + (sampling_rsd·x)²
+            with np.errstate(invalid="ignore"):
+                y += np.sqrt(p.noise_sd ** 2 + (p.sampling_rsd * x) ** 2) * z[:, 0]
+        else:
+            y += p.noise_sd * z[:, 0]
         lost = self._lost(t, z[:, 1])
         self.k += n
         return t, y, lost, x

@@ -39,8 +39,9 @@ from darkfab.factory.random_streams import RandomStreams
 
 from .batch_records import RECORDS_FILE, BatchRecordChain
 from .control_loop import ControlLoop
-from .line_models import line_models
+from .line_models import line_models, true_line_rtds
 from .schema import ContinuousLineSpec, OrderBookSpec, Scenario, transport_hops
+from .twin_build import needs_twin, wire_twin
 
 __all__ = ["Plant", "build_plant", "line_models"]
 
@@ -266,6 +267,9 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
     p = f"continuous_lines.{name}"
     ps = spec.press
     press, blender, line_rtd = line_models(spec)
+    model_rtds = None
+    if needs_twin(spec):  # the plant runs on the true RTD, the soft sensor on the nominal one
+        model_rtds, (blender, line_rtd) = (blender, line_rtd), true_line_rtds(spec)
     flow = press.mass_flow_kg_s
     stations = []
     for fname, f in spec.feeders.items():
@@ -287,7 +291,10 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
             period_s=pa.period_s, noise_sd=pa.noise_sd, delay_s=pa.delay_s,
             dropout_prob=pa.dropout_probability,
             drift_start_s=math.inf if pa.drift_start_s is None else pa.drift_start_s,
-            drift_rate_per_s=pa.drift_per_h / 3600.0), streams.stream(f"{p}.pat"))
+            drift_rate_per_s=pa.drift_per_h / 3600.0,
+            sampling_rsd=pa.sampling_rsd_1g_pct / 100.0 / math.sqrt(pa.sample_mass_g),
+            bias=pa.bias_pct / 100.0, bias_rate_per_s=pa.drift_pct_per_day / 100.0 / 86400.0),
+            streams.stream(f"{p}.pat"))
     q = spec.quality
     quality = QualitySpec(q.spec_low_pct / 100.0, q.spec_high_pct / 100.0, q.min_flow_pct / 100.0,
                           q.margin_s, q.pat_hold_s, q.startup_divert_s)
@@ -305,6 +312,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
         spec.batch_kg, failures, spec.control_interval_s,
         spec.qc_tablets_per_unit)
+    if model_rtds is not None:
+        wire_twin(line, spec, streams, p, *model_rtds)
     lp = spec.loops
     line.set_regulation(
         ForceGauge(press, press.tablet_weight_kg, ps.compaction_pressure_mpa * 1e6),

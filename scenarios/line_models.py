@@ -9,7 +9,7 @@ from darkfab.factory.tablet_press import TabletPress
 
 from .schema import ContinuousLineSpec
 
-__all__ = ["line_models", "line_parts"]
+__all__ = ["line_models", "line_parts", "true_line_rtds"]
 
 
 def line_models(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
@@ -38,3 +38,16 @@ def line_parts(spec: ContinuousLineSpec) -> tuple[TabletPress, RTD, RTD]:
                        b.flow_exponent, b.speed_exponent, b.model, b.n_tanks, b.peclet)
     blender = blender_rtd(bp, flow, b.speed_rpm)
     return press, blender, press.feed_frame_rtd(flow)
+
+
+def true_line_rtds(spec: ContinuousLineSpec) -> tuple[RTD, RTD]:
+    """The plant's true blender RTD and line RTD under the line's ``mismatch`` (docs/twin.md):
+    τ × ``blender_tau_factor`` (the hold-up), tanks-in-series n or Péclet number ×
+    ``blender_n_factor``; the feed frame as nominal."""
+    press, _, feed_frame = line_parts(spec)
+    b, m = spec.blender, spec.mismatch
+    bp = BlenderParams(b.holdup_ref_kg * m.blender_tau_factor, b.mass_flow_ref_kg_h / 3600.0,
+                       b.speed_ref_rpm, b.flow_exponent, b.speed_exponent, b.model,
+                       b.n_tanks * m.blender_n_factor, b.peclet * m.blender_n_factor)
+    blender = blender_rtd(bp, press.mass_flow_kg_s, b.speed_rpm)
+    return blender, SeriesRTD([blender, feed_frame], max_points=2**14)

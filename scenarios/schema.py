@@ -685,6 +685,12 @@ class PatSpec(Strict):
     alarm_rule: Literal["single", "k_of_n", "moving_average"] = "single"
     alarm_k: Annotated[int, Field(ge=1, le=100)] = 2  # k_of_n: k of the last n readings out
     alarm_n: Annotated[int, Field(ge=1, le=100)] = 3  # k_of_n, moving_average: n readings
+    # measurement model (docs/twin.md): Gy's fundamental sampling error of the effective sample
+    # mass, a calibration bias and a slow drift (zero: today's sensor)
+    sample_mass_g: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 1.0
+    sampling_rsd_1g_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    bias_pct: Annotated[float, Field(ge=-20, le=20, allow_inf_nan=False)] = 0.0
+    drift_pct_per_day: Annotated[float, Field(ge=-5, le=5, allow_inf_nan=False)] = 0.0
 
     @model_validator(mode="after")
     def _k_of_n(self):
@@ -709,6 +715,51 @@ class LineQualitySpec(Strict):
         if not self.spec_low_pct < 100.0 < self.spec_high_pct:
             raise PydanticCustomError("limits", "need spec_low_pct < 100 < spec_high_pct")
         return self
+
+
+class LotVariationSpec(Strict):
+    """Raw-material lot variation of one feeder's material (relative standard deviations, %):
+    each lot draws its API potency (API feeders only), bulk density and feed-factor multiplier
+    from a normal distribution around 1 (``darkfab.factory.mismatch``)."""
+
+    potency_sd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    bulk_density_sd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    feed_factor_sd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+
+
+class MismatchSpec(Strict):
+    """The plant's truth apart from the model (docs/twin.md): the plant runs on true parameters,
+    the soft sensor and the control strategy on the nominal ones. Zero everywhere (the default):
+    the ideal plant, the model is the plant. ``lots`` per feeder name; ``screw_wear_pct_per_day``:
+    feed-factor loss of every feeder screw per day; the true blender mean residence time is
+    ``blender_tau_factor`` × nominal, its true tanks-in-series n (or Péclet number)
+    ``blender_n_factor`` × nominal (its speed dependence is the nominal one);
+    ``tablet_content_rsd_pct``: tablet-to-tablet API content variation at
+    compression (the truth audit counts tablets out of spec with it)."""
+
+    lots: dict[Name, LotVariationSpec] = {}
+    screw_wear_pct_per_day: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] = 0.0
+    blender_tau_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
+    blender_n_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
+    tablet_content_rsd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+
+    def is_zero(self) -> bool:
+        """No mismatch at all: the plant is its model."""
+        return (not any(v.potency_sd_pct or v.bulk_density_sd_pct or v.feed_factor_sd_pct
+                        for v in self.lots.values())
+                and self.screw_wear_pct_per_day == 0 and self.blender_tau_factor == 1.0
+                and self.blender_n_factor == 1.0 and self.tablet_content_rsd_pct == 0)
+
+
+class InstrumentsSpec(Strict):
+    """What the control system measures (``darkfab.factory.instruments``): each feeder's load
+    cell reads the hopper mass with noise ``load_cell_noise_g`` (sd per reading, one reading per
+    feed-noise cell) and the flow is the filtered mass loss (first-order filter,
+    ``load_cell_filter_s``); during a refill the load cell is blind and the flow is estimated as
+    screw speed × nominal feed factor. Zero (the default): the load cells report the true flow."""
+
+    load_cell_noise_g: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 0.0
+    load_cell_filter_s: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 0.0
 
 
 class LineReleaseSpec(Strict):
@@ -780,6 +831,8 @@ class ContinuousLineSpec(Strict):
     loops: LoopsSpec = LoopsSpec()
     disturbances: list[LineDisturbanceSpec] = []
     release: LineReleaseSpec | None = None  # CU test, decision and record per batch
+    mismatch: MismatchSpec = MismatchSpec()  # the plant's truth apart from the model
+    instruments: InstrumentsSpec = InstrumentsSpec()  # load cells (NIR: ``pat``)
 
     @model_validator(mode="after")
     def _recipe(self):
@@ -792,6 +845,10 @@ class ContinuousLineSpec(Strict):
             raise PydanticCustomError("recipe", "exactly one feeder needs component = \"api\"")
         if self.batch_hours is not None and self.batch_kg is not None:
             raise PydanticCustomError("batch", "give batch_hours or batch_kg, not both")
+        unknown = sorted(set(self.mismatch.lots) - set(self.feeders))
+        if unknown:
+            raise PydanticCustomError("mismatch", f"mismatch.lots names no feeder: "
+                                      f"{', '.join(unknown)}")
         return self
 
     def mass_flow_kg_s(self) -> float:

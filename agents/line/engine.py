@@ -77,6 +77,9 @@ class HybridEngine:
         self._one_cell_grid = len({st.feeder.p.noise_period_s for st in self.stations}) == 1
         self.on_lot_released = on_lot_released
         self.synced = 0.0  # the sources' feed is in the predictors up to here
+        #: the control system's model (:class:`~.soft_sensor.SoftSensor`), fed the same segments
+        #: at every sync; ``None``: the model is the plant (no mismatch, ideal instruments)
+        self.observer: Any = None
 
     def channels_of(self, component: str) -> list[int]:
         """Columns of the component predictor's outputs that carry ``component``."""
@@ -141,11 +144,13 @@ class HybridEngine:
         # the present flows (noise cell at now), assumed to persist until the next sync
         comp_now = np.zeros(len(self.comp.channels))
         key = [-1] * len(stations)
+        rates_now = [0.0] * len(stations)
         for k, st in enumerate(stations):
             f = st.feeder
             r = f.current_rate_kg_s()
             if r <= 0.0:
                 continue
+            rates_now[k] = r
             comp_now[self._comp_col[k]] += r
             key[k] = f.composition
         if same and all(min(f[2].tolist()) > 0.0 for f in feeds):
@@ -174,7 +179,11 @@ class HybridEngine:
         if self._lot_pushes:
             self._flush_lots()
         self.synced = now
-        self.flow.prune(min(self.comp.valid_from_theta, self.lots.valid_from_theta))
+        keep = min(self.comp.valid_from_theta, self.lots.valid_from_theta)
+        if self.observer is not None:
+            self.observer.push(now, feeds, rates_now)
+            keep = min(keep, self.observer.comp.valid_from_theta)
+        self.flow.prune(keep)
 
     def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,
                    same: bool) -> None:

@@ -80,11 +80,16 @@ class FeederLogistics:
             self._notify("alarm", f"{st.name}: refill_failed")
             return
         potency = self.next_potency.pop(st.name, None)
+        k = self.stations.index(st)
         if potency is not None:
             self.lot_potency[unit.lot] = potency
             self._notify("oos_lot", str(unit.lot))
+        else:  # the lot's own potency (plant-model mismatch, docs/twin.md)
+            self._draw_potency(k, unit.lot)
         f = st.feeder
         mass = st.container_kg(unit.product)
+        if self.soft is not None:  # the control system goes volumetric on this material
+            self.soft.refill_started(k, f.hopper_fractions())
         w0 = self._clock()
         f.start_refill(now, mass, st.refill_rate_kg_s, unit.lot)
         self._clocked(w0)

@@ -49,6 +49,8 @@ class LineResults:
             "diverted_kg": diverted,
             "released_out_of_spec_kg": self.released_oos_kg,
             "released_out_of_spec_samples": self.released_oos_samples,
+            # expected accepted tablets whose true API content is out of spec (ControlStrategy._audit)
+            "released_out_of_spec_tablets": self.released_oos_tablets,
             "diverted_kg_by_cause": dict(sorted(q.by_cause.items())),
             "out_of_spec_events": self.oos_events,
             "refills": {st.name: st.refills for st in self.stations},
@@ -70,6 +72,10 @@ class LineResults:
                        "breaking_force_n": t.breaking_force_n},
             "rtd": {"mean_s": self.rtd.mean_s, "std_s": self.rtd.std_s,
                     "tail_s": self.rtd.tail_s, "blender_mean_s": self.blender_rtd.mean_s},
+            # the plant's true RTD when it differs from the model's (docs/twin.md)
+            **({"rtd_true": {"mean_s": self.plant_rtd.mean_s, "std_s": self.plant_rtd.std_s,
+                             "blender_mean_s": self.plant_blender_rtd.mean_s}}
+               if self.soft is not None else {}),
             "batches": batches,
             "mass_balance": self.mass_balance(end),
             "continuous_model_wall_s": self.continuous_wall_s,

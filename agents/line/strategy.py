@@ -11,10 +11,17 @@ Diversion window: material outside [spec_low, spec_high] or leaving at less than
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from scipy import special
 
 from darkfab.factory.diversion import clear_of_limits, out_of_spec_intervals, scan_grid
+from darkfab.factory.instruments import LoadCellFlow
+from darkfab.factory.mismatch import LotDraws
+from darkfab.factory.rtd import RTD
+
+from .soft_sensor import SoftSensor
 
 __all__ = ["ControlStrategy"]
 
@@ -24,17 +31,55 @@ _NO_TIMES = np.zeros(0)
 class ControlStrategy:
     """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: scan, divert, route, project."""
 
-    def _content(self, y: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    #: the control system's model of the output (:meth:`set_twin`); ``None``: the plant's own
+    #: predictor is the model (no mismatch, ideal load cells: the ideal plant)
+    soft: SoftSensor | None = None
+    lot_draws: list[LotDraws | None] | None = None  # per station: true lot properties
+    tablet_rsd = 0.0  # tablet-to-tablet API content variation (fraction) in the truth audit
+    released_oos_tablets = 0.0  # expected accepted tablets out of spec (_audit)
+
+    def set_twin(self, model_rtd: RTD, model_blender_rtd: RTD, load_cells: Sequence[LoadCellFlow],
+                 lot_draws: Sequence[LotDraws | None], wear_per_day: float,
+                 tablet_rsd: float) -> None:
+        """Make the plant and its model two things (docs/twin.md): the line was built on the
+        true RTD (its engine is the plant); the control strategy from now on scans the soft
+        sensor's prediction from the measured feed (``load_cells``) through the nominal
+        ``model_rtd``, its scan grid and causes use the nominal RTD, and the truth audit and the
+        NIR see the plant, with each API lot's true potency from ``lot_draws``."""
+        self.plant_rtd, self.plant_blender_rtd = self.rtd, self.blender_rtd
+        self.rtd, self.blender_rtd = model_rtd, model_blender_rtd
+        self._scan_step_s = model_rtd.std_s / 10.0
+        self.lot_draws = list(lot_draws)
+        self.tablet_rsd = tablet_rsd
+        self.soft = SoftSensor(self.stations, model_rtd, self.flow, self.engine.comp.retain_s,
+                               load_cells, [None if d is None else d.ff_multiplier
+                                            for d in self.lot_draws], wear_per_day)
+        self.engine.observer = self.soft
+        for k, st in enumerate(self.stations):  # the lots in the hoppers at the start
+            for lot in st.feeder.lots:
+                self._draw_potency(k, lot)
+
+    def _draw_potency(self, k: int, lot) -> None:
+        """The true potency of ``lot`` fed by station ``k`` (API feeders with lot variation)."""
+        d = self.lot_draws[k] if self.lot_draws is not None else None
+        if d is not None and self.stations[k].component == "api":
+            p = d(lot).potency
+            if p != 1.0:
+                self.lot_potency[lot] = p
+
+    def _content(self, y: np.ndarray, ts: np.ndarray,
+                 api_idx: list[int] | None = None) -> np.ndarray:
         """API content (fraction of label claim) of the output rows ``y`` at times ``ts`` (flows
         per flow-second, :mod:`darkfab.factory.flow_clock`); NaN where the flow is below
         ``min_flow_fraction`` of the flow at the commanded rate (per flow-second: the nominal
-        flow, ÷ the blender-speed factor when the speed was changed)."""
+        flow, ÷ the blender-speed factor when the speed was changed). ``api_idx``: the columns
+        of ``y`` that carry API (default: the plant's component predictor's)."""
         tot = y.sum(axis=1)
+        api_idx = self._api_idx if api_idx is None else api_idx
         thr = self.quality_spec.min_flow_fraction * self.nominal_kg_s
         if not self.flow.uniform_speed():
             thr = thr / self.flow.speed_factors(ts)
-        api = y[:, self._api_idx[0]] if len(self._api_idx) == 1 else \
-            y[:, self._api_idx].sum(axis=1)
+        api = y[:, api_idx[0]] if len(api_idx) == 1 else y[:, api_idx].sum(axis=1)
         if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
             return api / np.where(tot >= thr, tot, np.nan) / self.api_share
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -65,19 +110,26 @@ class ControlStrategy:
         all_t = np.concatenate([ts, pat_ts, au_ts])
         out = self.comp.output if ahead is None else (
             lambda t: self.comp.output_with(t, *ahead))
-        y = out(all_t)
-        c_all = self._content(y, all_t)
-        if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see
-            true = self._true_content(all_t[n1:], c_all[n1:])
+        soft = self.soft
+        o = 0 if soft is None else n1  # the plant is evaluated from all_t[o] on
+        y = out(all_t[o:])
+        c_all = self._content(y, all_t[o:])
+        if n2 < all_t.size or pat_ts.size:  # what the sensor and the audit see: the plant
+            true = self._true_content(all_t[n1:], c_all[n1 - o:])
         if audit:  # flows in kg/s of clock time: × the flow-time rate
-            self._audit_samples = (r0, route_until, au_ts,
-                                   y[n2:].sum(axis=1) * self.flow.rates(au_ts), true[n2 - n1:])
+            self._audit_samples = (r0, route_until, au_ts, y[n2 - o:].sum(axis=1)
+                                   * self.flow.rates(au_ts), true[n2 - n1:])
         if not scan:
             return
-        g = lambda ts: self._content(out(ts), ts)  # noqa: E731
+        if soft is None:  # the model is the plant
+            g = lambda ts: self._content(out(ts), ts)  # noqa: E731
+            c_model = c_all[:n1]
+        else:  # the control system's model: measured feed through the nominal RTD
+            g = lambda ts: self._content(soft.output(ts), ts, soft.api_idx)  # noqa: E731
+            c_model = g(ts)
         going_on, self._oos_going_on = self._oos_going_on, False
         for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
-                                            xtol_s=1e-3, values=c_all[:n1], grid=ts):
+                                            xtol_s=1e-3, values=c_model, grid=ts):
             cause, more = self._cause(lo), ""
             if going_on and lo <= a:  # the excursion under way at the last scan goes on
                 more = " (continued)"
@@ -186,7 +238,14 @@ class ControlStrategy:
         scan, :meth:`_scan`); the mass of every sample that falls in accepted material
         (the pieces between ``cuts`` with ``accepted`` set) and is outside spec
         (or at too low a flow) is booked as released out of spec (sample flow × grid step).
-        The control strategy should keep this at zero."""
+        The control strategy should keep this at zero.
+
+        Tablets: each accepted sample's mass is m = flow × step, N = m/w tablets of the mean
+        weight w, each with the true API content c·(1 + δ), δ ~ N(0, ``tablet_rsd``²) (the
+        tablet-scale variation at compression). ``released_oos_tablets`` adds the expected count
+        out of spec, N·[Φ((L − c)/(σc)) + Φ((c − U)/(σc))] with σ = ``tablet_rsd`` (an expected
+        count from the per-sample normal distribution, not a draw); with σ = 0, N where c is out
+        of spec (the released mass out of spec / w); at too low a flow, every tablet."""
         q = self.quality_spec
         smp = self._audit_samples
         self._audit_samples = None
@@ -197,14 +256,27 @@ class ControlStrategy:
                    self._true_content(ts, self._content(y, ts)))
         _, _, ts, flow, c = smp
         bad = ~((c >= q.spec_low - 1e-9) & (c <= q.spec_high + 1e-9))
-        if not bad.any():
+        rsd = self.tablet_rsd
+        if not bad.any() and rsd == 0:
             return
         piece = np.clip(np.searchsorted(cuts, ts, side="right") - 1, 0, len(cuts) - 2)
-        bad &= accepted[piece]
+        acc = accepted[piece]
+        bad &= acc
+        dt = (cuts[-1] - cuts[0]) / (ts.size - 1)
+        w = self.tablet.weight_kg
         if bad.any():
-            dt = (cuts[-1] - cuts[0]) / (ts.size - 1)
-            self.released_oos_kg += float(flow[bad].sum()) * dt
+            kg = float(flow[bad].sum()) * dt
+            self.released_oos_kg += kg
             self.released_oos_samples += int(bad.sum())
+            if rsd == 0:
+                self.released_oos_tablets += kg / w
+        if rsd > 0 and acc.any():
+            cc = c[acc]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sd = rsd * cc
+                p = special.ndtr((q.spec_low - cc) / sd) + special.ndtr((cc - q.spec_high) / sd)
+            p = np.where(np.isfinite(cc) & (cc > 0), p, 1.0)
+            self.released_oos_tablets += float((flow[acc] * p).sum()) * dt / w
 
     def _horizon(self, now: float) -> float:
         """The latest time of the next due wake-up (:meth:`_quality_due`) as known now."""
@@ -232,11 +304,17 @@ class ControlStrategy:
         h = self._horizon(now)
         if not h > now or not self.running:  # a paused line's output stands still
             return
-        cuts, comp = self.engine.ahead_rows(h)
         q = self.quality_spec
+        soft = self.soft
+        if soft is None:
+            cuts, comp = self.engine.ahead_rows(h)
 
-        def g(ts: np.ndarray) -> np.ndarray:
-            return self._content(self.comp.output_with(ts, cuts, comp), ts)
+            def g(ts: np.ndarray) -> np.ndarray:
+                return self._content(self.comp.output_with(ts, cuts, comp), ts)
+        else:  # the model's projection: the measured flows as read at the last sync persist
+
+            def g(ts: np.ndarray) -> np.ndarray:
+                return self._content(soft.output(ts), ts, soft.api_idx)
 
         ts = scan_grid(now, h, self._scan_step_s)
         v = g(ts)
