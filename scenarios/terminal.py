@@ -9,12 +9,14 @@ not load it, and neither does a run whose output is piped.
 Progress shows the *simulation rate* in simulated days per wall-clock second and the time
 remaining: for one run, the rate over rich's 30 s moving window of progress samples, and the
 ETA as remaining simulated time over that rate; for the runs of an experiment or comparison, the
-simulated days of the finished runs over the wall time so far, and the ETA as remaining runs
-over the recent rate of finished runs.
+simulated days of the finished runs over the wall time so far, and the ETA as the remaining
+runs times the wall time per finished run so far (runs finish in bursts on parallel workers, so
+a moving window would swing).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +43,15 @@ def on_terminal(stream: IO[str] | Any) -> bool:
 def _console(stream: IO[str]):
     from rich.console import Console
     return Console(file=stream, highlight=False, markup=False)
+
+
+def _clock(seconds: float | None) -> str:
+    """``H:MM:SS`` as rich's TimeRemainingColumn writes it; ``-:--:--`` when unknown."""
+    if seconds is None:
+        return "-:--:--"
+    minutes, sec = divmod(int(math.ceil(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{sec:02d}"
 
 
 def _rate(sim_days_per_s: float | None) -> str:
@@ -107,18 +118,19 @@ class RunsProgress:
         import sys
 
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+                                   TimeElapsedColumn)
 
         self.get_time = get_time or time.monotonic
         self.t0 = self.get_time()
         self.simulated_s = 0.0
+        self.time_remaining_s: float | None = None
         self.progress = Progress(
             TextColumn("  runs"), BarColumn(bar_width=30), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("ETA {task.fields[eta]}", style="progress.remaining"),
             console=console or _console(sys.stderr), get_time=self.get_time,
             refresh_per_second=REFRESH_PER_SECOND)
-        self.task = self.progress.add_task("runs", total=0, rate=_rate(None))
+        self.task = self.progress.add_task("runs", total=0, rate=_rate(None), eta=_clock(None))
 
     def __enter__(self) -> RunsProgress:
         self.progress.start()
@@ -130,6 +142,7 @@ class RunsProgress:
     def add(self, n: int) -> None:
         """``n`` more runs are planned."""
         self.progress.update(self.task, total=self.progress.tasks[0].total + n)
+        self._estimate()
 
     def step(self, simulated_s: float | None) -> None:
         """One run finished, having simulated ``simulated_s`` seconds (``None``: unknown, e.g. a
@@ -138,10 +151,15 @@ class RunsProgress:
         wall = self.get_time() - self.t0
         rate = self.simulated_s / SECONDS_PER_DAY / wall if wall > 0 else None
         self.progress.update(self.task, advance=1, rate=_rate(rate))
+        self._estimate()
 
-    @property
-    def time_remaining_s(self) -> float | None:
-        return self.progress.tasks[0].time_remaining
+    def _estimate(self) -> None:
+        """ETA = runs left × wall seconds per finished run so far."""
+        t = self.progress.tasks[0]
+        done, left = t.completed, (t.total or 0) - t.completed
+        wall = self.get_time() - self.t0
+        self.time_remaining_s = left * wall / done if done and wall > 0 else None
+        self.progress.update(self.task, eta=_clock(self.time_remaining_s))
 
 
 class NoProgress:
@@ -207,7 +225,8 @@ def print_run_table(head: Sequence[str], headers: Sequence[str], rows: Sequence[
     already formatted) with ``note`` as the caption."""
     console = console or _console_stdout()
     for line in head:
-        console.print(line, markup=False)
+        console.print(line)
+    console.print()
     _print(console, _table(None, headers, rows, caption=note))
 
 
@@ -217,7 +236,7 @@ def print_experiment_table(sm: dict[str, Any], fmt: Callable[[Any], str],
     console = console or _console_stdout()
     rows, ends = [], []
     for pt in sm["points"]:
-        desc = ", ".join(f"{k}={v}" for k, v in pt["factors"].items()) or "base"
+        desc = "\n".join(f"{k}={v}" for k, v in pt["factors"].items()) or "base"
         items = list(pt["kpis"].items())
         for j, (kpi, ci) in enumerate(items):
             hw = ci["half_width"]

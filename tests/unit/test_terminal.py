@@ -73,21 +73,21 @@ def test_run_bar_rate_follows_a_slowdown():
 
 
 def test_runs_bar_counts_runs_rate_and_eta():
-    """4 runs of 2 simulated days; two finish at 20 s and 30 s after the start: 4 days in 30 s
-    of wall time; rich's run rate is 1 run per 10 s (between the two samples), so the 2 runs
-    left take 20 s."""
+    """4 runs of 2 simulated days; two finish at 20 s and 30 s after the start: 4 simulated days
+    in 30 s of wall time, 15 s per run, so the 2 runs left take 30 s."""
     buf, clock = io.StringIO(), Clock()
     with terminal.RunsProgress(console=tty_console(buf), get_time=clock) as bar:
         bar.add(4)
+        assert bar.time_remaining_s is None
         clock.t = 20.0
         bar.step(2 * DAY)
         clock.t = 30.0
         bar.step(2 * DAY)
-        assert bar.time_remaining_s == pytest.approx(20.0)
+        assert bar.time_remaining_s == pytest.approx(30.0)
     line = last_frame(buf.getvalue())
     assert "2/4" in line
     assert f"{4 / 30:.3g} sim d/s" in line
-    assert "ETA 0:00:20" in line
+    assert "ETA 0:00:30" in line
 
 
 def test_runs_bar_failed_run_adds_no_simulated_time():
@@ -243,6 +243,13 @@ def test_experiment_and_compare_tables_on_a_terminal():
     assert ["0", "equipment.press.servers=1", "throughput_per_h", "10.5", "1.25", "2"] in lines
     assert ["wip_mean", "3", "-"] in lines
     assert ["1", "base", "throughput_per_h", "12.5", "-", "2"] in lines
+    two = {**EXPERIMENT, "points": [{**EXPERIMENT["points"][0], "factors": {
+        "equipment.press.servers": 2, "buffers.q.capacity_units": 30}}]}
+    buf = io.StringIO()
+    terminal.print_experiment_table(two, fmt, console=tty_console(buf))
+    lines = [ln.split() for ln in ANSI.sub("", buf.getvalue()).splitlines()]
+    assert ["0", "equipment.press.servers=2", "throughput_per_h", "10.5", "1.25", "2"] in lines
+    assert ["buffers.q.capacity_units=30"] in lines  # one factor a line
     buf = io.StringIO()
     terminal.print_compare_table(COMPARE, console=tty_console(buf))
     out = ANSI.sub("", buf.getvalue())
