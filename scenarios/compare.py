@@ -105,8 +105,9 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
              for r in range(replications)]
     t0 = time.perf_counter()
     records = []
-    with runs_progress(progress) as bar:
-        bar.add(len(tasks))
+    bar = runs_progress(progress)
+    bar.add(len(tasks))
+    with bar:
         for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
             records.append(rec)
             bar.step(rec.get("simulated_s"))
