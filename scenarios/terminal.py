@@ -27,7 +27,9 @@ __all__ = ["on_terminal", "SimTimeProgress", "RunsProgress", "print_run_table",
 
 SECONDS_PER_DAY = 86_400.0
 REFRESH_PER_SECOND = 4
-"""Redraws of a live bar per wall second (from rich's refresh thread)."""
+"""Redraws of a live bar per wall second (from rich's refresh thread). A bar is drawn on stderr;
+what is written to stderr while it is shown appears above it, while stdout is left alone (rich
+would otherwise send it to the bar's stream: wrong when stdout is piped)."""
 
 
 def on_terminal(stream: IO[str] | Any) -> bool:
@@ -81,7 +83,7 @@ class SimTimeProgress:
             TextColumn("{task.fields[days]}"), TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"), TimeRemainingColumn(),
             console=console or _console(sys.stderr), get_time=get_time or time.monotonic,
-            refresh_per_second=REFRESH_PER_SECOND)
+            refresh_per_second=REFRESH_PER_SECOND, redirect_stdout=False)
         self.task = self.progress.add_task("run", total=self.horizon_s or 1.0,
                                            days=self._days(0.0), rate=_rate(None))
 
@@ -129,7 +131,7 @@ class RunsProgress:
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
             TextColumn("ETA {task.fields[eta]}", style="progress.remaining"),
             console=console or _console(sys.stderr), get_time=self.get_time,
-            refresh_per_second=REFRESH_PER_SECOND)
+            refresh_per_second=REFRESH_PER_SECOND, redirect_stdout=False)
         self.task = self.progress.add_task("runs", total=0, rate=_rate(None), eta=_clock(None))
 
     def __enter__(self) -> RunsProgress:

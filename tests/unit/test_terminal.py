@@ -100,6 +100,18 @@ def test_runs_bar_failed_run_adds_no_simulated_time():
     assert "1/3" in last_frame(buf.getvalue()) and "- sim d/s" in last_frame(buf.getvalue())
 
 
+def test_stdout_is_left_alone_while_a_bar_is_shown(monkeypatch):
+    """The bar is on stderr: a line printed to stdout meanwhile stays on stdout (a piped
+    stdout must not receive the bar, nor lose lines to stderr); stderr lines go above it."""
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    with terminal.SimTimeProgress(DAY, console=tty_console(err)) as bar:
+        print("a result line")
+        bar.update(DAY / 2)
+    assert out.getvalue() == "a result line\n"
+    assert "a result line" not in err.getvalue() and "simulated days" in err.getvalue()
+
+
 class FakeTTY(io.StringIO):
     def isatty(self) -> bool:
         return True
