@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. equipment.cartoner.servers=2")
     r.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the KPI table is still printed)")
     r.add_argument("--strict", action="store_true",
                    help="exit with code 4 if the verification report has a violation")
     r.add_argument("--no-verify", action="store_true",
@@ -111,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, help="output folder (default results/experiments/<name>)")
     x.add_argument("--allow-code", action="store_true",
                    help="run module:Class controllers named by the scenario or the factors")
-    x.add_argument("--quiet", action="store_true")
+    x.add_argument("--quiet", action="store_true", help="no progress bar or KPI table")
+    x.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the KPI table is still printed)")
     rc = sub.add_parser("recover", help="make the tables and a partial summary.json of a run "
                         "that was killed (SIGKILL, out of memory, power cut)")
     rc.add_argument("folder", type=Path, help="the run folder")
@@ -148,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="override a scenario field for both controllers")
     cp.add_argument("--out", type=Path, help="output folder (default results/compare/<scenario>-"
                     "<A>-vs-<B>)")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     fu = sub.add_parser("funnel", help="funnel plot of a continuous line: which disturbances "
                         "are diverted", description="Funnel plot of a scenario's continuous "
                         "line: disturbance magnitude x duration -> diverted or not (PNG).")
@@ -361,7 +366,7 @@ def _simulate(args, s, allow_code: bool, where) -> int:
     from .schema import JobShopScenario
     from .verification import format_verification
 
-    show = not args.quiet and sys.stderr.isatty()
+    show = not (args.quiet or args.no_progress)  # drawn only if stderr is a terminal
     live = None
     if args.live:
         if isinstance(s, JobShopScenario):
@@ -655,26 +660,18 @@ def _report(args) -> int:
 
 def _experiment(args) -> int:
     from .experiment import format_verdicts, run_experiment
-    from .runner import fmt
 
     if args.replications is not None and args.replications < 1:
         print("--replications must be at least 1", file=sys.stderr)
         return 2
     res = run_experiment(args.file, engine=args.engine, workers=args.workers,
                          scheduler=args.scheduler, out_dir=args.out,
-                         replications=args.replications, progress=not args.quiet,
+                         replications=args.replications,
+                         progress=not (args.quiet or args.no_progress),
                          allow_code=args.allow_code)
     sm = res.summary
     if not args.quiet:
-        print(f"\nexperiment {sm['experiment']}: {sm['runs_ok']} runs ok, "
-              f"{sm['runs_failed']} failed, {sm['wall_s']:.1f} s wall, engine {sm['engine']}, "
-              f"{sm['confidence']:.0%} intervals, warm-up {sm['warmup']}")
-        for pt in sm["points"]:
-            desc = ", ".join(f"{k}={v}" for k, v in pt["factors"].items()) or "base"
-            print(f"\n point {pt['point']}: {desc}  ({pt['runs_ok']} runs)")
-            for kpi, ci in pt["kpis"].items():
-                hw = ci["half_width"]
-                print(f"   {kpi:40s} {fmt(ci['mean']):>12s} ± {fmt(hw) if hw is not None else '-'}")
+        _print_experiment(sm)
         print(format_verdicts(sm["verification"]))
         for f in sm["failed_runs"]:
             print(f"failed: point {f['point']} replication {f['replication']}: {f['error']}",
@@ -685,27 +682,58 @@ def _experiment(args) -> int:
     return 1 if sm["runs_failed"] else 0
 
 
-def _print_table(k: dict) -> None:
+def _print_experiment(sm: dict) -> None:
+    """An experiment's KPI means ± half-widths per design point: a table on a terminal, the
+    plain lines anywhere else."""
     from .runner import fmt
+    from .terminal import on_terminal, print_experiment_table
+
+    print(f"\nexperiment {sm['experiment']}: {sm['runs_ok']} runs ok, "
+          f"{sm['runs_failed']} failed, {sm['wall_s']:.1f} s wall, engine {sm['engine']}, "
+          f"{sm['confidence']:.0%} intervals, warm-up {sm['warmup']}")
+    if on_terminal(sys.stdout):
+        print_experiment_table(sm, fmt)
+        return
+    for pt in sm["points"]:
+        desc = ", ".join(f"{k}={v}" for k, v in pt["factors"].items()) or "base"
+        print(f"\n point {pt['point']}: {desc}  ({pt['runs_ok']} runs)")
+        for kpi, ci in pt["kpis"].items():
+            hw = ci["half_width"]
+            print(f"   {kpi:40s} {fmt(ci['mean']):>12s} ± {fmt(hw) if hw is not None else '-'}")
+
+
+def _print_table(k: dict) -> None:
+    """A run's KPIs: header lines and the equipment table (boxed on a terminal, the plain
+    columns anywhere else), then continuous lines and order books."""
+    from .runner import fmt
+    from .terminal import on_terminal, print_run_table
 
     lt = k["lead_time_s"]
-    print(f"\n{k['scenario']}  seed {k['seed']}  replication {k['replication']}  "
-          f"horizon {k['horizon_s'] / 86400:.3g} d  warm-up {k['warmup_s'] / 3600:.3g} h  "
-          f"{k['events']:,} events in {k['wall_s']:.2f} s wall")
-    print(f"throughput {fmt(k['throughput_per_h'])} units/h   completed {k['units_completed']:,}"
-          f"   scrapped {k['units_scrapped']:,}   WIP {fmt(k['wip_mean'])}")
-    print(f"lead time s: mean {fmt(lt['mean'])}  p50 {fmt(lt['p50'])}  p95 {fmt(lt['p95'])}")
+    head = [f"\n{k['scenario']}  seed {k['seed']}  replication {k['replication']}  "
+            f"horizon {k['horizon_s'] / 86400:.3g} d  warm-up {k['warmup_s'] / 3600:.3g} h  "
+            f"{k['events']:,} events in {k['wall_s']:.2f} s wall",
+            f"throughput {fmt(k['throughput_per_h'])} units/h   completed "
+            f"{k['units_completed']:,}   scrapped {k['units_scrapped']:,}   WIP "
+            f"{fmt(k['wip_mean'])}",
+            f"lead time s: mean {fmt(lt['mean'])}  p50 {fmt(lt['p50'])}  p95 {fmt(lt['p95'])}"]
     hdr = ("equipment", "util", "avail", "perf", "qual", "OEE", "starved h", "blocked h",
            "down h", "faults")
-    print("\n" + "{:16s}" .format(hdr[0]) + "".join(f"{h:>10s}" for h in hdr[1:]))
+    rows = []
     for name in k["bottleneck_ranking"]:
         e = k["equipment"][name]
         vals = [e["utilization"], e["availability"], e["performance"], e["quality"], e["oee"]]
-        cells = [f"{v:10.3f}" if v is not None else f"{'-':>10s}" for v in vals]
-        cells += [f"{e[x] / 3600:10.2f}" for x in ("starved_s", "blocked_s", "down_s")]
-        cells.append(f"{e['faults']:10d}")
-        print(f"{name:16s}" + "".join(cells))
-    print("(equipment listed by bottleneck rank: longest mean active period first)")
+        rows.append([name] + [f"{v:.3f}" if v is not None else "-" for v in vals]
+                    + [f"{e[x] / 3600:.2f}" for x in ("starved_s", "blocked_s", "down_s")]
+                    + [f"{e['faults']:d}"])
+    note = "(equipment listed by bottleneck rank: longest mean active period first)"
+    if on_terminal(sys.stdout):
+        print_run_table(head, hdr, rows, note)
+    else:
+        print("\n".join(head))
+        print("\n" + "{:16s}" .format(hdr[0]) + "".join(f"{h:>10s}" for h in hdr[1:]))
+        for r in rows:
+            print(f"{r[0]:16s}" + "".join(f"{c:>10s}" for c in r[1:]))
+        print(note)
     for name, c in k.get("continuous_lines", {}).items():
         by = ", ".join(f"{cause} {kg:.1f}" for cause, kg in c["diverted_kg_by_cause"].items())
         print(f"\ncontinuous line {name}: {c['line_rate_kg_h']:.1f} kg/h, "
@@ -731,6 +759,7 @@ def _print_table(k: dict) -> None:
 def _compare(args) -> int:
     from .compare import format_compare, run_compare
     from .experiment import format_verdicts
+    from .terminal import on_terminal, print_compare_table
 
     if len(args.controllers) != 2:
         print("compare: give --controller exactly twice (A, then B)", file=sys.stderr)
@@ -743,9 +772,13 @@ def _compare(args) -> int:
     res = run_compare(args.scenario, args.controllers[0], args.controllers[1],
                       args.replications, overrides=overrides, seed=args.seed,
                       engine=args.engine, workers=args.workers, scheduler=args.scheduler,
-                      out_dir=args.out, confidence=args.confidence)
+                      out_dir=args.out, confidence=args.confidence,
+                      progress=not args.no_progress)
     sm = res.summary
-    print(format_compare(sm))
+    if on_terminal(sys.stdout):
+        print_compare_table(sm)
+    else:
+        print(format_compare(sm))
     print(format_verdicts(sm["verification"]))
     for f in sm["failed_runs"]:
         print(f"failed: {f['controller']} replication {f['replication']}: {f['error']}",

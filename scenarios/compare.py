@@ -36,6 +36,7 @@ from .engines import run_tasks
 from .experiment import RunTask, execute_run, verdicts
 from .loader import Problem, ScenarioError, load_scenario, resolve_path, split_controller
 from .runner import _json_safe as _clean, darkfab_version
+from .terminal import runs_progress
 
 __all__ = ["run_compare", "CompareResult", "format_compare", "split_controller",
            "COMPARE_SCHEMA"]
@@ -62,9 +63,10 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
                 overrides: list | tuple = (), seed: int | None = None,
                 engine: str = "processes", workers: int | None = None,
                 scheduler: str | None = None, out_dir: str | Path | None = None,
-                confidence: float = 0.95) -> CompareResult:
+                confidence: float = 0.95, progress: bool = False) -> CompareResult:
     """Run and summarise the comparison (see the module docstring); raises
-    :class:`ScenarioError` if the scenario, an override or a controller is invalid."""
+    :class:`ScenarioError` if the scenario, an override or a controller is invalid.
+    ``progress``: a bar over the runs on stderr when it is a terminal."""
     if replications < 1:
         raise ValueError("replications must be at least 1")
     path = resolve_path(scenario).resolve()
@@ -102,8 +104,14 @@ def run_compare(scenario: str, controller_a: str, controller_b: str, replication
              for i, (label, (_, ov)) in enumerate(variants.items())
              for r in range(replications)]
     t0 = time.perf_counter()
-    records = sorted(run_tasks(execute_run, tasks, engine, workers, scheduler),
-                     key=lambda rec: (rec["point"], rec["replication"]))
+    records = []
+    bar = runs_progress(progress)
+    bar.add(len(tasks))
+    with bar:
+        for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
+            records.append(rec)
+            bar.step(rec.get("simulated_s"))
+    records.sort(key=lambda rec: (rec["point"], rec["replication"]))
     by = {0: {}, 1: {}}
     for rec in records:
         if rec["ok"]:

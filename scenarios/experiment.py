@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from darkfab.factory.statistics import mser5, t_interval
 from .engines import run_tasks
 from .loader import Problem, ScenarioError, _dotted, load_scenario, resolve_path
 from .runner import _json_safe as _clean, darkfab_version
+from .terminal import runs_progress
 
 __all__ = ["ExperimentSpec", "load_experiment", "run_experiment", "ExperimentResult",
            "RunTask", "execute_run"]
@@ -119,6 +119,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         res = run_scenario(s, seed=task.seed, replication=task.replication,
                            out_dir=task.out_dir, allow_code=task.allow_code)
         rec["kpis"] = {k: _lookup(res.summary, k) for k in task.kpis}
+        rec["simulated_s"] = res.summary.get("simulated_s")  # for the progress bar's rate
         v = res.verification
         rec["verified"] = None if v is None else bool(v["ok"])
         rec["violations"] = None if v is None else len(v["violations"])
@@ -336,7 +337,7 @@ def run_experiment(path: str | Path, *, engine: str = "processes", workers: int 
     reps = replications or meta.replications
     records: list[dict[str, Any]] = []
     done: dict[int, int] = {i: 0 for i in range(len(plan.points))}
-    bar = _Progress(progress)
+    bar = runs_progress(progress)
 
     def tasks_for(point_reps: dict[int, range]) -> list[RunTask]:
         return [RunTask(str(plan.path(i)), tuple(fixed) + plan.overrides(i), plan.seed, r, i,
@@ -346,19 +347,19 @@ def run_experiment(path: str | Path, *, engine: str = "processes", workers: int 
     pending = {i: range(0, reps) for i in done}
     interrupted = False
     try:
-        while pending:
-            tasks = tasks_for(pending)
-            bar.add(len(tasks))
-            for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
-                records.append(rec)
-                bar.step()
-            for i, rr in pending.items():
-                done[i] = rr.stop
-            pending = _more(spec.sequential, records, done, meta.confidence)
+        with bar:
+            while pending:
+                tasks = tasks_for(pending)
+                bar.add(len(tasks))
+                for rec in run_tasks(execute_run, tasks, engine, workers, scheduler):
+                    records.append(rec)
+                    bar.step(rec.get("simulated_s"))
+                for i, rr in pending.items():
+                    done[i] = rr.stop
+                pending = _more(spec.sequential, records, done, meta.confidence)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
         summary = _summarise(spec, plan, records, warmup_info, engine, out,
                              time.perf_counter() - t0, interrupted)
     return ExperimentResult(out, summary, records)
@@ -524,34 +525,3 @@ def _factor_levels(spec: ExperimentSpec, plan: _Plan, by_point: dict[int, dict[i
             rows.append({"level": level, "points": pts, "kpis": kpis})
         out[f.path] = rows
     return out
-
-
-class _Progress:
-    """A one-line progress bar over runs on stderr (only on a terminal)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.total = 0
-        self.done = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, n: int) -> None:
-        self.total += n
-        self._draw()
-
-    def step(self) -> None:
-        self.done += 1
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled or self.total == 0:
-            return
-        w = 30
-        k = int(w * self.done / self.total)
-        sys.stderr.write(f"\r  runs [{'#' * k}{'.' * (w - k)}] {self.done}/{self.total}"
-                         f"  {time.perf_counter() - self.t0:6.1f} s")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")

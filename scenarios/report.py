@@ -250,13 +250,13 @@ def _figure(fig: Figure, caption: str = "", alt: str = "figure") -> str:
 
 
 def _page(title: str, subtitle: str, sections: list[str]) -> str:
+    """The page: the template ``report_assets/report.html`` (blocks of ``base.html``) around
+    the sections' HTML fragments (:mod:`darkfab.scenarios.templating`)."""
+    from .templating import render
+
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{_e(title)}</h1>\n<p class=\"sub\">{subtitle}</p>\n"
-            + "\n".join(sections)
-            + f"\n<footer>Written by darkfab report on {stamp}.</footer>\n</body>\n</html>\n")
+    return render("report_assets", "report.html", title=title, subtitle=subtitle, css=CSS,
+                  sections=sections, stamp=stamp)
 
 
 def _state_colour(state: str, extra: dict[str, str]) -> str:

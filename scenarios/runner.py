@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -105,22 +104,18 @@ request and redraws the progress bar (the cost is one SimPy event per slice)."""
 
 def _simulate(sim: Simulation, progress: bool, stop: _StopFlag) -> bool:
     """Run to the horizon; ``False`` if a stop was requested first (the live view, if any,
-    publishes after each slice)."""
-    width = 30
+    publishes after each slice). ``progress``: a live bar on stderr when it is a terminal
+    (:mod:`darkfab.scenarios.terminal`)."""
+    from .terminal import sim_progress
+
     horizon = sim.horizon_s
-    for i in range(1, SLICES + 1):
-        sim.advance_to(horizon * i / SLICES)
-        if stop.requested:
-            if progress:
-                sys.stderr.write("\n")
-            return False
-        if progress and (i % 5 == 0 or i == SLICES):
-            done = int(width * i / SLICES)
-            sys.stderr.write(f"\r  [{'#' * done}{'.' * (width - done)}] {100 * i / SLICES:5.1f}%"
-                             f"  {sim.now / 86400.0:8.2f} / {horizon / 86400.0:.2f} simulated days")
-            sys.stderr.flush()
-    if progress:
-        sys.stderr.write("\n")
+    with sim_progress(horizon, progress) as bar:
+        for i in range(1, SLICES + 1):
+            sim.advance_to(horizon * i / SLICES)
+            if stop.requested:
+                return False
+            if i % 5 == 0 or i == SLICES:
+                bar.update(sim.now)
     return True
 
 

@@ -11,7 +11,8 @@ in integer deciseconds) and is incremental: ``darkfab view`` feeds it the whole 
 live view (:mod:`darkfab.scenarios.live`) feeds it the rows recorded since its last snapshot.
 The page merges chunks by concatenating their arrays. The replay page embeds its single chunk
 gzip-compressed and base64-encoded (the browser inflates it with ``DecompressionStream``); no
-network access, no external library.
+network access, no external library. The page is the Jinja2 template ``view_assets/view.html``
+with ``view.css``, ``view.js`` and the data inlined (:mod:`darkfab.scenarios.templating`).
 
 Decimation: buffer levels keep the last level per bucket of ``horizon / 20000`` (a 30-day run:
 130 s buckets); every state change and every lane driven is kept.
@@ -24,7 +25,6 @@ import gzip
 import json
 import math
 import re
-from importlib.resources import files
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -283,21 +283,18 @@ def view_chunk(run_dir: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
     return meta, chunk
 
 
-def _asset(name: str) -> str:
-    return files("darkfab.scenarios").joinpath("view_assets", name).read_text(encoding="utf-8")
-
-
 def render_page(meta: dict[str, Any], payload: str, live: bool) -> str:
-    """The HTML page: template with the stylesheet, the script and the data inlined.
-    ``payload`` is the base64 gzip of the chunk (replay) or empty (live: the page polls)."""
+    """The HTML page: the template ``view_assets/view.html`` with the stylesheet, the script
+    and the data inlined (:mod:`darkfab.scenarios.templating`). ``payload`` is the base64 gzip
+    of the chunk (replay) or empty (live: the page polls)."""
+    from .templating import asset, render
+
     cfg = json.dumps({"live": live}, separators=(",", ":"))
     data = json.dumps(meta, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    html = _asset("view.html")
-    for key, value in (("STYLE", _asset("view.css")), ("SCRIPT", _asset("view.js")),
-                       ("CONFIG", cfg), ("META", data), ("PAYLOAD", payload),
-                       ("TITLE", f"darkfab view: {meta.get('scenario')}")):
-        html = html.replace("{{" + key + "}}", value)
-    return html
+    return render("view_assets", "view.html", title=f"darkfab view: {meta.get('scenario')}",
+                  style=asset("view_assets", "view.css"),
+                  script=asset("view_assets", "view.js"), config=cfg, meta=data,
+                  payload=payload)
 
 
 def _clean(x: Any) -> Any:

@@ -2,7 +2,8 @@
 ``tests/benchmarks/bench_startup.py`` and results/BENCHMARKS.md).
 
 The CLI module imports no heavy library at import time; ``check`` validates a scenario without
-the simulator (no mesa, pandas, matplotlib; scipy only to build a continuous line's models); the top-level help lists every verb; and
+the simulator (no mesa, pandas, matplotlib; scipy only to build a continuous line's models) nor
+the terminal and template libraries (rich, jinja2); the top-level help lists every verb; and
 ``--version`` prints the installed version.
 """
 
@@ -16,7 +17,8 @@ from importlib.metadata import version
 from darkfab.scenarios import engines
 from darkfab.scenarios.cli import ENGINES, _parser
 
-HEAVY = ("mesa", "pandas", "matplotlib", "scipy", "scipy.stats", "simpy", "pyarrow", "ortools")
+HEAVY = ("mesa", "pandas", "matplotlib", "scipy", "scipy.stats", "simpy", "pyarrow", "ortools",
+         "rich", "jinja2")
 
 
 def imported_after(code: str) -> set[str]:
@@ -45,6 +47,16 @@ def test_check_needs_no_simulator():
     # a continuous line's press and RTD models are built (check rejects what run would):
     # scipy, still no simulator
     assert imported_after(_check("fault-campaign")) <= {"scipy", "scipy.stats"}
+
+
+def test_piped_run_draws_with_no_terminal_library(tmp_path):
+    """rich is imported only to draw on a terminal: a run whose output is piped (here to
+    StringIO) does without it."""
+    code = ("from darkfab.scenarios.cli import main\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['run', 'mm1', '--hours', '2', '--out', {str(tmp_path)!r}]) == 0")
+    assert "rich" not in imported_after(code)
 
 
 def test_help_lists_every_verb(capsys):

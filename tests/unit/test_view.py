@@ -12,7 +12,9 @@ import pytest
 
 from darkfab.scenarios import load_scenario, run_scenario
 from darkfab.scenarios.live import LiveView
-from darkfab.scenarios.view import DS, KINDS, ViewBuilder, view_chunk, write_view
+from darkfab.scenarios.templating import asset
+from darkfab.scenarios.view import (DS, KINDS, ViewBuilder, render_page, view_chunk,
+                                     write_view)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,22 @@ def test_view_file_is_self_contained(amr_run, tmp_path):
     html = path.read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html and "<script src" not in html
+
+
+def test_page_template_inlines_assets_and_escapes_the_title():
+    """The Jinja2 template: stylesheet and script inlined verbatim, the JSON readable back
+    (a ``</script>`` inside cannot close the element), the title HTML-escaped."""
+    meta = {"scenario": "a <b> & c", "note": "</script><script>alert(1)</script>"}
+    page = render_page(meta, "QUJD", live=False)
+    assert asset("view_assets", "view.js") in page and asset("view_assets", "view.css") in page
+    assert "<title>darkfab view: a &lt;b&gt; &amp; c</title>" in page
+    assert page.count("</script>") == 4  # config, meta, payload, the script: no more
+    between = page.split('<script id="meta" type="application/json">')[1].split("</script>")[0]
+    assert json.loads(between) == meta
+    assert '<script id="payload" type="text/plain">QUJD</script>' in page
+    live = render_page(meta, "", live=True)
+    assert '<script id="config" type="application/json">{"live":true}</script>' in live
+    assert "{{" not in page and "{%" not in page
 
 
 def test_live_tap_sees_every_row_once(tmp_path):
