@@ -242,6 +242,8 @@ class LineSupervision:
         else:  # blender speed_rpm
             self.blender_speed_rpm = float(value)
         self._apply_feed(now)
+        if self.calibration_log is not None:  # sensor data for calibration
+            self.calibration_log.feeders(now, "setpoint")
         self._kick()
         return None
 
