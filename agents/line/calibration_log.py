@@ -61,16 +61,19 @@ class CalibrationLog:
         self.nir_table.extend([self.line.name] * sample_s.size, sample_s.tolist(),
                               available_s.tolist(), theta.tolist(), vals)
 
-    def feeders(self, now: float, event: str) -> None:
-        """Record every feeder's load cell at ``now`` (an event: ``setpoint``, ``refill``,
-        ``refill_done``; or ``sample``) with its commanded set-point (the line's: a stopped
-        line's feeders take it at the restart)."""
+    def feeders(self, now: float, event: str, only: str | None = None) -> None:
+        """Record the load cells at ``now`` (an event: ``setpoint``, ``refill``,
+        ``refill_done``; or ``sample``): every feeder's, or feeder ``only``'s (its own refill),
+        with its commanded set-point (the line's: a stopped line's feeders take it at the
+        restart)."""
         table = self.cells_table
         if table is None:
             return
         line = self.line
         theta = line.flow.theta(now)
         for st in line.stations:
+            if only is not None and st.name != only:
+                continue
             mass, mode, rate, omega = st.feeder.state_at(now)
             table.append(line.name, st.name, now, theta, event, mode, mass, st.setpoint_kg_s,
                          omega, rate)
