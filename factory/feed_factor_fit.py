@@ -10,7 +10,7 @@ Technol 308:135; :func:`darkfab.factory.feeder.feed_factor`)
 ff_max, ff_min and β by :func:`scipy.optimize.least_squares` on relative residuals
 (ff_model − ff_obs)/mean(ff_obs) (the feed noise is multiplicative: F = F_sp·(1 + ε)), bounds
 0 < ff_min, ff_max and β ≥ 0. Standard errors from the Jacobian, inflated for the residuals'
-lag-1 autocorrelation as in :mod:`darkfab.factory.rtd_fit`. ff_min is the curve's value at an
+autocorrelation as in :mod:`darkfab.factory.rtd_fit`. ff_min is the curve's value at an
 empty hopper: it is an extrapolation below the lowest mass observed and is the least certain
 parameter when the data stay above the low level.
 """

@@ -19,9 +19,9 @@ the known stage's mass, error O(h²) with h ≤ σ/40).
 Parameters (τ, n, b, g) by :func:`scipy.optimize.least_squares` (trust region reflective,
 bounds τ, n > 0). Standard errors from the Jacobian at the optimum, cov = s²·(JᵀJ)⁻¹ with
 s² = RSS/(N − p) (Bates & Watts, *Nonlinear Regression Analysis*, Wiley 1988, ch. 2), inflated
-by (1 + ρ₁)/(1 − ρ₁) when the residuals' lag-1 autocorrelation ρ₁ is positive (feed noise and
-the RTD's smoothing correlate neighbouring readings; the AR(1) variance inflation of a mean,
-Box, Jenkins & Reinsel, *Time Series Analysis*, 4th ed., 2008). 95 % intervals are ±t₀.₉₇₅·SE.
+by 1 + 2·Σρ_k over the residuals' initial positive autocorrelations (feed noise smoothed by the
+RTD correlates neighbouring readings: the long-run variance of the errors over their variance,
+Geyer 1992, Stat Sci 7:473). 95 % intervals are ±t₀.₉₇₅·SE.
 """
 
 from __future__ import annotations
@@ -115,16 +115,23 @@ class RTDFit:
         return self.tau_s ** 2 / self.n
 
 
-def residual_inflation(residuals: np.ndarray) -> tuple[float, float]:
+def residual_inflation(residuals: np.ndarray, max_lag: int = 200) -> tuple[float, float]:
     """(ρ₁, factor): the residuals' lag-1 autocorrelation and the variance inflation
-    (1 + ρ₁)/(1 − ρ₁) applied to the covariance when ρ₁ > 0 (else 1)."""
+    1 + 2·Σ_k ρ_k applied to the covariance, summed over the initial run of positive
+    autocorrelations (at most ``max_lag``; Geyer 1992, Stat Sci 7:473): the long-run variance
+    of correlated errors over their variance. 1 for uncorrelated residuals."""
     r = residuals - residuals.mean()
     den = float(r @ r)
     if r.size < 3 or den == 0.0:
         return 0.0, 1.0
-    rho = float(r[1:] @ r[:-1]) / den
-    rho = min(rho, 0.95)
-    return rho, (1.0 + rho) / (1.0 - rho) if rho > 0 else 1.0
+    rho1 = float(r[1:] @ r[:-1]) / den
+    total = 0.0
+    for k in range(1, min(max_lag, r.size - 1) + 1):
+        rho = float(r[k:] @ r[:-k]) / den
+        if rho <= 0.0:
+            break
+        total += rho
+    return rho1, 1.0 + 2.0 * total
 
 
 def fit_tanks_in_series(theta: ArrayLike, y: ArrayLike, steps_theta: Sequence[float],

@@ -46,7 +46,7 @@ def tracer_toml(period_s: float, hours: float, size_pct: float) -> str:
 def calibrated(tmp_path_factory):
     d = tmp_path_factory.mktemp("calibration")
     plant = d / "plant.toml"
-    plant.write_text(PLANT + tracer_toml(1800.0, 48.0, 40.0))
+    plant.write_text(PLANT + tracer_toml(1200.0, 48.0, 50.0))
     run = d / "run"
     assert main(["run", str(plant), "--days", "2", "--out", str(run), "--quiet"]) == 0
     out = d / "model" / "calibrated.toml"
@@ -61,6 +61,10 @@ def test_calibration_recovers_the_blender_rtd(calibrated):
     assert rtd["nominal"]["tau_s"] == pytest.approx(100.0) and rtd["nominal"]["n"] == pytest.approx(3.0)
     assert abs(fit["tau_s"] / TRUE_TAU_S - 1) < 0.05
     assert abs(fit["n"] / TRUE_N - 1) < 0.10
+    # the experiment has the power for these tolerances: they are ≥ 2.5 standard errors (over
+    # seeds 2026, 1, 2, 3 the errors were 0.5 %, 0.1 %, 0.1 %, 0.4 % for τ and 1.3 %, 7.2 %,
+    # 1.4 %, 3.2 % for n, within 1.8 standard errors)
+    assert fit["se"]["tau_s"] < 0.02 * TRUE_TAU_S and fit["se"]["n"] < 0.04 * TRUE_N
     # the standard errors are honest: the truth within 3 of them
     assert abs(fit["tau_s"] - TRUE_TAU_S) < 3 * fit["se"]["tau_s"] + 1e-9
     assert abs(fit["n"] - TRUE_N) < 3 * fit["se"]["n"]
@@ -93,10 +97,10 @@ def test_sensor_tables_match_the_run(calibrated):
     t = nir["sample_s"].to_numpy()
     assert np.all(np.diff(t) > 0) and np.allclose(nir["available_s"].to_numpy() - t, 10.0)
     th = nir["flow_time_s"].to_numpy()
-    # flow time runs at the line rate: 1.04 during the tracer's +40 % API steps (a 10 % share),
+    # flow time runs at the line rate: 1.05 during the tracer's +50 % API steps (a 10 % share),
     # 0 while the line is held (punch jams, tablet sticking)
     dth = np.diff(th)
-    assert np.all(dth >= 0) and np.all(dth <= 15.0 * 1.04 + 1e-6) and (dth == 0).any()
+    assert np.all(dth >= 0) and np.all(dth <= 15.0 * 1.05 + 1e-6) and (dth == 0).any()
     cells = pq.read_table(run / "load_cells.parquet").to_pandas()
     assert set(cells["feeder"]) == {"api", "excipient", "lubricant"}
     refills = cells[(cells.event == "refill") & (cells.feeder == "api")]
