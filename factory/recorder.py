@@ -66,7 +66,8 @@ EVENTS_SCHEMA = pa.schema(_RUN + [
 command, command_rejected, fault, repair, changeover, mode, controller_fault (the controller raised:
 detail is the cause), alarm / alarm_acknowledged / alarm_cleared (written by the alarm system,
 :mod:`darkfab.factory.alarms`: entity is the alarm's source; location is its priority, or who
-acknowledged it; detail ``"<condition>: <text>"`` when raised, else the condition). Units in
+acknowledged it; detail ``"<condition>: <text>"`` when raised, else the condition), tracer (a
+calibration tracer's set-point change, :mod:`darkfab.agents.line.calibration_log`). Units in
 the plant at any time =
 create + produce − consume − complete − scrap so far."""
 
