@@ -163,3 +163,22 @@ def test_tracer_fields_are_validated(tmp_path, capsys):
     assert "not a feeder" in capsys.readouterr().err
     assert main(["check", "cdc-line", "--set",
                  "continuous_lines.cdc.tracer=[{time_s=1, size_pct=80}]"]) == 2
+
+
+def test_a_pulse_is_applied_and_recorded(tmp_path):
+    run = tmp_path / "pulse"
+    assert main(["run", "cdc-line", "--hours", "2", "--set", "scenario.warmup_s=0", "--set",
+                 'continuous_lines.cdc.tracer=[{time_s=1800, kind="pulse", size_pct=20, '
+                 'duration_s=300}]', "--out", str(run), "--quiet"]) == 0
+    ev = pq.read_table(run / "events.parquet").to_pandas()
+    tr = ev[ev.kind == "tracer"]
+    assert tr.time_s.tolist() == [1800.0, 2100.0]
+    assert tr.detail.str.startswith("api pulse +20 %").iloc[0]
+    cells = pq.read_table(run / "load_cells.parquet").to_pandas()
+    sp = cells[(cells.event == "setpoint") & (cells.feeder == "api")]
+    nominal = 0.10 * 54.0 / 3600.0  # the press draws 54.003 kg/h
+    assert sp.time_s.tolist() == [1800.0, 2100.0]
+    assert sp.setpoint_kg_s.tolist() == pytest.approx([1.2 * nominal, nominal], rel=1e-3)
+    # the other feeders' rows at the same times keep their set-points
+    exc = cells[(cells.event == "setpoint") & (cells.feeder == "excipient")]
+    assert exc.setpoint_kg_s.tolist() == pytest.approx([0.89 * 54.0 / 3600.0] * 2, rel=1e-3)

@@ -121,3 +121,18 @@ def test_feed_factor_fit_recovers_the_curve():
 def test_feed_factor_fit_refuses_a_constant_mass():
     with pytest.raises(ValueError, match="never changed"):
         fit_feed_factor(np.full(20, 3.0), np.full(20, 1e-3))
+
+
+@pytest.mark.parametrize("boundary", ["open", "closed"])
+def test_axial_dispersion_override_matches_the_fitted_moments(boundary):
+    """A fitted gamma (mean, n) for a dispersion blender: the Pe and τ written have the
+    fitted mean and variance (moments of darkfab.factory.rtd.AxialDispersion)."""
+    from darkfab.factory.rtd import AxialDispersion
+    from darkfab.scenarios.calibrate import _peclet_for
+
+    mean, n = 120.0, 6.0
+    pe = _peclet_for(1.0 / n, boundary)
+    tau = mean / (1 + 2 / pe) if boundary == "open" else mean
+    ad = AxialDispersion(tau, pe, boundary)
+    assert ad.mean_s == pytest.approx(mean, rel=1e-9)
+    assert ad.variance_s2 == pytest.approx(mean**2 / n, rel=1e-6)
