@@ -39,7 +39,7 @@ from darkfab.factory.rtd_fit import RTDFit, fit_tanks_in_series
 from .line_models import line_parts
 from .schema import ContinuousLineSpec
 
-__all__ = ["CalibrationError", "calibrate_run", "run_summary", "write_calibration",
+__all__ = ["CalibrationError", "calibrate_run", "run_summary", "write_calibration", "peclet_for",
            "override_toml", "report_markdown", "REFILL_GUARD_TAUS"]
 
 REFILL_GUARD_TAUS = 3.0
@@ -105,7 +105,7 @@ def _refill_windows(cells: dict[str, np.ndarray], guard_s: float) -> list[tuple[
     return out
 
 
-def _peclet_for(cv2: float, boundary: str) -> float:
+def peclet_for(cv2: float, boundary: str) -> float:
     """Pe of an axial-dispersion RTD with squared coefficient of variation σ²/mean² = cv2."""
     def f(pe: float) -> float:
         if boundary == "open":
@@ -122,7 +122,7 @@ def _blender_override(fit: RTDFit, spec: ContinuousLineSpec) -> dict[str, Any]:
              * (b.speed_ref_rpm / b.speed_rpm) ** b.speed_exponent)
     if b.model == "tanks":
         return {"holdup_ref_kg": fit.tau_s * flow / scale, "n_tanks": fit.n}
-    pe = _peclet_for(1.0 / fit.n, b.model)
+    pe = peclet_for(1.0 / fit.n, b.model)
     tau = fit.tau_s / (1.0 + 2.0 / pe) if b.model == "open" else fit.tau_s
     return {"holdup_ref_kg": tau * flow / scale, "peclet": pe}
 

@@ -19,6 +19,7 @@ present feed-noise cell (what an ideal load cell and its rate filter would repor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,7 +58,7 @@ class CalibrationLog:
         if self.nir_table is None or sample_s.size == 0:
             return
         theta = self.line.flow.thetas(sample_s)
-        vals = [None if v != v else v for v in value.tolist()]
+        vals = [None if math.isnan(v) else v for v in value.tolist()]
         self.nir_table.extend([self.line.name] * sample_s.size, sample_s.tolist(),
                               available_s.tolist(), theta.tolist(), vals)
 

@@ -58,7 +58,8 @@ def test_calibration_recovers_the_blender_rtd(calibrated):
     _, _, res = calibrated
     rtd = res["rtd"]
     fit = rtd["fit"]
-    assert rtd["nominal"]["tau_s"] == pytest.approx(100.0) and rtd["nominal"]["n"] == pytest.approx(3.0)
+    assert rtd["nominal"]["tau_s"] == pytest.approx(100.0)
+    assert rtd["nominal"]["n"] == pytest.approx(3.0)
     assert abs(fit["tau_s"] / TRUE_TAU_S - 1) < 0.05
     assert abs(fit["n"] / TRUE_N - 1) < 0.10
     # the experiment has the power for these tolerances: they are ≥ 2.5 standard errors (over

@@ -128,10 +128,10 @@ def test_axial_dispersion_override_matches_the_fitted_moments(boundary):
     """A fitted gamma (mean, n) for a dispersion blender: the Pe and τ written have the
     fitted mean and variance (moments of darkfab.factory.rtd.AxialDispersion)."""
     from darkfab.factory.rtd import AxialDispersion
-    from darkfab.scenarios.calibrate import _peclet_for
+    from darkfab.scenarios.calibrate import peclet_for
 
     mean, n = 120.0, 6.0
-    pe = _peclet_for(1.0 / n, boundary)
+    pe = peclet_for(1.0 / n, boundary)
     tau = mean / (1 + 2 / pe) if boundary == "open" else mean
     ad = AxialDispersion(tau, pe, boundary)
     assert ad.mean_s == pytest.approx(mean, rel=1e-9)
