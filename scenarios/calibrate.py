@@ -64,11 +64,12 @@ def _read(path: Path, line: str) -> dict[str, np.ndarray] | None:
     return {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names}
 
 
-def _input_steps(cells: dict[str, np.ndarray], spec: ContinuousLineSpec
+def _input_steps(cells: dict[str, np.ndarray], run_spec: ContinuousLineSpec
                  ) -> tuple[list[float], list[float]]:
-    """Flow times and sizes of the set-point composition's changes (fraction of label claim)."""
-    api = spec.api_feeder()
-    share = spec.feeders[api].mass_fraction
+    """Flow times and sizes of the set-point composition's changes (fraction of label claim,
+    as the run's NIR reports it: relative to the run's recipe API share)."""
+    api = run_spec.api_feeder()
+    share = run_spec.feeders[api].mass_fraction
     sel = cells["event"] == "setpoint"
     ts, th = cells["time_s"][sel], cells["flow_time_s"][sel]
     fd, sp = cells["feeder"][sel], cells["setpoint_kg_s"][sel]
@@ -128,7 +129,8 @@ def _blender_override(fit: RTDFit, spec: ContinuousLineSpec) -> dict[str, Any]:
 
 
 def _calibrate_line(run: Path, name: str, spec: ContinuousLineSpec,
-                    guard_s: float | None) -> dict[str, Any]:
+                    run_spec: ContinuousLineSpec, guard_s: float | None) -> dict[str, Any]:
+    """One line's fits: ``spec`` the model's line, ``run_spec`` the run's (its recipe)."""
     out: dict[str, Any] = {"rtd": None, "feeders": {}, "skipped": []}
     _, blender, feed_frame = line_parts(spec)
     line_mean = blender.mean_s + feed_frame.mean_s
@@ -139,7 +141,7 @@ def _calibrate_line(run: Path, name: str, spec: ContinuousLineSpec,
         out["skipped"].append(f"{name}: no load-cell data (load_cells.parquet; "
                               f"continuous_lines.{name}.logging.load_cells = true)")
         return out
-    steps_t, steps_dx = _input_steps(cells, spec)
+    steps_t, steps_dx = _input_steps(cells, run_spec)
     if nir is None or nir["sample_s"].size == 0:
         out["skipped"].append(f"{name}: RTD not fitted: no NIR readings (nir_readings.parquet)")
     elif not steps_t:
@@ -237,13 +239,15 @@ def calibrate_run(run_dir: Path | str, model: dict[str, ContinuousLineSpec] | No
     for name, raw in lines.items():
         if line is not None and name != line:
             continue
-        if model is not None:
-            if name not in model:
-                raise CalibrationError(f"the model scenario has no continuous line {name!r}")
-            spec = model[name]
-        else:
-            spec = ContinuousLineSpec.model_validate(raw, strict=False)
-        result["lines"][name] = _calibrate_line(run, name, spec, refill_guard_s)
+        try:
+            run_spec = ContinuousLineSpec.model_validate(raw, strict=False)
+        except ValueError as e:
+            raise CalibrationError(f"{run}: the run's line {name!r} is not readable "
+                                   f"({type(e).__name__})") from None
+        if model is not None and name not in model:
+            raise CalibrationError(f"the model scenario has no continuous line {name!r}")
+        spec = run_spec if model is None else model[name]
+        result["lines"][name] = _calibrate_line(run, name, spec, run_spec, refill_guard_s)
     if not any(v["rtd"] or v["feeders"] for v in result["lines"].values()):
         why = "; ".join(s for v in result["lines"].values() for s in v["skipped"])
         raise CalibrationError(f"{run}: nothing to calibrate ({why})")
