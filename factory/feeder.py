@@ -277,6 +277,15 @@ class LossInWeightFeeder:
         assert self._refill is not None
         return self._refill[3] * e * self.p.ff(self.mass_kg)
 
+    def state_at(self, t: float) -> tuple[float, str, float, float]:
+        """(hopper mass kg, mode, feed rate kg/s, screw speed rev/s) at ``t`` ≥ the present
+        time with no further command, without changing the feeder (a look-ahead copy; the
+        noise cells are the feeder's own). For load-cell records (calibration data)."""
+        c = self._clone() if t > self.t else self
+        if t > c.t:
+            c._run(float(t), None)
+        return c.mass_kg, c.mode, c.current_rate_kg_s(), c.screw_speed_rev_s
+
     def hopper_fractions(self) -> dict[Hashable, float]:
         return {k: v / self.mass_kg for k, v in self.lots.items()} if self.mass_kg > 0 else {}
 

@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "EVENTS_SCHEMA", "STATES_SCHEMA", "GENEALOGY_SCHEMA", "KPIS_SCHEMA", "TIMESERIES_SCHEMA",
-    "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "LINE_UNITS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
+    "TRANSPORT_SCHEMA", "ALARMS_SCHEMA", "LINE_UNITS_SCHEMA", "NIR_READINGS_SCHEMA",
+    "LOAD_CELLS_SCHEMA", "DICTIONARY_COLUMNS", "TableWriter",
     "EventLog", "write_table", "FlushPolicy", "FlushGroup", "staging", "STAGE_SUFFIX",
     "CHECK_ROWS", "stage_path", "read_stage", "compact", "stage_in_use",
 ]
@@ -65,7 +66,8 @@ EVENTS_SCHEMA = pa.schema(_RUN + [
 command, command_rejected, fault, repair, changeover, mode, controller_fault (the controller raised:
 detail is the cause), alarm / alarm_acknowledged / alarm_cleared (written by the alarm system,
 :mod:`darkfab.factory.alarms`: entity is the alarm's source; location is its priority, or who
-acknowledged it; detail ``"<condition>: <text>"`` when raised, else the condition). Units in
+acknowledged it; detail ``"<condition>: <text>"`` when raised, else the condition), tracer (a
+calibration tracer's set-point change, :mod:`darkfab.agents.line.calibration_log`). Units in
 the plant at any time =
 create + produce − consume − complete − scrap so far."""
 
@@ -147,6 +149,33 @@ LINE_UNITS_SCHEMA = pa.schema(_RUN + [
 """In-process control of a continuous line's units of tablets: the IPC sample of each unit
 (:mod:`darkfab.agents.line.regulation`), one row per unit."""
 
+NIR_READINGS_SCHEMA = pa.schema(_RUN + [
+    pa.field("line", pa.string(), nullable=False),
+    pa.field("sample_s", pa.float64(), nullable=False),  # when the material was sensed
+    pa.field("available_s", pa.float64(), nullable=False),  # when the reading was known
+    pa.field("flow_time_s", pa.float64(), nullable=False),  # the line's flow time θ at sample_s
+    pa.field("api_content", pa.float64(), nullable=True),  # fraction of label claim; null: lost
+])
+"""A continuous line's NIR readings (one row per sample, :mod:`darkfab.agents.line.calibration_log`).
+``flow_time_s`` is the throughput time of :mod:`darkfab.factory.flow_clock` (clock time while
+the line runs at its nominal rate; it stands still while the line is paused)."""
+
+LOAD_CELLS_SCHEMA = pa.schema(_RUN + [
+    pa.field("line", pa.string(), nullable=False),
+    pa.field("feeder", pa.string(), nullable=False),
+    pa.field("time_s", pa.float64(), nullable=False),
+    pa.field("flow_time_s", pa.float64(), nullable=False),
+    pa.field("event", pa.string(), nullable=False),  # sample, setpoint, refill, refill_done, ...
+    pa.field("mode", pa.string(), nullable=False),  # gravimetric, refill, starved
+    pa.field("hopper_mass_kg", pa.float64(), nullable=False),
+    pa.field("setpoint_kg_s", pa.float64(), nullable=False),
+    pa.field("screw_speed_rev_s", pa.float64(), nullable=False),
+    pa.field("flow_kg_s", pa.float64(), nullable=False),  # measured feed rate
+])
+"""A continuous line's feeder load cells: one row per feeder at every set-point change, refill
+start and end, and every ``logging.load_cells_s`` when asked for
+(:mod:`darkfab.agents.line.calibration_log`)."""
+
 KPIS_SCHEMA = pa.schema(_RUN + [
     pa.field("scope", pa.string(), nullable=False),   # "plant" or an equipment/buffer name
     pa.field("kpi", pa.string(), nullable=False),
@@ -158,6 +187,7 @@ DICTIONARY_COLUMNS = frozenset({
     "run_id", "replication", "kind", "entity", "product", "location", "state",
     "child_product", "equipment", "origin", "destination", "pickup_node", "drop_node", "robot",
     "status", "scope", "kpi", "unit", "source", "condition", "priority", "acknowledged_by",
+    "feeder", "event", "mode",
 })
 """Columns with few distinct values (names, kinds, states), written dictionary-encoded in every
 table; the others (times, ids, ``detail``, ``parent_lot``, values) are written plain."""
@@ -389,6 +419,13 @@ class TableWriter:
     def append(self, *row) -> None:
         for col, v in zip(self.columns, row):
             col.append(v)
+        if len(self.columns[0]) >= self._limit:
+            self._full()
+
+    def extend(self, *columns) -> None:
+        """Append many rows given column by column (sequences of equal length)."""
+        for col, v in zip(self.columns, columns):
+            col.extend(v)
         if len(self.columns[0]) >= self._limit:
             self._full()
 

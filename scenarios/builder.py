@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from darkfab.agents.line import ContinuousLine, FeederStation, LineFailure, QualitySpec
+from darkfab.agents.line.calibration_log import CalibrationLog, TracerProgramme, TracerStep
 from darkfab.agents.line.release import BatchRelease, ReleaseRules
 from darkfab.agents.equipment import Equipment, FailureMode, Transform
 from darkfab.agents.flow import Router, Sink, Source
@@ -29,7 +30,8 @@ from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.weight_control import ForceGauge
 from darkfab.factory.occupancy import Occupancy, lane_key
-from darkfab.factory.recorder import LINE_UNITS_SCHEMA, TRANSPORT_SCHEMA, TableWriter
+from darkfab.factory.recorder import (LINE_UNITS_SCHEMA, LOAD_CELLS_SCHEMA, NIR_READINGS_SCHEMA,
+                                      TRANSPORT_SCHEMA, TableWriter)
 from darkfab.factory.transport import Staging
 from darkfab.factory.buffers import Buffer
 from darkfab.factory.distributions import make_sampler
@@ -179,6 +181,7 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     lines = {name: _build_line(s, name, spec, model, streams, buffers, to(name, spec.output),
                                unit_table)
              for name, spec in s.continuous_lines.items()}
+    _calibration_logs(s, lines, model, out_dir, run_id, replication, batch_rows)
     records = None  # the electronic batch records of every line: one chain per run
     for name, spec in s.continuous_lines.items():
         r = spec.release
@@ -204,6 +207,31 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
                  robots, arms, staging, lines, order_books=books)
+
+
+def _calibration_logs(s: Scenario, lines: dict[str, ContinuousLine], model: PlantModel,
+                      out_dir: Path, run_id: str, replication: int, batch_rows: int) -> None:
+    """The lines' sensor data for calibration (``nir_readings.parquet``, ``load_cells.parquet``,
+    one table each for every line) and their tracer experiments."""
+    specs = s.continuous_lines
+    nir = cells = None
+    if any(sp.pat is not None and sp.logging.nir for sp in specs.values()):
+        nir = TableWriter(out_dir / "nir_readings.parquet", NIR_READINGS_SCHEMA, run_id,
+                          replication, batch_rows)
+        model.extra_writers.append(nir)
+    if any(sp.logging.load_cells for sp in specs.values()):
+        cells = TableWriter(out_dir / "load_cells.parquet", LOAD_CELLS_SCHEMA, run_id,
+                            replication, batch_rows)
+        model.extra_writers.append(cells)
+    for name, sp in specs.items():
+        lg, line = sp.logging, lines[name]
+        if (sp.pat is not None and lg.nir) or lg.load_cells:
+            line.calibration_log = CalibrationLog(
+                line, nir if sp.pat is not None and lg.nir else None,
+                cells if lg.load_cells else None, lg.load_cells_s if lg.load_cells else None)
+        if sp.tracer:
+            TracerProgramme(line, [TracerStep(t.time_s, t.feeder or sp.api_feeder(), t.kind,
+                                              t.size_pct, t.duration_s) for t in sp.tracer])
 
 
 def order_book_work(s: Scenario, spec: OrderBookSpec) -> tuple[float, float]:

@@ -13,6 +13,7 @@ needs (the loader for ``check``, the simulator for ``run``, matplotlib for plots
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -162,6 +163,21 @@ def _parser() -> argparse.ArgumentParser:
     fu.add_argument("--out", type=Path, help="PNG file (default "
                     "results/funnel/<scenario>[-<line>].png)")
     fu.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    ca = sub.add_parser("calibrate", help="estimate the line's RTD and feed-factor curves from "
+                        "a run's sensor data; write them as a scenario that extends the run's",
+                        description="Calibration: the blender RTD from a tracer seen by the NIR, "
+                        "each feeder's feed-factor curve from its load cells (docs/calibration.md)."
+                        " Writes FILE (TOML, extends the run's scenario) and FILE's .json and .md"
+                        " fit report.")
+    ca.add_argument("folder", type=Path, help="a run folder (nir_readings.parquet, "
+                    "load_cells.parquet)")
+    ca.add_argument("--out", type=Path, help="the override file (default "
+                    "RUN_DIR/calibrated.toml)")
+    ca.add_argument("--extends", help="the scenario the override extends (default: the run's "
+                    "scenario, if shipped)")
+    ca.add_argument("--line", help="calibrate this continuous line only")
+    ca.add_argument("--refill-guard-s", type=float, help="NIR readings left out after a "
+                    "refill ends (default 3 nominal line mean residence times)")
     vr = sub.add_parser("verify-records", help="check a run's electronic batch records: "
                         "edited, missing or reordered records (exit 0 intact, 1 tampered)")
     vr.add_argument("folder", type=Path, help="a run folder (with batch_records.jsonl)")
@@ -223,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     verbs = {"list": _list, "experiment": _experiment, "report": _report, "plot": _plot,
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
              "check": _check, "run": _run, "view": _view,
-             "verify-records": _verify_records, "recover": _recover,
+             "verify-records": _verify_records, "recover": _recover, "calibrate": _calibrate,
              "schema": _schema, "serve": _serve}
     try:
         return verbs[args.cmd](args)
@@ -231,6 +247,49 @@ def main(argv: list[str] | None = None) -> int:
         for problem in e.problems:
             print(problem.format(e.file), file=sys.stderr)
         return 2
+
+
+def _calibrate(args) -> int:
+    """Fit the run's model parameters, write the override and its report; 2 on bad input."""
+    from .calibrate import CalibrationError, calibrate_run, run_summary, write_calibration
+    from .loader import load_scenario, shipped_scenarios
+    from .schema import JobShopScenario
+
+    g = args.refill_guard_s
+    if g is not None and not (math.isfinite(g) and g >= 0):
+        print(f"--refill-guard-s: must be a finite number >= 0, not {g!r}", file=sys.stderr)
+        return 2
+    try:
+        extends = args.extends or str(run_summary(args.folder).get("scenario"))
+        if args.extends is None and extends not in shipped_scenarios():
+            raise CalibrationError(
+                f"{args.folder}: the run's scenario {extends!r} is not a shipped one: give "
+                "--extends FILE (the scenario file of the model to calibrate)")
+        model = load_scenario(extends)  # ScenarioError: one line per problem, exit 2
+        if isinstance(model, JobShopScenario) or not model.continuous_lines:
+            raise CalibrationError(f"--extends {extends}: not a scenario with a continuous line")
+        result = calibrate_run(args.folder, dict(model.continuous_lines), args.line, g)
+    except CalibrationError as e:
+        print(e, file=sys.stderr)
+        return 2
+    out = args.out or Path(args.folder) / "calibrated.toml"
+    paths = write_calibration(result, out, extends)
+    for name, r in result["lines"].items():
+        rt = r["rtd"]
+        if rt is not None:
+            f = rt["fit"]
+            print(f"{name} blender RTD: tau = {f['tau_s']:.4g} ± {f['se']['tau_s']:.2g} s, "
+                  f"n = {f['n']:.4g} ± {f['se']['n']:.2g} (nominal {rt['nominal']['tau_s']:.4g}"
+                  f" s, {rt['nominal']['n']:.4g}), R² {f['r2']:.3f}")
+        for fname, fr in r["feeders"].items():
+            f = fr["fit"]
+            print(f"{name}.{fname} feed factor: ff_max {f['ff_max_kg_rev']:.4g}, ff_min "
+                  f"{f['ff_min_kg_rev']:.4g} kg/rev, beta {f['beta_per_kg']:.4g} /kg, "
+                  f"R² {f['r2']:.3f}")
+        for why in r["skipped"]:
+            print(f"not fitted: {why}")
+    print("calibrated scenario: " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def _verify_records(args) -> int:

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 from darkfab.agents.orders import ORDERS_SCHEMA
 from darkfab.factory.kpis import finite
 from darkfab.factory.recorder import (ALARMS_SCHEMA, EVENTS_SCHEMA, GENEALOGY_SCHEMA,
-                                      KPIS_SCHEMA, LINE_UNITS_SCHEMA, STAGE_SUFFIX,
+                                      KPIS_SCHEMA, LINE_UNITS_SCHEMA, LOAD_CELLS_SCHEMA,
+                                      NIR_READINGS_SCHEMA, STAGE_SUFFIX,
                                       STATES_SCHEMA, TIMESERIES_SCHEMA, TRANSPORT_SCHEMA, compact,
                                       stage_in_use)
 
@@ -50,7 +51,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "genealogy.parquet": GENEALOGY_SCHEMA, "timeseries.parquet": TIMESERIES_SCHEMA,
     "transport.parquet": TRANSPORT_SCHEMA, "alarms.parquet": ALARMS_SCHEMA,
     "line_units.parquet": LINE_UNITS_SCHEMA, "kpis.parquet": KPIS_SCHEMA,
-    "orders.parquet": ORDERS_SCHEMA,
+    "orders.parquet": ORDERS_SCHEMA, "nir_readings.parquet": NIR_READINGS_SCHEMA,
+    "load_cells.parquet": LOAD_CELLS_SCHEMA,
 }
 """Declared schemas of the tables a run writes: used when a stream lost even its schema."""
 

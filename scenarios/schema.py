@@ -670,6 +670,38 @@ class LineDisturbanceSpec(Strict):
     bulk_density_factor: Annotated[float, Field(ge=0.5, le=2.0, allow_inf_nan=False)]
 
 
+class TracerSpec(Strict):
+    """A tracer experiment (for ``darkfab calibrate``): from ``time_s`` the feeder ``feeder``
+    (default: the line's API feeder) runs at (100 + ``size_pct``) % of its nominal set-point;
+    a ``pulse`` returns to 100 % ``duration_s`` later, a ``step`` stays (a step of 0 returns to
+    nominal). Applied as a controller's set-point change."""
+
+    time_s: NonNegativeFloat
+    kind: Literal["step", "pulse"] = "step"
+    size_pct: Annotated[float, Field(ge=-50, le=50, allow_inf_nan=False)]
+    duration_s: PositiveFloat | None = None
+    feeder: Name | None = None
+
+    @model_validator(mode="after")
+    def _duration(self):
+        if self.kind == "pulse" and self.duration_s is None:
+            raise PydanticCustomError("tracer", "a pulse needs duration_s")
+        if self.kind == "step" and self.duration_s is not None:
+            raise PydanticCustomError("tracer", "a step takes no duration_s (a pulse does)")
+        return self
+
+
+class LineLoggingSpec(Strict):
+    """Sensor data written for calibration (``darkfab calibrate``): the NIR readings
+    (``nir_readings.parquet``, on by default), the feeders' load cells at set-point changes and
+    refills (``load_cells.parquet``, on by default), and every ``load_cells_s`` seconds (off by
+    default: a sample costs a look-ahead of every feeder)."""
+
+    nir: bool = True
+    load_cells: bool = True
+    load_cells_s: Annotated[float, Field(ge=1, le=86400, allow_inf_nan=False)] | None = None
+
+
 class PatSpec(Strict):
     """NIR sensor for API content (fraction of label claim): sampling, noise, delay, dropout,
     drift (a fault: bias growing from ``drift_start_s`` at ``drift_per_h``), and the alarm rule
@@ -833,6 +865,8 @@ class ContinuousLineSpec(Strict):
     release: LineReleaseSpec | None = None  # CU test, decision and record per batch
     mismatch: MismatchSpec = MismatchSpec()  # the plant's truth apart from the model
     instruments: InstrumentsSpec = InstrumentsSpec()  # load cells (NIR: ``pat``)
+    tracer: list[TracerSpec] = []  # set-point steps and pulses for calibration
+    logging: LineLoggingSpec = LineLoggingSpec()  # sensor data for calibration
 
     @model_validator(mode="after")
     def _recipe(self):
@@ -849,7 +883,15 @@ class ContinuousLineSpec(Strict):
         if unknown:
             raise PydanticCustomError("mismatch", f"mismatch.lots names no feeder: "
                                       f"{', '.join(unknown)}")
+        for tr in self.tracer:
+            if tr.feeder is not None and tr.feeder not in self.feeders:
+                raise PydanticCustomError("tracer", f"tracer feeder {tr.feeder!r} is not a "
+                                          f"feeder of the line ({', '.join(self.feeders)})")
         return self
+
+    def api_feeder(self) -> str:
+        """The name of the line's API feeder."""
+        return next(n for n, f in self.feeders.items() if f.component == "api")
 
     def mass_flow_kg_s(self) -> float:
         """The press's draw (kg/s): stations × turret speed × tablet weight."""

@@ -229,6 +229,7 @@ class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintena
         self.lot_potency: dict[Hashable, float] = {}
         self.unit_listeners: list[Callable] = []  # fn(line, unit, lot fractions, content)
         self.next_potency: dict[str, float] = {}  # feeder -> potency of its next container
+        self.calibration_log = None  # sensor data for calibration (.calibration_log), or None
         self._repair_name: str | None = None
         # punch wear (darkfab.factory.wear) and maintenance, set by set_wear()
         self.wear = None

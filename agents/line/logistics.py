@@ -58,6 +58,8 @@ class FeederLogistics:
                     self._refill_windows.popleft()
                 self.model.log.record(now, "refill_done", st.name, -1, "", self.node,
                                       f"{f.mass_kg:.3f} kg")
+                if self.calibration_log is not None:  # sensor data for calibration
+                    self.calibration_log.feeders(now, "refill_done", st.name)
             elif kind == "empty" or f.mode == "starved":
                 self._alarm(now, st.name, "hopper_empty", f"{st.name} hopper empty: the line "
                             "is Suspended", "high")
@@ -102,4 +104,6 @@ class FeederLogistics:
         self._reproject = True
         m = self.model
         m.log.record(now, "refill", st.name, unit.id, unit.product, self.node, unit.lot)
+        if self.calibration_log is not None:  # sensor data for calibration
+            self.calibration_log.feeders(now, "refill", st.name)
         m.unit_consumed(now, unit)

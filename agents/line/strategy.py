@@ -149,6 +149,8 @@ class ControlStrategy:
             x_pat = true[:n2 - n1]  # NaN: flow too low to read
             readable = np.isfinite(x_pat)
             t_s, t_av, val = sensor.measure_array(x_pat, notify=self._apart)
+            if self.calibration_log is not None:  # sensor data for calibration
+                self.calibration_log.nir(t_s, t_av, val)
             ok = np.flatnonzero(np.isfinite(val))
             self._nir_seen(val[ok])
             if ok.size:

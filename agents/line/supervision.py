@@ -249,6 +249,8 @@ class LineSupervision:
         """The stations' set-points to the feeders now (synced before by the caller), the flow
         clock's rate with them, and a new projection (a running line; a stopped one takes them
         at its restart)."""
+        if self.calibration_log is not None:  # sensor data for calibration
+            self.calibration_log.feeders(now, "setpoint")
         if not self.running:
             return
         self._set_flow(now, True)
