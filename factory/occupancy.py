@@ -14,7 +14,7 @@ another along a corridor is not woken at each lane the leader passes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import simpy
 
@@ -40,6 +40,11 @@ class Occupancy:
         self._waiters: dict[Hashable, list[_Waiter]] = {}
         self._blocked_by: dict[str, list[_Waiter]] = {}
         self.wakeups = 0  # waits ended by a release, a changed blocker or wake_blocked_by
+        self._listeners: list[Callable[[Hashable, int], None]] = []
+
+    def subscribe(self, fn: Callable[[Hashable, int], None]) -> None:
+        """``fn(key, occupants)`` after a robot takes or leaves node or lane ``key``."""
+        self._listeners.append(fn)
 
     def holders(self, key: Hashable) -> set[str]:
         return self.occupants[key]
@@ -64,12 +69,18 @@ class Occupancy:
         if not self.can_hold(keys, robot):
             raise RuntimeError(f"{robot} cannot hold {keys}")
         for k in keys:
-            self.occupants[k].add(robot)
+            occ = self.occupants[k]
+            occ.add(robot)
+            for fn in self._listeners:
+                fn(k, len(occ))
 
     def release(self, key: Hashable, robot: str) -> None:
         """``robot`` leaves ``key``: robots waiting for it are woken if they can now hold their
         whole leg, or if the occupants keeping them out changed."""
-        self.occupants[key].discard(robot)
+        occ = self.occupants[key]
+        occ.discard(robot)
+        for fn in self._listeners:
+            fn(key, len(occ))
         waiters = self._waiters.get(key)
         if waiters:
             keep = []
