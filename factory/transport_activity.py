@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from .kpis import ActivePeriods
+from .kpis import ActivePeriods, TimeAverage
 
 __all__ = ["TransportActivity", "resource_name"]
 
@@ -72,9 +72,25 @@ class TransportActivity:
         self._busy = {r: False for r in robots}
         self._busy_count = 0
         self._charging_at: dict[str, str] = {}  # robot -> charger node
+        # for the report's fleet section: mean robots per lane and crossing, robot-seconds of
+        # traffic waiting per node, charging seconds per charger (all after warm-up)
+        self.occupancy = {k: TimeAverage(warmup_s) for k in capacity}
+        self.waiting_s: dict[str, float] = {}
+        self.charging_s: dict[str, float] = {c: 0.0 for c in chargers}
+        self._since: dict[str, tuple[str, str | None, float]] = {}  # robot -> state, node, t
 
     def robot_state(self, now: float, robot: str, state: str, node: str | None) -> None:
         """``robot`` entered ``state`` (a robot state name) at ``node`` (``None`` on a lane)."""
+        last = self._since.get(robot)
+        if last is not None:
+            old, at, t0 = last
+            dt = now - max(t0, self.warmup_s)
+            if dt > 0 and at is not None:
+                if old == "waiting_traffic":
+                    self.waiting_s[at] = self.waiting_s.get(at, 0.0) + dt
+                elif old == "charging" and at in self.charging_s:
+                    self.charging_s[at] += dt
+        self._since[robot] = (state, node, now)
         busy = state != "idle"
         if busy != self._busy[robot]:
             self._busy[robot] = busy
@@ -92,6 +108,7 @@ class TransportActivity:
         periods = self.places.get(key)
         if periods is not None:
             periods.set(now, holders >= self._capacity[key])
+            self.occupancy[key].update(now, holders)
 
     def trip(self, now: float, route: str, opened: bool) -> None:
         """A trip on ``route`` was requested (``opened``) or delivered."""
@@ -112,6 +129,23 @@ class TransportActivity:
         if self._charger_nodes:
             out["chargers"] = _record("chargers", self.chargers, end, observed_s)
         return out
+
+
+    def usage(self, end: float) -> dict[str, dict]:
+        """The fleet's use of the layout after warm-up up to ``end``: per lane and crossing
+        (``a-b`` or the node name) its kind, mean robots held and share of time full; traffic
+        waiting per node (robot-seconds); charging seconds per charger."""
+        for robot, (state, node, _t) in list(self._since.items()):
+            self.robot_state(end, robot, state, node)  # close the open intervals
+        places = {}
+        for k, p in self.places.items():
+            name = k[1] if k[0] == "node" else f"{k[1]}-{k[2]}"  # type: ignore[index]
+            places[name] = {"kind": k[0], "a": k[1], "b": k[-1],  # type: ignore[index]
+                            "capacity_robots": self._capacity[k],
+                            "occupancy_mean": self.occupancy[k].mean(end),
+                            "full_s": p.active_time(end)}
+        return {"places": places, "waiting_s": dict(sorted(self.waiting_s.items())),
+                "charging_s": dict(self.charging_s)}
 
 
 def _record(kind: str, p: ActivePeriods, end: float, observed_s: float) -> dict:

@@ -154,6 +154,8 @@ def fleet_kpis(plant: Plant, end: float) -> dict:
     arms = {name: {"moves": a.moves, "utilization": ratio(a.busy_s, observed)}
             for name, a in plant.arms.items()}
     out = {"robots": robots, "fleet": fleet, "lanes": lanes}
+    if plant.transport is not None:
+        out["layout_use"] = plant.transport.usage(end)
     if arms:
         out["arms"] = arms
     return out
