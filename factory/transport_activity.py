@@ -105,10 +105,11 @@ class TransportActivity:
 
     def holders(self, now: float, key: Hashable, holders: int) -> None:
         """Lane or node ``key`` holds ``holders`` robots from ``now`` on."""
-        periods = self.places.get(key)
-        if periods is not None:
-            periods.set(now, holders >= self._capacity[key])
-            self.occupancy[key].update(now, holders)
+        full = holders >= self._capacity[key]
+        periods = self.places[key]
+        if full is not periods.active:
+            periods.set(now, full)
+        self.occupancy[key].update(now, holders)
 
     def trip(self, now: float, route: str, opened: bool) -> None:
         """A trip on ``route`` was requested (``opened``) or delivered."""

@@ -219,7 +219,7 @@ def watch_transport(s: Scenario, fleet: FleetManager, model: PlantModel) -> Tran
     for r in fleet.robots:
         r.subscribe(lambda robot, _kind, state: act.robot_state(env.now, robot.name, state,
                                                                 robot.node))
-    occ.subscribe(lambda key, n: act.holders(env.now, key, n))
+    occ.subscribe(act.holders, lanes)
     fleet.subscribe_tasks(lambda task, what: act.trip(
         env.now, f"{task.staging.origin} → {task.staging.destination.name}",
         what == "requested"))
