@@ -41,6 +41,7 @@ from .report_layout import lane_usage, layout_figure, write_layout_png
 __all__ = ["write_report", "gantt_window", "read_states_window", "lane_usage", "layout_figure",
            "write_layout_png", "GANTT_WINDOW_S", "STATE_COLOURS", "PACKML_ORDER"]
 
+STARVED_STATE, BLOCKED_STATE = "Suspended (starved)", "Suspended (blocked)"
 GANTT_WINDOW_S = 8 * 3600.0
 """Default Gantt window: the first 8 hours after warm-up (or the whole run if shorter)."""
 
@@ -211,10 +212,25 @@ def _series_section(folder: Path, warmup: float, end_s: float, tp_mean: float | 
     return head + figure_html(fig, cap, "throughput and WIP over time")
 
 
+def split_suspended(k: dict[str, Any]) -> dict[str, float]:
+    """The unit's positive state times (s), with Suspended split into ``Suspended (starved)``
+    and ``Suspended (blocked)`` in the ratio of its ``starved_s`` to ``blocked_s`` (which also
+    count the short Suspending and Unsuspending states)."""
+    out = {st: float(v) for st, v in (k.get("state_time_s") or {}).items()
+           if num(v) is not None and v > 0}
+    starved, blocked = num(k.get("starved_s")) or 0.0, num(k.get("blocked_s")) or 0.0
+    total = out.get("Suspended", 0.0)
+    if total > 0 and starved + blocked > 0:
+        del out["Suspended"]
+        for label, part in ((STARVED_STATE, starved), (BLOCKED_STATE, blocked)):
+            if part > 0:
+                out[label] = total * part / (starved + blocked)
+    return out
+
+
 def _state_breakdown_section(equipment: dict[str, Any], order: list[str]) -> str:
     head = "<h2>3. PackML state breakdown per unit (after warm-up)</h2>"
-    rows = {n: {k: float(v) for k, v in ((equipment[n].get("state_time_s") or {}).items())
-                if num(v) is not None and v > 0} for n in order}
+    rows = {n: split_suspended(equipment[n]) for n in order}
     rows = {n: r for n, r in rows.items() if r}
     if not rows:
         return head + '<p class="note">No state times recorded.</p>'
@@ -245,7 +261,8 @@ def _state_breakdown_section(equipment: dict[str, Any], order: list[str]) -> str
                   for n in order if n in rows]
     cap = ("Share of each PackML state of the unit's state machine (one per unit, whatever "
            "its number of servers) in the time after warm-up; states with zero time are "
-           "omitted. The labels give the total observed time.")
+           "omitted. Suspended is split into starved (waiting for input) and blocked (waiting "
+           "for room downstream). The labels give the total observed time.")
     return (head + figure_html(fig, cap, "PackML state breakdown")
             + table(["equipment"] + [esc(st) for st in states], table_rows, left=1))
 

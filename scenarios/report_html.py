@@ -37,6 +37,8 @@ STATE_COLOURS: dict[str, str] = {
     "Completing": "#dadaeb",
     "Complete": "#9e9ac8",
     "Suspended": "#fd8d3c",
+    "Suspended (starved)": "#fdae6b",
+    "Suspended (blocked)": "#e6550d",
     "Suspending": "#fdd0a2",
     "Unsuspending": "#fee6ce",
     "Held": "#d62728",
@@ -49,8 +51,8 @@ STATE_COLOURS: dict[str, str] = {
     "Stopping": "#c7c7c7",
 }
 PACKML_ORDER = ("Execute", "Idle", "Starting", "Resetting", "Completing", "Complete",
-                "Suspended", "Suspending", "Unsuspending", "Held", "Holding", "Unholding",
-                "Aborted", "Aborting", "Clearing", "Stopped", "Stopping")
+                "Suspended", "Suspended (starved)", "Suspended (blocked)", "Suspending",
+                "Unsuspending", "Held", "Holding", "Unholding", "Aborted", "Aborting", "Clearing", "Stopped", "Stopping")
 _EXTRA_COLOURS = ("#17becf", "#bcbd22", "#e377c2", "#8c564b", "#9467bd", "#1f77b4",
                   "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
 

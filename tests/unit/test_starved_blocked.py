@@ -95,3 +95,17 @@ def test_case_exercises_both_conditions(run):
                      and any(r["kind"] == "state" and r["detail"] == "Suspended"
                              for r in rows[max(0, i - 3):i]))
     assert onto_empty > 10
+
+
+def test_report_splits_suspended_into_starved_and_blocked(run):
+    """The report's state breakdown shows the same split as the event log."""
+    from darkfab.scenarios.report import split_suspended
+
+    summary, events = run
+    warm, end = summary["warmup_s"], summary["simulated_s"]
+    oracle = shares_from_events(events, "s2", warm, end)
+    shown = split_suspended(summary["equipment"]["s2"])
+    assert "Suspended" not in shown
+    assert shown["Suspended (starved)"] == pytest.approx(oracle["starved"], abs=1e-6)
+    assert shown["Suspended (blocked)"] == pytest.approx(oracle["blocked"], abs=1e-6)
+    assert sum(shown.values()) == pytest.approx(end - warm)
