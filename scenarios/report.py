@@ -6,7 +6,8 @@ file that opens offline: inline CSS, no scripts, figures embedded as base64 PNG 
 A **run report** shows the plant and per-equipment KPIs (bottleneck first), throughput and WIP
 over time with the warm-up marked, the PackML state breakdown per unit, a Gantt chart of states
 over a time window, the plant layout (links coloured by lane usage when the summary has a
-``lanes`` entry) and, for a run with robots, the fleet section (:mod:`.report_fleet`). An **experiment report** shows the design, runs ok/failed, the mean and
+``lanes`` entry) and, for a run with robots, the fleet section (:mod:`.report_fleet`). An
+**experiment report** shows the design, runs ok/failed, the mean and
 confidence half-width per design point and KPI, factor-response plots with confidence intervals
 and the paired comparisons against the baseline point.
 

@@ -98,7 +98,8 @@ def _factor_levels(spec: dict, points: list[dict], factors: list[str]) -> dict[s
 def _failed_section(s: dict[str, Any]) -> str:
     failed = s.get("failed_runs") or []
     head = "<h2>Runs</h2>"
-    txt = f"<p>{esc(s.get('runs_ok'))} runs ok, {esc(s.get('runs_failed', len(failed)))} failed.</p>"
+    txt = (f"<p>{esc(s.get('runs_ok'))} runs ok, {esc(s.get('runs_failed', len(failed)))} "
+           "failed.</p>")
     if not failed:
         return head + txt
     rows = [[esc(r.get("point")), esc(r.get("replication")),

@@ -52,7 +52,8 @@ STATE_COLOURS: dict[str, str] = {
 }
 PACKML_ORDER = ("Execute", "Idle", "Starting", "Resetting", "Completing", "Complete",
                 "Suspended", "Suspended (starved)", "Suspended (blocked)", "Suspending",
-                "Unsuspending", "Held", "Holding", "Unholding", "Aborted", "Aborting", "Clearing", "Stopped", "Stopping")
+                "Unsuspending", "Held", "Holding", "Unholding", "Aborted", "Aborting", "Clearing",
+                "Stopped", "Stopping")
 _EXTRA_COLOURS = ("#17becf", "#bcbd22", "#e377c2", "#8c564b", "#9467bd", "#1f77b4",
                   "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
 

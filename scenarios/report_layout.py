@@ -200,16 +200,22 @@ def layout_figure(s: dict[str, Any], labels: bool | str | None = None, *,
         ax.scatter([pos[n][0] for n in members], [pos[n][1] for n in members], s=marker,
                    color=ROLE_COLOURS.get(role, "#8172b2"), edgecolor="#222",
                    linewidth=0.8 if not big else 0.5, zorder=3)
+    rings = {n: v for n, v in (node_values or {}).items() if n in pos and v > 0}
+    ring_top = max(rings.values(), default=1.0)
     offset = 9 if full else 2 + math.sqrt(marker) / 2
     small = n_nodes <= LABEL_LIMIT_NODES
     for n in nodes:
         x, y = pos[n]
         if n in named:
-            ax.annotate(n, (x, y), xytext=(0, offset), textcoords="offset points", ha="center",
+            # above the ring, if any (a ring's radius in points is half its diameter)
+            up = max(offset, 2 + math.sqrt(marker + 900.0 * rings[n] / ring_top) / 2) \
+                if n in rings else offset
+            ax.annotate(n, (x, y), xytext=(0, up), textcoords="offset points", ha="center",
                         va="bottom", fontsize=9 if full or small else 7,
                         fontweight="bold" if full or small else "normal", zorder=4,
-                        bbox=None if full or small else {"boxstyle": "round,pad=0.1", "fc": "white",
-                                                "ec": "none", "alpha": 0.7})
+                        bbox=None if full or small else {"boxstyle": "round,pad=0.1",
+                                                         "fc": "white", "ec": "none",
+                                                         "alpha": 0.7})
         if full and at[n]:
             ax.annotate("\n".join(t for _, t in at[n]), (x, y), xytext=(0, -10),
                         textcoords="offset points", ha="center", va="top", fontsize=7.5,
@@ -219,11 +225,9 @@ def layout_figure(s: dict[str, Any], labels: bool | str | None = None, *,
     handles = [Line2D([], [], marker="o", ls="", markersize=9, markeredgecolor="#222",
                       color=ROLE_COLOURS.get(r, "#8172b2"), label=f"{r} ({len(roles[r])})")
                for r in sorted(roles)]
-    rings = {n: v for n, v in (node_values or {}).items() if n in pos and v > 0}
     if rings:
-        top = max(rings.values())
         ax.scatter([pos[n][0] for n in rings], [pos[n][1] for n in rings],
-                   s=[marker + 900.0 * v / top for v in rings.values()], facecolor="none",
+                   s=[marker + 900.0 * v / ring_top for v in rings.values()], facecolor="none",
                    edgecolor="#c0392b", linewidth=1.6, zorder=5)
         handles.append(Line2D([], [], marker="o", ls="", markersize=12, markerfacecolor="none",
                               markeredgecolor="#c0392b", label=node_label or "node value"))
