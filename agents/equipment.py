@@ -259,9 +259,17 @@ class Equipment(FixedAgent):
             self._busy -= 1
         if status in _WORKING:
             self._busy += 1
-        elif self._busy == 0 and self.sm.state is _EXECUTE and status in _IDLE_STATUSES:
-            self._suspend_reason = BLOCKED if BLOCKED in self._status else STARVED
-            self._internal(_SUSPEND)
+        elif self._busy == 0 and status in _IDLE_STATUSES:
+            reason = BLOCKED if BLOCKED in self._status else STARVED
+            state = self.sm.state
+            if state is _EXECUTE:
+                self._suspend_reason = reason
+                self._internal(_SUSPEND)
+            elif reason != self._suspend_reason and state in _SUSPEND_STATES:
+                # still suspended, for another reason: a server that unblocked onto an empty
+                # input is starved from now on (and the unit with it)
+                self._suspend_reason = reason
+                self.condition.change(self.env.now, self._condition(state))
 
     # --- server process --------------------------------------------------------------------
     def _server(self, k: int):

@@ -105,6 +105,7 @@ class Amr(CellAgent):
         self._forced: tuple | None = None  # scripted stall: (name, duration_s, on_stall, on_end)
         self.alarm_listeners: list = []  # fn(robot, alarm, detail)
         self._soh_reported = 1.0
+        self._listeners: list = []  # fn(robot, "state", state)
         occupancy.place(home, name)
 
     # --- state --------------------------------------------------------------------------
@@ -117,6 +118,13 @@ class Amr(CellAgent):
             self.timer.change(self.env.now, state)
             self.model.log.record(self.env.now, "robot", self.name, -1, "",
                                   self.node or str(self.lane[1:]), state)
+            for fn in self._listeners:
+                fn(self, "state", state)
+
+    def subscribe(self, fn) -> None:
+        """``fn(robot, "state", state)`` after each change of the robot's state (the hook shape
+        of :meth:`darkfab.agents.equipment.Equipment.subscribe`)."""
+        self._listeners.append(fn)
 
     @property
     def idle(self) -> bool:

@@ -22,7 +22,7 @@ waits it is woken only when it can hold the leg or when what keeps it out change
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import simpy
 
@@ -107,6 +107,7 @@ class FleetManager:
         self._writer = transport_writer
         self.lane_usage: dict[Hashable, int] = {lane.key: 0 for lane in lanes}
         self.lead_time = LogHistogram()
+        self._task_listeners: list[Callable[[TransportTask, str], None]] = []
         self.abandoned = 0  # trips given up before pickup for a low battery
         self.tasks_requested = 0
         self.tasks_delivered = 0
@@ -194,6 +195,8 @@ class FleetManager:
         self.tasks_requested += 1
         self._open[staging] = task
         self.pending.append(task)
+        for fn in self._task_listeners:
+            fn(task, "requested")
         self._dispatch()
 
     def on_picked_up(self, robot: FleetRobot, task: TransportTask) -> None:
@@ -244,6 +247,8 @@ class FleetManager:
             if t.requested_s >= self.warmup_s:
                 self.lead_time.add(t.delivered_s - t.requested_s)
             self._write(t)
+            for fn in self._task_listeners:
+                fn(t, "delivered")
         if job.kind == "charge":
             chargers.release(robot)
         low = chargers.charge_below_soc
@@ -267,6 +272,11 @@ class FleetManager:
             chargers.idle_check(robot)  # no free charger now: queue for the next one
             return
         chargers.watch(robot)
+
+    def subscribe_tasks(self, fn: Callable[[TransportTask, str], None]) -> None:
+        """``fn(task, "requested" | "delivered")`` when a transport task is requested and when
+        it is delivered."""
+        self._task_listeners.append(fn)
 
     def charger_usable(self, node: str) -> bool:
         return self.chargers.usable(node)

@@ -145,9 +145,13 @@ class LogHistogram:
 
 
 class ActivePeriods:
-    """Mean duration of uninterrupted active periods (clipped to after warm-up)."""
+    """Mean duration of uninterrupted active periods (clipped to after warm-up).
 
-    __slots__ = ("active", "since", "total", "count", "warmup_s")
+    A period that ends and a new one that starts at the same instant are one period: an
+    inactive gap of zero length does not interrupt activity (Roser et al. 2001 measure the
+    duration of uninterrupted activity)."""
+
+    __slots__ = ("active", "since", "total", "count", "warmup_s", "_last")
 
     def __init__(self, warmup_s: float) -> None:
         self.active = False
@@ -155,20 +159,33 @@ class ActivePeriods:
         self.total = 0.0
         self.count = 0
         self.warmup_s = warmup_s
+        self._last: tuple[float, float, float] | None = None  # closed: (start, end, counted)
 
     def set(self, now: float, active: bool) -> None:
         if active == self.active:
             return
         if self.active:
             self._close(now)
+            self.since = now
+        elif self._last is not None and self._last[1] == now:
+            # resumed at the instant it ended: undo the close, the period goes on
+            start, _, counted = self._last
+            if counted > 0:
+                self.total -= counted
+                self.count -= 1
+            self._last = None
+            self.since = start
+        else:
+            self.since = now
         self.active = active
-        self.since = now
 
     def _close(self, now: float) -> None:
         start = self.since if self.since > self.warmup_s else self.warmup_s
-        if now > start:
-            self.total += now - start
+        counted = now - start if now > start else 0.0
+        if counted > 0:
+            self.total += counted
             self.count += 1
+        self._last = (self.since, now, counted)
 
     def mean(self, end: float) -> float:
         total, count = self.total, self.count
@@ -178,6 +195,15 @@ class ActivePeriods:
                 total += end - start
                 count += 1
         return total / count if count else 0.0
+
+    def active_time(self, end: float) -> float:
+        """Seconds active after warm-up up to ``end``."""
+        total = self.total
+        if self.active:
+            start = self.since if self.since > self.warmup_s else self.warmup_s
+            if end > start:
+                total += end - start
+        return total
 
 
 def ratio(num: float, den: float) -> float:

@@ -14,7 +14,7 @@ another along a corridor is not woken at each lane the leader passes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 import simpy
 
@@ -40,6 +40,14 @@ class Occupancy:
         self._waiters: dict[Hashable, list[_Waiter]] = {}
         self._blocked_by: dict[str, list[_Waiter]] = {}
         self.wakeups = 0  # waits ended by a release, a changed blocker or wake_blocked_by
+        self._watch: dict[Hashable, list[Callable[[float, Hashable, int], None]]] = {}
+
+    def subscribe(self, fn: Callable[[float, Hashable, int], None],
+                  keys: Iterable[Hashable]) -> None:
+        """``fn(now, key, occupants)`` after a robot takes or leaves one of ``keys`` (nodes
+        and lanes); other keys cost nothing."""
+        for k in keys:
+            self._watch.setdefault(k, []).append(fn)
 
     def holders(self, key: Hashable) -> set[str]:
         return self.occupants[key]
@@ -63,13 +71,22 @@ class Occupancy:
         """Take every key in ``keys`` for ``robot`` (all or nothing)."""
         if not self.can_hold(keys, robot):
             raise RuntimeError(f"{robot} cannot hold {keys}")
+        watch = self._watch
         for k in keys:
-            self.occupants[k].add(robot)
+            occ = self.occupants[k]
+            occ.add(robot)
+            if k in watch:
+                for fn in watch[k]:
+                    fn(self.env.now, k, len(occ))
 
     def release(self, key: Hashable, robot: str) -> None:
         """``robot`` leaves ``key``: robots waiting for it are woken if they can now hold their
         whole leg, or if the occupants keeping them out changed."""
-        self.occupants[key].discard(robot)
+        occ = self.occupants[key]
+        occ.discard(robot)
+        if key in self._watch:
+            for fn in self._watch[key]:
+                fn(self.env.now, key, len(occ))
         waiters = self._waiters.get(key)
         if waiters:
             keep = []

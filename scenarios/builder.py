@@ -30,6 +30,7 @@ from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.weight_control import ForceGauge
 from darkfab.factory.occupancy import Occupancy, lane_key
+from darkfab.factory.transport_activity import TransportActivity
 from darkfab.factory.recorder import (LINE_UNITS_SCHEMA, LOAD_CELLS_SCHEMA, NIR_READINGS_SCHEMA,
                                       TRANSPORT_SCHEMA, TableWriter)
 from darkfab.factory.transport import Staging
@@ -69,6 +70,7 @@ class Plant:
     order_books: dict[str, OrderBook] = field(default_factory=dict)
     quality: QualityRecords | None = None  # lot records of continuous lines, set by start()
     containment: Containment | None = None  # lot disposition at product sinks, set by start()
+    transport: TransportActivity | None = None  # active periods of fleet, lanes and chargers
 
     def start(self) -> None:
         """Start every process (after the whole tree is wired)."""
@@ -205,8 +207,27 @@ def build_plant(s: Scenario, seed: int, replication: int, out_dir: Path, run_id:
     if controller is None:
         controller = make_controller(s.controller.name, s.controller.params)
     robots = {r.name: r for r in fleet.robots} if fleet is not None else {}
+    transport = watch_transport(s, fleet, model) if fleet is not None else None
     return Plant(s, model, buffers, levels, sources, sinks, equipment, controller, fleet,
-                 robots, arms, staging, lines, order_books=books)
+                 robots, arms, staging, lines, order_books=books, transport=transport)
+
+
+def watch_transport(s: Scenario, fleet: FleetManager, model: PlantModel) -> TransportActivity:
+    """Follow the active periods of the fleet, its lanes and chargers (bottleneck detection,
+    :mod:`darkfab.factory.transport_activity`)."""
+    occ, env = fleet.occ, model.env
+    crossings = {("node", n) for n, spec in s.nodes.items() if spec.role in ("waypoint", "holding")}
+    lanes = {k: c for k, c in occ.capacity.items() if k[0] == "lane" or k in crossings}
+    chargers = sorted(n for n, spec in s.nodes.items() if spec.role == "charger")
+    act = TransportActivity(model.warmup_s, [r.name for r in fleet.robots], lanes, chargers)
+    for r in fleet.robots:
+        r.subscribe(lambda robot, _kind, state: act.robot_state(env.now, robot.name, state,
+                                                                robot.node))
+    occ.subscribe(act.holders, lanes)
+    fleet.subscribe_tasks(lambda task, what: act.trip(
+        env.now, f"{task.staging.origin} → {task.staging.destination.name}",
+        what == "requested"))
+    return act
 
 
 def _calibration_logs(s: Scenario, lines: dict[str, ContinuousLine], model: PlantModel,

@@ -131,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("what", choices=["layout"], help="layout: nodes by role, lanes, stations, "
                     "lane usage as a heat map")
     pl.add_argument("folder", type=Path, help="a run folder")
-    pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png)")
+    pl.add_argument("--out", type=Path, help="PNG file (default FOLDER/layout.png); missing "
+                    "folders are created")
+    pl.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
+                    help="draw every node name, resident and link length (--no-labels: none; "
+                    "default: all up to 60 nodes, past that only the names of non-waypoint "
+                    "nodes)")
     cp = sub.add_parser("compare", help="two controllers on one scenario: paired differences "
                         "with common random numbers")
     cp.add_argument("scenario", help="shipped scenario name or path to a .toml file")
@@ -674,14 +679,12 @@ def _recover(args) -> int:
 
 
 def _plot(args) -> int:
-    from .report import write_layout_png
+    from .report_layout import write_layout_png
 
     if _unfinished("plot", args.folder):
         return 2
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path = write_layout_png(args.folder, args.out)
+        path = write_layout_png(args.folder, args.out, args.labels)
     except ValueError as e:
         print(f"darkfab plot: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from darkfab.factory.packml import State
 
 from .builder import Plant
 
-__all__ = ["equipment_kpis", "plant_kpis", "kpi_rows"]
+__all__ = ["equipment_kpis", "plant_kpis", "kpi_rows", "bottleneck_resources"]
 
 
 def equipment_kpis(plant: Plant, end: float) -> dict[str, dict]:
@@ -46,6 +46,7 @@ def equipment_kpis(plant: Plant, end: float) -> dict[str, dict]:
             "blocked_s": cond.get("blocked", 0.0),
             "down_s": cond.get("down", 0.0),
             "mean_active_period_s": eq.active.mean(end),
+            "active_share": ratio(eq.active.active_time(end), observed),
             "state_time_s": {s.value: eq.state_time.time_s.get(s.value, 0.0) for s in State},
         }
     return out
@@ -56,6 +57,8 @@ def plant_kpis(plant: Plant, end: float) -> dict:
     observed = end - m.warmup_s
     eq = equipment_kpis(plant, end)
     ranking = sorted(eq, key=lambda n: (-eq[n]["mean_active_period_s"], n))
+    transport = (plant.transport.resources(end, max(observed, 0.0))
+                 if plant.transport is not None else {})
     lt = m.lead_time
     return {
         "throughput_per_h": ratio(m.units_completed, observed) * 3600.0,
@@ -68,6 +71,7 @@ def plant_kpis(plant: Plant, end: float) -> dict:
         "buffers": {n: {"level_mean": lvl.mean(end), "level_end": plant.buffers[n].level}
                     for n, lvl in plant.buffer_levels.items()},
         "bottleneck_ranking": ranking,
+        "bottlenecks": bottleneck_resources(eq, transport),
         **(fleet_kpis(plant, end) if plant.fleet is not None else {}),
         **({"controller": plant.control.summary()} if getattr(plant, "control", None) else {}),
         **(line_kpis(plant, end) if plant.lines else {}),
@@ -77,6 +81,18 @@ def plant_kpis(plant: Plant, end: float) -> dict:
            if getattr(plant, "containment", None) is not None else {}),
         "alarms": m.alarms.kpis(end),
     }
+
+
+def bottleneck_resources(equipment: dict[str, dict], transport: dict[str, dict]
+                         ) -> list[dict]:
+    """Machines and transport resources (fleet, lanes, chargers) ranked by the active-period
+    method (:mod:`darkfab.factory.transport_activity`): longest mean active period first."""
+    rows = [{"resource": n, "kind": "machine",
+             "mean_active_period_s": k["mean_active_period_s"],
+             "active_share": k["active_share"]} for n, k in equipment.items()]
+    rows += [{"resource": n, **r} for n, r in transport.items()]
+    rows.sort(key=lambda r: (-r["mean_active_period_s"], r["resource"]))
+    return [{**r, "rank": i + 1} for i, r in enumerate(rows)]
 
 
 def line_kpis(plant: Plant, end: float) -> dict:
@@ -138,6 +154,8 @@ def fleet_kpis(plant: Plant, end: float) -> dict:
     arms = {name: {"moves": a.moves, "utilization": ratio(a.busy_s, observed)}
             for name, a in plant.arms.items()}
     out = {"robots": robots, "fleet": fleet, "lanes": lanes}
+    if plant.transport is not None:
+        out["layout_use"] = plant.transport.usage(end)
     if arms:
         out["arms"] = arms
     return out
