@@ -85,6 +85,11 @@ class LoadCellFlow:
         self._y, self._n = y, n_prev
         return np.asarray(res)
 
+    def mass_reading(self, mass_kg: float) -> float:
+        """The hopper mass the load cell reads (kg): the true mass with the last reading's
+        noise (the noise of the flow above is the difference of two such readings over P)."""
+        return mass_kg + self._n
+
     def present(self, rate: float, blind_factor: float) -> float:
         """The flow read now (not committed: the next :meth:`measure` covers it)."""
         if math.isfinite(blind_factor):

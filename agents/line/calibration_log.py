@@ -13,8 +13,11 @@ readings, recorded to Parquet, and the tracer experiments that excite the line.
   (% of its nominal set-point), applied as a controller's ``SetPoint`` would be
   (:meth:`ContinuousLine.set_point`), each logged as a ``tracer`` event.
 
-The load cells report the feeder model's state: today the true hopper mass and the rate of the
-present feed-noise cell (what an ideal load cell and its rate filter would report).
+The load cells report what the control system reads: with the plant apart from its model
+(``mismatch`` or ``instruments`` set, docs/twin.md) the instruments' hopper mass (with its
+reading noise) and flow (filtered, or the volumetric estimate during a refill,
+:mod:`darkfab.factory.instruments`); otherwise the true hopper mass and the rate of the present
+feed-noise cell (what an ideal load cell and its rate filter report).
 """
 
 from __future__ import annotations
@@ -72,10 +75,13 @@ class CalibrationLog:
             return
         line = self.line
         theta = line.flow.theta(now)
-        for st in line.stations:
+        soft = line.soft
+        for k, st in enumerate(line.stations):
             if only is not None and st.name != only:
                 continue
             mass, mode, rate, omega = st.feeder.state_at(now)
+            if soft is not None:  # the instruments' readings, not the truth
+                mass, rate = soft.reading(k, now, mass, rate)
             table.append(line.name, st.name, now, theta, event, mode, mass, st.setpoint_kg_s,
                          omega, rate)
 

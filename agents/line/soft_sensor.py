@@ -115,6 +115,15 @@ class SoftSensor:
             rows[:-1, k] = np.where((a[i] <= cuts) & (b[i] > cuts), y[i], 0.0)
         self.comp.push_many(np.append(cuts, now), rows)
 
+    def reading(self, k: int, now: float, mass_kg: float, rate_kg_s: float) -> tuple[float, float]:
+        """Station ``k``'s load cell as the control system reads it now: (hopper mass in kg with
+        the last reading's noise, flow in kg/s: filtered, or the volumetric estimate during a
+        refill) given the true mass and rate (for the calibration log; commits nothing)."""
+        wear = screw_wear_factor(now, self.wear_per_day) if self.wear_per_day else 1.0
+        kn = blind_factors(np.array([now]), self._windows(k), wear)[0]
+        lc = self.load_cells[k]
+        return lc.mass_reading(mass_kg), lc.present(rate_kg_s, float(kn))
+
     def output(self, ts: np.ndarray) -> np.ndarray:
         """The model's output flows per station (per flow-second) at ``ts``."""
         return self.comp.output(ts)
