@@ -662,6 +662,45 @@ class LoopsSpec(Strict):
     api_trim_max_pct: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 5.0
 
 
+class PressHopperSpec(Strict):
+    """The press hopper between the blender and the press feed frame (``darkfab.agents.line.
+    hopper``): its level (kg) integrates line rate − press draw. ``level_control``: a PI from
+    the level to the line rate (SIMC tuning for an integrating process from ``tau_c_s`` and
+    ``period_s``, or ``kc_per_h`` and ``ti_s`` given), sampled every ``period_s`` while the
+    level is outside ``deadband_kg`` of ``setpoint_kg``; off, the line rate stays and the
+    difference fills or drains the hopper. At ``low_alarm_kg`` the press is starved, at
+    ``high_alarm_kg`` the line's feed holds (alarms, interlocks), each until the level is back
+    at its set-point."""
+
+    capacity_kg: PositiveFloat = 5.0
+    setpoint_kg: PositiveFloat = 2.5
+    low_alarm_kg: PositiveFloat = 0.5
+    high_alarm_kg: PositiveFloat = 4.5
+    initial_kg: NonNegativeFloat | None = None  # default: setpoint_kg
+    level_control: bool = True
+    tau_c_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 120.0
+    kc_per_h: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    ti_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
+    period_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 10.0
+    deadband_kg: NonNegativeFloat = 0.05
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if not (self.low_alarm_kg < self.setpoint_kg - self.deadband_kg
+                and self.setpoint_kg + self.deadband_kg < self.high_alarm_kg
+                < self.capacity_kg):
+            raise PydanticCustomError("press_hopper", "need low_alarm_kg < setpoint_kg ± "
+                                      "deadband_kg < high_alarm_kg < capacity_kg")
+        if self.initial_kg is not None and not (
+                self.low_alarm_kg < self.initial_kg < self.high_alarm_kg):
+            raise PydanticCustomError("press_hopper", "initial_kg must lie between the alarm "
+                                      "limits")
+        if (self.kc_per_h is None) != (self.ti_s is None):
+            raise PydanticCustomError("press_hopper", "give both kc_per_h and ti_s, or neither "
+                                      "(SIMC from tau_c_s)")
+        return self
+
+
 class LineDisturbanceSpec(Strict):
     """A scripted process disturbance: from ``time_s`` on, the blend fills the dies at
     ``bulk_density_factor`` × the press's ``fill_density_kg_m3``."""
@@ -778,6 +817,7 @@ class ContinuousLineSpec(Strict):
     control_interval_s: PositiveFloat = 600.0
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
     loops: LoopsSpec = LoopsSpec()
+    press_hopper: PressHopperSpec = PressHopperSpec()
     disturbances: list[LineDisturbanceSpec] = []
     release: LineReleaseSpec | None = None  # CU test, decision and record per batch
 

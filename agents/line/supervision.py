@@ -104,6 +104,7 @@ class LineSupervision:
         the line flows, 0 while it stands."""
         g = (self.blender_speed_rpm / self._speed_ref_rpm) ** self._speed_exponent
         self.flow.set_rate(now, self.rate_kg_s / self.nominal_kg_s * g if flowing else 0.0, g)
+        self._hopper_changed(now, flowing)  # the press hopper's inflow (:mod:`.hopper`)
 
     def _commanded_out(self) -> bool:
         return any(u.commanded is not None for u in self.units)
@@ -115,6 +116,8 @@ class LineSupervision:
             return self.press_unit, State.HELD
         if self._blocked:
             return self.press_unit, State.SUSPENDED
+        if self.hopper is not None and self.feed_held:  # press hopper high: the feed holds
+            return self.unit_by_name[f"{self.name}.blender"], State.SUSPENDED
         for st, u in zip(self.stations, self.units):
             if st.feeder.mode == "starved":
                 return u, State.SUSPENDED
@@ -228,6 +231,10 @@ class LineSupervision:
         now = self.env.now
         if setpoint in ("fill_depth_mm", "target_weight_mg"):
             return self._set_weight(setpoint, value)
+        if setpoint in ("line_rate_kg_h", "turret_speed_rpm") and self._set_press_speed(
+                setpoint, value):  # a press hopper: the press and the feed apart
+            self._kick()
+            return None
         self._timed_sync(now)  # the feed up to now at the old set-points
         if setpoint in ("line_rate_kg_h", "turret_speed_rpm"):
             kg_s = (value / 3600.0 if setpoint == "line_rate_kg_h"
@@ -277,7 +284,10 @@ class LineSupervision:
 
     @property
     def turret_speed_rpm(self) -> float:
-        """The press draws the feed (ideal press-hopper level loop): ω ∝ ṁ / W."""
+        """The press's turret speed: its own with a press hopper (:mod:`.hopper`), else it
+        draws the feed (an ideal level loop): ω ∝ ṁ / W."""
+        if self.hopper is not None:
+            return self.turret_rpm
         return (self.turret_speed_ref_rpm * self.rate_kg_s / self.nominal_kg_s
                 * self.tablet.weight_kg / self.weight_kg)
 
@@ -306,7 +316,8 @@ class LineSupervision:
             "target_weight_mg": (self.target_weight_kg * 1e6, "mg", now),
             "fill_depth_mm": (self.fill_depth_m * 1e3, "mm", now),
             "tablets_per_h": (3600.0 * self.rate_kg_s / w if flowing else 0.0, "1/h", now),
-            "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now)}
+            "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now),
+            **self._hopper_readings(now)}
         if self.last_nir is not None:
             ta, c = self.last_nir
             out[f"{n}.pat"] = {"api_content_pct": (100.0 * c, "%", ta)}
