@@ -25,8 +25,10 @@ period, the zero-order hold). It gives no overshoot on a set-point change beyond
 removes a step in outflow (a press-speed change) with no offset.
 
 **Resting.** The loop samples only while the level is outside ``deadband_kg`` of its set-point
-(or has just come back and the inflow still differs from the outflow): a settled loop costs
-no events (:meth:`LevelPI.settled`).
+or the inflow still differs from the outflow. A PI that rests in a deadband with an imbalance
+left hunts (the integral re-winds each time the level leaves the band), so once settled
+(:meth:`LevelPI.settled`) the owner sets the inflow to the measured outflow (feedforward of the
+press's draw, Seborg et al. 2011, §15.1): a settled loop then costs no events at all.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class LevelPI:
 
     def settled(self, level_kg: float, imbalance_kg_s: float) -> bool:
         """Whether the loop may rest: the level within the deadband and the flows so close
-        that it stays there for at least 10 integral times."""
+        (|u − d|·3·Ti ≤ deadband) that the owner can set the inflow to the outflow it measures
+        (a feedforward step of at most deadband / (3·Ti)) and the level then holds."""
         return (abs(self.setpoint_kg - level_kg) <= self.deadband_kg
-                and abs(imbalance_kg_s) * 10.0 * self.ti_s <= self.deadband_kg)
+                and abs(imbalance_kg_s) * 3.0 * self.ti_s <= self.deadband_kg)

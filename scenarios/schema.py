@@ -678,7 +678,7 @@ class PressHopperSpec(Strict):
     high_alarm_kg: PositiveFloat = 4.5
     initial_kg: NonNegativeFloat | None = None  # default: setpoint_kg
     level_control: bool = True
-    tau_c_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 120.0
+    tau_c_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 60.0
     kc_per_h: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
     ti_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
     period_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 10.0

@@ -11,7 +11,8 @@ at any change of either flow. Steady production costs no events.
 * **Loop on** (``press_hopper.level_control``): a sampled PI in velocity form
   (:class:`~darkfab.factory.level_control.LevelPI`) moves the line rate (every feeder at its
   ratio, bumpless, within the ``line_rate_kg_h`` range) to bring the level back to its
-  set-point; it samples only while the level is outside the deadband and rests once settled.
+  set-point; it samples only while the level is outside the deadband and rests once settled,
+  the line rate then set to the press's draw (so a resting loop does not hunt).
 * **Loop off**: the line rate stays at its set-point and the press at its turret speed; the
   difference fills or drains the hopper.
 * **Interlocks** (either way; ISA-18.2 alarms of ``<line>.press``): at the low limit the press
@@ -202,8 +203,11 @@ class PressHopper:
                 return
             level = h.level(now)
             self.hopper_samples += 1
-            if loop.settled(level, h.slope_kg_s):
+            if loop.settled(level, h.slope_kg_s):  # the feed to the press's draw: no hunting
                 self._level_busy = False
+                u = min(loop.u_max, max(loop.u_min, h.q_out))
+                if h.q_out > 0 and u != self.rate_kg_s:
+                    self._set_line_rate(now, u)
                 self._schedule_level(now, True)
                 return
             u = loop.step(level, self.rate_kg_s)
