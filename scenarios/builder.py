@@ -29,6 +29,7 @@ from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.weight_control import ForceGauge
 from darkfab.factory.level_control import LevelPI, simc_level_tuning
+from darkfab.factory.unit_operations import unit_operation
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.recorder import LINE_UNITS_SCHEMA, TRANSPORT_SCHEMA, TableWriter
 from darkfab.factory.transport import Staging
@@ -317,6 +318,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
     if spec.pat is not None and spec.pat.alarm_rule != "single":
         line.pat_rule = PatAlarmRule(spec.pat.alarm_rule, quality.spec_low, quality.spec_high,
                                      spec.pat.alarm_k, spec.pat.alarm_n)
+    for kind, section in spec.unit_operations.items():  # registered unit operations
+        line.add_unit_operation(kind, unit_operation(kind).build(section, line))
     hp = spec.press_hopper
     loop = None
     if hp.level_control:

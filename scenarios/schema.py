@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
 import numpy as np
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, PositiveInt, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, PositiveInt,
+                      ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from darkfab.factory.content_uniformity import TableNotSourced, option1_limits
 from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
+from darkfab.factory.unit_operations import registered, unit_operation
 
 __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
            "PositiveFloat", "NonNegativeFloat", "FiniteFloat", "Coordinate", "MAX_COORDINATE_M",
@@ -818,6 +819,8 @@ class ContinuousLineSpec(Strict):
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
     loops: LoopsSpec = LoopsSpec()
     press_hopper: PressHopperSpec = PressHopperSpec()
+    # registered unit operations (darkfab.factory.unit_operations): kind -> its section
+    unit_operations: dict[Name, Any] = {}
     disturbances: list[LineDisturbanceSpec] = []
     release: LineReleaseSpec | None = None  # CU test, decision and record per batch
 
@@ -833,6 +836,29 @@ class ContinuousLineSpec(Strict):
         if self.batch_hours is not None and self.batch_kg is not None:
             raise PydanticCustomError("batch", "give batch_hours or batch_kg, not both")
         return self
+
+    @field_validator("unit_operations")
+    @classmethod
+    def _unit_operations(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Each section validated by its registered unit operation's model."""
+        out = {}
+        for kind, raw in v.items():
+            op = unit_operation(kind)
+            if op is None:
+                have = ", ".join(sorted(registered())) or "none"
+                raise PydanticCustomError("unit_operation", "unknown unit operation {kind} "
+                                          "(registered: {have})", {"kind": repr(kind),
+                                                                   "have": have})
+            if isinstance(raw, op.spec):
+                out[kind] = raw
+                continue
+            try:
+                out[kind] = op.spec.model_validate(raw)
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(str(x) for x in (kind, *err['loc']))}: "
+                                 f"{err['msg']}" for err in e.errors())
+                raise PydanticCustomError("unit_operation", "{msgs}", {"msgs": msgs}) from None
+        return out
 
     def mass_flow_kg_s(self) -> float:
         """The press's draw (kg/s): stations × turret speed × tablet weight."""

@@ -73,6 +73,7 @@ class PressHopper:
         self.hopper_alarms = {"low": 0, "high": 0}
         self._hopper_gen = 0
         self._level_busy = False
+        self._level_saturated = False  # the loop at a limit of the line rate: resting
         self._level_hist: deque[tuple[float, float, float]] = deque([(now, level, 0.0)])
         self._last_comp: np.ndarray | None = None
 
@@ -108,6 +109,7 @@ class PressHopper:
         if q_in == h.q_in and q_out == h.q_out:
             return
         h.set_flows(now, q_in, q_out)
+        self._level_saturated = False
         hist = self._level_hist
         if hist[-1][0] == now:
             hist.pop()
@@ -121,7 +123,7 @@ class PressHopper:
         sp = self.hopper_setpoint_kg
         targets = [sp if self.press_starved else low, sp if self.feed_held else high]
         loop = self.hopper_loop
-        if loop is not None and not self._level_busy and feeding:
+        if loop is not None and not self._level_busy and feeding and not self._level_saturated:
             level = h.level(now)
             if abs(level - sp) > loop.deadband_kg + _EPS_KG:  # away already: act now
                 self._start_level_loop()
@@ -211,6 +213,13 @@ class PressHopper:
                 self._schedule_level(now, True)
                 return
             u = loop.step(level, self.rate_kg_s)
+            if u == self.rate_kg_s and u in (loop.u_min, loop.u_max):
+                # saturated: the level runs linearly to its interlock (an event); any change
+                # of the flows wakes the loop again (_hopper_changed)
+                self._level_busy = False
+                self._level_saturated = True
+                self._schedule_level(now, True)
+                return
             if u != self.rate_kg_s:
                 self.model.log.record(now, "line_rate", self.name, -1, "", self.node,
                                       f"{3600 * u:.4f} kg/h: press hopper {level:.3f} kg")

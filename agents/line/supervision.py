@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.packml import Command, State
+from darkfab.factory.unit_operations import UnitAgent
 
 from .units import LineUnit, SetPointRange, leader, commanded_after, unit_states
 
@@ -90,8 +91,22 @@ class LineSupervision:
         self.unit_timers = {u.name: StateTimer(u.name, State.EXECUTE.value, self.env.now,
                                                self.model.warmup_s, self.model.states)
                             for u in self.units}
+        self.unit_agents: dict[str, UnitAgent] = {}  # registered unit operations' agents
         self.unit_subscribers: list[Callable[[str, str, str], None]] = []
         self.last_nir: tuple[float, float] | None = None  # (time available, content fraction)
+
+    def add_unit_operation(self, kind: str, agent: UnitAgent) -> LineUnit:
+        """Add a registered unit operation's unit (:mod:`darkfab.factory.unit_operations`)
+        with its agent (before the run): its PackML state, place in the interlock chain,
+        set-points and process values are then the line's like any unit's."""
+        sps = {n: SetPointRange(n, unit, lo, hi) for n, (unit, lo, hi) in agent.setpoints.items()}
+        u = LineUnit(f"{self.name}.{kind}", kind, sps)
+        self.units.append(u)
+        self.unit_by_name[u.name] = u
+        self.unit_agents[u.name] = agent
+        self.unit_timers[u.name] = StateTimer(u.name, State.EXECUTE.value, self.env.now,
+                                              self.model.warmup_s, self.model.states)
+        return u
 
     # --- the flow ---------------------------------------------------------------------------
     @property
@@ -229,6 +244,8 @@ class LineSupervision:
         if not spec.low <= value <= spec.high:
             return f"{setpoint} = {value:g} {spec.unit} is outside [{spec.low:g}, {spec.high:g}]"
         now = self.env.now
+        if u.name in self.unit_agents:  # a registered unit operation's own set-point
+            return self.unit_agents[u.name].set_point(setpoint, float(value), now)
         if setpoint in ("fill_depth_mm", "target_weight_mg"):
             return self._set_weight(setpoint, value)
         if setpoint in ("line_rate_kg_h", "turret_speed_rpm") and self._set_press_speed(
@@ -327,6 +344,8 @@ class LineSupervision:
                                           else 0.0, "", now),
                             "accepted_kg": (self.accepted_kg, "kg", now),
                             "output_kg": (self.output_kg, "kg", now)}
+        for name, agent in self.unit_agents.items():
+            out[name] = agent.readings(now)
         out[n] = {"line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now),
                   "accepted_kg": (self.accepted_kg, "kg", now),
                   "units_out": (float(self.units_out), "", now)}
