@@ -20,7 +20,9 @@ unit                set-point                effect
 ==================  =======================  ====================================================
 line, press         ``line_rate_kg_h``       every feeder at its ratio × the rate; turret speed
                                              follows (tablets/h = rate / tablet weight)
-press               ``turret_speed_rpm``     the line rate, in proportion
+press               ``turret_speed_rpm``     the press alone with a press hopper (:mod:`.hopper`:
+                                             its level loop moves the line rate), else the line
+                                             rate in proportion
 feeder              ``setpoint_kg_h``        that feeder's feed (a ratio trim: API content moves)
 blender             ``speed_rpm``            the blender hold-up, H ∝ N^(−b), so the flow time
 ==================  =======================  ====================================================
