@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -260,7 +261,9 @@ class PressHopper:
         if self.hopper is not None:
             self._hopper_changed(now)
 
-    def command(self, name, command, issuer):
+    def command(self, name: str, command: Any, issuer: str) -> str | None:
+        """:meth:`LineSupervision.command`, then the press's draw (a command may stop or
+        restart the press while the feed holds)."""
         why = super().command(name, command, issuer)
         if why is None and self.hopper is not None:
             self._hopper_changed(self.env.now)
