@@ -29,6 +29,8 @@ from darkfab.factory.pat import NirSensor, NirSensorParams
 from darkfab.factory.wear import PunchWear, WearParams
 from darkfab.factory.pat_alarm import PatAlarmRule
 from darkfab.factory.weight_control import ForceGauge
+from darkfab.factory.level_control import LevelPI, simc_level_tuning
+from darkfab.factory.unit_operations import unit_operation
 from darkfab.factory.occupancy import Occupancy, lane_key
 from darkfab.factory.transport_activity import TransportActivity
 from darkfab.factory.recorder import (LINE_UNITS_SCHEMA, LOAD_CELLS_SCHEMA, NIR_READINGS_SCHEMA,
@@ -374,6 +376,19 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
     if spec.pat is not None and spec.pat.alarm_rule != "single":
         line.pat_rule = PatAlarmRule(spec.pat.alarm_rule, quality.spec_low, quality.spec_high,
                                      spec.pat.alarm_k, spec.pat.alarm_n)
+    for kind, section in spec.unit_operations.items():  # registered unit operations
+        line.add_unit_operation(kind, unit_operation(kind).build(section, line))
+    hp = spec.press_hopper
+    loop = None
+    if hp.level_control:
+        kc, ti = ((hp.kc_per_h / 3600.0, hp.ti_s) if hp.kc_per_h is not None
+                  else simc_level_tuning(hp.tau_c_s, hp.period_s))
+        lo, hi = line.line_setpoints["line_rate_kg_h"].low, line.line_setpoints[
+            "line_rate_kg_h"].high
+        loop = LevelPI(hp.setpoint_kg, kc, ti, hp.period_s, hp.deadband_kg, lo / 3600.0,
+                       hi / 3600.0)
+    line.set_press_hopper(hp.capacity_kg, hp.setpoint_kg, hp.low_alarm_kg, hp.high_alarm_kg,
+                          loop, hp.initial_kg)
     if lp.api_trim:
         line.set_api_trim(lp.api_trim_gain, lp.api_trim_max_pct / 100.0)
     if ps.wear is not None:

@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
 import numpy as np
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, PositiveInt, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, PositiveInt,
+                      ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from darkfab.factory.content_uniformity import TableNotSourced, option1_limits
 from darkfab.factory.distributions import Sampler, make_sampler
 from darkfab.factory.packml import ACTING_STATES, MANDATORY_STATES, State
+from darkfab.factory.unit_operations import registered, unit_operation
 
 __all__ = ["Scenario", "Distribution", "DIST_TAGS", "UNION_TAGS", "reference_errors",
            "PositiveFloat", "NonNegativeFloat", "FiniteFloat", "Coordinate", "MAX_COORDINATE_M",
@@ -662,6 +663,45 @@ class LoopsSpec(Strict):
     api_trim_max_pct: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 5.0
 
 
+class PressHopperSpec(Strict):
+    """The press hopper between the blender and the press feed frame (``darkfab.agents.line.
+    hopper``): its level (kg) integrates line rate − press draw. ``level_control``: a PI from
+    the level to the line rate (SIMC tuning for an integrating process from ``tau_c_s`` and
+    ``period_s``, or ``kc_per_h`` and ``ti_s`` given), sampled every ``period_s`` while the
+    level is outside ``deadband_kg`` of ``setpoint_kg``; off, the line rate stays and the
+    difference fills or drains the hopper. At ``low_alarm_kg`` the press is starved, at
+    ``high_alarm_kg`` the line's feed holds (alarms, interlocks), each until the level is back
+    at its set-point."""
+
+    capacity_kg: PositiveFloat = 5.0
+    setpoint_kg: PositiveFloat = 2.5
+    low_alarm_kg: PositiveFloat = 0.5
+    high_alarm_kg: PositiveFloat = 4.5
+    initial_kg: NonNegativeFloat | None = None  # default: setpoint_kg
+    level_control: bool = True
+    tau_c_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 60.0
+    kc_per_h: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    ti_s: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
+    period_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 10.0
+    deadband_kg: NonNegativeFloat = 0.05
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if not (self.low_alarm_kg < self.setpoint_kg - self.deadband_kg
+                and self.setpoint_kg + self.deadband_kg < self.high_alarm_kg
+                < self.capacity_kg):
+            raise PydanticCustomError("press_hopper", "need low_alarm_kg < setpoint_kg ± "
+                                      "deadband_kg < high_alarm_kg < capacity_kg")
+        if self.initial_kg is not None and not (
+                self.low_alarm_kg < self.initial_kg < self.high_alarm_kg):
+            raise PydanticCustomError("press_hopper", "initial_kg must lie between the alarm "
+                                      "limits")
+        if (self.kc_per_h is None) != (self.ti_s is None):
+            raise PydanticCustomError("press_hopper", "give both kc_per_h and ti_s, or neither "
+                                      "(SIMC from tau_c_s)")
+        return self
+
+
 class LineDisturbanceSpec(Strict):
     """A scripted process disturbance: from ``time_s`` on, the blend fills the dies at
     ``bulk_density_factor`` × the press's ``fill_density_kg_m3``."""
@@ -861,6 +901,9 @@ class ContinuousLineSpec(Strict):
     control_interval_s: PositiveFloat = 600.0
     lot_trace_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 1e-3  # smaller: "older-lots"
     loops: LoopsSpec = LoopsSpec()
+    press_hopper: PressHopperSpec = PressHopperSpec()
+    # registered unit operations (darkfab.factory.unit_operations): kind -> its section
+    unit_operations: dict[Name, Any] = {}
     disturbances: list[LineDisturbanceSpec] = []
     release: LineReleaseSpec | None = None  # CU test, decision and record per batch
     mismatch: MismatchSpec = MismatchSpec()  # the plant's truth apart from the model
@@ -892,6 +935,28 @@ class ContinuousLineSpec(Strict):
     def api_feeder(self) -> str:
         """The name of the line's API feeder."""
         return next(n for n, f in self.feeders.items() if f.component == "api")
+    @field_validator("unit_operations")
+    @classmethod
+    def _unit_operations(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Each section validated by its registered unit operation's model."""
+        out = {}
+        for kind, raw in v.items():
+            op = unit_operation(kind)
+            if op is None:
+                have = ", ".join(sorted(registered())) or "none"
+                raise PydanticCustomError("unit_operation", "unknown unit operation {kind} "
+                                          "(registered: {have})", {"kind": repr(kind),
+                                                                   "have": have})
+            if isinstance(raw, op.spec):
+                out[kind] = raw
+                continue
+            try:
+                out[kind] = op.spec.model_validate(raw)
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(str(x) for x in (kind, *err['loc']))}: "
+                                 f"{err['msg']}" for err in e.errors())
+                raise PydanticCustomError("unit_operation", "{msgs}", {"msgs": msgs}) from None
+        return out
 
     def mass_flow_kg_s(self) -> float:
         """The press's draw (kg/s): stations × turret speed × tablet weight."""

@@ -3,11 +3,10 @@ tablet press (feed frame), an NIR PAT sensor, and a diversion gate, emitting dis
 accepted tablets (totes) to the downstream plant.
 
 This module holds the line's process (wake-ups, feeder events and refills, failures, stops and
-restarts) and its results; its concerns live in their own modules: the hybrid integration
-engine, a state owner of its own (:mod:`.engine`), the control strategy (:mod:`.strategy`),
-output units and batches (:mod:`.output`), punch wear (:mod:`.wear`), the units under
-supervision (:mod:`.units`, :mod:`.supervision`), the press's regulation and IPC
-(:mod:`.regulation`), feeder logistics (:mod:`.logistics`), results (:mod:`.results`).
+restarts); its concerns live in their own modules: the hybrid integration engine (:mod:`.engine`),
+the control strategy (:mod:`.strategy`), output units and batches (:mod:`.output`), punch wear
+(:mod:`.wear`), units under supervision (:mod:`.units`, :mod:`.supervision`), the press's
+regulation, IPC and hopper (:mod:`.regulation`, :mod:`.hopper`), logistics, results.
 
 Hybrid integration (no global time step): the feeders are advanced exactly from event to event
 (:mod:`darkfab.factory.feeder`); their piecewise-constant mass flows per component and per
@@ -62,6 +61,7 @@ from darkfab.factory.weight_control import ForceGauge
 
 from ..model import PlantModel
 from .engine import HybridEngine
+from .hopper import PressHopper
 from .logistics import FeederLogistics
 from .output import LineOutput, _Batch, _Quality
 from .results import LineResults
@@ -113,7 +113,7 @@ class LineFailure:
     repair_time: Sampler
 
 
-class ContinuousLine(FeederLogistics, ControlStrategy, LineOutput, PunchMaintenance,
+class ContinuousLine(PressHopper, FeederLogistics, ControlStrategy, LineOutput, PunchMaintenance,
                      LineSupervision, Regulation, LineResults, FixedAgent):
     """See the module docstring. ``emit`` is where accepted units go (a buffer, or a staging
     area when robots carry them)."""

@@ -8,8 +8,8 @@ tablets: tablet weight, the weight loop, and weight and content uniformity per u
   (after a disturbance or a new target, until the force is back inside the deadband): a SimPy
   process that rests when settled, so a year of steady production costs nothing. The force is
   the mean of the tablets of one sample period: its noise is the tablet weight RSD / √n.
-* **Press-hopper level → line rate**: modelled as ideal (the turret speed follows the feed, the
-  level holds); not switchable.
+* **Press-hopper level → line rate** (``[continuous_lines.X.press_hopper]``): a PI from the
+  hopper level to the line rate, switchable, with low/high interlocks (:mod:`.hopper`).
 * **API ratio trim from NIR** (level 2, ``api_trim``, off by default): at each supervisory cycle
   (``control_interval_s``) with new NIR readings, an integral trim of the API feeder's
   set-point, trim += ``api_trim_gain`` × (1 − mean reading), bounded by ``api_trim_max_pct``;
@@ -152,6 +152,7 @@ class Regulation:
             self._weights.append((now, w))
         self.model.log.record(now, "tablet_weight", f"{self.name}.press", -1, "", self.node,
                               f"{w * 1e6:.3f} mg: {why}")
+        self._hopper_changed(now)  # the press draws ρ·A·h per tablet
         if self.weight_loop is not None and not self._loop_busy:
             self._loop_busy = True
             self.env.process(self._weight_loop())

@@ -1,6 +1,7 @@
 """Results of a continuous line: its KPIs (tablets, content, state of control, diversion,
-refills, PAT, tablet, RTD, batches, IPC, weight loop) and the mass balance
-fed = accepted + diverted + hold-up + QC samples."""
+refills, PAT, tablet, RTD, batches, IPC, weight loop, press hopper) and the mass balance
+fed + initial press-hopper level = accepted + diverted + hold-up + press-hopper level (QC
+samples are part of accepted)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class LineResults:
             "continuous_model_wall_s": self.continuous_wall_s,
             "continuous_model_cpu_s": self.continuous_cpu_s,
             **({"punch_wear": self.maintenance_kpis(end)} if self.wear is not None else {}),
+            **self.hopper_kpis(end),
         }
 
     def mass_balance(self, now: float) -> dict[str, float]:
@@ -89,7 +91,10 @@ class LineResults:
         holdup = self.engine.holdup_kg(now)
         diverted = sum(self.q.by_cause.values())
         out = self.accepted_kg + diverted
-        err = fed - (out + holdup)
+        h0, h1 = self.hopper_balance_kg()  # the press hopper (:mod:`.hopper`)
+        err = fed + h0 - (out + holdup + h1)
         return {"fed_kg": fed, "accepted_kg": self.accepted_kg - self.qc_samples_kg,
                 "diverted_kg": diverted, "holdup_kg": holdup, "qc_samples_kg": self.qc_samples_kg,
+                **({"press_hopper_initial_kg": h0, "press_hopper_kg": h1}
+                   if self.hopper is not None else {}),
                 "rel_error": abs(err) / fed if fed > 0 else 0.0}

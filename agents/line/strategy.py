@@ -207,7 +207,7 @@ class ControlStrategy:
         if until <= a:
             return
         cuts = sorted({a, until, *(x for w in self.gate.windows for x in w[:2] if a < x < until)})
-        masses = self.comp.output_masses(cuts)
+        masses = self._pressed_masses(cuts, self.comp.output_masses(cuts))  # .hopper
         tots = masses.sum(axis=1).tolist()
         apis = (masses[:, self._api_idx[0]] if len(self._api_idx) == 1
                 else masses[:, self._api_idx].sum(axis=1)).tolist()

@@ -20,7 +20,9 @@ unit                set-point                effect
 ==================  =======================  ====================================================
 line, press         ``line_rate_kg_h``       every feeder at its ratio × the rate; turret speed
                                              follows (tablets/h = rate / tablet weight)
-press               ``turret_speed_rpm``     the line rate, in proportion
+press               ``turret_speed_rpm``     the press alone with a press hopper (:mod:`.hopper`:
+                                             its level loop moves the line rate), else the line
+                                             rate in proportion
 feeder              ``setpoint_kg_h``        that feeder's feed (a ratio trim: API content moves)
 blender             ``speed_rpm``            the blender hold-up, H ∝ N^(−b), so the flow time
 ==================  =======================  ====================================================
@@ -36,6 +38,7 @@ from collections.abc import Callable
 
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.packml import Command, State
+from darkfab.factory.unit_operations import UnitAgent
 
 from .units import LineUnit, SetPointRange, leader, commanded_after, unit_states
 
@@ -90,8 +93,22 @@ class LineSupervision:
         self.unit_timers = {u.name: StateTimer(u.name, State.EXECUTE.value, self.env.now,
                                                self.model.warmup_s, self.model.states)
                             for u in self.units}
+        self.unit_agents: dict[str, UnitAgent] = {}  # registered unit operations' agents
         self.unit_subscribers: list[Callable[[str, str, str], None]] = []
         self.last_nir: tuple[float, float] | None = None  # (time available, content fraction)
+
+    def add_unit_operation(self, kind: str, agent: UnitAgent) -> LineUnit:
+        """Add a registered unit operation's unit (:mod:`darkfab.factory.unit_operations`)
+        with its agent (before the run): its PackML state, place in the interlock chain,
+        set-points and process values are then the line's like any unit's."""
+        sps = {n: SetPointRange(n, unit, lo, hi) for n, (unit, lo, hi) in agent.setpoints.items()}
+        u = LineUnit(f"{self.name}.{kind}", kind, sps)
+        self.units.append(u)
+        self.unit_by_name[u.name] = u
+        self.unit_agents[u.name] = agent
+        self.unit_timers[u.name] = StateTimer(u.name, State.EXECUTE.value, self.env.now,
+                                              self.model.warmup_s, self.model.states)
+        return u
 
     # --- the flow ---------------------------------------------------------------------------
     @property
@@ -104,6 +121,7 @@ class LineSupervision:
         the line flows, 0 while it stands."""
         g = (self.blender_speed_rpm / self._speed_ref_rpm) ** self._speed_exponent
         self.flow.set_rate(now, self.rate_kg_s / self.nominal_kg_s * g if flowing else 0.0, g)
+        self._hopper_changed(now, flowing)  # the press hopper's inflow (:mod:`.hopper`)
 
     def _commanded_out(self) -> bool:
         return any(u.commanded is not None for u in self.units)
@@ -115,6 +133,8 @@ class LineSupervision:
             return self.press_unit, State.HELD
         if self._blocked:
             return self.press_unit, State.SUSPENDED
+        if self.hopper is not None and self.feed_held:  # press hopper high: the feed holds
+            return self.unit_by_name[f"{self.name}.blender"], State.SUSPENDED
         for st, u in zip(self.stations, self.units):
             if st.feeder.mode == "starved":
                 return u, State.SUSPENDED
@@ -226,8 +246,14 @@ class LineSupervision:
         if not spec.low <= value <= spec.high:
             return f"{setpoint} = {value:g} {spec.unit} is outside [{spec.low:g}, {spec.high:g}]"
         now = self.env.now
+        if u.name in self.unit_agents:  # a registered unit operation's own set-point
+            return self.unit_agents[u.name].set_point(setpoint, float(value), now)
         if setpoint in ("fill_depth_mm", "target_weight_mg"):
             return self._set_weight(setpoint, value)
+        if setpoint in ("line_rate_kg_h", "turret_speed_rpm") and self._set_press_speed(
+                setpoint, value):  # a press hopper: the press and the feed apart
+            self._kick()
+            return None
         self._timed_sync(now)  # the feed up to now at the old set-points
         if setpoint in ("line_rate_kg_h", "turret_speed_rpm"):
             kg_s = (value / 3600.0 if setpoint == "line_rate_kg_h"
@@ -279,7 +305,10 @@ class LineSupervision:
 
     @property
     def turret_speed_rpm(self) -> float:
-        """The press draws the feed (ideal press-hopper level loop): ω ∝ ṁ / W."""
+        """The press's turret speed: its own with a press hopper (:mod:`.hopper`), else it
+        draws the feed (an ideal level loop): ω ∝ ṁ / W."""
+        if self.hopper is not None:
+            return self.turret_rpm
         return (self.turret_speed_ref_rpm * self.rate_kg_s / self.nominal_kg_s
                 * self.tablet.weight_kg / self.weight_kg)
 
@@ -308,7 +337,8 @@ class LineSupervision:
             "target_weight_mg": (self.target_weight_kg * 1e6, "mg", now),
             "fill_depth_mm": (self.fill_depth_m * 1e3, "mm", now),
             "tablets_per_h": (3600.0 * self.rate_kg_s / w if flowing else 0.0, "1/h", now),
-            "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now)}
+            "line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now),
+            **self._hopper_readings(now)}
         if self.last_nir is not None:
             ta, c = self.last_nir
             out[f"{n}.pat"] = {"api_content_pct": (100.0 * c, "%", ta)}
@@ -318,6 +348,8 @@ class LineSupervision:
                                           else 0.0, "", now),
                             "accepted_kg": (self.accepted_kg, "kg", now),
                             "output_kg": (self.output_kg, "kg", now)}
+        for name, agent in self.unit_agents.items():
+            out[name] = agent.readings(now)
         out[n] = {"line_rate_kg_h": (3600.0 * self.rate_kg_s, "kg/h", now),
                   "accepted_kg": (self.accepted_kg, "kg", now),
                   "units_out": (float(self.units_out), "", now)}

@@ -24,12 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darkfab.factory.packml import COMMAND_TRANSITIONS, SC_TRANSITIONS, Command, State
+from darkfab.factory.unit_operations import CORE_CHAIN, chain_order
 
 __all__ = ["LineUnit", "SetPointRange", "unit_states", "commanded_after", "leader"]
 
-#: place in the chain: feeders 0, blender 1, press 2, PAT 3, gate 4 (the PAT and the gate sit
-#: on the press's output: they stop with it, and taking them out of service stops the line)
-CHAIN = {"feeder": 0, "blender": 1, "press": 2, "pat": 3, "gate": 4}
+#: place in the core chain: feeders 0, blender 1, press 2, PAT 3, gate 4 (the PAT and the gate
+#: sit on the press's output: they stop with it, and taking them out of service stops the line);
+#: registered unit operations (:mod:`darkfab.factory.unit_operations`) take their place in
+#: it by what they declare (:func:`~darkfab.factory.unit_operations.chain_order`)
+CHAIN = {k: i for i, k in enumerate(CORE_CHAIN)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,8 @@ class LineUnit:
 
     Args:
         name: ``<line>.<unit>``.
-        kind: ``feeder``, ``blender``, ``press``, ``pat`` or ``gate``.
+        kind: ``feeder``, ``blender``, ``press``, ``pat``, ``gate`` or a registered unit
+            operation's kind.
         setpoints: the set-points it takes (name → range).
     """
 
@@ -58,10 +62,11 @@ class LineUnit:
     commanded: State | None = None  # None: left to the line (Execute or its own stop)
     state: State = State.EXECUTE  # as last published
     faults: int = 0
+    rank: int = -1  # place in the material chain (-1: from the kind, at construction)
 
-    @property
-    def rank(self) -> int:
-        return CHAIN[self.kind]
+    def __post_init__(self) -> None:
+        if self.rank < 0:
+            self.rank = chain_order()[self.kind]  # core and registered kinds, one order
 
 
 def unit_states(units: list[LineUnit], running: bool, cause: LineUnit | None,
