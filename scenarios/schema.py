@@ -935,6 +935,7 @@ class ContinuousLineSpec(Strict):
     def api_feeder(self) -> str:
         """The name of the line's API feeder."""
         return next(n for n, f in self.feeders.items() if f.component == "api")
+
     @field_validator("unit_operations")
     @classmethod
     def _unit_operations(cls, v: dict[str, Any]) -> dict[str, Any]:
