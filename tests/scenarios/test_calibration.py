@@ -34,11 +34,17 @@ load_cells_s = 20.0
 
 
 def tracer_toml(period_s: float, hours: float, size_pct: float) -> str:
-    """A square wave: +size_pct for half a period, nominal for the other half."""
+    """A square wave of the recipe ratio: the API feeder at +size_pct for half a period and the
+    excipient down by the same mass flow, so the line rate stays put (a change of the total would
+    move the press-hopper level loop, and the line rate with it, during the experiment)."""
+    exc_pct = -size_pct * 0.10 / 0.89  # cdc-line: API 10 %, excipient 89 % of the feed
     steps = []
     for k in range(1, int(hours * 3600 / (period_s / 2))):
+        on = k % 2
         steps.append(f"[[continuous_lines.cdc.tracer]]\ntime_s = {k * period_s / 2}\n"
-                     f"size_pct = {size_pct if k % 2 else 0.0}\n")
+                     f"size_pct = {size_pct if on else 0.0}\n")
+        steps.append(f"[[continuous_lines.cdc.tracer]]\ntime_s = {k * period_s / 2}\n"
+                     f"feeder = \"excipient\"\nsize_pct = {exc_pct if on else 0.0}\n")
     return "\n".join(steps)
 
 
@@ -170,7 +176,8 @@ def test_a_pulse_is_applied_and_recorded(tmp_path):
     run = tmp_path / "pulse"
     assert main(["run", "cdc-line", "--hours", "2", "--set", "scenario.warmup_s=0", "--set",
                  'continuous_lines.cdc.tracer=[{time_s=1800, kind="pulse", size_pct=20, '
-                 'duration_s=300}]', "--out", str(run), "--quiet"]) == 0
+                 'duration_s=300}]', "--set", "continuous_lines.cdc.press_hopper.level_control=false",
+                 "--out", str(run), "--quiet"]) == 0  # (the level loop would trim the line rate)
     ev = pq.read_table(run / "events.parquet").to_pandas()
     tr = ev[ev.kind == "tracer"]
     assert tr.time_s.tolist() == [1800.0, 2100.0]
