@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkfab.scenarios.experiment import load_experiment, run_experiment
-from darkfab.scenarios.loader import ScenarioError
+from darkfab.scenarios.loader import ScenarioError, load_scenario
 
 HEAD = """
 [experiment]
@@ -95,3 +95,21 @@ def test_the_shipped_aisle_width_experiment_plans():
                                                   "amr-warehouse-wide", "amr-warehouse-wide"]
     assert [plan.overrides(i) for i in range(4)] == [(("fleet.count", 4),),
                                                      (("fleet.count", 6),)] * 2
+
+
+def test_the_shipped_layout_variants_experiment_plans_three_layouts():
+    from darkfab.scenarios.experiment import _plan
+
+    path = (Path(__file__).resolve().parents[2] / "scenarios" / "experiments"
+            / "layout-variants.toml")
+    spec = load_experiment(path)
+    plan = _plan(spec, str(path), path.parent)
+    assert [p.stem for p in plan.point_paths] == ["amr-warehouse", "amr-warehouse-fast-aisle",
+                                                  "amr-warehouse-wide"]
+    fast = load_scenario("amr-warehouse-fast-aisle")
+    base = load_scenario("amr-warehouse")
+    aisle = {(lk.a, lk.b): lk for lk in fast.links}
+    for ends in (("w5", "aisle"), ("aisle", "dock")):
+        assert aisle[ends].speed_limit_m_s is None  # lifted ...
+        assert aisle[ends].capacity_robots == {(lk.a, lk.b): lk for lk in base.links}[
+            ends].capacity_robots  # ... and the width kept
