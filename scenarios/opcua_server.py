@@ -87,16 +87,22 @@ class PlantServer:
         read_only: refuse every command and set-point write.
         acknowledge: in lockstep, the coroutine behind ``Plant.Acknowledge()`` (it advances
             one decision cycle and returns the clock); ``None``: no such method.
+        remote: the :class:`~.remote_control.RemoteController` of the run, if its controller
+            is a client: ``Plant/Controller`` is served (:mod:`.opcua_controller`).
     """
 
     def __init__(self, sim: Simulation, host: str = "127.0.0.1", port: int = 4840, *,
                  read_only: bool = False,
-                 acknowledge: Callable[[], Awaitable[float]] | None = None) -> None:
+                 acknowledge: Callable[[], Awaitable[float]] | None = None,
+                 remote: Any = None, security: Any = None) -> None:
         self.sim = sim
         self.host = host
         self.port = port
         self.read_only = read_only
         self.acknowledge = acknowledge
+        self.remote = remote
+        self.security = security
+        self.controller_nodes: Any = None
         self.server = Server()
         self.units: dict[str, _Unit] = {}
         self.plant_vars: dict[str, Any] = {}
@@ -109,6 +115,7 @@ class PlantServer:
         self.commands = 0
         self._setpoint_nodes: dict[Any, tuple[str, str]] = {}  # node id -> (unit, set-point)
         self._sessions: dict[int, int] = {}  # id(session) -> its number at this server
+        self._controller_note = ""
 
     @property
     def endpoint(self) -> str:
@@ -155,6 +162,10 @@ class PlantServer:
             o = await robots.add_object(idx, name)
             for key, v in (("Position", ""), ("State", ""), ("SoC", 0.0)):
                 self.other[(name, key)] = await o.add_variable(idx, key, v)
+        if self.remote is not None:
+            from .opcua_controller import ControllerNodes
+            self.controller_nodes = ControllerNodes(self, self.remote)
+            await self.controller_nodes.build(plant, idx)
         self._events = await srv.get_event_generator(ua.ObjectIds.BaseEventType, plant)
         await plant.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
         self.sim.plant.model.alarms.subscribe(self._on_alarm)
@@ -199,13 +210,15 @@ class PlantServer:
                     await var.set_writable()
                     self._setpoint_nodes[var.nodeid] = (name, key)
         u.obj = obj
-        for cmd in Command:
+        for cmd in Command:  # OPC 30050: no declared argument; an optional String reason
             await obj.add_method(idx, cmd.value, self._method(name, cmd), [], [])
         await obj.add_method(idx, "SetMachSpeed", self._set_speed(name), [D], [])
         await obj.add_method(idx, "SetUnitMode", self._set_mode(name), [S], [])
+        if setpoints:
+            await obj.add_method(idx, "SetPoint", self._set_point(name), [S, D], [])
 
     # --- commands -------------------------------------------------------------------------
-    def _issuer(self) -> str:
+    def issuer(self) -> str:
         """``opcua:<n>``: the n-th client session to command this server (deterministic, so
         that a scripted lockstep run logs the same bytes; the logger maps n to the peer)."""
         session = _session()
@@ -219,7 +232,7 @@ class PlantServer:
 
     def _apply(self, unit: str, cmd: Any, bad: int) -> ua.StatusCode:
         """Apply ``cmd`` through the simulation's validation; the status code to answer."""
-        u = self.units[unit]
+        u = self.units[unit] if unit is not None else None
         if self.read_only:
             self._note(u, f"{type(cmd).__name__}: refused: the server is read-only")
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
@@ -227,7 +240,13 @@ class PlantServer:
             self._note(u, f"{type(cmd).__name__}: refused: the run is over")
             return ua.StatusCode(ua.StatusCodes.BadInvalidState)
         self.commands += 1
-        r = self.sim.command(cmd, issuer=self._issuer())
+        issuer = self.issuer()
+        cn = self.controller_nodes
+        if cn is not None and cn.takes(issuer):  # part of the open decision's answer
+            seq = cn.remote.add(cmd)
+            self._note(u, f"{type(cmd).__name__}: answer of decision {seq}")
+            return ua.StatusCode(ua.StatusCodes.Good)
+        r = self.sim.command(cmd, issuer=issuer)
         if r.accepted:
             self._note(u, f"{type(cmd).__name__}: accepted at {self.sim.now:g} s")
             return ua.StatusCode(ua.StatusCodes.Good)
@@ -236,42 +255,59 @@ class PlantServer:
             bad = ua.StatusCodes.BadNotSupported
         return ua.StatusCode(bad)
 
-    def _note(self, u: _Unit, text: str) -> None:
-        """Set ``LastCommandResult`` (written at once: a client reads it after the answer)."""
+    def _note(self, u: _Unit | None, text: str) -> None:
+        """Set ``LastCommandResult`` of unit ``u`` (``None``: of ``Plant/Controller``), written
+        at once: a client reads it after the answer."""
+        if u is None:
+            self._controller_note = text
+            return
         u.values["LastCommandResult"] = text
         asyncio.get_running_loop().create_task(
             self._write(u.vars["LastCommandResult"], text, ua.VariantType.String))
 
-    async def _answer(self, unit: str, cmd: Any, bad: int) -> ua.StatusCode:
-        """A method's answer: apply ``cmd``, then publish its immediate effects."""
+    async def answer(self, unit: str | None, cmd: Any, bad: int) -> ua.StatusCode:
+        """A method's answer: apply ``cmd`` (``unit``: where its result is noted, ``None``:
+        ``Plant/Controller``), then publish its immediate effects."""
         code = self._apply(unit, cmd, bad)
-        u = self.units[unit]
-        await self._write(u.vars["LastCommandResult"], u.values["LastCommandResult"],
-                          ua.VariantType.String)
+        if unit is None:
+            await self.controller_nodes.note(self._controller_note)
+        else:
+            u = self.units[unit]
+            await self._write(u.vars["LastCommandResult"], u.values["LastCommandResult"],
+                              ua.VariantType.String)
         if code.is_good():
             await self.publish()
         return code
 
     def _method(self, unit: str, command: Command):
-        async def call(parent):
-            return await self._answer(unit, PackMLCommand(unit, command.value),
-                                      ua.StatusCodes.BadInvalidState)
+        async def call(parent, *args):
+            return await self.answer(unit, PackMLCommand(unit, command.value, _reason(args)),
+                                     ua.StatusCodes.BadInvalidState)
+        return call
+
+    def _set_point(self, unit: str):
+        async def call(parent, key, value, *args):
+            key, value = _plain(key), _plain(value)
+            return await self.answer(unit, SetPoint(unit, str(key), float(value),
+                                                    _reason(args)),
+                                     ua.StatusCodes.BadOutOfRange)
         return call
 
     def _set_speed(self, unit: str):
-        async def call(parent, value):
+        async def call(parent, value, *args):
             u = self.units[unit]
             if u.speed_sp is None:
                 self._note(u, f"SetMachSpeed: {unit} has no speed set-point")
                 return ua.StatusCode(ua.StatusCodes.BadNotSupported)
-            return await self._answer(unit, SetPoint(unit, u.speed_sp, float(value)),
-                                      ua.StatusCodes.BadOutOfRange)
+            return await self.answer(unit, SetPoint(unit, u.speed_sp, float(_plain(value)),
+                                                    _reason(args)),
+                                     ua.StatusCodes.BadOutOfRange)
         return call
 
     def _set_mode(self, unit: str):
-        async def call(parent, mode):
-            return await self._answer(unit, ChangeMode(unit, str(mode)),
-                                      ua.StatusCodes.BadInvalidState)
+        async def call(parent, mode, *args):
+            return await self.answer(unit, ChangeMode(unit, str(_plain(mode)), _reason(args)),
+                                     ua.StatusCodes.BadInvalidState)
         return call
 
     def validate_write(self, nodeid, value: Any) -> ua.StatusCode | None:
@@ -321,6 +357,8 @@ class PlantServer:
                     await self._write(self.other[(name, key)], v,
                                       ua.VariantType.Double if key == "SoC"
                                       else ua.VariantType.String)
+        if self.controller_nodes is not None:
+            await self.controller_nodes.publish()
         alarms, self._alarms = self._alarms, []
         for kind, a in alarms:
             ev = self._events.event
@@ -367,6 +405,10 @@ class PlantServer:
                 u.values[key] = v
                 await self._write(u.vars[key], v, u.kinds[key])
 
+    async def write(self, node, value, kind: ua.VariantType) -> None:
+        """Write a value as the server (not through the clients' write service)."""
+        await self._write(node, value, kind)
+
     async def _write(self, node, value, kind: ua.VariantType) -> None:
         """Write a value as the server (not through the clients' write service)."""
         is_array = isinstance(value, list)
@@ -410,6 +452,16 @@ class _SetPointWrites:
             one.NodesToWrite = [wv]
             out.extend(await self.inner.write(one, **kw))
         return out
+
+
+def _plain(v: Any) -> Any:
+    """A method argument's value (asyncua passes Variants)."""
+    return v.Value if isinstance(v, ua.Variant) else v
+
+
+def _reason(args: tuple) -> str:
+    """The optional last String argument of a command method: why (goes to the event log)."""
+    return str(_plain(args[0]) or "") if args else ""
 
 
 def _session() -> Any:
