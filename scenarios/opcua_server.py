@@ -89,6 +89,8 @@ class PlantServer:
             one decision cycle and returns the clock); ``None``: no such method.
         remote: the :class:`~.remote_control.RemoteController` of the run, if its controller
             is a client: ``Plant/Controller`` is served (:mod:`.opcua_controller`).
+        security: an :class:`~.opcua_security.Security` (users, certificate); ``None``: no
+            security, anonymous clients (bind to 127.0.0.1).
     """
 
     def __init__(self, sim: Simulation, host: str = "127.0.0.1", port: int = 4840, *,
@@ -103,7 +105,8 @@ class PlantServer:
         self.remote = remote
         self.security = security
         self.controller_nodes: Any = None
-        self.server = Server()
+        self.server = Server(user_manager=None if security is None
+                             else security.user_manager())
         self.units: dict[str, _Unit] = {}
         self.plant_vars: dict[str, Any] = {}
         self.other: dict[tuple[str, str], Any] = {}  # (buffer|robot, key) -> node
@@ -129,7 +132,10 @@ class PlantServer:
         iserver = srv.iserver
         iserver.attribute_service = _SetPointWrites(iserver.attribute_service, self)
         srv.set_endpoint(self.endpoint)
-        srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])  # see docs: security
+        if self.security is not None:  # users, certificate: :mod:`.opcua_security`
+            await self.security.apply(srv)
+        else:
+            srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         srv.set_server_name("darkfab plant simulation")
         idx = await srv.register_namespace(NAMESPACE)
         self.idx = idx

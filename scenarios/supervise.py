@@ -112,7 +112,8 @@ async def supervise(url: str, *, controller: str | None = None, params: dict | N
                     else:
                         target = units.get(unit)
                         if target is None:
-                            target = units[unit] = await unit_folder.get_child(f"{idx}:{unit}")
+                            target = units[unit] = await unit_folder.get_child(
+                                [f"{idx}:{unit}"])  # a list: names contain dots
                     stats.commands += 1
                     try:
                         await target.call_method(f"{idx}:{method}", *args)
