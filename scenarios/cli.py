@@ -201,10 +201,9 @@ def _parser() -> argparse.ArgumentParser:
                         "controller) in its own process, seeing the plant and commanding it "
                         "over OPC UA (docs/software-in-the-loop.md).")
     su.add_argument("url", help="the server's endpoint, e.g. opc.tcp://127.0.0.1:4840/darkfab/")
-    su.add_argument("--controller", metavar="NAME",
-                    help="a registered controller instead of the scenario's")
     su.add_argument("--allow-code", action="store_true",
-                    help="--controller may be module:Class (runs that code)")
+                    help="run the served controller when the server names it as module:Class "
+                    "(code on this machine, named by the server)")
     su.add_argument("--timeout", type=float, default=60.0, metavar="S",
                     help="give up when the server does not answer a request in S wall seconds "
                     "(default 60)")
@@ -584,12 +583,12 @@ def _supervise(args) -> int:
     from .supervise import supervise
 
     try:
-        st = asyncio.run(supervise(args.url, controller=args.controller,
-                                   allow_code=args.allow_code, timeout_s=args.timeout,
+        st = asyncio.run(supervise(args.url, allow_code=args.allow_code,
+                                   timeout_s=args.timeout,
                                    configure=configure,
                                    report=lambda m: print(m, file=sys.stderr, flush=True)))
     except ControllerSpecError as e:
-        print(f"--controller: {e}", file=sys.stderr)
+        print(f"{args.url}: the served controller: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -51,7 +51,7 @@ class SuperviseStats:
     controller: str = ""
 
 
-async def supervise(url: str, *, controller: str | None = None, params: dict | None = None,
+async def supervise(url: str, *, controller: Any = None, params: dict | None = None,
                     allow_code: bool = False, timeout_s: float = 60.0,
                     configure: Callable[[Client], Any] | None = None,
                     report: Callable[[str], None] | None = None) -> SuperviseStats:
@@ -59,9 +59,16 @@ async def supervise(url: str, *, controller: str | None = None, params: dict | N
 
     Args:
         url: the server's endpoint, ``opc.tcp://host:port/darkfab/``.
-        controller: a registered controller name (or ``module:Class`` with ``allow_code``)
-            instead of the scenario's; ``params`` its parameters (default: the scenario's
-            when the name is the scenario's, else none).
+        controller: a registered controller name (``module:Class`` with ``allow_code``) or a
+            controller object, instead of the served one (default: the served scenario's
+            ``[controller]``, built with its params). The plant wakes it on the served
+            controller's topics (``wakes_on``) and logs its commands under the served
+            controller's name: serve with ``--controller`` to change those.
+        params: the parameters of ``controller`` given by name (default: the served ones
+            when the name is the served one's, else none).
+        allow_code: build a ``module:Class`` controller, also one the server names (code on
+            this machine named by the other end: only with the user's consent, the CLI's
+            ``--allow-code``).
         timeout_s: OPC UA request timeout, wall seconds (a server that stops answering ends
             the run with an error rather than a hang).
         configure: called with the client before connecting (security: user, certificate).
@@ -83,9 +90,13 @@ async def supervise(url: str, *, controller: str | None = None, params: dict | N
                                "--lockstep --remote-controller") from None
         spec_json, info_json = await ctl.call_method(f"{idx}:Attach")
         spec = json.loads(spec_json)
-        name = controller or spec["name"]
-        p = params if params is not None else (spec["params"] if name == spec["name"] else {})
-        policy = make_controller(name, p, allow_code=allow_code)
+        if controller is not None and not isinstance(controller, str):
+            policy, name = controller, type(controller).__name__
+        else:
+            name = controller or spec["name"]
+            p = params if params is not None else (spec["params"] if name == spec["name"]
+                                                   else {})
+            policy = make_controller(name, p, allow_code=allow_code)
         policy.reset(plant_info_from_json(info_json))
         stats.controller = str(getattr(policy, "name", name))
         seq_node, events_node, obs_node = [await ctl.get_child(f"{idx}:{k}") for k in
