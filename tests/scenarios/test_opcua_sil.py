@@ -1,0 +1,197 @@
+"""Software in the loop from outside: ``darkfab serve cdc-line --lockstep`` as a subprocess on
+127.0.0.1 and an asyncua client written from the README's example; and the server's security
+(users and passwords, Basic256Sha256 SignAndEncrypt) from asyncua's own support."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("asyncua")
+from asyncua import Client, ua  # noqa: E402
+from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: E402
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+from opcua_processes import Served, darkfab, free_port  # noqa: E402
+
+from darkfab.scenarios import load_scenario  # noqa: E402
+from darkfab.scenarios.opcua_security import Security  # noqa: E402
+from darkfab.scenarios.serve import serve_simulation  # noqa: E402
+from darkfab.scenarios.simulation import Simulation  # noqa: E402
+
+EXECUTE, HELD = 6, 11  # PackTags StateCurrent (ISA-TR88.00.02)
+
+
+async def _readme_client(url: str) -> dict:
+    """The README's client, extended by the done-when steps; it acknowledges cycles to the
+    horizon, then disconnects."""
+    log: dict = {}
+    async with Client(url, timeout=30) as c:
+        ns = await c.get_namespace_index("urn:darkfab")
+        plant = await c.nodes.objects.get_child(f"{ns}:Plant")
+        press = await c.nodes.objects.get_child([f"{ns}:Plant", f"{ns}:Units",
+                                                 f"{ns}:cdc.press"])
+        state = await press.get_child([f"{ns}:Status", f"{ns}:StateCurrent"])
+        tph = await press.get_child([f"{ns}:ProcessValues", f"{ns}:tablets_per_h"])
+        rate = await press.get_child([f"{ns}:SetPoints", f"{ns}:line_rate_kg_h"])
+        done = await plant.get_child(f"{ns}:Done")
+        log["first_state"] = await state.read_value()
+        while await state.read_value() != EXECUTE:
+            await plant.call_method(f"{ns}:Acknowledge")
+        for _ in range(3):
+            await plant.call_method(f"{ns}:Acknowledge")
+        await press.call_method(f"{ns}:Hold")
+        log["after_hold"] = await state.read_value()
+        await press.call_method(f"{ns}:Unhold")
+        log["after_unhold"] = await state.read_value()
+        for _ in range(3):
+            await plant.call_method(f"{ns}:Acknowledge")
+        log["tph_before"] = await tph.read_value()
+        log["rate_before"] = await rate.read_value()
+        await rate.write_value(ua.Variant(0.8 * log["rate_before"], ua.VariantType.Double))
+        for _ in range(3):
+            await plant.call_method(f"{ns}:Acknowledge")
+        log["tph_after"] = await tph.read_value()
+        log["rate_after"] = await rate.read_value()
+        while not await done.read_value():
+            await plant.call_method(f"{ns}:Acknowledge")
+    return log
+
+
+@pytest.mark.timeout(600)
+def test_serve_cdc_line_lockstep_subprocess_and_readme_client(tmp_path):
+    out = tmp_path / "run"
+    with Served(tmp_path, "cdc-line", "--lockstep", "--cycle-s", "600", "--hours", "4",
+                "--set", "scenario.warmup_s=0", "--out", str(out)) as server:
+        log = asyncio.run(asyncio.wait_for(_readme_client(server.url), 300))
+        assert server.wait(120) == 0, server.err()  # the client left: the server ends
+    assert log["after_hold"] == HELD and log["after_unhold"] != HELD
+    # a line-rate cut of 20 % cuts the tablets per hour by 20 % (same tablet weight)
+    assert log["rate_after"] == pytest.approx(0.8 * log["rate_before"])
+    assert log["tph_after"] == pytest.approx(0.8 * log["tph_before"], rel=0.02)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["partial"] is False and summary["simulated_s"] == 4 * 3600.0
+    assert json.loads((out / "verification.json").read_text())["partial"] is False
+    tables = sorted(out.glob("*.parquet"))
+    assert {"events.parquet", "kpis.parquet", "states.parquet"} <= {t.name for t in tables}
+    for t in tables:
+        pq.read_table(t)  # readable: every writer closed
+    ev = pq.read_table(out / "events.parquet").to_pandas()
+    ours = ev[ev.location == "opcua:1"]
+    assert list(ours[ours.kind == "command"].detail)[:2] == ["Hold", "Unhold"]
+
+
+# --- security --------------------------------------------------------------------------------
+def _cert(tmp, name: str, app_uri: str, use) -> tuple:
+    key, cert = tmp / f"{name}-key.pem", tmp / f"{name}-cert.der"
+    asyncio.run(setup_self_signed_certificate(key, cert, app_uri, socket.gethostname(), [use],
+                                              {"commonName": name}))
+    return cert, key
+
+
+async def _serving(sim, security, body):
+    port = free_port()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve_simulation(sim, lockstep=True, port=port,
+                                                security=security, stop=stop,
+                                                on_ready=lambda _u: ready.set(), linger_s=1))
+    await asyncio.wait_for(ready.wait(), 60)
+    try:
+        return await asyncio.wait_for(body(f"opc.tcp://127.0.0.1:{port}/darkfab/"), 120)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def _hold(client: Client) -> int:
+    ns = await client.get_namespace_index("urn:darkfab")
+    press = await client.nodes.objects.get_child([f"{ns}:Plant", f"{ns}:Units",
+                                                  f"{ns}:cdc.press"])
+    await press.call_method(f"{ns}:Hold")
+    return await (await press.get_child([f"{ns}:Status", f"{ns}:StateCurrent"])).read_value()
+
+
+def _sim(tmp_path):
+    s = load_scenario("cdc-line", ["scenario.horizon_s=3600", "scenario.warmup_s=0"])
+    sim = Simulation.open(s, out_dir=tmp_path)
+    sim.advance_to(1800.0)  # the press in Execute
+    return sim
+
+
+def test_users_and_passwords_anonymous_refused(tmp_path):
+    async def body(url):
+        seen = {}
+        for who, pwd in ((None, None), ("alice", "wrong"), ("mallory", "secret")):
+            c = Client(url, timeout=10)
+            if who is not None:
+                c.set_user(who)
+                c.set_password(pwd)
+            with pytest.raises(ua.UaStatusCodeError) as e:
+                async with c:
+                    pass
+            seen[who] = e.value.code
+        c = Client(url, timeout=10)
+        c.set_user("alice")
+        c.set_password("secret")
+        async with c:
+            seen["state"] = await _hold(c)
+        return seen
+    seen = asyncio.run(_serving(_sim(tmp_path), Security({"alice": "secret"}), body))
+    assert seen[None] == ua.StatusCodes.BadIdentityTokenRejected
+    assert seen["alice"] == ua.StatusCodes.BadUserAccessDenied
+    assert seen["mallory"] == ua.StatusCodes.BadUserAccessDenied
+    assert seen["state"] == HELD
+
+
+def test_certificate_security_sign_and_encrypt(tmp_path):
+    server_cert, server_key = _cert(tmp_path, "server", "urn:freeopcua:python:server",
+                                    ExtendedKeyUsageOID.SERVER_AUTH)
+    client_cert, client_key = _cert(tmp_path, "client", "urn:freeopcua:client",
+                                    ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    async def body(url):
+        seen = {}
+        eps = await Client(url, timeout=10).connect_and_get_server_endpoints()  # public
+        seen["endpoints"] = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode)
+                             for e in eps}
+        with pytest.raises(ua.UaError, match="No matching endpoints"):  # a plain client
+            async with Client(url, timeout=10) as plain:
+                await _hold(plain)
+        c = Client(url, timeout=10)
+        await c.set_security(SecurityPolicyBasic256Sha256, str(client_cert), str(client_key),
+                             server_certificate=str(server_cert),
+                             mode=ua.MessageSecurityMode.SignAndEncrypt)
+        async with c:
+            seen["state"] = await _hold(c)
+        return seen
+    sec = Security({}, server_cert, server_key)
+    seen = asyncio.run(_serving(_sim(tmp_path), sec, body))
+    assert seen["endpoints"] == {("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
+    assert seen["state"] == HELD
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["serve", "cdc-line", "--lockstep", "--user", "bob"], "--user: 'bob': expected NAME:PASSWORD"),
+    (["serve", "cdc-line", "--lockstep", "--cert", "x.pem"], "--cert/--key: give both"),
+    (["serve", "cdc-line", "--lockstep", "--cert", "no.pem", "--key", "no.pem"],
+     "--cert: no such file"),
+    (["serve", "cdc-line", "--speed", "10", "--remote-controller"],
+     "--remote-controller: needs --lockstep"),
+    (["supervise", "http://x"], "is not an opc.tcp:// endpoint"),
+    (["supervise", "opc.tcp://127.0.0.1:1/darkfab/", "--user", "x"], "expected NAME:PASSWORD"),
+])
+def test_security_and_supervise_bad_input_one_line_exit_2(argv, needle, capsys):
+    from darkfab.scenarios.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_supervise_without_a_server_fails_fast():
+    r = darkfab("supervise", f"opc.tcp://127.0.0.1:{free_port()}/darkfab/", "--timeout", "5",
+                timeout_s=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
