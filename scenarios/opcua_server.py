@@ -25,7 +25,8 @@ Every command (method call or set-point write) is a darkfab command applied with
 unknown mode), ``BadOutOfRange`` (a set-point out of its range) or ``BadNotSupported``; the
 reason is in ``LastCommandResult`` and in ``events.parquet``. With ``read_only`` every command
 answers ``BadUserAccessDenied`` and no set-point is writable. Alarms (ISA-18.2) are raised as
-OPC UA events of the ``Plant`` object (``BaseEventType``: SourceName, Severity, Message).
+OPC UA Alarms & Conditions events of the ``Plant`` object (``AlarmConditionType``, with
+the standard ``Acknowledge`` method: :mod:`.opcua_alarms`).
 
 Variables are refreshed by :meth:`PlantServer.publish`, which the serving loop calls after
 each advance of the clock (:mod:`darkfab.scenarios.serve`); every callback runs on the asyncio
@@ -45,6 +46,7 @@ from asyncua import Server, ua
 from darkfab.control import ChangeMode, PackMLCommand, SetPoint
 from darkfab.factory.packml import Command
 
+from .opcua_alarms import AlarmConditions
 from .simulation import Simulation
 
 __all__ = ["PlantServer", "STATE_NUMBER", "MODE_NUMBER", "SPEED_SETPOINTS", "NAMESPACE"]
@@ -60,7 +62,6 @@ MODE_NUMBER = {"Production": 1, "Maintenance": 2, "Manual": 3}
 SPEED_SETPOINTS = ("line_rate_kg_h", "setpoint_kg_h", "speed_rpm")
 """The set-point that ``MachSpeed`` / ``SetMachSpeed`` stand for, first found on a unit."""
 
-_SEVERITY = {"critical": 900, "high": 700, "medium": 500, "low": 300}
 _log = logging.getLogger("darkfab.opcua")
 
 
@@ -110,8 +111,7 @@ class PlantServer:
         self.units: dict[str, _Unit] = {}
         self.plant_vars: dict[str, Any] = {}
         self.other: dict[tuple[str, str], Any] = {}  # (buffer|robot, key) -> node
-        self._alarms: list[tuple[str, Any]] = []
-        self._events: Any = None
+        self.alarms: Any = None  # AlarmConditions, made by start()
         self._speed_rates: dict[str, tuple[float, int]] = {}
         self.speed = 0.0
         self.lag_s = 0.0
@@ -172,9 +172,9 @@ class PlantServer:
             from .opcua_controller import ControllerNodes
             self.controller_nodes = ControllerNodes(self, self.remote)
             await self.controller_nodes.build(plant, idx)
-        self._events = await srv.get_event_generator(ua.ObjectIds.BaseEventType, plant)
-        await plant.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
-        self.sim.plant.model.alarms.subscribe(self._on_alarm)
+        self.alarms = AlarmConditions(self)
+        await self.alarms.build(plant)
+        self.sim.plant.model.alarms.subscribe(self.alarms.on_alarm)
         await srv.start()
         await self.publish()
         _log.info("OPC UA server at %s%s", self.endpoint, " (read-only)" if self.read_only
@@ -276,7 +276,8 @@ class PlantServer:
         ``Plant/Controller``), then publish its immediate effects."""
         code = self._apply(unit, cmd, bad)
         if unit is None:
-            await self.controller_nodes.note(self._controller_note)
+            if self.controller_nodes is not None:
+                await self.controller_nodes.note(self._controller_note)
         else:
             u = self.units[unit]
             await self._write(u.vars["LastCommandResult"], u.values["LastCommandResult"],
@@ -284,6 +285,10 @@ class PlantServer:
         if code.is_good():
             await self.publish()
         return code
+
+    def last_note(self) -> str:
+        """The result of the latest command without a unit (``Plant/Controller``, alarms)."""
+        return self._controller_note
 
     def _method(self, unit: str, command: Command):
         async def call(parent, *args):
@@ -335,10 +340,6 @@ class PlantServer:
         t = await self.acknowledge()
         return [ua.Variant(t, ua.VariantType.Double)]
 
-    # --- alarms ---------------------------------------------------------------------------
-    def _on_alarm(self, kind: str, alarm) -> None:
-        self._alarms.append((kind, alarm))
-
     # --- publish --------------------------------------------------------------------------
     async def publish(self) -> None:
         """Refresh every variable from the simulation's exact observation, and raise the
@@ -365,13 +366,7 @@ class PlantServer:
                                       else ua.VariantType.String)
         if self.controller_nodes is not None:
             await self.controller_nodes.publish()
-        alarms, self._alarms = self._alarms, []
-        for kind, a in alarms:
-            ev = self._events.event
-            ev.SourceName = a.source
-            ev.Severity = _SEVERITY.get(a.priority, 100)
-            ev.Message = ua.LocalizedText(f"{kind} {a.id} {a.condition}: {a.text}")
-            await self._events.trigger()
+        await self.alarms.publish()
 
     async def _publish_unit(self, u: _Unit, e, now: float) -> None:
         vals: dict[str, Any] = {

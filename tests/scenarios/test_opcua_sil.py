@@ -195,3 +195,71 @@ def test_supervise_without_a_server_fails_fast():
     r = darkfab("supervise", f"opc.tcp://127.0.0.1:{free_port()}/darkfab/", "--timeout", "5",
                 timeout_s=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
+
+
+# --- Alarms & Conditions -----------------------------------------------------------------------
+def test_alarms_are_conditions_acknowledged_over_opcua(tmp_path):
+    """An alarm is an AlarmConditionType event; the standard Acknowledge(EventId, Comment)
+    acknowledges it in the plant (validated, logged with the client's issuer and comment)."""
+
+    class Handler:
+        def __init__(self) -> None:
+            self.events: list = []
+
+        def event_notification(self, event) -> None:
+            self.events.append(event)
+
+    async def wait_for(h, n):
+        for _ in range(200):
+            if len(h.events) >= n:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(h.events)} events, expected {n}")
+
+    sim = _sim(tmp_path)
+
+    async def body(url):
+        h = Handler()
+        out: dict = {}
+        ack = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+        async with Client(url, timeout=10) as c:
+            ns = await c.get_namespace_index("urn:darkfab")
+            plant = await c.nodes.objects.get_child(f"{ns}:Plant")
+            sub = await c.create_subscription(50, h)
+            await sub.subscribe_events(plant, ua.ObjectIds.AlarmConditionType)
+            a = sim.plant.model.alarms.raise_alarm(sim.now, "cdc.press", "test_condition",
+                                                   "raised by the test", "high")
+            await plant.call_method(f"{ns}:Acknowledge")  # a cycle: publishes the alarm
+            await wait_for(h, 1)
+            raised = h.events[0]
+            out["raised"] = raised
+            await plant.call_method(ack, raised.EventId, ua.LocalizedText("seen it"))
+            await wait_for(h, 2)
+            out["acked"] = h.events[1]
+            for what, eid in (("again", raised.EventId), ("unknown", b"not-an-event-id")):
+                with pytest.raises(ua.UaStatusCodeError) as e:
+                    await plant.call_method(ack, eid, ua.LocalizedText(""))
+                out[what] = e.value.code
+            sim.plant.model.alarms.clear(sim.now, "cdc.press", "test_condition")
+            await plant.call_method(f"{ns}:Acknowledge")
+            await wait_for(h, 3)
+            out["cleared"] = h.events[2]
+            out["id"] = a.id if a is not None else None
+        return out
+    out = asyncio.run(_serving(sim, None, body))
+    r, k, cl = out["raised"], out["acked"], out["cleared"]
+    assert r.SourceName == "cdc.press" and r.ConditionName == "test_condition"
+    assert r.Severity == 700 and "test_condition: raised by the test" in r.Message.Text
+    assert r.ActiveState.Text == "Active" and r.AckedState.Text == "Unacknowledged"
+    assert r.Retain is True
+    assert k.AckedState.Text == "Acknowledged" and k.ActiveState.Text == "Active"
+    assert cl.ActiveState.Text == "Inactive" and cl.Retain is False  # cleared and acked
+    assert out["again"] == ua.StatusCodes.BadConditionBranchAlreadyAcked
+    assert out["unknown"] == ua.StatusCodes.BadEventIdUnknown
+    al = pq.read_table(tmp_path / "alarms.parquet").to_pandas()
+    row = al[al.condition == "test_condition"].iloc[0]
+    assert row.acknowledged_by == "opcua:1"
+    ev = pq.read_table(tmp_path / "events.parquet").to_pandas()
+    cmd = ev[(ev.kind == "command") & (ev.location == "opcua:1")]
+    assert any(d.startswith("Acknowledge") and "seen it" in d for d in cmd.detail), \
+        list(cmd.detail)
