@@ -19,6 +19,7 @@ order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -75,9 +76,7 @@ def decode(tp: Any, data: Any) -> Any:
     if tp is LotView:
         return _WireLots(data)
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        kw = {f.name: decode(hints[f.name], data[f.name]) for f in dataclasses.fields(tp)
-              if f.name in data}
+        kw = {n: decode(h, data[n]) for n, h in _fields(tp) if n in data}
         return tp(**kw)
     if tp is State:
         return State(data)
@@ -94,6 +93,13 @@ def decode(tp: Any, data: Any) -> Any:
     if tp is int:
         return int(data)
     return data
+
+
+@functools.cache
+def _fields(tp: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields with their resolved type hints (``get_type_hints`` is slow)."""
+    hints = typing.get_type_hints(tp)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(tp))
 
 
 class _WireLots(LotView):
@@ -165,8 +171,7 @@ def plant_info_from_json(text: str) -> PlantInfo:
 # --- commands as OPC UA method calls ---------------------------------------------------------
 def command_fields(cls: type) -> list[tuple[str, Any]]:
     """The fields of a command type with their type hints, in order."""
-    hints = typing.get_type_hints(cls)
-    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+    return list(_fields(cls))
 
 
 def command_call(cmd: Any) -> tuple[str | None, str, list[Any]]:
