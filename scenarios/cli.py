@@ -226,6 +226,9 @@ def _security_options(p, server: bool) -> None:
                        "clients are then refused")
         p.add_argument("--users-file", type=Path, metavar="FILE",
                        help="accept the users of FILE, one NAME:PASSWORD a line")
+        p.add_argument("--trust", action="append", default=[], type=Path, metavar="PEM",
+                       help="with --cert: accept the client with this identity certificate "
+                       "(repeatable)")
     else:
         p.add_argument("--user", metavar="NAME:PASSWORD", help="log in as this user")
         p.add_argument("--server-cert", type=Path, metavar="PEM",

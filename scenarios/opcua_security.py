@@ -10,11 +10,18 @@ Server (:class:`Security`):
 - **certificate** (``--cert PEM --key PEM``): the only endpoint is Basic256Sha256
   SignAndEncrypt, so a client without a certificate cannot open a channel, and user names
   and passwords travel encrypted. Without ``--cert``, a password crosses the network in
-  plain text: use ``--user`` without ``--cert`` on 127.0.0.1 only.
+  plain text: use ``--user`` without ``--cert`` on 127.0.0.1 only;
+- **trusted client certificates** (``--trust PEM``, repeatable, with ``--cert``): a client
+  whose identity is one of these certificates (X509 identity token, signed with its key) is
+  accepted; another certificate is refused (``BadUserAccessDenied``).
+
+With any of these, anonymous clients are refused; ``--cert`` alone is refused as a usage error
+(it would encrypt the channel but let anyone with a self-made certificate in).
 
 Client (:func:`client_security`): ``--user NAME:PASSWORD``; ``--cert PEM --key PEM`` (and
 optionally ``--server-cert PEM``, else the server's certificate is taken from its endpoint
-description) for Basic256Sha256 SignAndEncrypt.
+description) for Basic256Sha256 SignAndEncrypt; without ``--user`` the certificate is also the
+client's identity.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Server, ua
+from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.server.user_managers import UserManager
@@ -33,14 +41,19 @@ __all__ = ["Security", "PasswordUsers", "server_security", "client_security", "p
 
 
 class PasswordUsers(UserManager):
-    """asyncua user manager: the given user names with their passwords, nobody else."""
+    """asyncua user manager: the given user names with their passwords, and the clients whose
+    identity certificate (DER) is trusted; nobody else (no anonymous client)."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], trusted: dict[bytes, str] | None = None) -> None:
         self.users = dict(users)
+        self.trusted = dict(trusted or {})  # DER -> a name for the log
 
     def get_user(self, iserver: Any, username: str | None = None,
                  password: str | None = None, certificate: Any = None) -> User | None:
-        if username is None or username not in self.users:
+        if username is None:  # an X509 identity (or anonymous: no certificate)
+            name = self.trusted.get(bytes(certificate)) if certificate else None
+            return None if name is None else User(role=UserRole.User, name=name)
+        if username not in self.users:
             return None
         given = (password or "").encode() if not isinstance(password, bytes) else password
         if not hmac.compare_digest(given, self.users[username].encode()):
@@ -56,9 +69,13 @@ class Security:
     users: dict[str, str] = field(default_factory=dict)
     cert: Path | None = None
     key: Path | None = None
+    trust: list[Path] = field(default_factory=list)
 
-    def user_manager(self) -> UserManager | None:
-        return PasswordUsers(self.users) if self.users else None
+    def __post_init__(self) -> None:
+        self._manager = PasswordUsers(self.users)
+
+    def user_manager(self) -> UserManager:
+        return self._manager
 
     async def apply(self, server: Server) -> None:
         """Configure ``server`` (after ``init``, before ``start``)."""
@@ -68,13 +85,22 @@ class Security:
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        for p in self.trust:
+            der = uacrypto.der_from_x509(await uacrypto.load_certificate(str(p)))
+            self._manager.trusted[der] = p.stem
+        tokens: list[type] = []
         if self.users:
-            server.set_identity_tokens([ua.UserNameIdentityToken])
+            tokens.append(ua.UserNameIdentityToken)
+        if self.trust:
+            tokens.append(ua.X509IdentityToken)
+        server.set_identity_tokens(tokens)  # never anonymous
 
     def describe(self) -> str:
         parts = []
         if self.users:
             parts.append(f"{len(self.users)} user(s), anonymous refused")
+        if self.trust:
+            parts.append(f"{len(self.trust)} trusted client certificate(s)")
         if self.cert is not None:
             parts.append("Basic256Sha256 SignAndEncrypt")
         return ", ".join(parts)
@@ -125,9 +151,19 @@ def server_security(args, problems: list[str]) -> Security | None:
             else:
                 users[pair[0]] = pair[1]
     cert, key = _cert_pair(args, problems)
+    trust = list(args.trust)
+    for p in trust:
+        if not p.is_file():
+            problems.append(f"--trust: no such file: {p}")
+    if trust and cert is None:
+        problems.append("--trust: needs --cert/--key (a client proves its certificate over "
+                        "an encrypted channel)")
+    if cert is not None and not users and not trust:
+        problems.append("--cert: also give --user/--users-file or --trust PEM: who may "
+                        "connect (a certificate alone encrypts, but lets anyone in)")
     if not users and cert is None:
         return None
-    return Security(users, cert, key)
+    return Security(users, cert, key, trust)
 
 
 def client_security(args, problems: list[str]):
@@ -154,4 +190,7 @@ def client_security(args, problems: list[str]):
                                       server_certificate=None if server_cert is None
                                       else str(server_cert),
                                       mode=ua.MessageSecurityMode.SignAndEncrypt)
+            if user is None:  # the certificate is also who we are
+                await client.load_client_certificate(str(cert))
+                await client.load_private_key(key)
     return configure

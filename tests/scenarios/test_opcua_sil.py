@@ -148,10 +148,26 @@ def test_users_and_passwords_anonymous_refused(tmp_path):
 
 
 def test_certificate_security_sign_and_encrypt(tmp_path):
+    """Basic256Sha256 SignAndEncrypt only; a client proves who it is with a trusted
+    certificate (X509 identity); an untrusted certificate or an anonymous identity is refused."""
     server_cert, server_key = _cert(tmp_path, "server", "urn:freeopcua:python:server",
                                     ExtendedKeyUsageOID.SERVER_AUTH)
     client_cert, client_key = _cert(tmp_path, "client", "urn:freeopcua:client",
                                     ExtendedKeyUsageOID.CLIENT_AUTH)
+    other = tmp_path / "other"
+    other.mkdir()
+    other_cert, other_key = _cert(other, "client", "urn:freeopcua:client",
+                                  ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    async def secure(url, cert, key, identity: bool) -> Client:
+        c = Client(url, timeout=10)
+        await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key),
+                             server_certificate=str(server_cert),
+                             mode=ua.MessageSecurityMode.SignAndEncrypt)
+        if identity:
+            await c.load_client_certificate(str(cert))
+            await c.load_private_key(key)
+        return c
 
     async def body(url):
         seen = {}
@@ -161,22 +177,30 @@ def test_certificate_security_sign_and_encrypt(tmp_path):
         with pytest.raises(ua.UaError, match="No matching endpoints"):  # a plain client
             async with Client(url, timeout=10) as plain:
                 await _hold(plain)
-        c = Client(url, timeout=10)
-        await c.set_security(SecurityPolicyBasic256Sha256, str(client_cert), str(client_key),
-                             server_certificate=str(server_cert),
-                             mode=ua.MessageSecurityMode.SignAndEncrypt)
-        async with c:
+        for what, cert, key, identity in (("anonymous", client_cert, client_key, False),
+                                          ("untrusted", other_cert, other_key, True)):
+            c = await secure(url, cert, key, identity)
+            with pytest.raises(ua.UaStatusCodeError) as e:
+                async with c:
+                    pass
+            seen[what] = e.value.code
+        async with await secure(url, client_cert, client_key, True) as c:
             seen["state"] = await _hold(c)
         return seen
-    sec = Security({}, server_cert, server_key)
+    sec = Security({}, server_cert, server_key, [client_cert])
     seen = asyncio.run(_serving(_sim(tmp_path), sec, body))
     assert seen["endpoints"] == {("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
+    assert seen["anonymous"] == ua.StatusCodes.BadIdentityTokenRejected
+    assert seen["untrusted"] == ua.StatusCodes.BadUserAccessDenied
     assert seen["state"] == HELD
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["serve", "cdc-line", "--lockstep", "--user", "bob"], "--user: 'bob': expected NAME:PASSWORD"),
     (["serve", "cdc-line", "--lockstep", "--cert", "x.pem"], "--cert/--key: give both"),
+    (["serve", "cdc-line", "--lockstep", "--cert", __file__, "--key", __file__],
+     "--cert: also give --user/--users-file or --trust"),
+    (["serve", "cdc-line", "--lockstep", "--trust", __file__], "--trust: needs --cert/--key"),
     (["serve", "cdc-line", "--lockstep", "--cert", "no.pem", "--key", "no.pem"],
      "--cert: no such file"),
     (["serve", "cdc-line", "--speed", "10", "--remote-controller"],
@@ -263,3 +287,42 @@ def test_alarms_are_conditions_acknowledged_over_opcua(tmp_path):
     cmd = ev[(ev.kind == "command") & (ev.location == "opcua:1")]
     assert any(d.startswith("Acknowledge") and "seen it" in d for d in cmd.detail), \
         list(cmd.detail)
+
+
+def test_supervise_logs_in_with_the_security_options(tmp_path):
+    """``darkfab supervise --user --cert --key`` against a server with a user and a
+    certificate: the supervisor runs the plant to its horizon; without them it is refused."""
+    from argparse import Namespace
+
+    from darkfab.scenarios.opcua_security import client_security
+    from darkfab.scenarios.remote_control import open_remote
+    from darkfab.scenarios.supervise import supervise
+
+    server_cert, server_key = _cert(tmp_path, "server", "urn:freeopcua:python:server",
+                                    ExtendedKeyUsageOID.SERVER_AUTH)
+    client_cert, client_key = _cert(tmp_path, "client", "urn:freeopcua:client",
+                                    ExtendedKeyUsageOID.CLIENT_AUTH)
+    problems: list = []
+    configure = client_security(Namespace(user="sup:pw", cert=client_cert, key=client_key,
+                                          server_cert=None), problems)
+    assert not problems
+    s = load_scenario("cdc-line", ["scenario.horizon_s=7200", "scenario.warmup_s=0"])
+
+    async def go():
+        sim, remote = open_remote(s, out_dir=tmp_path / "run")
+        port = free_port()
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve_simulation(
+            sim, lockstep=True, cycle_s=600.0, port=port, remote=remote, linger_s=5,
+            security=Security({"sup": "pw"}, server_cert, server_key),
+            on_ready=lambda _u: ready.set()))
+        await asyncio.wait_for(ready.wait(), 60)
+        url = f"opc.tcp://127.0.0.1:{port}/darkfab/"
+        with pytest.raises(ua.UaError):  # no certificate, no user: refused
+            await asyncio.wait_for(supervise(url, timeout_s=10), 60)
+        st = await asyncio.wait_for(supervise(url, timeout_s=30, configure=configure), 300)
+        result, _ = await asyncio.wait_for(task, 120)
+        return st, result
+    st, result = asyncio.run(go())
+    assert st.plant_clock_s == 7200.0 and st.decisions > 0
+    assert result.summary["partial"] is False
