@@ -10,7 +10,10 @@ controller), ``Observation`` (JSON: the :class:`~darkfab.control.Observation` it
 ``LastCommandResult``. Encoding: :mod:`.wire`.
 
 Methods: ``Attach()`` (this session is the controller: its commands while a decision is open
-are that decision's answer, in the order sent; returns ``Spec`` and ``PlantInfo``) and one
+are that decision's answer, in the order sent; returns ``Spec`` and ``PlantInfo``),
+``Advance()`` (``Plant/Acknowledge()`` that also returns, in the same round trip, the plant
+clock, ``Done`` and the open decision: its sequence number, 0 if none, events and
+observation) and one
 method per command type that is not a unit's (``WakeUp(at_s, tag, reason)``,
 ``Acknowledge(alarm_id, reason)``, ``Quarantine(lot, reason)``, ``Release``, ``Divert``,
 ``TransportRequest(origin, destination, units, reason)``, ``Maintenance(unit, kind,
@@ -88,6 +91,8 @@ class ControllerNodes:
                           ("LastCommandResult", "", _S)):
             self.vars[key] = await obj.add_variable(idx, key, ua.Variant(v, t))
         await obj.add_method(idx, "Attach", self._attach, [], [_S, _S])
+        if self.server.acknowledge is not None:
+            await obj.add_method(idx, "Advance", self._advance, [], [_D, _B, _I, _S, _S])
         for cls in CONTROLLER_COMMANDS:
             fields = command_fields(cls)
             await obj.add_method(idx, cls.__name__, self._command(cls),
@@ -97,6 +102,17 @@ class ControllerNodes:
         self.session = self.server.issuer()
         r = self.remote
         return [ua.Variant(json.dumps(r.spec), _S), ua.Variant(r.info_json, _S)]
+
+    async def _advance(self, parent):
+        """``Plant/Acknowledge()``, answering in the same round trip the plant clock, Done, and
+        the open decision (sequence number, events, observation; 0 and empty strings when
+        none is open)."""
+        t = await self.server.acknowledge()
+        req = self.remote.request
+        seq, events, obs = (0, "", "") if req is None else \
+            (req.seq, req.events_json, req.observation_json)
+        return [ua.Variant(float(t), _D), ua.Variant(bool(self.server.sim.done), _B),
+                ua.Variant(seq, _I), ua.Variant(events, _S), ua.Variant(obs, _S)]
 
     def takes(self, issuer: str) -> bool:
         """A command from ``issuer`` is part of the open decision's answer."""

@@ -7,9 +7,10 @@ The other end is ``darkfab serve SCENARIO --lockstep --remote-controller``
    scenario's controller spec (name and params) and the static plant
    (:class:`~darkfab.control.PlantInfo`); builds that controller (or the one named by
    ``controller``) and resets it;
-2. calls ``Plant/Acknowledge()``: the plant advances one cycle, or to the controller's next
-   decision; if ``Plant/Controller/DecisionSequence`` has moved, it reads ``Events`` and
-   ``Observation``, calls ``decide`` and sends each command as an OPC UA method call
+2. calls ``Plant/Controller.Advance()`` (``Plant/Acknowledge()`` plus the decision in the same
+   round trip): the plant advances one cycle, or to the controller's next decision; if a new
+   decision is open, it calls ``decide`` on its events and observation and sends each command
+   as an OPC UA method call
    (:func:`~darkfab.scenarios.wire.command_call`), in order: they are that decision's answer,
    handed to the plant by the next ``Acknowledge``;
 3. repeats until ``Plant/Done``, then disconnects.
@@ -99,20 +100,15 @@ async def supervise(url: str, *, controller: Any = None, params: dict | None = N
             policy = make_controller(name, p, allow_code=allow_code)
         policy.reset(plant_info_from_json(info_json))
         stats.controller = str(getattr(policy, "name", name))
-        seq_node, events_node, obs_node = [await ctl.get_child(f"{idx}:{k}") for k in
-                                           ("DecisionSequence", "Events", "Observation")]
-        done_node = await plant.get_child(f"{idx}:Done")
         units: dict[str, Any] = {}
         unit_folder = await plant.get_child(f"{idx}:Units")
         last = 0
         while True:
-            clock = await plant.call_method(f"{idx}:Acknowledge")
+            clock, done, seq, events_json, obs_json = await ctl.call_method(f"{idx}:Advance")
             stats.cycles += 1
             stats.plant_clock_s = float(clock)
-            seq, done = await client.read_values([seq_node, done_node])
-            if seq != last:
+            if seq and seq != last:
                 last = seq
-                events_json, obs_json = await client.read_values([events_node, obs_node])
                 cmds = policy.decide(decode_events(events_json),
                                      observation_from_json(obs_json))
                 stats.decisions += 1
