@@ -326,3 +326,13 @@ def test_supervise_logs_in_with_the_security_options(tmp_path):
     st, result = asyncio.run(go())
     assert st.plant_clock_s == 7200.0 and st.decisions > 0
     assert result.summary["partial"] is False
+
+
+def test_supervise_needs_a_remote_controller_server(tmp_path):
+    from darkfab.scenarios.supervise import supervise
+
+    async def body(url):
+        with pytest.raises(RuntimeError, match="--lockstep --remote-controller"):
+            await supervise(url, timeout_s=10)
+        return True
+    assert asyncio.run(_serving(_sim(tmp_path), None, body))
