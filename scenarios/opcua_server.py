@@ -7,7 +7,9 @@ Address space (namespace ``urn:darkfab``), under ``Objects/Plant``:
   method ``Acknowledge()`` (advance one decision cycle, return the clock).
 - ``Plant/Units/<unit>``, one object per unit (discrete equipment, every unit of a continuous
   line, sources), with PackTags after ISA-TR88.00.02 and OPC 30050 (PackML companion
-  specification): ``Status/StateCurrent`` (Int32, the PackTags state number, see
+  specification; ``Status`` and ``Admin`` are instances of its object types, with the
+  type's mandatory variables in the PackML namespace: :mod:`.opcua_packml`):
+  ``Status/StateCurrent`` (Int32, the PackTags state number, see
   :data:`STATE_NUMBER`), ``Status/StateCurrentName``, ``Status/UnitModeCurrent`` (1
   Production, 2 Maintenance, 3 Manual), ``Status/MachSpeed`` (the speed set-point; NaN when
   the unit has none), ``Status/CurMachSpeed`` (its present value), ``Admin/ProdProcessedCount``,
@@ -47,6 +49,7 @@ from darkfab.control import ChangeMode, PackMLCommand, SetPoint
 from darkfab.factory.packml import Command
 
 from .opcua_alarms import AlarmConditions
+from .opcua_packml import PackMLTypes, packml_values
 from .simulation import Simulation
 
 __all__ = ["PlantServer", "STATE_NUMBER", "MODE_NUMBER", "SPEED_SETPOINTS", "NAMESPACE"]
@@ -112,6 +115,7 @@ class PlantServer:
         self.plant_vars: dict[str, Any] = {}
         self.other: dict[tuple[str, str], Any] = {}  # (buffer|robot, key) -> node
         self.alarms: Any = None  # AlarmConditions, made by start()
+        self.packml = PackMLTypes()
         self._speed_rates: dict[str, tuple[float, int]] = {}
         self.speed = 0.0
         self.lag_s = 0.0
@@ -138,6 +142,7 @@ class PlantServer:
             srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         srv.set_server_name("darkfab plant simulation")
         idx = await srv.register_namespace(NAMESPACE)
+        await self.packml.load(srv)  # OPC 30050 types (after ours: urn:darkfab stays ns 2)
         self.idx = idx
         plant = await srv.nodes.objects.add_object(idx, "Plant")
         self.plant = plant
@@ -185,8 +190,10 @@ class PlantServer:
         u = _Unit(name)
         self.units[name] = u
         obj = await parent.add_object(idx, name)
-        status = await obj.add_object(idx, "Status")
-        admin = await obj.add_object(idx, "Admin")
+        status, spec_vars = await self.packml.status(obj, idx)
+        admin = await self.packml.admin(obj, idx)
+        for key, (node, kind) in spec_vars.items():
+            u.vars[key], u.kinds[key] = node, kind
         D, I, S = ua.VariantType.Double, ua.VariantType.Int32, ua.VariantType.String
         for folder, key, v, t in ((status, "StateCurrent", 0, I),
                                   (status, "StateCurrentName", "", S),
@@ -390,6 +397,7 @@ class PlantServer:
             t0, n0 = self._speed_rates.get(u.name, (now, e.units_out))
             vals["CurMachSpeed"] = 3600.0 * (e.units_out - n0) / (now - t0) if now > t0 else 0.0
             self._speed_rates[u.name] = (now, e.units_out)
+        vals.update(packml_values(e, vals))
         for key, r in e.values.items():
             sp_key = f"SetPoints/{key}"
             if sp_key in u.vars:

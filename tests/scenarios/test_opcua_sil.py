@@ -336,3 +336,52 @@ def test_supervise_needs_a_remote_controller_server(tmp_path):
             await supervise(url, timeout_s=10)
         return True
     assert asyncio.run(_serving(_sim(tmp_path), None, body))
+
+
+def test_status_and_admin_are_opc30050_object_types(tmp_path):
+    """A unit's Status and Admin are instances of OPC 30050's PackMLStatusObjectType and
+    PackMLAdminObjectType; the type's mandatory Status variables carry the plant's values
+    with the specification's data types, beside darkfab's own PackTags."""
+    sim = _sim(tmp_path)
+
+    async def body(url):
+        out = {}
+        async with Client(url, timeout=10) as c:
+            ns = await c.get_namespace_index("urn:darkfab")
+            pns = await c.get_namespace_index("http://opcfoundation.org/UA/PackML/")
+            out["ns"] = ns
+            for unit in ("cdc.press", "cartoner"):
+                u = await c.nodes.objects.get_child([f"{ns}:Plant", f"{ns}:Units",
+                                                     f"{ns}:{unit}"])
+                status = await u.get_child(f"{ns}:Status")
+                admin = await u.get_child(f"{ns}:Admin")
+                out[unit] = {}
+                for node, key in ((status, "status_type"), (admin, "admin_type")):
+                    td = await node.read_type_definition()
+                    out[unit][key] = (await c.get_node(td).read_browse_name()).Name
+                for name in ("UnitModeCurrent", "MachSpeed", "CurMachSpeed",
+                             "EquipmentBlocked", "EquipmentStarved"):
+                    dv = await (await status.get_child(f"{pns}:{name}")).read_data_value()
+                    out[unit][name] = (dv.Value.Value, dv.Value.VariantType)
+                out[unit]["darkfab_mode"] = await (await status.get_child(
+                    f"{ns}:UnitModeCurrent")).read_value()
+                out[unit]["darkfab_speed"] = await (await status.get_child(
+                    f"{ns}:MachSpeed")).read_value()
+        return out
+    out = asyncio.run(_serving(sim, None, body))
+    obs = sim.observe()
+    assert out["ns"] == 2  # urn:darkfab keeps its index
+    for unit in ("cdc.press", "cartoner"):
+        o = out[unit]
+        assert o["status_type"] == "PackMLStatusObjectType"
+        assert o["admin_type"] == "PackMLAdminObjectType"
+        assert o["UnitModeCurrent"] == (1, ua.VariantType.Int32) == (o["darkfab_mode"],
+                                                                    ua.VariantType.Int32)
+        assert o["MachSpeed"][1] == o["CurMachSpeed"][1] == ua.VariantType.Float
+        cond = obs.equipment[unit].condition
+        assert o["EquipmentBlocked"] == (cond == "blocked", ua.VariantType.Boolean)
+        assert o["EquipmentStarved"] == (cond == "starved", ua.VariantType.Boolean)
+    press = out["cdc.press"]
+    rate = obs.equipment["cdc.press"].values["line_rate_kg_h"].value
+    assert press["MachSpeed"][0] == pytest.approx(rate, rel=1e-6)  # Float32 of the set-point
+    assert press["darkfab_speed"] == rate
