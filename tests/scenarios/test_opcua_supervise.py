@@ -91,10 +91,10 @@ def test_observation_and_plant_info_cross_the_wire_losslessly(tmp_path):
     sim.close()
 
 
-def test_plant_info_round_trip():
+def test_plant_info_round_trip(tmp_path):
     from darkfab.factory.random_streams import RandomStreams
     s = load_scenario(CAMPAIGN, ["scenario.horizon_s=30000"])
-    sim, remote = open_remote(s, out_dir=None)
+    sim, remote = open_remote(s, out_dir=tmp_path)
     try:
         info = plant_info_from_json(remote.info_json)
         assert remote.name == "auto-recovery" and remote.wakes_on
