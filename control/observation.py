@@ -192,6 +192,14 @@ class LotView(Mapping[str, LotObs]):
         """Time of the latest unit made with ``raw_lot`` in it (``None``: never)."""
         return None if self._r is None else self._r.last_seen.get(raw_lot)
 
+    def raw_lot_index(self) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        """Copies of the reverse genealogy behind :meth:`containing` (raw-material lot ->
+        output lot -> highest mass fraction in one unit) and :meth:`last_seen` (raw-material
+        lot -> time), e.g. to send the view over a network."""
+        if self._r is None:
+            return {}, {}
+        return ({k: dict(v) for k, v in self._r.by_raw.items()}, dict(self._r.last_seen))
+
 
 _NO_LOTS = LotView()
 

@@ -217,6 +217,23 @@ def _parser() -> argparse.ArgumentParser:
                     help="the plant's own controller instead of the scenario's (as for run)")
     sv.add_argument("--allow-code", action="store_true",
                     help="run a module:Class controller named by the scenario file")
+    sv.add_argument("--remote-controller", action="store_true",
+                    help="--lockstep: the plant's controller is an OPC UA client (darkfab "
+                    "supervise), which decides at each decision of the scenario's controller")
+    _security_options(sv, server=True)
+    su = sub.add_parser("supervise", help="run darkfab's supervisor as an OPC UA client of "
+                        "darkfab serve --lockstep --remote-controller",
+                        description="Software in the loop: the built-in supervisor (or another "
+                        "controller) in its own process, seeing the plant and commanding it "
+                        "over OPC UA (docs/software-in-the-loop.md).")
+    su.add_argument("url", help="the server's endpoint, e.g. opc.tcp://127.0.0.1:4840/darkfab/")
+    su.add_argument("--allow-code", action="store_true",
+                    help="run the served controller when the server names it as module:Class "
+                    "(code on this machine, named by the server)")
+    su.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                    help="give up when the server does not answer a request in S wall seconds "
+                    "(default 60)")
+    _security_options(su, server=False)
     jb = sub.add_parser("jobshop-bench", help="job-shop benchmark: dispatching rules and "
                         "CP-SAT against the optima", description="ft06/ft10: every dispatching "
                         "rule and CP-SAT, makespan and gap to the optimum.")
@@ -225,6 +242,26 @@ def _parser() -> argparse.ArgumentParser:
     jb.add_argument("--instances", nargs="+", default=["ft06", "ft10"],
                     help="shipped instance names or instance files (default ft06 ft10)")
     return p
+
+
+def _security_options(p, server: bool) -> None:
+    """``--user``, ``--users``, ``--cert``, ``--key`` (and ``--server-cert`` for a client)."""
+    if server:
+        p.add_argument("--user", dest="users", action="append", default=[],
+                       metavar="NAME:PASSWORD", help="accept this user (repeatable); anonymous "
+                       "clients are then refused")
+        p.add_argument("--users-file", type=Path, metavar="FILE",
+                       help="accept the users of FILE, one NAME:PASSWORD a line")
+        p.add_argument("--trust", action="append", default=[], type=Path, metavar="PEM",
+                       help="with --cert: accept the client with this identity certificate "
+                       "(repeatable)")
+    else:
+        p.add_argument("--user", metavar="NAME:PASSWORD", help="log in as this user")
+        p.add_argument("--server-cert", type=Path, metavar="PEM",
+                       help="the server's certificate (default: taken from its endpoint)")
+    p.add_argument("--cert", type=Path, metavar="PEM",
+                   help="certificate: serve/connect with Basic256Sha256 SignAndEncrypt only")
+    p.add_argument("--key", type=Path, metavar="PEM", help="the certificate's private key")
 
 
 def _with_horizon(args) -> list[str]:
@@ -245,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
              "jobshop-bench": _jobshop_bench, "compare": _compare, "funnel": _funnel,
              "check": _check, "run": _run, "view": _view,
              "verify-records": _verify_records, "recover": _recover, "calibrate": _calibrate,
-             "schema": _schema, "serve": _serve}
+             "schema": _schema, "serve": _serve, "supervise": _supervise}
     try:
         return verbs[args.cmd](args)
     except ScenarioError as e:
@@ -509,14 +546,18 @@ def _serve(args) -> int:
         problems.append(f"--port: {args.port} is not a TCP port (1-65535)")
     if args.seed is not None and args.seed < 0 or args.replication < 0:
         problems.append("--seed and --replication must be non-negative")
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
-        return 2
+    if args.remote_controller and not args.lockstep:
+        problems.append("--remote-controller: needs --lockstep")
     try:
         import asyncua  # noqa: F401
     except ImportError:
-        print("darkfab serve needs asyncua: pip install 'darkfab[opcua]'", file=sys.stderr)
+        problems.append("darkfab serve needs asyncua: pip install 'darkfab[opcua]'")
+    else:
+        from .opcua_security import server_security
+        security = server_security(args, problems)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
         return 2
     overrides = _with_horizon(args)
     where = args.scenario or DEFAULT_SCENARIO
@@ -538,9 +579,15 @@ def _serve(args) -> int:
     from .serve import install_stop, serve_simulation
     from .simulation import Simulation
 
+    remote = None
     try:
-        sim = Simulation.open(s, seed=args.seed, replication=args.replication, out_dir=args.out,
-                              allow_code=allow_code)
+        if args.remote_controller:
+            from .remote_control import open_remote
+            sim, remote = open_remote(s, seed=args.seed, replication=args.replication,
+                                      out_dir=args.out, allow_code=allow_code)
+        else:
+            sim = Simulation.open(s, seed=args.seed, replication=args.replication,
+                                  out_dir=args.out, allow_code=allow_code)
     except ControllerSpecError as e:
         print(f"{where}: controller.name: {e}", file=sys.stderr)
         return 2
@@ -549,7 +596,10 @@ def _serve(args) -> int:
         how = ("lockstep: call Plant/Acknowledge() to advance %g s" % args.cycle_s
                if args.lockstep else f"speed {args.speed:g} simulated s per wall s")
         print(f"serving {s.scenario.name} at {endpoint} ({how}"
-              f"{'; read-only' if args.read_only else ''})", file=sys.stderr, flush=True)
+              f"{'; read-only' if args.read_only else ''}"
+              f"{'; controller: a client (darkfab supervise)' if remote else ''}"
+              f"{'; ' + security.describe() if security else ''})", file=sys.stderr,
+              flush=True)
 
     async def main_() -> tuple:
         stop = asyncio.Event()
@@ -557,7 +607,7 @@ def _serve(args) -> int:
         return await serve_simulation(
             sim, speed=None if args.lockstep else args.speed, lockstep=args.lockstep,
             cycle_s=args.cycle_s, host=args.host, port=args.port, read_only=args.read_only,
-            on_ready=ready, stop=stop)
+            on_ready=ready, stop=stop, remote=remote, security=security)
     try:
         res, stats = asyncio.run(main_())
     except ControllerFault as e:
@@ -577,6 +627,51 @@ def _serve(args) -> int:
     if res.summary["partial"]:
         print("run interrupted: partial results written", file=sys.stderr)
         return 130
+    return 0
+
+
+def _supervise(args) -> int:
+    """``darkfab supervise URL``: see :mod:`darkfab.scenarios.supervise`."""
+    import asyncio
+
+    problems = []
+    if not args.url.startswith("opc.tcp://"):
+        problems.append(f"url: {args.url!r} is not an opc.tcp:// endpoint")
+    if not args.timeout > 0:
+        problems.append(f"--timeout: must be positive, got {args.timeout:g}")
+    try:
+        import asyncua  # noqa: F401
+    except ImportError:
+        problems.append("darkfab supervise needs asyncua: pip install 'darkfab[opcua]'")
+    else:
+        from .opcua_security import client_security
+        configure = client_security(args, problems)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 2
+    from darkfab.control import ControllerSpecError
+
+    from .supervise import supervise
+
+    try:
+        st = asyncio.run(supervise(args.url, allow_code=args.allow_code,
+                                   timeout_s=args.timeout,
+                                   configure=configure,
+                                   report=lambda m: print(m, file=sys.stderr, flush=True)))
+    except ControllerSpecError as e:
+        print(f"{args.url}: the served controller: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+        print(f"{args.url}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - asyncua's errors: one line, no traceback
+        print(f"{args.url}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"supervised to t = {st.plant_clock_s:g} s as {st.controller}: {st.decisions} "
+          f"decisions, {st.commands} commands ({st.refused} refused)")
     return 0
 
 

@@ -350,9 +350,17 @@ class ControlLoop(CommunicationFaults):
         except Exception as e:  # noqa: BLE001 - a controller fault, not a crash
             self._controller_fault(e, "decide")
             return
+        self.dispatch(list(cmds), now)
+
+    def dispatch(self, cmds: list, decided_s: float) -> None:
+        """Send the commands of a decision taken at ``decided_s`` (now, or earlier in this
+        instant) on their way: applied after the decision latency (plus any extra latency of
+        a communication fault), or at once. ``decide`` does this with the controller's
+        answer; a controller outside the process (:mod:`~darkfab.scenarios.remote_control`)
+        answers later in the same instant through this method."""
         if not cmds:
             return
-        cmds = list(cmds)
+        now = decided_s
         latency = self.latency + self._extra_latency
         if latency > 0:
             if self._extra_latency > 0:

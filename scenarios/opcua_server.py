@@ -7,7 +7,9 @@ Address space (namespace ``urn:darkfab``), under ``Objects/Plant``:
   method ``Acknowledge()`` (advance one decision cycle, return the clock).
 - ``Plant/Units/<unit>``, one object per unit (discrete equipment, every unit of a continuous
   line, sources), with PackTags after ISA-TR88.00.02 and OPC 30050 (PackML companion
-  specification): ``Status/StateCurrent`` (Int32, the PackTags state number, see
+  specification; ``Status`` and ``Admin`` are instances of its object types, with the
+  type's mandatory variables in the PackML namespace: :mod:`.opcua_packml`):
+  ``Status/StateCurrent`` (Int32, the PackTags state number, see
   :data:`STATE_NUMBER`), ``Status/StateCurrentName``, ``Status/UnitModeCurrent`` (1
   Production, 2 Maintenance, 3 Manual), ``Status/MachSpeed`` (the speed set-point; NaN when
   the unit has none), ``Status/CurMachSpeed`` (its present value), ``Admin/ProdProcessedCount``,
@@ -25,7 +27,8 @@ Every command (method call or set-point write) is a darkfab command applied with
 unknown mode), ``BadOutOfRange`` (a set-point out of its range) or ``BadNotSupported``; the
 reason is in ``LastCommandResult`` and in ``events.parquet``. With ``read_only`` every command
 answers ``BadUserAccessDenied`` and no set-point is writable. Alarms (ISA-18.2) are raised as
-OPC UA events of the ``Plant`` object (``BaseEventType``: SourceName, Severity, Message).
+OPC UA Alarms & Conditions events of the ``Plant`` object (``AlarmConditionType``, with
+the standard ``Acknowledge`` method: :mod:`.opcua_alarms`).
 
 Variables are refreshed by :meth:`PlantServer.publish`, which the serving loop calls after
 each advance of the clock (:mod:`darkfab.scenarios.serve`); every callback runs on the asyncio
@@ -45,6 +48,8 @@ from asyncua import Server, ua
 from darkfab.control import ChangeMode, PackMLCommand, SetPoint
 from darkfab.factory.packml import Command
 
+from .opcua_alarms import AlarmConditions
+from .opcua_packml import PackMLTypes, packml_values
 from .simulation import Simulation
 
 __all__ = ["PlantServer", "STATE_NUMBER", "MODE_NUMBER", "SPEED_SETPOINTS", "NAMESPACE"]
@@ -60,7 +65,6 @@ MODE_NUMBER = {"Production": 1, "Maintenance": 2, "Manual": 3}
 SPEED_SETPOINTS = ("line_rate_kg_h", "setpoint_kg_h", "speed_rpm")
 """The set-point that ``MachSpeed`` / ``SetMachSpeed`` stand for, first found on a unit."""
 
-_SEVERITY = {"critical": 900, "high": 700, "medium": 500, "low": 300}
 _log = logging.getLogger("darkfab.opcua")
 
 
@@ -87,28 +91,38 @@ class PlantServer:
         read_only: refuse every command and set-point write.
         acknowledge: in lockstep, the coroutine behind ``Plant.Acknowledge()`` (it advances
             one decision cycle and returns the clock); ``None``: no such method.
+        remote: the :class:`~.remote_control.RemoteController` of the run, if its controller
+            is a client: ``Plant/Controller`` is served (:mod:`.opcua_controller`).
+        security: an :class:`~.opcua_security.Security` (users, certificate); ``None``: no
+            security, anonymous clients (bind to 127.0.0.1).
     """
 
     def __init__(self, sim: Simulation, host: str = "127.0.0.1", port: int = 4840, *,
                  read_only: bool = False,
-                 acknowledge: Callable[[], Awaitable[float]] | None = None) -> None:
+                 acknowledge: Callable[[], Awaitable[float]] | None = None,
+                 remote: Any = None, security: Any = None) -> None:
         self.sim = sim
         self.host = host
         self.port = port
         self.read_only = read_only
         self.acknowledge = acknowledge
-        self.server = Server()
+        self.remote = remote
+        self.security = security
+        self.controller_nodes: Any = None
+        self.server = Server(user_manager=None if security is None
+                             else security.user_manager())
         self.units: dict[str, _Unit] = {}
         self.plant_vars: dict[str, Any] = {}
         self.other: dict[tuple[str, str], Any] = {}  # (buffer|robot, key) -> node
-        self._alarms: list[tuple[str, Any]] = []
-        self._events: Any = None
+        self.alarms: Any = None  # AlarmConditions, made by start()
+        self.packml = PackMLTypes()
         self._speed_rates: dict[str, tuple[float, int]] = {}
         self.speed = 0.0
         self.lag_s = 0.0
         self.commands = 0
         self._setpoint_nodes: dict[Any, tuple[str, str]] = {}  # node id -> (unit, set-point)
         self._sessions: dict[int, int] = {}  # id(session) -> its number at this server
+        self._controller_note = ""
 
     @property
     def endpoint(self) -> str:
@@ -122,9 +136,13 @@ class PlantServer:
         iserver = srv.iserver
         iserver.attribute_service = _SetPointWrites(iserver.attribute_service, self)
         srv.set_endpoint(self.endpoint)
-        srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])  # see docs: security
+        if self.security is not None:  # users, certificate: :mod:`.opcua_security`
+            await self.security.apply(srv)
+        else:
+            srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         srv.set_server_name("darkfab plant simulation")
         idx = await srv.register_namespace(NAMESPACE)
+        await self.packml.load(srv)  # OPC 30050 types (after ours: urn:darkfab stays ns 2)
         self.idx = idx
         plant = await srv.nodes.objects.add_object(idx, "Plant")
         self.plant = plant
@@ -155,9 +173,13 @@ class PlantServer:
             o = await robots.add_object(idx, name)
             for key, v in (("Position", ""), ("State", ""), ("SoC", 0.0)):
                 self.other[(name, key)] = await o.add_variable(idx, key, v)
-        self._events = await srv.get_event_generator(ua.ObjectIds.BaseEventType, plant)
-        await plant.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
-        self.sim.plant.model.alarms.subscribe(self._on_alarm)
+        if self.remote is not None:
+            from .opcua_controller import ControllerNodes
+            self.controller_nodes = ControllerNodes(self, self.remote)
+            await self.controller_nodes.build(plant, idx)
+        self.alarms = AlarmConditions(self)
+        await self.alarms.build(plant)
+        self.sim.plant.model.alarms.subscribe(self.alarms.on_alarm)
         await srv.start()
         await self.publish()
         _log.info("OPC UA server at %s%s", self.endpoint, " (read-only)" if self.read_only
@@ -168,8 +190,10 @@ class PlantServer:
         u = _Unit(name)
         self.units[name] = u
         obj = await parent.add_object(idx, name)
-        status = await obj.add_object(idx, "Status")
-        admin = await obj.add_object(idx, "Admin")
+        status, spec_vars = await self.packml.status(obj, idx)
+        admin = await self.packml.admin(obj, idx)
+        for key, (node, kind) in spec_vars.items():
+            u.vars[key], u.kinds[key] = node, kind
         D, I, S = ua.VariantType.Double, ua.VariantType.Int32, ua.VariantType.String
         for folder, key, v, t in ((status, "StateCurrent", 0, I),
                                   (status, "StateCurrentName", "", S),
@@ -199,13 +223,15 @@ class PlantServer:
                     await var.set_writable()
                     self._setpoint_nodes[var.nodeid] = (name, key)
         u.obj = obj
-        for cmd in Command:
+        for cmd in Command:  # OPC 30050: no declared argument; an optional String reason
             await obj.add_method(idx, cmd.value, self._method(name, cmd), [], [])
         await obj.add_method(idx, "SetMachSpeed", self._set_speed(name), [D], [])
         await obj.add_method(idx, "SetUnitMode", self._set_mode(name), [S], [])
+        if setpoints:
+            await obj.add_method(idx, "SetPoint", self._set_point(name), [S, D], [])
 
     # --- commands -------------------------------------------------------------------------
-    def _issuer(self) -> str:
+    def issuer(self) -> str:
         """``opcua:<n>``: the n-th client session to command this server (deterministic, so
         that a scripted lockstep run logs the same bytes; the logger maps n to the peer)."""
         session = _session()
@@ -219,7 +245,7 @@ class PlantServer:
 
     def _apply(self, unit: str, cmd: Any, bad: int) -> ua.StatusCode:
         """Apply ``cmd`` through the simulation's validation; the status code to answer."""
-        u = self.units[unit]
+        u = self.units[unit] if unit is not None else None
         if self.read_only:
             self._note(u, f"{type(cmd).__name__}: refused: the server is read-only")
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
@@ -227,7 +253,13 @@ class PlantServer:
             self._note(u, f"{type(cmd).__name__}: refused: the run is over")
             return ua.StatusCode(ua.StatusCodes.BadInvalidState)
         self.commands += 1
-        r = self.sim.command(cmd, issuer=self._issuer())
+        issuer = self.issuer()
+        cn = self.controller_nodes
+        if cn is not None and cn.takes(issuer):  # part of the open decision's answer
+            seq = cn.remote.add(cmd)
+            self._note(u, f"{type(cmd).__name__}: answer of decision {seq}")
+            return ua.StatusCode(ua.StatusCodes.Good)
+        r = self.sim.command(cmd, issuer=issuer)
         if r.accepted:
             self._note(u, f"{type(cmd).__name__}: accepted at {self.sim.now:g} s")
             return ua.StatusCode(ua.StatusCodes.Good)
@@ -236,42 +268,64 @@ class PlantServer:
             bad = ua.StatusCodes.BadNotSupported
         return ua.StatusCode(bad)
 
-    def _note(self, u: _Unit, text: str) -> None:
-        """Set ``LastCommandResult`` (written at once: a client reads it after the answer)."""
+    def _note(self, u: _Unit | None, text: str) -> None:
+        """Set ``LastCommandResult`` of unit ``u`` (``None``: of ``Plant/Controller``), written
+        at once: a client reads it after the answer."""
+        if u is None:
+            self._controller_note = text
+            return
         u.values["LastCommandResult"] = text
         asyncio.get_running_loop().create_task(
             self._write(u.vars["LastCommandResult"], text, ua.VariantType.String))
 
-    async def _answer(self, unit: str, cmd: Any, bad: int) -> ua.StatusCode:
-        """A method's answer: apply ``cmd``, then publish its immediate effects."""
+    async def answer(self, unit: str | None, cmd: Any, bad: int) -> ua.StatusCode:
+        """A method's answer: apply ``cmd`` (``unit``: where its result is noted, ``None``:
+        ``Plant/Controller``), then publish its immediate effects."""
         code = self._apply(unit, cmd, bad)
-        u = self.units[unit]
-        await self._write(u.vars["LastCommandResult"], u.values["LastCommandResult"],
-                          ua.VariantType.String)
+        if unit is None:
+            if self.controller_nodes is not None:
+                await self.controller_nodes.note(self._controller_note)
+        else:
+            u = self.units[unit]
+            await self._write(u.vars["LastCommandResult"], u.values["LastCommandResult"],
+                              ua.VariantType.String)
         if code.is_good():
             await self.publish()
         return code
 
+    def last_note(self) -> str:
+        """The result of the latest command without a unit (``Plant/Controller``, alarms)."""
+        return self._controller_note
+
     def _method(self, unit: str, command: Command):
-        async def call(parent):
-            return await self._answer(unit, PackMLCommand(unit, command.value),
-                                      ua.StatusCodes.BadInvalidState)
+        async def call(parent, *args):
+            return await self.answer(unit, PackMLCommand(unit, command.value, _reason(args)),
+                                     ua.StatusCodes.BadInvalidState)
+        return call
+
+    def _set_point(self, unit: str):
+        async def call(parent, key, value, *args):
+            key, value = _plain(key), _plain(value)
+            return await self.answer(unit, SetPoint(unit, str(key), float(value),
+                                                    _reason(args)),
+                                     ua.StatusCodes.BadOutOfRange)
         return call
 
     def _set_speed(self, unit: str):
-        async def call(parent, value):
+        async def call(parent, value, *args):
             u = self.units[unit]
             if u.speed_sp is None:
                 self._note(u, f"SetMachSpeed: {unit} has no speed set-point")
                 return ua.StatusCode(ua.StatusCodes.BadNotSupported)
-            return await self._answer(unit, SetPoint(unit, u.speed_sp, float(value)),
-                                      ua.StatusCodes.BadOutOfRange)
+            return await self.answer(unit, SetPoint(unit, u.speed_sp, float(_plain(value)),
+                                                    _reason(args)),
+                                     ua.StatusCodes.BadOutOfRange)
         return call
 
     def _set_mode(self, unit: str):
-        async def call(parent, mode):
-            return await self._answer(unit, ChangeMode(unit, str(mode)),
-                                      ua.StatusCodes.BadInvalidState)
+        async def call(parent, mode, *args):
+            return await self.answer(unit, ChangeMode(unit, str(_plain(mode)), _reason(args)),
+                                     ua.StatusCodes.BadInvalidState)
         return call
 
     def validate_write(self, nodeid, value: Any) -> ua.StatusCode | None:
@@ -292,10 +346,6 @@ class PlantServer:
         assert self.acknowledge is not None
         t = await self.acknowledge()
         return [ua.Variant(t, ua.VariantType.Double)]
-
-    # --- alarms ---------------------------------------------------------------------------
-    def _on_alarm(self, kind: str, alarm) -> None:
-        self._alarms.append((kind, alarm))
 
     # --- publish --------------------------------------------------------------------------
     async def publish(self) -> None:
@@ -321,13 +371,9 @@ class PlantServer:
                     await self._write(self.other[(name, key)], v,
                                       ua.VariantType.Double if key == "SoC"
                                       else ua.VariantType.String)
-        alarms, self._alarms = self._alarms, []
-        for kind, a in alarms:
-            ev = self._events.event
-            ev.SourceName = a.source
-            ev.Severity = _SEVERITY.get(a.priority, 100)
-            ev.Message = ua.LocalizedText(f"{kind} {a.id} {a.condition}: {a.text}")
-            await self._events.trigger()
+        if self.controller_nodes is not None:
+            await self.controller_nodes.publish()
+        await self.alarms.publish()
 
     async def _publish_unit(self, u: _Unit, e, now: float) -> None:
         vals: dict[str, Any] = {
@@ -351,6 +397,7 @@ class PlantServer:
             t0, n0 = self._speed_rates.get(u.name, (now, e.units_out))
             vals["CurMachSpeed"] = 3600.0 * (e.units_out - n0) / (now - t0) if now > t0 else 0.0
             self._speed_rates[u.name] = (now, e.units_out)
+        vals.update(packml_values(e, vals))
         for key, r in e.values.items():
             sp_key = f"SetPoints/{key}"
             if sp_key in u.vars:
@@ -366,6 +413,10 @@ class PlantServer:
             if u.values.get(key) != v or key not in u.values:
                 u.values[key] = v
                 await self._write(u.vars[key], v, u.kinds[key])
+
+    async def write(self, node, value, kind: ua.VariantType) -> None:
+        """Write a value as the server (not through the clients' write service)."""
+        await self._write(node, value, kind)
 
     async def _write(self, node, value, kind: ua.VariantType) -> None:
         """Write a value as the server (not through the clients' write service)."""
@@ -410,6 +461,16 @@ class _SetPointWrites:
             one.NodesToWrite = [wv]
             out.extend(await self.inner.write(one, **kw))
         return out
+
+
+def _plain(v: Any) -> Any:
+    """A method argument's value (asyncua passes Variants)."""
+    return v.Value if isinstance(v, ua.Variant) else v
+
+
+def _reason(args: tuple) -> str:
+    """The optional last String argument of a command method: why (goes to the event log)."""
+    return str(_plain(args[0]) or "") if args else ""
 
 
 def _session() -> Any:

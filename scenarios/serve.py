@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .simulation import RunResult, Simulation
 
@@ -137,26 +138,37 @@ async def serve_simulation(sim: Simulation, *, speed: float | None = None,
                            host: str = "127.0.0.1", port: int = 4840, read_only: bool = False,
                            tick_s: float = 0.1, on_ready: Callable[[str], None] | None = None,
                            stop: asyncio.Event | None = None,
-                           linger_s: float = 30.0) -> tuple[RunResult, dict]:
+                           linger_s: float = 30.0, remote: Any = None,
+                           security: Any = None) -> tuple[RunResult, dict]:
     """Serve ``sim`` over OPC UA until its horizon (or ``stop`` is set), then close it.
 
     Exactly one of ``speed`` (paced) and ``lockstep`` (advanced by ``Plant/Acknowledge``,
     ``cycle_s`` simulated seconds per call). ``on_ready(endpoint)`` is called once the server
-    listens. Once the results are written, the server keeps serving the final values until
+    listens. ``remote``: the run's :class:`~.remote_control.RemoteController` when its
+    controller is a client (lockstep only: each cycle then also ends at the controller's next
+    decision, whose answer the next ``Acknowledge`` hands to the plant). ``security``: an
+    :class:`~.opcua_security.Security` (users, certificate). Once the results are written, the server keeps serving the final values until
     every client has disconnected, ``linger_s`` wall seconds at most. Returns the run result
     and the pacing figures (empty in lockstep)."""
     from .opcua_server import PlantServer  # asyncua: the optional extra "opcua"
 
     if lockstep == (speed is not None):
         raise ValueError("serve: give either speed or lockstep")
+    if remote is not None and not lockstep:
+        raise ValueError("serve: a remote controller needs lockstep")
     stop = stop or asyncio.Event()
     finished = asyncio.Event()
     failure: list[BaseException] = []
 
     async def acknowledge() -> float:
         try:
+            if remote is not None:
+                answer = remote.take_answer()
+                if answer is not None and sim.result is None:
+                    sim.dispatch(answer)
             if not sim.done:
-                sim.advance(cycle_s)
+                sim.advance_to(sim.now + cycle_s,
+                               until=None if remote is None else remote.pending)
         except Exception as e:  # noqa: BLE001 - results written; re-raised by serve below
             failure.append(e)
             finished.set()
@@ -167,7 +179,8 @@ async def serve_simulation(sim: Simulation, *, speed: float | None = None,
         return sim.now
 
     server = PlantServer(sim, host, port, read_only=read_only,
-                         acknowledge=acknowledge if lockstep else None)
+                         acknowledge=acknowledge if lockstep else None, remote=remote,
+                         security=security)
     await server.start()
     if on_ready is not None:
         on_ready(server.endpoint)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -152,14 +153,25 @@ class Simulation:
         """Whether the clock has reached the horizon (or the simulation is closed)."""
         return self.result is not None or self.now >= self.horizon_s
 
-    def advance_to(self, t: float) -> float:
+    def advance_to(self, t: float, until: Callable[[], bool] | None = None) -> float:
         """Process every event before ``t`` (at most the horizon); the clock then reads ``t``.
-        Nothing happens for ``t`` at or before now. Returns the clock."""
+        Nothing happens for ``t`` at or before now. With ``until``, stop early, right after
+        the event after which ``until()`` is true (the clock then reads that event's time;
+        e.g. a decision of a controller outside the process). Returns the clock."""
         self._check_open()
         t = min(float(t), self.horizon_s)
         env = self.plant.model.env
         if t > env.now:
-            self._guarded(lambda: env.run(until=t))
+            if until is None:
+                self._guarded(lambda: env.run(until=t))
+            else:
+                def run() -> None:
+                    while env.peek() < t:
+                        env.step()
+                        if until():
+                            return
+                    env.run(until=t)
+                self._guarded(run)
         return env.now
 
     def advance(self, dt_s: float) -> float:
@@ -224,6 +236,15 @@ class Simulation:
         if loop.apply(cmd, issuer=issuer):
             return CommandResult(True)
         return CommandResult(False, loop.last_rejection)
+
+    def dispatch(self, cmds: list) -> None:
+        """Hand ``cmds`` to the plant as the answer of the controller's decision of this
+        instant, as if ``decide`` had returned them (decision latency and communication faults
+        apply; issuer: the controller). For a controller outside the process
+        (:mod:`~darkfab.scenarios.remote_control`)."""
+        self._check_open()
+        loop = self._loop()
+        self._guarded(lambda: loop.dispatch(list(cmds), self.now), tick=False)
 
     def _loop(self):
         loop = self.plant.control

@@ -64,7 +64,7 @@ def test_help_lists_every_verb(capsys):
     verbs = next(a for a in p._actions if a.dest == "cmd").choices
     assert set(verbs) == {"run", "check", "list", "experiment", "report", "plot", "compare",
                           "funnel", "jobshop-bench", "view", "verify-records", "recover",
-                          "schema", "serve"}
+                          "schema", "serve", "supervise", "calibrate"}
     text = p.format_help()
     for v in verbs:
         assert f"\n    {v}" in text
