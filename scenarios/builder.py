@@ -265,6 +265,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
     """A continuous line from its spec: the press sets the mass flow, the recipe the feeders'
     set-points; the line RTD is the blender's in series with the press feed frame's."""
     p = f"continuous_lines.{name}"
+    if spec.mismatch.scale != 1.0:  # the plant the scaled mismatch describes (docs/twin.md)
+        spec = spec.model_copy(update={"mismatch": spec.mismatch.scaled()})
     ps = spec.press
     press, blender, line_rtd = line_models(spec)
     model_rtds = None
@@ -297,7 +299,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
             streams.stream(f"{p}.pat"))
     q = spec.quality
     quality = QualitySpec(q.spec_low_pct / 100.0, q.spec_high_pct / 100.0, q.min_flow_pct / 100.0,
-                          q.margin_s, q.pat_hold_s, q.startup_divert_s)
+                          q.margin_s, q.pat_hold_s, q.startup_divert_s,
+                          q.guard_band_pct / 100.0)
     failures = [LineFailure(f.name,
                             f.time_to_failure.sampler(f"{p}.failures.{f.name}.time_to_failure",
                                                       streams.stream(f"{p}.failures.{f.name}"

@@ -36,6 +36,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Patch
 
+from .report_margins import margin_section
+
 __all__ = ["write_report"]
 
 GANTT_WINDOW_S = 8 * 3600.0
@@ -759,6 +761,7 @@ def _experiment_report(folder: Path, s: dict[str, Any]) -> str:
     sections.append(_failed_section(s))
     sections.append(_point_table_section(folder, s, points, factors, conf))
     sections.append(_response_section(s, points, factors, levels, conf))
+    sections.append(margin_section(s, conf))  # margin sizing (docs/twin.md), or ""
     sections.append(_comparisons_section(folder, s, points, factors))
     return _page(f"darkfab experiment report — {name}", subtitle, sections)
 
