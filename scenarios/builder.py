@@ -325,6 +325,10 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         {"kp": lp.weight_kp, "ti_s": lp.weight_ti_s, "period_s": lp.weight_period_s,
          "deadband": lp.weight_deadband_pct / 100.0} if lp.weight_control else None,
         [(d.time_s, d.bulk_density_factor) for d in spec.disturbances], unit_table)
+    ins = spec.instruments
+    if ins.force_noise_pct > 0 or ins.force_bias_pct != 0:
+        line.set_force_gauge(ins.force_noise_pct / 100.0, ins.force_bias_pct / 100.0,
+                             streams.stream(f"{p}.press.force_gauge"))
     if spec.pat is not None and spec.pat.alarm_rule != "single":
         line.pat_rule = PatAlarmRule(spec.pat.alarm_rule, quality.spec_low, quality.spec_high,
                                      spec.pat.alarm_k, spec.pat.alarm_n)

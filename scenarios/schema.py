@@ -795,10 +795,16 @@ class InstrumentsSpec(Strict):
     cell reads the hopper mass with noise ``load_cell_noise_g`` (sd per reading, one reading per
     feed-noise cell) and the flow is the filtered mass loss (first-order filter,
     ``load_cell_filter_s``); during a refill the load cell is blind and the flow is estimated as
-    screw speed × nominal feed factor. Zero (the default): the load cells report the true flow."""
+    screw speed × nominal feed factor. Zero (the default): the load cells report the true flow.
+    The press's main-compression force gauge (read by the weight loop) has a noise
+    ``force_noise_pct`` (sd of one tablet's reading, % of the nominal force; a loop sample is
+    the mean over the tablets of its period) and a calibration bias ``force_bias_pct`` (% of
+    the reading)."""
 
     load_cell_noise_g: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 0.0
     load_cell_filter_s: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 0.0
+    force_noise_pct: Annotated[float, Field(ge=0, le=50, allow_inf_nan=False)] = 0.0
+    force_bias_pct: Annotated[float, Field(ge=-20, le=20, allow_inf_nan=False)] = 0.0
 
 
 class LineReleaseSpec(Strict):
