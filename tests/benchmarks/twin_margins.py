@@ -3,7 +3,7 @@ the truth audit, and the yield, for pairs of margins in time (``margin_s``) and 
 (``guard_band_pct``) (docs/twin.md). Prints the figures recorded in results/twin.md, with the
 released mass by cause (the audit's breakdown, ``released_out_of_spec_kg_by_cause``).
 
-    .venv/bin/python tests/benchmarks/twin_margins.py --days 30 --points 0:0 10:0 10:1.5
+    .venv/bin/python tests/benchmarks/twin_margins.py --days 30 --points 0:0 10:0 20:0 0:1 20:1
 """
 
 from __future__ import annotations
