@@ -32,7 +32,8 @@ class LineResults:
             "tablets_produced": self.output_kg / w,
             "tablets_accepted": (self.accepted_kg - self.qc_samples_kg) / w,
             "tablets_diverted": diverted / w,
-            "accepted_fraction": self.accepted_kg / self.output_kg if self.output_kg > 0 else math.nan,
+            "accepted_fraction": (self.accepted_kg / self.output_kg if self.output_kg > 0
+                                  else math.nan),  # the yield (mass)
             "qc_sample_tablets": self.qc_samples_kg / w,
             "units_out": self.units_out,
             "partial_units": self.partial_units,  # part-filled units closed at batch ends

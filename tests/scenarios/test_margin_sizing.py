@@ -35,8 +35,8 @@ def tiny(tmp_path_factory) -> Path:
             f"scenario = {json.dumps(e['scenario'])}\nreplications = 1\nseed = {e['seed']}\n"
             'set = ["scenario.horizon_s=10800", "scenario.warmup_s=0"]\n'
             f"kpis = {json.dumps(e['kpis'])}\n"]
-    text += [f"[[factors]]\npath = {json.dumps(f['path'])}\nlevels = {json.dumps(f['levels'][:2])}\n"
-             for f in data["factors"]]
+    text += [f"[[factors]]\npath = {json.dumps(f['path'])}\n"
+             f"levels = {json.dumps(f['levels'][:2])}\n" for f in data["factors"]]
     path = tmp / "margin-sizing.toml"
     path.write_text("\n".join(text))
     return run_experiment(path, engine="serial", out_dir=tmp / "exp").out_dir
@@ -51,7 +51,7 @@ def test_tiny_experiment_runs_and_reports_the_margin_plot(tiny):
         assert p["kpis"]["continuous_lines.cdc.released_out_of_spec_kg"]["mean"] >= 0.0
     html = write_report(tiny).read_text()
     assert "<h2>Margin sizing</h2>" in html
-    head, _, rest = html.partition('alt="margin sizing" src="data:image/png;base64,')
+    _, _, rest = html.partition('alt="margin sizing" src="data:image/png;base64,')
     assert rest, "no margin-sizing figure"
     png = base64.b64decode(rest.split('"', 1)[0])
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
