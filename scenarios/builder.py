@@ -316,6 +316,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
     """A continuous line from its spec: the press sets the mass flow, the recipe the feeders'
     set-points; the line RTD is the blender's in series with the press feed frame's."""
     p = f"continuous_lines.{name}"
+    if spec.mismatch.scale != 1.0:  # the plant the scaled mismatch describes (docs/twin.md)
+        spec = spec.model_copy(update={"mismatch": spec.mismatch.scaled()})
     ps = spec.press
     press, blender, line_rtd = line_models(spec)
     model_rtds = None
@@ -348,7 +350,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
             streams.stream(f"{p}.pat"))
     q = spec.quality
     quality = QualitySpec(q.spec_low_pct / 100.0, q.spec_high_pct / 100.0, q.min_flow_pct / 100.0,
-                          q.margin_s, q.pat_hold_s, q.startup_divert_s)
+                          q.margin_s, q.pat_hold_s, q.startup_divert_s,
+                          q.guard_band_pct / 100.0)
     failures = [LineFailure(f.name,
                             f.time_to_failure.sampler(f"{p}.failures.{f.name}.time_to_failure",
                                                       streams.stream(f"{p}.failures.{f.name}"
@@ -373,6 +376,10 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         {"kp": lp.weight_kp, "ti_s": lp.weight_ti_s, "period_s": lp.weight_period_s,
          "deadband": lp.weight_deadband_pct / 100.0} if lp.weight_control else None,
         [(d.time_s, d.bulk_density_factor) for d in spec.disturbances], unit_table)
+    ins = spec.instruments
+    if ins.force_noise_pct > 0 or ins.force_bias_pct != 0:
+        line.set_force_gauge(ins.force_noise_pct / 100.0, ins.force_bias_pct / 100.0,
+                             streams.stream(f"{p}.press.force_gauge"))
     if spec.pat is not None and spec.pat.alarm_rule != "single":
         line.pat_rule = PatAlarmRule(spec.pat.alarm_rule, quality.spec_low, quality.spec_high,
                                      spec.pat.alarm_k, spec.pat.alarm_n)

@@ -302,6 +302,8 @@ def _kpi_known(path: str, s) -> bool:
         return parts[1] in s.buffers and parts[2] in ("level_mean", "level_end")
     if parts[0] == "orders" and len(parts) == 3:  # e.g. orders.book.mean_tardiness_s
         return parts[1] in s.order_books
+    if parts[0] == "continuous_lines" and len(parts) >= 3:  # e.g. ...cdc.released_out_of_spec_kg
+        return parts[1] in s.continuous_lines
     if parts[0] == "alarms":  # e.g. alarms.per_10min_per_operator, alarms.by_priority.high
         return len(parts) == 2 or (len(parts) == 3 and parts[1] == "by_priority")
     return False

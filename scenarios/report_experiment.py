@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from .report_html import (duration, esc, figure_html, fmt, label, meta, num, page, table)
+from .report_margins import margin_section
 
 __all__ = ["experiment_report"]
 
@@ -78,6 +79,7 @@ def experiment_report(folder: Path, s: dict[str, Any]) -> str:
     sections.append(_failed_section(s))
     sections.append(_point_table_section(folder, s, points, factors, conf))
     sections.append(_response_section(s, points, factors, levels, conf))
+    sections.append(margin_section(s, conf))  # margin sizing (docs/twin.md), or ""
     sections.append(_comparisons_section(folder, s, points, factors))
     return page(f"darkfab experiment report — {name}", subtitle, sections)
 

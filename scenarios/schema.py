@@ -773,7 +773,10 @@ class PatSpec(Strict):
 
 class LineQualitySpec(Strict):
     """Control strategy: API content limits (% of label claim), the minimum output flow (% of
-    nominal) below which tablets are off weight, diversion margins."""
+    nominal) below which tablets are off weight, diversion margins: ``margin_s`` in time either
+    side of a model excursion, ``guard_band_pct`` in content (the model diverts when its
+    predicted content leaves [spec_low + guard band, spec_high − guard band]: guarded
+    acceptance, JCGM 106:2012; docs/twin.md)."""
 
     spec_low_pct: PositiveFloat = 95.0
     spec_high_pct: PositiveFloat = 105.0
@@ -781,11 +784,16 @@ class LineQualitySpec(Strict):
     margin_s: NonNegativeFloat = 10.0
     pat_hold_s: NonNegativeFloat = 60.0
     startup_divert_s: NonNegativeFloat = 0.0
+    guard_band_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
 
     @model_validator(mode="after")
     def _limits(self):
         if not self.spec_low_pct < 100.0 < self.spec_high_pct:
             raise PydanticCustomError("limits", "need spec_low_pct < 100 < spec_high_pct")
+        if not self.spec_low_pct + self.guard_band_pct < 100.0 < (self.spec_high_pct
+                                                                   - self.guard_band_pct):
+            raise PydanticCustomError("guard_band", "the guard band must leave 100 % inside "
+                                      "the acceptance limits")
         return self
 
 
@@ -807,20 +815,51 @@ class MismatchSpec(Strict):
     ``blender_tau_factor`` × nominal, its true tanks-in-series n (or Péclet number)
     ``blender_n_factor`` × nominal (its speed dependence is the nominal one);
     ``tablet_content_rsd_pct``: tablet-to-tablet API content variation at
-    compression (the truth audit counts tablets out of spec with it)."""
+    compression (the truth audit counts tablets out of spec with it). ``scale`` multiplies
+    every deviation from the ideal plant (the standard deviations, the wear rate, and
+    factor − 1 of the blender's factors): 0 is the ideal plant, 2 twice the mismatch (the
+    margin-sizing experiment's factor); :meth:`scaled` gives the plant it describes."""
 
     lots: dict[Name, LotVariationSpec] = {}
     screw_wear_pct_per_day: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] = 0.0
     blender_tau_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     blender_n_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     tablet_content_rsd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    scale: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.0
+
+    @model_validator(mode="after")
+    def _scaled_in_range(self):
+        m = self.scaled()
+        if not (0.2 < m.blender_tau_factor < 5 and 0.2 < m.blender_n_factor < 5):
+            raise PydanticCustomError("scale", "the scaled blender factors must lie in (0.2, 5)")
+        if (m.screw_wear_pct_per_day > 5 or m.tablet_content_rsd_pct > 20 or any(
+                max(v.potency_sd_pct, v.bulk_density_sd_pct, v.feed_factor_sd_pct) > 20
+                for v in m.lots.values())):
+            raise PydanticCustomError("scale", "the scaled mismatch exceeds a field's bound")
+        return self
+
+    def scaled(self) -> MismatchSpec:
+        """The mismatch with ``scale`` applied (and ``scale`` 1): the plant it describes."""
+        s = self.scale
+        if s == 1.0:
+            return self
+        lots = {k: v.model_copy(update={"potency_sd_pct": s * v.potency_sd_pct,
+                                        "bulk_density_sd_pct": s * v.bulk_density_sd_pct,
+                                        "feed_factor_sd_pct": s * v.feed_factor_sd_pct})
+                for k, v in self.lots.items()}
+        return self.model_copy(update={
+            "lots": lots, "screw_wear_pct_per_day": s * self.screw_wear_pct_per_day,
+            "blender_tau_factor": 1.0 + s * (self.blender_tau_factor - 1.0),
+            "blender_n_factor": 1.0 + s * (self.blender_n_factor - 1.0),
+            "tablet_content_rsd_pct": s * self.tablet_content_rsd_pct, "scale": 1.0})
 
     def is_zero(self) -> bool:
         """No mismatch at all: the plant is its model."""
+        m = self.scaled()
         return (not any(v.potency_sd_pct or v.bulk_density_sd_pct or v.feed_factor_sd_pct
-                        for v in self.lots.values())
-                and self.screw_wear_pct_per_day == 0 and self.blender_tau_factor == 1.0
-                and self.blender_n_factor == 1.0 and self.tablet_content_rsd_pct == 0)
+                        for v in m.lots.values())
+                and m.screw_wear_pct_per_day == 0 and m.blender_tau_factor == 1.0
+                and m.blender_n_factor == 1.0 and m.tablet_content_rsd_pct == 0)
 
 
 class InstrumentsSpec(Strict):
@@ -828,10 +867,16 @@ class InstrumentsSpec(Strict):
     cell reads the hopper mass with noise ``load_cell_noise_g`` (sd per reading, one reading per
     feed-noise cell) and the flow is the filtered mass loss (first-order filter,
     ``load_cell_filter_s``); during a refill the load cell is blind and the flow is estimated as
-    screw speed × nominal feed factor. Zero (the default): the load cells report the true flow."""
+    screw speed × nominal feed factor. Zero (the default): the load cells report the true flow.
+    The press's main-compression force gauge (read by the weight loop) has a noise
+    ``force_noise_pct`` (sd of one tablet's reading, % of the nominal force; a loop sample is
+    the mean over the tablets of its period) and a calibration bias ``force_bias_pct`` (% of
+    the reading)."""
 
     load_cell_noise_g: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 0.0
     load_cell_filter_s: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 0.0
+    force_noise_pct: Annotated[float, Field(ge=0, le=50, allow_inf_nan=False)] = 0.0
+    force_bias_pct: Annotated[float, Field(ge=-20, le=20, allow_inf_nan=False)] = 0.0
 
 
 class LineReleaseSpec(Strict):

@@ -104,6 +104,19 @@ class QualitySpec:
     margin_s: float = 10.0  # padding of model-based diversion windows
     pat_hold_s: float = 60.0  # diversion after an out-of-spec PAT reading
     startup_divert_s: float = 0.0  # planned start-up transient (after each restart)
+    # guarded acceptance (JCGM 106:2012 §8): the model's predicted content must lie within the
+    # acceptance limits [spec_low + guard_band, spec_high − guard_band] (fraction of label claim)
+    guard_band: float = 0.0
+
+    @property
+    def accept_low(self) -> float:
+        """Lower acceptance limit of the model's predicted content."""
+        return self.spec_low + self.guard_band
+
+    @property
+    def accept_high(self) -> float:
+        """Upper acceptance limit of the model's predicted content."""
+        return self.spec_high - self.guard_band
 
 
 @dataclass(frozen=True)

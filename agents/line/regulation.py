@@ -7,7 +7,11 @@ tablets: tablet weight, the weight loop, and weight and content uniformity per u
   compression force to the fill depth, sampled every ``weight_period_s`` while it is working
   (after a disturbance or a new target, until the force is back inside the deadband): a SimPy
   process that rests when settled, so a year of steady production costs nothing. The force is
-  the mean of the tablets of one sample period: its noise is the tablet weight RSD / √n.
+  the mean of the tablets of one sample period: its noise is the tablet weight RSD / √n. The
+  gauge reads it as an instrument (:meth:`Regulation.set_force_gauge`, docs/twin.md): with a
+  calibration bias b, F_read = (1 + b)·F + F*·σ_g/√n·z, σ_g the relative noise of one
+  tablet's reading; the loop then settles where (1 + b)·F(W) = F*, W/W* ≈ 1 − b/ε with
+  ε = dlnF/dlnW the gauge's elasticity at the nominal weight.
 * **Press-hopper level → line rate** (``[continuous_lines.X.press_hopper]``): a PI from the
   hopper level to the line rate, switchable, with low/high interlocks (:mod:`.hopper`).
 * **API ratio trim from NIR** (level 2, ``api_trim``, off by default): at each supervisory cycle
@@ -69,6 +73,10 @@ class Uniformity:
 class Regulation:
     """Mixin of :class:`~darkfab.agents.line.ContinuousLine`: tablet weight, weight loop, IPC."""
 
+    _gauge_rng: np.random.Generator | None = None  # the force gauge's noise (set_force_gauge)
+    _gauge_noise = 0.0
+    _gauge_bias = 0.0
+
     def set_regulation(self, gauge: ForceGauge, fill_depth_m: float,
                        fill_density_kg_m3: float, weight_rsd: float = 0.0, ipc_tablets: int = 0,
                        ipc_rng: np.random.Generator | None = None,
@@ -102,6 +110,11 @@ class Regulation:
         self._nir_sum, self._nir_sum2, self._nir_n = 0.0, 0.0, 0
         for t, f in disturbances:
             self.env.process(self._disturb(t, f))
+
+    def set_force_gauge(self, noise: float, bias: float, rng: np.random.Generator) -> None:
+        """The force gauge as an instrument (module docstring): ``noise`` relative sd of one
+        tablet's force reading, ``bias`` relative calibration bias, ``rng`` its noise stream."""
+        self._gauge_noise, self._gauge_bias, self._gauge_rng = noise, bias, rng
 
     def set_api_trim(self, gain: float, max_fraction: float) -> None:
         """Turn on the NIR ratio trim of the API feeder (module docstring)."""
@@ -175,6 +188,10 @@ class Regulation:
             if self.weight_rsd > 0 and self._force_rng is not None:
                 f += (loop.gain_n_per_kg * self.weight_kg * self.weight_rsd / math.sqrt(n)
                       * float(self._force_rng.standard_normal()))
+            if self._gauge_rng is not None:  # what the gauge reads of it
+                f = f * (1.0 + self._gauge_bias) + (loop.setpoint_n * self._gauge_noise
+                                                    / math.sqrt(n)
+                                                    * float(self._gauge_rng.standard_normal()))
             if loop.settled(f):
                 self._loop_busy = False
                 return

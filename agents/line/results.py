@@ -33,6 +33,8 @@ class LineResults:
             "tablets_produced": self.output_kg / w,
             "tablets_accepted": (self.accepted_kg - self.qc_samples_kg) / w,
             "tablets_diverted": diverted / w,
+            "accepted_fraction": (self.accepted_kg / self.output_kg if self.output_kg > 0
+                                  else math.nan),  # the yield (mass)
             "qc_sample_tablets": self.qc_samples_kg / w,
             "units_out": self.units_out,
             "partial_units": self.partial_units,  # part-filled units closed at batch ends
@@ -52,6 +54,10 @@ class LineResults:
             "released_out_of_spec_samples": self.released_oos_samples,
             # expected accepted tablets whose true API content is out of spec (ControlStrategy._audit)
             "released_out_of_spec_tablets": self.released_oos_tablets,
+            # the twin's breakdown of released_out_of_spec_kg by cause (ControlStrategy._attribute)
+            **({"released_out_of_spec_kg_by_cause": dict(sorted(
+                self.released_oos_by_cause.items()))}
+               if self.released_oos_by_cause is not None else {}),
             "diverted_kg_by_cause": dict(sorted(q.by_cause.items())),
             "out_of_spec_events": self.oos_events,
             "refills": {st.name: st.refills for st in self.stations},

@@ -3,9 +3,11 @@ and output flow for excursions from spec, book diversion windows (model and PAT)
 output to accepted or diverted, audit the accepted material, and project the next exit from
 spec as a wake-up at its computed time.
 
-Diversion window: material outside [spec_low, spec_high] or leaving at less than
-``min_flow_fraction`` of nominal, padded by ``margin_s`` either side (García-Muñoz et al.
-2018, AIChE J 64:511; Engisch & Muzzio 2016, J Pharm Innov 11:64).
+Diversion window: material whose predicted content is outside the acceptance limits
+[spec_low + guard_band, spec_high − guard_band] (guarded acceptance, JCGM 106:2012 §8: the
+guard band covers the model's error in content) or leaving at less than
+``min_flow_fraction`` of nominal, padded by ``margin_s`` either side (its error in time;
+García-Muñoz et al. 2018, AIChE J 64:511; Engisch & Muzzio 2016, J Pharm Innov 11:64).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .soft_sensor import SoftSensor
 __all__ = ["ControlStrategy"]
 
 _NO_TIMES = np.zeros(0)
+_ATTRIBUTE_S = 60.0  # the model "saw" an excursion within this time of a released sample (s)
 
 
 class ControlStrategy:
@@ -37,6 +40,8 @@ class ControlStrategy:
     lot_draws: list[LotDraws | None] | None = None  # per station: true lot properties
     tablet_rsd = 0.0  # tablet-to-tablet API content variation (fraction) in the truth audit
     released_oos_tablets = 0.0  # expected accepted tablets out of spec (_audit)
+    #: released out-of-spec kg by cause (:meth:`_attribute`; the twin only)
+    released_oos_by_cause: dict[str, float] | None = None
 
     def set_twin(self, model_rtd: RTD, model_blender_rtd: RTD, load_cells: Sequence[LoadCellFlow],
                  lot_draws: Sequence[LotDraws | None], wear_per_day: float,
@@ -55,6 +60,7 @@ class ControlStrategy:
                                load_cells, [None if d is None else d.ff_multiplier
                                             for d in self.lot_draws], wear_per_day)
         self.engine.observer = self.soft
+        self.released_oos_by_cause = {}
         for k, st in enumerate(self.stations):  # the lots in the hoppers at the start
             for lot in st.feeder.lots:
                 self._draw_potency(k, lot)
@@ -128,7 +134,7 @@ class ControlStrategy:
             g = lambda ts: self._content(soft.output(ts), ts, soft.api_idx)  # noqa: E731
             c_model = g(ts)
         going_on, self._oos_going_on = self._oos_going_on, False
-        for lo, hi in out_of_spec_intervals(g, a, now, q.spec_low, q.spec_high, step,
+        for lo, hi in out_of_spec_intervals(g, a, now, q.accept_low, q.accept_high, step,
                                             xtol_s=1e-3, values=c_model, grid=ts):
             cause, more = self._cause(lo), ""
             if going_on and lo <= a:  # the excursion under way at the last scan goes on
@@ -185,15 +191,16 @@ class ControlStrategy:
             self._alarm_clear(now, "", "predicted_oos")
         self._scanned = now
 
-    def _cause(self, t: float) -> str:
+    def _cause(self, t: float, prune: bool = True) -> str:
         """Why the output at ``t`` left spec: the line stopped or restarting, a refill in the
-        RTD's reach (its volumetric feed drifts), or another disturbance (feed noise)."""
+        RTD's reach (its volumetric feed drifts), or another disturbance (feed noise).
+        ``prune``: forget the refill windows too old for ``t`` (times scanned in order)."""
         if not self.running:
             return "stop"
         if t < self._restarted + self.rtd.tail_s:
             return "start-up"
         lag = self.rtd.tail_s
-        while self._refill_windows and self._refill_windows[0][1] < t - 2 * lag:
+        while prune and self._refill_windows and self._refill_windows[0][1] < t - 2 * lag:
             self._refill_windows.popleft()
         if any(a <= t and b >= t - lag for a, b in self._refill_windows) or any(
                 st.refill_from is not None and st.refill_from <= t for st in self.stations):
@@ -270,6 +277,8 @@ class ControlStrategy:
             kg = float(flow[bad].sum()) * dt
             self.released_oos_kg += kg
             self.released_oos_samples += int(bad.sum())
+            if self.released_oos_by_cause is not None:
+                self._attribute(ts[bad], flow[bad] * dt)
             if rsd == 0:
                 self.released_oos_tablets += kg / w
         if rsd > 0 and acc.any():
@@ -279,6 +288,27 @@ class ControlStrategy:
                 p = special.ndtr((q.spec_low - cc) / sd) + special.ndtr((cc - q.spec_high) / sd)
             p = np.where(np.isfinite(cc) & (cc > 0), p, 1.0)
             self.released_oos_tablets += float((flow[acc] * p).sum()) * dt / w
+
+    def _attribute(self, ts: np.ndarray, kg: np.ndarray) -> None:
+        """Book released out-of-spec samples (times ``ts``, masses ``kg``) by cause, a debugging
+        breakdown of the truth audit (docs/twin.md): ``potency`` when the plant's mass flows
+        alone put the content in spec (a lot's potency took it out); otherwise the model's cause
+        at ``t`` (``refill``, ``disturbance``, ``start-up``, ``stop``) and ``.edge`` if the
+        model's content leaves the acceptance limits within ``_ATTRIBUTE_S`` of ``t`` (it saw
+        the excursion, its window missed this part: an error in time) or ``.unseen`` if not (an
+        error in magnitude)."""
+        q, soft = self.quality_spec, self.soft
+        by = self.released_oos_by_cause
+        c_plant = self._content(self.comp.output(ts), ts)
+        for t, cp, m in zip(ts.tolist(), c_plant.tolist(), kg.tolist()):
+            if q.spec_low <= cp <= q.spec_high:
+                key = "potency"
+            else:
+                win = scan_grid(t - _ATTRIBUTE_S, t + _ATTRIBUTE_S, self._scan_step_s)
+                cm = self._content(soft.output(win), win, soft.api_idx)
+                seen = not bool(np.all((cm >= q.accept_low) & (cm <= q.accept_high)))
+                key = f"{self._cause(t, prune=False)}.{'edge' if seen else 'unseen'}"
+            by[key] = by.get(key, 0.0) + m
 
     def _horizon(self, now: float) -> float:
         """The latest time of the next due wake-up (:meth:`_quality_due`) as known now."""
@@ -320,9 +350,9 @@ class ControlStrategy:
 
         ts = scan_grid(now, h, self._scan_step_s)
         v = g(ts)
-        if clear_of_limits(v, q.spec_low, q.spec_high):
+        if clear_of_limits(v, q.accept_low, q.accept_high):
             return
-        ok = (v >= q.spec_low) & (v <= q.spec_high)  # NaN: flow too low, out of spec
+        ok = (v >= q.accept_low) & (v <= q.accept_high)  # NaN: flow too low, out of spec
         if not ok[0] and not self._oos_going_on and self._scanned < now:
             # out of spec now and not booked by the last scan: scan now (a due wake-up)
             self._exit_at = now
@@ -333,8 +363,8 @@ class ControlStrategy:
         bad = np.flatnonzero(~ok[j:])
         k = j + int(bad[0]) if bad.size else ts.size - 1
         # refine only up to the first sample out of spec (and narrower excursions before it)
-        for lo, hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.spec_low,
-                                             q.spec_high, self._scan_step_s, xtol_s=1e-3,
+        for lo, hi in out_of_spec_intervals(g, float(ts[j]), float(ts[k]), q.accept_low,
+                                             q.accept_high, self._scan_step_s, xtol_s=1e-3,
                                              values=v[j:k + 1], grid=ts[j:k + 1]):
             if hi > now:  # a crossing refined to now (a grazing one, by rounding) counts too
                 self._exit_at = max(lo, now) + 1e-3  # the scan then sees it out of spec
