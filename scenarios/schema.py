@@ -805,7 +805,8 @@ class MismatchSpec(Strict):
     the ideal plant, the model is the plant. ``lots`` per feeder name; ``screw_wear_pct_per_day``:
     feed-factor loss of every feeder screw per day; the true blender mean residence time is
     ``blender_tau_factor`` × nominal, its true tanks-in-series n (or Péclet number)
-    ``blender_n_factor`` × nominal (its speed dependence is the nominal one);
+    ``blender_n_factor`` × nominal (at the reference point; ``blender_*_exponent_delta``:
+    its hold-up law's exponents apart from the model's);
     ``tablet_content_rsd_pct``: tablet-to-tablet API content variation at
     compression (the truth audit counts tablets out of spec with it)."""
 
@@ -814,13 +815,19 @@ class MismatchSpec(Strict):
     blender_tau_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     blender_n_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     tablet_content_rsd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    # the true hold-up law apart from the model's (docs/twin.md): true b − nominal b of
+    # H ∝ N^(−b), and true a − nominal a of H ∝ ṁ^a
+    blender_speed_exponent_delta: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] = 0.0
+    blender_flow_exponent_delta: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
 
     def is_zero(self) -> bool:
         """No mismatch at all: the plant is its model."""
         return (not any(v.potency_sd_pct or v.bulk_density_sd_pct or v.feed_factor_sd_pct
                         for v in self.lots.values())
                 and self.screw_wear_pct_per_day == 0 and self.blender_tau_factor == 1.0
-                and self.blender_n_factor == 1.0 and self.tablet_content_rsd_pct == 0)
+                and self.blender_n_factor == 1.0 and self.tablet_content_rsd_pct == 0
+                and self.blender_speed_exponent_delta == 0
+                and self.blender_flow_exponent_delta == 0)
 
 
 class InstrumentsSpec(Strict):
