@@ -14,6 +14,10 @@ speed. At a constant hold-up the mean residence time is τ = H/ṁ (Levenspiel 1
 Powder Technol 208:26) — an approximation that stretches the whole line RTD, not only the
 blender's part. With r = 1 throughout, θ = t and the outputs are those of a clock-time RTD.
 
+:class:`FlowLaw` is the rate law with a hold-up that also grows with the mass flow,
+H ∝ ṁ^a·N^(−b): τ = H/ṁ ∝ ṁ^(a−1)·N^(−b), so r = (ṁ/ṁ₀)^(1−a)·(N/N₀)^b (a = 0: the law above).
+A plant whose true exponents differ from its model's (docs/twin.md) runs on its own clock.
+
 :class:`FlowClock` is the map t → θ (piecewise linear, non-decreasing); :class:`FlowTimePredictor`
 wraps an :class:`~darkfab.factory.rtd_predictor.RTDPredictor` so that its owner keeps working in
 clock time: inputs (kg/s of clock time) are pushed at θ(t) as kg per flow-second (÷ r), masses
@@ -26,16 +30,36 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .rtd_predictor import RTDPredictor
 
-__all__ = ["FlowClock", "FlowTimePredictor", "PAUSED_TOLERANCE_KG_S"]
+__all__ = ["FlowClock", "FlowLaw", "FlowTimePredictor", "PAUSED_TOLERANCE_KG_S"]
 
 PAUSED_TOLERANCE_KG_S = 1e-12
 """Input flows a paused line may see from rounding (a refill's mass differences): dropped."""
+
+
+@dataclass(frozen=True)
+class FlowLaw:
+    """dθ/dt of a line: r = (ṁ/ṁ₀)^(1−a)·(N/N₀)^b while it flows, 0 while it stands (module
+    docstring). ``speed_exponent`` b: hold-up H ∝ N^(−b); ``flow_exponent`` a: H ∝ ṁ^a (0: a
+    hold-up independent of the mass flow, τ ∝ 1/ṁ)."""
+
+    speed_exponent: float = 0.0
+    flow_exponent: float = 0.0
+
+    def rate(self, flow_ratio: float, speed_ratio: float, flowing: bool) -> tuple[float, float]:
+        """(r, g) at ṁ/ṁ₀ = ``flow_ratio`` and N/N₀ = ``speed_ratio``: g = r/(ṁ/ṁ₀) is the part
+        of r not proportional to the mass flow (:meth:`FlowClock.set_rate`), kept while the
+        line stands (r = 0)."""
+        g = speed_ratio ** self.speed_exponent
+        if self.flow_exponent and flow_ratio > 0:
+            g *= flow_ratio ** -self.flow_exponent
+        return (flow_ratio * g if flowing else 0.0), g
 
 
 class FlowClock:
@@ -62,7 +86,7 @@ class FlowClock:
 
     @property
     def speed_factor(self) -> float:
-        """The present (N/N₀)^b factor of r."""
+        """The present g = r/(ṁ/ṁ₀): (N/N₀)^b (× (ṁ/ṁ₀)^(−a), :class:`FlowLaw`)."""
         return self._g[-1]
 
     @property
@@ -72,7 +96,8 @@ class FlowClock:
 
     def set_rate(self, t: float, rate: float, speed_factor: float = 1.0) -> None:
         """The rate is ``rate`` from ``t`` (≥ the last change) on; ``speed_factor`` is the part
-        of it due to the blender speed (kept for :meth:`speed_factors`)."""
+        of it not proportional to the mass flow, g = r/(ṁ/ṁ₀) (kept for :meth:`speed_factors`:
+        the flow per flow-second at the commanded rate is ṁ₀/g)."""
         t = float(t)
         if t < self._t[-1]:
             raise ValueError(f"rate change at {t} before the last one ({self._t[-1]})")
@@ -114,7 +139,7 @@ class FlowClock:
         return self._piecewise(self._r, ts)
 
     def speed_factors(self, ts: ArrayLike) -> np.ndarray:
-        """(N/N₀)^b at each of ``ts``."""
+        """g = r/(ṁ/ṁ₀) at each of ``ts`` ((N/N₀)^b with a = 0, :class:`FlowLaw`)."""
         return self._piecewise(self._g, ts)
 
     def _piecewise(self, values: list[float], ts: ArrayLike) -> np.ndarray:

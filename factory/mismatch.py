@@ -13,7 +13,8 @@ the plant is not its model?).
 * Blender: the true mean residence time τ_true = f_τ·τ_nom and the true tanks-in-series number
   (or Péclet number) n_true = f_n·n_nom (Gao, Muzzio & Ierapetritou 2012, Powder Technol
   228:416: τ and the RTD shape depend on fill level and speed, which a nominal correlation only
-  approximates).
+  approximates), at the reference point; off it, τ follows the plant's own hold-up law
+  (:class:`~darkfab.factory.flow_clock.FlowLaw`, exponents apart from the model's).
 
 The engine integrates the true feed through the true RTD (the plant); the soft sensor integrates
 the measured feed through the nominal RTD (the model, :mod:`darkfab.factory.instruments`).

@@ -365,7 +365,8 @@ def _build_line(s: Scenario, name: str, spec: ContinuousLineSpec, model: PlantMo
         ps.compaction_pressure_mpa * 1e6, sensor, quality, emit, spec.product,
         spec.tablets_per_unit, spec.batch_hours * 3600.0 if spec.batch_hours else None,
         spec.batch_kg, failures, spec.control_interval_s,
-        spec.qc_tablets_per_unit)
+        spec.qc_tablets_per_unit, spec.blender.speed_rpm,  # the plant's (true) speed law
+        spec.blender.speed_exponent + spec.mismatch.blender_speed_exponent_delta)
     if model_rtds is not None:
         wire_twin(line, spec, streams, p, *model_rtds)
     lp = spec.loops

@@ -813,7 +813,8 @@ class MismatchSpec(Strict):
     the ideal plant, the model is the plant. ``lots`` per feeder name; ``screw_wear_pct_per_day``:
     feed-factor loss of every feeder screw per day; the true blender mean residence time is
     ``blender_tau_factor`` × nominal, its true tanks-in-series n (or Péclet number)
-    ``blender_n_factor`` × nominal (its speed dependence is the nominal one);
+    ``blender_n_factor`` × nominal (at the reference point; ``blender_*_exponent_delta``:
+    its hold-up law's exponents apart from the model's);
     ``tablet_content_rsd_pct``: tablet-to-tablet API content variation at
     compression (the truth audit counts tablets out of spec with it). ``scale`` multiplies
     every deviation from the ideal plant (the standard deviations, the wear rate, and
@@ -825,6 +826,10 @@ class MismatchSpec(Strict):
     blender_tau_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     blender_n_factor: Annotated[float, Field(gt=0.2, lt=5, allow_inf_nan=False)] = 1.0
     tablet_content_rsd_pct: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
+    # the true hold-up law apart from the model's (docs/twin.md): true b − nominal b of
+    # H ∝ N^(−b), and true a − nominal a of H ∝ ṁ^a
+    blender_speed_exponent_delta: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] = 0.0
+    blender_flow_exponent_delta: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     scale: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.0
 
     @model_validator(mode="after")
@@ -832,9 +837,10 @@ class MismatchSpec(Strict):
         m = self.scaled()
         if not (0.2 < m.blender_tau_factor < 5 and 0.2 < m.blender_n_factor < 5):
             raise PydanticCustomError("scale", "the scaled blender factors must lie in (0.2, 5)")
-        if (m.screw_wear_pct_per_day > 5 or m.tablet_content_rsd_pct > 20 or any(
-                max(v.potency_sd_pct, v.bulk_density_sd_pct, v.feed_factor_sd_pct) > 20
-                for v in m.lots.values())):
+        if (m.screw_wear_pct_per_day > 5 or m.tablet_content_rsd_pct > 20
+                or abs(m.blender_speed_exponent_delta) > 1 or m.blender_flow_exponent_delta > 1
+                or any(max(v.potency_sd_pct, v.bulk_density_sd_pct, v.feed_factor_sd_pct) > 20
+                       for v in m.lots.values())):
             raise PydanticCustomError("scale", "the scaled mismatch exceeds a field's bound")
         return self
 
@@ -851,7 +857,9 @@ class MismatchSpec(Strict):
             "lots": lots, "screw_wear_pct_per_day": s * self.screw_wear_pct_per_day,
             "blender_tau_factor": 1.0 + s * (self.blender_tau_factor - 1.0),
             "blender_n_factor": 1.0 + s * (self.blender_n_factor - 1.0),
-            "tablet_content_rsd_pct": s * self.tablet_content_rsd_pct, "scale": 1.0})
+            "tablet_content_rsd_pct": s * self.tablet_content_rsd_pct,
+            "blender_speed_exponent_delta": s * self.blender_speed_exponent_delta,
+            "blender_flow_exponent_delta": s * self.blender_flow_exponent_delta, "scale": 1.0})
 
     def is_zero(self) -> bool:
         """No mismatch at all: the plant is its model."""
@@ -859,7 +867,9 @@ class MismatchSpec(Strict):
         return (not any(v.potency_sd_pct or v.bulk_density_sd_pct or v.feed_factor_sd_pct
                         for v in m.lots.values())
                 and m.screw_wear_pct_per_day == 0 and m.blender_tau_factor == 1.0
-                and m.blender_n_factor == 1.0 and m.tablet_content_rsd_pct == 0)
+                and m.blender_n_factor == 1.0 and m.tablet_content_rsd_pct == 0
+                and m.blender_speed_exponent_delta == 0
+                and m.blender_flow_exponent_delta == 0)
 
 
 class InstrumentsSpec(Strict):

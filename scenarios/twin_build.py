@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from darkfab.agents.line import ContinuousLine
+from darkfab.factory.flow_clock import FlowLaw
 from darkfab.factory.instruments import LoadCellFlow
 from darkfab.factory.mismatch import LotDraws, LotVariation
 from darkfab.factory.random_streams import RandomStreams
@@ -25,7 +26,8 @@ def needs_twin(spec: ContinuousLineSpec) -> bool:
 def wire_twin(line: ContinuousLine, spec: ContinuousLineSpec, streams: RandomStreams,
               prefix: str, model_blender_rtd: RTD, model_line_rtd: RTD) -> None:
     """Give ``line`` (built on the true RTDs) its soft sensor on the nominal ``model_*_rtd``,
-    its load cells and the per-lot draws. Random streams: ``{prefix}.feeders.{name}.load_cell``
+    its load cells, the per-lot draws, and the plant's true hold-up law apart from the model's
+    (the soft sensor then on a flow clock of its own). Random streams: ``{prefix}.feeders.{name}.load_cell``
     and ``{prefix}.mismatch.{name}.lot.{lot}`` (one per raw-material lot)."""
     m, ins = spec.mismatch, spec.instruments
     cells, draws = [], []
@@ -42,3 +44,6 @@ def wire_twin(line: ContinuousLine, spec: ContinuousLineSpec, streams: RandomStr
             var, lambda lot, n=st.name: streams.stream(f"{prefix}.mismatch.{n}.lot.{lot}")))
     line.set_twin(model_line_rtd, model_blender_rtd, cells, draws,
                   m.screw_wear_pct_per_day / 100.0, m.tablet_content_rsd_pct / 100.0)
+    b = spec.blender.speed_exponent  # the line clock's nominal flow exponent is 0 (τ ∝ 1/ṁ)
+    line.set_flow_laws(FlowLaw(b + m.blender_speed_exponent_delta, m.blender_flow_exponent_delta),
+                       FlowLaw(b))

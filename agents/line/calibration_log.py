@@ -60,7 +60,7 @@ class CalibrationLog:
         """Record a batch of NIR readings (NaN values: lost readings, written as null)."""
         if self.nir_table is None or sample_s.size == 0:
             return
-        theta = self.line.flow.thetas(sample_s)
+        theta = self.line.model_flow.thetas(sample_s)
         vals = [None if math.isnan(v) else v for v in value.tolist()]
         self.nir_table.extend([self.line.name] * sample_s.size, sample_s.tolist(),
                               available_s.tolist(), theta.tolist(), vals)
@@ -74,7 +74,7 @@ class CalibrationLog:
         if table is None:
             return
         line = self.line
-        theta = line.flow.theta(now)
+        theta = line.model_flow.theta(now)
         soft = line.soft
         for k, st in enumerate(line.stations):
             if only is not None and st.name != only:

@@ -182,7 +182,7 @@ class HybridEngine:
         keep = min(self.comp.valid_from_theta, self.lots.valid_from_theta)
         if self.observer is not None:
             self.observer.push(now, feeds, rates_now)
-            keep = min(keep, self.observer.comp.valid_from_theta)
+            keep = min(keep, self.observer.keep_theta())
         self.flow.prune(keep)
 
     def _sync_cuts(self, now: float, feeds: list, cuts: np.ndarray, comp_now: np.ndarray,

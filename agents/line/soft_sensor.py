@@ -4,9 +4,14 @@ the plant (docs/twin.md).
 The plant (:class:`~.engine.HybridEngine`) pushes the true feeder flows through the true RTD.
 The soft sensor pushes what the control system measures, each feeder's load-cell flow
 (:class:`~darkfab.factory.instruments.LoadCellFlow`: filtered and noisy, a volumetric estimate
-during refills), through the nominal RTD, on the plant's flow clock, with one channel per feeder.
-It knows nothing of lot potencies, true feed factors or the true RTD. The engine calls
-:meth:`SoftSensor.push` at every sync with the feeders' segments since the last one.
+during refills), through the nominal RTD, with one channel per feeder. It knows nothing of lot
+potencies, true feed factors or the true RTD. The engine calls :meth:`SoftSensor.push` at every
+sync with the feeders' segments since the last one.
+
+Its flow clock is the plant's, unless the plant's hold-up law (how its residence time follows
+the line rate and the blender speed) differs from the model's (:meth:`SoftSensor.own_clock`):
+then it runs on a flow clock of its own with the nominal exponents, moved by the same commands
+(the line rate, the blender speed, stops: :meth:`SoftSensor.set_flow`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
+from darkfab.factory.flow_clock import FlowClock, FlowLaw, FlowTimePredictor
 from darkfab.factory.instruments import LoadCellFlow, blind_factors
 from darkfab.factory.mismatch import screw_wear_factor
 from darkfab.factory.rtd import RTD
@@ -32,7 +37,7 @@ class SoftSensor:
         stations: the line's feeder stations (``name``, ``component``, ``feeder``).
         rtd: the nominal line RTD (the model's).
         clock: the plant's flow clock (the line's rate and stops are known to the control
-            system: it commands them).
+            system: it commands them; :meth:`own_clock` for a model law of its own).
         retain_s: flow-time history kept behind the present (as the engine's).
         load_cells: one per station.
         ff_multiplier: per station, hopper lot fractions → the true over nominal feed factor of
@@ -46,9 +51,10 @@ class SoftSensor:
                  wear_per_day: float = 0.0) -> None:
         self.stations = list(stations)
         self.rtd = rtd
-        self.comp = FlowTimePredictor(RTDPredictor(rtd, t0=0.0, retain_s=retain_s), clock)
-        for st in self.stations:
-            self.comp.channel(st.name)
+        self.plant_clock = self.clock = clock
+        self.law: FlowLaw | None = None  # the model's own law (own_clock), or the plant's
+        self.retain_s = retain_s
+        self.comp = self._predictor()
         self.api_idx = [i for i, st in enumerate(self.stations) if st.component == "api"]
         self.load_cells = list(load_cells)
         self.ff_multiplier = list(ff_multiplier)
@@ -57,6 +63,36 @@ class SoftSensor:
         self._refills: list[list[tuple[float, float, float]]] = [[] for _ in self.stations]
         self._refill_k: list[list[float]] = [[] for _ in self.stations]
         self._seen = [0] * len(self.stations)  # refill log entries read
+
+    def _predictor(self) -> FlowTimePredictor:
+        comp = FlowTimePredictor(RTDPredictor(self.rtd, t0=0.0, retain_s=self.retain_s),
+                                 self.clock)
+        for st in self.stations:
+            comp.channel(st.name)
+        return comp
+
+    def own_clock(self, law: FlowLaw, retain_factor: float = 1.0) -> None:
+        """Run on a flow clock of its own with the model's ``law`` (before the first push): the
+        plant's true hold-up law differs from it. ``retain_factor``: the flow-time history kept,
+        relative to the plant's (its highest rate over the set-point ranges over the plant's)."""
+        self.law = law
+        self.clock = FlowClock(self.plant_clock.theta(0.0), self.plant_clock.rate)
+        self.retain_s *= max(1.0, retain_factor)
+        self.comp = self._predictor()
+
+    def set_flow(self, now: float, flow_ratio: float, speed_ratio: float, flowing: bool) -> None:
+        """The line's rate ṁ/ṁ₀ = ``flow_ratio`` and blender speed N/N₀ = ``speed_ratio`` from
+        ``now`` on (``flowing``: the line runs): the model clock's rate by the nominal law."""
+        if self.law is not None:
+            self.clock.set_rate(now, *self.law.rate(flow_ratio, speed_ratio, flowing))
+
+    def keep_theta(self) -> float:
+        """The plant's flow time before which the soft sensor needs none of the plant clock's
+        history (its own clock pruned likewise)."""
+        if self.law is None:
+            return self.comp.valid_from_theta
+        self.clock.prune(self.comp.valid_from_theta)
+        return self.plant_clock.theta(self.comp.valid_from)
 
     def refill_started(self, k: int, fractions: dict[Hashable, float]) -> None:
         """Station ``k`` starts a refill with its hopper of these lot fractions: the screw keeps
@@ -125,5 +161,11 @@ class SoftSensor:
         return lc.mass_reading(mass_kg), lc.present(rate_kg_s, float(kn))
 
     def output(self, ts: np.ndarray) -> np.ndarray:
-        """The model's output flows per station (per flow-second) at ``ts``."""
-        return self.comp.output(ts)
+        """The model's output flows per station at ``ts``, per flow-second of the plant's clock
+        (as the plant's outputs, so one flow limit fits both): with a clock of its own, its
+        outputs per model flow-second × r_model/r_plant = g_model/g_plant (both move with the
+        same mass flow; g kept while the line stands)."""
+        y = self.comp.output(ts)
+        if self.law is None or (self.clock.uniform_speed() and self.plant_clock.uniform_speed()):
+            return y
+        return y * (self.clock.speed_factors(ts) / self.plant_clock.speed_factors(ts))[:, None]

@@ -86,7 +86,7 @@ class ControlStrategy:
         if not self.flow.uniform_speed():
             thr = thr / self.flow.speed_factors(ts)
         api = y[:, api_idx[0]] if len(api_idx) == 1 else y[:, api_idx].sum(axis=1)
-        if thr > 0:  # dividing by NaN where the flow is too low: no 0/0
+        if self.quality_spec.min_flow_fraction > 0:  # dividing by NaN where the flow is too low
             return api / np.where(tot >= thr, tot, np.nan) / self.api_share
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(tot >= thr, api / tot / self.api_share, np.nan)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from darkfab.factory.flow_clock import FlowClock, FlowLaw
 from darkfab.factory.kpis import StateTimer
 from darkfab.factory.packml import Command, State
 from darkfab.factory.unit_operations import UnitAgent
@@ -88,7 +89,7 @@ class LineSupervision:
         self.press_unit = self.unit_by_name[f"{n}.press"]
         self.line_setpoints = {"line_rate_kg_h": rate}
         self.blender_speed_rpm = self._speed_ref_rpm = blender_speed_rpm
-        self._speed_exponent = blender_speed_exponent
+        self.flow_law = FlowLaw(blender_speed_exponent)  # the plant's (set_flow_laws)
         self.turret_speed_ref_rpm = turret_speed_rpm
         self.unit_timers = {u.name: StateTimer(u.name, State.EXECUTE.value, self.env.now,
                                                self.model.warmup_s, self.model.states)
@@ -119,9 +120,33 @@ class LineSupervision:
     def _set_flow(self, now: float, flowing: bool) -> None:
         """dθ/dt from ``now`` on (:mod:`darkfab.factory.flow_clock`): (ṁ/ṁ₀)·(N/N₀)^b while
         the line flows, 0 while it stands."""
-        g = (self.blender_speed_rpm / self._speed_ref_rpm) ** self._speed_exponent
-        self.flow.set_rate(now, self.rate_kg_s / self.nominal_kg_s * g if flowing else 0.0, g)
+        m, s = self.rate_kg_s / self.nominal_kg_s, self.blender_speed_rpm / self._speed_ref_rpm
+        self.flow.set_rate(now, *self.flow_law.rate(m, s, flowing))
+        if self.soft is not None:  # the control system's model, on its own law (if it differs)
+            self.soft.set_flow(now, m, s, flowing)
         self._hopper_changed(now, flowing)  # the press hopper's inflow (:mod:`.hopper`)
+
+    def set_flow_laws(self, plant: FlowLaw, model: FlowLaw) -> None:
+        """The plant's true hold-up law and the control system's model of it (docs/twin.md;
+        after ``set_twin``, before the run): the plant's flow clock moves on ``plant``, the soft
+        sensor's on ``model`` (a clock of its own when they differ)."""
+        self.flow_law = plant
+        if model != plant and self.soft is not None:
+            self.soft.own_clock(model, self._top_rate(model) / self._top_rate(plant))
+
+    def _top_rate(self, law: FlowLaw) -> float:
+        """The highest flow-time rate of ``law`` over the line rate and blender speed ranges."""
+        lo, hi = self.line_setpoints["line_rate_kg_h"].low, self.line_setpoints[
+            "line_rate_kg_h"].high
+        sp = self.unit_by_name[f"{self.name}.blender"].setpoints["speed_rpm"]
+        return max(law.rate(m / 3600.0 / self.nominal_kg_s, s / self._speed_ref_rpm, True)[0]
+                   for m in (lo, hi, 3600.0 * self.nominal_kg_s)
+                   for s in (sp.low, sp.high, self._speed_ref_rpm))
+
+    @property
+    def model_flow(self) -> FlowClock:
+        """The control system's flow clock: the soft sensor's (its own law), else the line's."""
+        return self.flow if self.soft is None else self.soft.clock
 
     def _commanded_out(self) -> bool:
         return any(u.commanded is not None for u in self.units)

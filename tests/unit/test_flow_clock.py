@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from darkfab.factory.flow_clock import FlowClock, FlowTimePredictor
+from darkfab.factory.flow_clock import FlowClock, FlowLaw, FlowTimePredictor
 from darkfab.factory.rtd import TanksInSeries
 from darkfab.factory.rtd_predictor import RTDPredictor
 
@@ -60,3 +60,36 @@ def test_paused_input_is_refused():
     clock.set_rate(5.0, 0.0)
     with pytest.raises(ValueError):
         p.push(6.0, [1.0])  # mass into a paused line would be lost
+
+
+def test_flow_law_rate():
+    """r = (ṁ/ṁ₀)^(1−a)·(N/N₀)^b and g = r/(ṁ/ṁ₀); a = 0 is the line's law, bit for bit."""
+    m, s = 0.8, 1.6
+    assert FlowLaw(0.5).rate(m, s, True) == (m * s ** 0.5, s ** 0.5)
+    r, g = FlowLaw(0.5, 0.3).rate(m, s, True)
+    assert r == pytest.approx(m ** 0.7 * s ** 0.5, rel=1e-15) and g == pytest.approx(r / m)
+    assert FlowLaw(0.5, 0.3).rate(m, s, False) == (0.0, g)  # g kept while the line stands
+
+
+@pytest.mark.parametrize("a,b", [(0.0, 0.5), (0.4, 0.8)])
+def test_flow_law_holdup_is_the_blender_law(a, b):
+    """A feed ṁ through one tank (τ₀ = 100 s at ṁ₀, N₀) on a clock of :class:`FlowLaw` (a, b),
+    the operating point changed at 1000 s to ṁ = 1.3ṁ₀, N = 0.7N₀: the hold-up settles at
+    H = ṁ₀τ₀·(ṁ/ṁ₀)^a·(N₀/N)^b (Vanarase & Muzzio 2011's power law) and the output's mean
+    residence time, H/ṁ."""
+    tau0, law = 100.0, FlowLaw(b, a)
+    clock = FlowClock(0.0, 1.0)
+    p = FlowTimePredictor(RTDPredictor(TanksInSeries(tau0, 1.0), t0=0.0, retain_s=1e5), clock)
+    p.push(0.0, [1.0])
+    m, s = 1.3, 0.7
+    r, g = law.rate(m, s, True)
+    clock.set_rate(1000.0, r, g)
+    p.push(1000.0, [m])
+    h = p.holdup(1000.0 + 40 * tau0)[0]
+    assert h == pytest.approx(tau0 * m ** a / s ** b, rel=1e-9)
+    # a step of the feed then: ∫ (1 − F) dt of the response = τ = H/ṁ
+    t1 = 1000.0 + 40 * tau0
+    p.push(t1, [2 * m])
+    ts = np.linspace(t1, t1 + 40 * tau0, 40001)
+    f = (p.output(ts)[:, 0] * clock.rates(ts) - m) / m
+    assert np.trapezoid(1.0 - f, ts) == pytest.approx(h / m, rel=1e-5)
