@@ -42,9 +42,12 @@ from darkfab.factory.packml import Command, State
 from .commands import Acknowledge, PackMLCommand, PlantCommand, WakeUp
 from .observation import AlarmObs, Event, Observation, PlantInfo
 
-__all__ = ["CriticalAlarmHold", "ALARM_HOLD_TOPICS", "ACKNOWLEDGE_MODES"]
+__all__ = ["CriticalAlarmHold", "ALARM_HOLD_TOPICS", "CRITICAL_HOLD_TOPICS", "ACKNOWLEDGE_MODES"]
 
 ALARM_HOLD_TOPICS = frozenset({"start", "timer", "alarm", "alarm_cleared"})
+"""What the rule wakes on when it acknowledges every alarm (``acknowledge = "all"``)."""
+CRITICAL_HOLD_TOPICS = frozenset({"start", "timer", "alarm:critical", "alarm_cleared:critical"})
+"""What it wakes on otherwise: only critical alarms start or end a critical period."""
 ACKNOWLEDGE_MODES = ("acted", "all", "none")
 _HOLD, _RELEASE = "critical-hold-check:", "critical-hold-end:"
 _RETRY_S = 600.0  # an Unhold refused (a repair under way) is sent again this much later

@@ -50,7 +50,9 @@ detail: the line), its records are in ``Observation.lots``;
 ``alarm`` / ``alarm_cleared``: an alarm was raised / returned to normal (source: the alarm's
 source — a unit, robot, charger, line unit or ``plant``; detail ``"<id> <condition>: <text>"``,
 the id to :class:`~darkfab.control.commands.Acknowledge` it); the active alarms are in
-``Observation.alarms``."""
+``Observation.alarms``. A controller's ``wakes_on`` may name ``alarm:<priority>`` /
+``alarm_cleared:<priority>`` (e.g. ``alarm:critical``) to be woken by those of one priority
+only, as ``state:<State>`` does for states."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from darkfab.factory.packml import Command, State
 
 from .commands import PackMLCommand, PlantCommand, WakeUp
 from .containment import CONTAINMENT_TOPICS, ContainmentPolicy
-from .line_alarms import ALARM_HOLD_TOPICS, CriticalAlarmHold
+from .line_alarms import ALARM_HOLD_TOPICS, CRITICAL_HOLD_TOPICS, CriticalAlarmHold
 from .line_rate import RATE_CUT_TOPICS, FeederRateCut
 from .maintenance import MaintenancePlanner
 from .observation import Event, Observation, PlantInfo
@@ -386,8 +386,10 @@ class AutoRecoverySupervisor:
         wakes = SUPERVISOR_TOPICS | release.topics | REFILL_TOPICS
         if rate_cut:
             wakes |= RATE_CUT_TOPICS
-        if critical_hold or acknowledge != "none":
+        if acknowledge == "all":
             wakes |= ALARM_HOLD_TOPICS
+        elif critical_hold or acknowledge != "none":
+            wakes |= CRITICAL_HOLD_TOPICS
         if reroute:
             wakes |= REROUTE_TOPICS
         if maintenance != "none":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from .tablet_press import TabletPress
 
@@ -63,13 +64,14 @@ class ForceGauge:
     weight_kg: float
     pressure_pa: float
 
-    @property
+    @cached_property
     def area_m2(self) -> float:
         return math.pi * (self.press.die_diameter_m / 2.0) ** 2
 
-    @property
+    @cached_property
     def gap_m(self) -> float:
-        """Punch separation at main compression: the nominal tablet's thickness in the die."""
+        """Punch separation at main compression: the nominal tablet's thickness in the die
+        (computed once: the gauge is immutable)."""
         d0 = self.press.quality(self.pressure_pa).rel_density
         return self.weight_kg / (self.press.true_density_kg_m3 * self.area_m2 * d0)
 

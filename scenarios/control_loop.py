@@ -275,7 +275,8 @@ class ControlLoop(CommunicationFaults):
         """An alarm was raised or cleared (acknowledgements are the controller's own)."""
         if kind == "alarm_acknowledged" or self.fault is not None or self._halting:
             return
-        if self._wakes is None or kind in self._wakes:
+        wakes = self._wakes
+        if wakes is None or kind in wakes or f"{kind}:{alarm.priority}" in wakes:
             event = Event(self.env.now, kind, alarm.source,
                           f"{alarm.id} {alarm.condition}: {alarm.text}")
             if self._offline:  # the alarm journal: replayed when the controller is back

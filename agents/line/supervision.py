@@ -338,6 +338,16 @@ class LineSupervision:
                 * self.tablet.weight_kg / self.weight_kg)
 
     # --- process values ---------------------------------------------------------------------
+    _holdup_at: tuple[float, float, str, float] | None = None
+
+    def _holdup_reading(self) -> tuple[float, str, float]:
+        """The blender's hold-up (kg) as of the engine's last sync, stamped with that time (the
+        feed is in the model up to there; computed once per sync)."""
+        t = self.engine.synced
+        if self._holdup_at is None or self._holdup_at[0] != t:
+            self._holdup_at = (t, self.engine.holdup_kg(t), "kg", t)
+        return self._holdup_at[1:]
+
     def readings(self, now: float) -> dict[str, Readings]:
         """Every unit's process values now (the line's own name: line totals)."""
         out: dict[str, Readings] = {}
@@ -353,7 +363,7 @@ class LineSupervision:
         n = self.name
         out[f"{n}.blender"] = {"speed_rpm": (self.blender_speed_rpm if flowing else 0.0, "rpm",
                                              now),
-                               "holdup_kg": (self.engine.holdup_kg(now), "kg", now)}
+                               "holdup_kg": self._holdup_reading()}
         w = self.weight_kg
         out[f"{n}.press"] = {
             "turret_speed_rpm": (self.turret_speed_rpm if flowing else 0.0, "rpm", now),
