@@ -3,14 +3,15 @@ Even Better TOML) and for the scenario reference of the user guide.
 
 The schema is pydantic's ``model_json_schema()`` of :class:`~darkfab.scenarios.schema.Scenario`
 (or of the job-shop scenario), with the models' docstrings as descriptions and each field's
-trailing comment in ``schema.py`` as its description. It checks types, ranges, choices and
-unknown keys as the user types; cross-references (a buffer that does not exist, an unreachable
-hop) are checked by ``darkfab check`` only.
+trailing comment in ``schema.py`` (or its parts) as its description. It checks types, ranges,
+choices and unknown keys as the user types; cross-references (a buffer that does not exist, an
+unreachable hop) are checked by ``darkfab check`` only.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import io
 import json
@@ -25,17 +26,24 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def field_comments() -> dict[str, dict[str, str]]:
     """Model class name -> field name -> the trailing comment of the field's line(s) in
-    ``schema.py`` (without ``#``), for fields that have one."""
+    ``schema.py`` and its parts (``schema.PARTS``; without ``#``), for fields that have one."""
     from . import schema
 
-    source = inspect.getsource(schema)
+    out: dict[str, dict[str, str]] = {}
+    for module in (schema, *(importlib.import_module(f"{__package__}.{m}")
+                             for m in schema.PARTS)):
+        _module_comments(inspect.getsource(module), out)
+    return out
+
+
+def _module_comments(source: str, out: dict[str, dict[str, str]]) -> None:
+    """Add the field comments of one module's ``source`` to ``out``."""
     comments: dict[int, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             text = tok.string.lstrip("#").strip()
             if not text.startswith("type: ignore"):
                 comments[tok.start[0]] = text
-    out: dict[str, dict[str, str]] = {}
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.ClassDef):
             continue
@@ -45,7 +53,6 @@ def field_comments() -> dict[str, dict[str, str]]:
                 text = " ".join(comments[i] for i in lines if i in comments)
                 if text:
                     out.setdefault(node.name, {})[stmt.target.id] = text
-    return out
 
 
 def _describe(schema: dict[str, Any], comments: dict[str, dict[str, str]]) -> None:

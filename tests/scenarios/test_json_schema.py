@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,19 @@ def test_schema_describes_tables_and_fields(tmp_path, capsys):
     assert s["$schema"].endswith("2020-12/schema") and s["title"] == "darkfab scenario"
     defs = s["$defs"]
     assert "AMR" in defs["FleetSpec"]["description"]  # the model's docstring
-    # a field's comment in schema.py becomes its description
+    # a field's comment in schema.py or one of its parts (schema_layout.py) becomes its
+    # description
     assert "payload_kg" in defs["FleetSpec"]["properties"]["payload_kg"]["description"] or \
         "mass" in defs["FleetSpec"]["properties"]["payload_kg"]["description"]
+    assert "without progress" in \
+        defs["VerificationSpec"]["properties"]["deadlock_bound_s"]["description"]
     assert defs["Meta"]["properties"]["horizon_s"]["exclusiveMinimum"] == 0
+
+
+def test_field_comments_read_every_part_of_the_schema():
+    """``schema.PARTS`` names every ``schema_*.py`` module: a new part's field comments reach
+    the JSON Schema and the reference."""
+    from darkfab.scenarios import schema
+
+    folder = Path(schema.__file__).parent
+    assert set(schema.PARTS) == {p.stem for p in folder.glob("schema_*.py")}

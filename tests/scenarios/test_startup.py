@@ -15,7 +15,7 @@ import sys
 from importlib.metadata import version
 
 from darkfab.scenarios import engines
-from darkfab.scenarios.cli import ENGINES, _parser
+from darkfab.scenarios.cli import ENGINES, VERBS, _parser, verb_function
 
 HEAVY = ("mesa", "pandas", "matplotlib", "scipy", "scipy.stats", "simpy", "pyarrow", "ortools",
          "rich", "jinja2")
@@ -69,6 +69,18 @@ def test_help_lists_every_verb(capsys):
     for v in verbs:
         assert f"\n    {v}" in text
     assert "--version" in text
+
+
+def test_every_verb_has_its_function():
+    """``main`` imports a verb's module only when the verb runs: every verb of the parser names
+    a module with its ``cmd_<verb>`` function, and those modules import nothing heavy."""
+    verbs = next(a for a in _parser()._actions if a.dest == "cmd").choices
+    assert set(VERBS) == set(verbs)
+    for v in verbs:
+        fn = verb_function(v)
+        assert callable(fn) and fn.__name__ == "cmd_" + v.replace("-", "_")
+    modules = "\n".join(f"import darkfab.scenarios.{m}" for m in sorted(set(VERBS.values())))
+    assert imported_after(modules) == set()
 
 
 def test_version_is_the_installed_one():

@@ -10,7 +10,7 @@ import re
 import pytest
 from rich.console import Console
 
-from darkfab.scenarios import cli, terminal
+from darkfab.scenarios import cli_experiment, cli_run, terminal
 from darkfab.scenarios.compare import format_compare
 from darkfab.scenarios.runner import fmt
 
@@ -224,9 +224,9 @@ PLAIN_COMPARE = (
 
 
 def test_plain_text_when_stdout_is_not_a_terminal(capsys):
-    cli._print_table(RUN)
+    cli_run.print_table(RUN)
     assert capsys.readouterr().out == PLAIN_RUN
-    cli._print_experiment(EXPERIMENT)
+    cli_experiment.print_experiment(EXPERIMENT)
     assert capsys.readouterr().out == PLAIN_EXPERIMENT
     assert format_compare(COMPARE) == PLAIN_COMPARE
 
@@ -236,7 +236,7 @@ def test_run_table_on_a_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setenv("COLUMNS", "140")
     monkeypatch.setattr("sys.stdout", buf)
-    cli._print_table(RUN)
+    cli_run.print_table(RUN)
     out = ANSI.sub("", buf.getvalue())
     assert out != PLAIN_RUN and "─" in out  # drawn by rich
     rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines() if ln.strip()}
