@@ -18,16 +18,25 @@ The line's PackML state machine, commands, interlock chain, readings in the obse
 set-point ranges are the line's (``darkfab.agents.line.units``, ``.supervision``); the registry
 only tells where the unit sits and how to make it. This module imports nothing of the
 simulator, so the scenario schema can read it cheaply (``darkfab check``).
+
+Where registrations come from: a module that calls :func:`register` when it is imported, in the
+same process (the Python API), or an installed package that names it in the entry-point group
+``darkfab.unit_operations`` (:data:`ENTRY_POINT_GROUP`; the entry point is the module, or a
+:class:`UnitOperation` object). The group is read once, at the first look-up, so that
+``darkfab run``/``check`` and the worker processes of an experiment know the unit too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-__all__ = ["CORE_CHAIN", "UnitAgent", "UnitOperation", "chain_order", "register",
-           "registered", "unit_operation", "unregister"]
+__all__ = ["CORE_CHAIN", "ENTRY_POINT_GROUP", "UnitAgent", "UnitOperation", "chain_order",
+           "register", "registered", "unit_operation", "unregister"]
+
+ENTRY_POINT_GROUP = "darkfab.unit_operations"
 
 CORE_CHAIN = ("feeder", "blender", "press", "pat", "gate")
 """The core units in material order (the PAT and the gate sit on the press's output)."""
@@ -60,6 +69,23 @@ class UnitOperation:
 
 
 _REGISTRY: dict[str, UnitOperation] = {}
+_loaded = False  # the entry-point group has been read
+
+
+def _load_installed() -> None:
+    """Import the unit operations of installed packages (module docstring), once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is the user's to know of
+            raise ValueError(f"unit operation entry point {ep.name!r} ({ep.value}) cannot be "
+                             f"loaded: {type(e).__name__}: {e}") from None
+        if isinstance(obj, UnitOperation):
+            register(obj)
 
 
 def register(op: UnitOperation) -> UnitOperation:
@@ -83,17 +109,20 @@ def unregister(kind: str) -> None:
 
 
 def unit_operation(kind: str) -> UnitOperation | None:
+    _load_installed()
     return _REGISTRY.get(kind)
 
 
 def registered() -> dict[str, UnitOperation]:
     """Every registered unit operation, by kind."""
+    _load_installed()
     return dict(_REGISTRY)
 
 
 def chain_order() -> dict[str, int]:
     """Kind → place in the material chain: the core chain with every registered kind right
     downstream of its ``after`` (and of the kinds registered after the same unit before it)."""
+    _load_installed()
     order = list(CORE_CHAIN)
     for op in _REGISTRY.values():
         i = order.index(op.after) + 1

@@ -107,7 +107,14 @@ def _refill_windows(cells: dict[str, np.ndarray], guard_s: float) -> list[tuple[
 
 
 def peclet_for(cv2: float, boundary: str) -> float:
-    """Pe of an axial-dispersion RTD with squared coefficient of variation σ²/mean² = cv2."""
+    """Pe of an axial-dispersion RTD with squared coefficient of variation σ²/mean² = cv2.
+    Raises :class:`CalibrationError` when no Pe gives it: the closed model spans
+    0 < cv2 < 1 (n > 1 tanks), the open one 0 < cv2 < 2 (n > 0.5)."""
+    top = 2.0 if boundary == "open" else 1.0
+    if not 0.0 < cv2 < top:
+        raise CalibrationError(f"the fitted RTD (σ²/τ² = {cv2:.3g}, n = {1 / cv2:.3g}) is wider "
+                               f"than any {boundary} axial-dispersion blender (σ²/τ² < {top:g})")
+
     def f(pe: float) -> float:
         if boundary == "open":
             return (2 / pe + 8 / pe**2) / (1 + 2 / pe) ** 2 - cv2
@@ -142,6 +149,7 @@ def _calibrate_line(run: Path, name: str, spec: ContinuousLineSpec,
                               f"continuous_lines.{name}.logging.load_cells = true)")
         return out
     steps_t, steps_dx = _input_steps(cells, run_spec)
+    fit = None
     if nir is None or nir["sample_s"].size == 0:
         out["skipped"].append(f"{name}: RTD not fitted: no NIR readings (nir_readings.parquet)")
     elif not steps_t:
@@ -154,8 +162,14 @@ def _calibrate_line(run: Path, name: str, spec: ContinuousLineSpec,
         for a, b in windows:
             keep &= ~((th >= a) & (th <= b))
         n0 = 1.0 / (blender.variance_s2 / blender.mean_s**2)
-        fit = fit_tanks_in_series(th[keep], y[keep], steps_t, steps_dx,
-                                  tau0_s=blender.mean_s, n0=n0, fixed=feed_frame)
+        try:
+            fit = fit_tanks_in_series(th[keep], y[keep], steps_t, steps_dx,
+                                      tau0_s=blender.mean_s, n0=n0, fixed=feed_frame)
+            override = _blender_override(fit, spec)
+        except ValueError as e:  # too few readings, or no blender law for the fit
+            out["skipped"].append(f"{name}: RTD not fitted: {e}")
+            fit = None
+    if fit is not None:
         out["rtd"] = {
             "model": "blender: tanks in series (gamma), in series with the press feed frame "
                      "(from the scenario)",
@@ -167,7 +181,7 @@ def _calibrate_line(run: Path, name: str, spec: ContinuousLineSpec,
             "readings_used": int(fit.n_obs),
             "readings_left_out_refills": int(np.isfinite(y).sum() - keep.sum()),
             "refill_guard_s": guard,
-            "override": _blender_override(fit, spec),
+            "override": override,
         }
     for fname, fs in spec.feeders.items():
         sel = (cells["feeder"] == fname) & (cells["mode"] == "gravimetric") & (

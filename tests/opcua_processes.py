@@ -26,9 +26,9 @@ class Served:
         self.url = f"opc.tcp://127.0.0.1:{self.port}/darkfab/"
         self.err_path = tmp / f"serve-{self.port}.err"
         self.out_path = tmp / f"serve-{self.port}.out"
+        self._files = (self.out_path.open("w"), self.err_path.open("w"))
         self.proc = subprocess.Popen([*DARKFAB, "serve", *args, "--port", str(self.port)],
-                                     stdout=self.out_path.open("w"),
-                                     stderr=self.err_path.open("w"))
+                                     stdout=self._files[0], stderr=self._files[1])
         t_end = time.monotonic() + start_timeout_s
         while "serving " not in self.err():
             if self.proc.poll() is not None:
@@ -56,6 +56,8 @@ class Served:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+        for f in self._files:
+            f.close()
 
     def __enter__(self) -> "Served":
         return self

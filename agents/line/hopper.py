@@ -75,8 +75,11 @@ class PressHopper:
         self._hopper_gen = 0
         self._level_busy = False
         self._level_saturated = False  # the loop at a limit of the line rate: resting
-        self._level_hist: deque[tuple[float, float, float]] = deque([(now, level, 0.0)])
+        # (from time, level then, slope, the press's draw): the level's piecewise-linear history
+        self._level_hist: deque[tuple[float, float, float, float]] = deque(
+            [(now, level, 0.0, 0.0)])
         self._last_comp: np.ndarray | None = None
+        self._unpressed_kg = 0.0  # model output while the press did not press (see below)
 
     # --- flows ------------------------------------------------------------------------------
     def press_demand_kg_s(self) -> float:
@@ -114,7 +117,7 @@ class PressHopper:
         hist = self._level_hist
         if hist[-1][0] == now:
             hist.pop()
-        hist.append((now, h.level0, h.slope_kg_s))
+        hist.append((now, h.level0, h.slope_kg_s, q_out))
         self._schedule_level(now, feeding)
 
     def _schedule_level(self, now: float, feeding: bool) -> None:
@@ -277,20 +280,34 @@ class PressHopper:
         for t in ts:
             while k + 1 < len(hist) and hist[k + 1][0] <= t:
                 k += 1
-            t0, l0, s = hist[k]
+            t0, l0, s, _ = hist[k]
             out.append(l0 + s * (t - t0))
         return out
+
+    def _drawn(self, a: float, b: float) -> float:
+        """The press's commanded draw over [a, b] (kg), from the level's history."""
+        hist = self._level_hist
+        tot = 0.0
+        for i, (t0, _, _, q) in enumerate(hist):
+            t1 = hist[i + 1][0] if i + 1 < len(hist) else math.inf
+            lo, hi = max(a, t0), min(b, t1)
+            if hi > lo:
+                tot += q * (hi - lo)
+        return tot
 
     def _pressed_masses(self, cuts: list[float], masses: np.ndarray) -> np.ndarray:
         """The masses pressed between ``cuts`` (rows per output channel): the RTD model's
         output ``masses`` less the level's rise over each piece, at the output's composition
-        (the last one while the line's output stands still)."""
+        (the last one while the line's output stands still). The level integrates the commanded
+        flows, the model's output carries the feed noise: over a piece in which the press drew
+        nothing (starved or stopped) nothing is pressed, and that difference stays in the
+        hopper (``_unpressed_kg``, in the mass balance)."""
         if self.hopper is None:
             return masses
         hist = self._level_hist
         while len(hist) > 1 and hist[1][0] <= cuts[0]:
             hist.popleft()
-        if len(hist) == 1 and hist[0][2] == 0.0:
+        if len(hist) == 1 and hist[0][2] == 0.0 and hist[0][3] > 0.0:
             tot = masses.sum(axis=1)
             if tot[-1] > 0:
                 self._last_comp = masses[-1] / tot[-1]
@@ -304,14 +321,19 @@ class PressHopper:
                 self._last_comp = masses[k] / tot[k]
             comp = self._last_comp if self._last_comp is not None else np.full(
                 masses.shape[1], 1.0 / masses.shape[1])
-            out[k] = comp * (tot[k] - rise[k])
+            if self._drawn(cuts[k], cuts[k + 1]) > 0.0:
+                out[k] = comp * (tot[k] - rise[k])
+            else:
+                out[k] = 0.0
+                self._unpressed_kg += tot[k] - rise[k]
         return out
 
     def hopper_balance_kg(self) -> tuple[float, float]:
-        """(initial level, level at the time routed so far) for the mass balance."""
+        """(initial level, level at the time routed so far) for the mass balance (with the
+        model output that came while the press drew nothing, :meth:`_pressed_masses`)."""
         if self.hopper is None:
             return 0.0, 0.0
-        return self.hopper_initial_kg, self._level_at([self._routed])[0]
+        return self.hopper_initial_kg, self._level_at([self._routed])[0] + self._unpressed_kg
 
     def _hopper_readings(self, now: float) -> dict[str, tuple[float, str, float]]:
         """The press's process values that the hopper model changes."""

@@ -147,3 +147,71 @@ def test_new_unit_runs_in_the_line_and_its_interlock(tmp_path, controller_module
     assert order[0] == "cdc.metal_detector"  # the commanded unit first, then upstream
     assert order.index("cdc.press") < order.index("cdc.blender") < order.index("cdc.api")
     assert res.summary["mass_balance_rel_error"] < 1e-9
+
+
+PLUGIN = '''
+from pydantic import BaseModel, ConfigDict, Field
+from darkfab.factory.unit_operations import UnitOperation
+
+
+class DedusterSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vibration_hz: float = Field(gt=0, le=100)
+
+
+class Deduster:
+    def __init__(self, spec, line):
+        self.hz = spec.vibration_hz
+        self.setpoints = {}
+
+    def set_point(self, name, value, now):
+        return "no set-points"
+
+    def readings(self, now):
+        return {"vibration_hz": (self.hz, "Hz", now)}
+
+
+DEDUSTER = UnitOperation("deduster", "press", DedusterSpec, Deduster, "tablet deduster")
+'''
+
+
+def test_an_installed_unit_operation_is_found_by_the_command_line(tmp_path):
+    """A package that names its unit operation in the ``darkfab.unit_operations`` entry-point
+    group is known to ``darkfab check`` and ``run`` (in a fresh process: no test code imported
+    there); without the package the section is one error line, exit 2."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    (site / "dfk_deduster-0.1.dist-info").mkdir(parents=True)
+    (site / "dfk_deduster.py").write_text(PLUGIN)
+    (site / "dfk_deduster-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: dfk-deduster\nVersion: 0.1\n")
+    (site / "dfk_deduster-0.1.dist-info" / "entry_points.txt").write_text(
+        "[darkfab.unit_operations]\ndeduster = dfk_deduster:DEDUSTER\n")
+    scen = tmp_path / "line.toml"
+    scen.write_text('extends = "cdc-line"\n\n'
+                    "[continuous_lines.cdc.unit_operations.deduster]\nvibration_hz = 50\n")
+
+    def darkfab(*args, plugin=True):
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site) if plugin else ""}
+        return subprocess.run([sys.executable, "-m", "darkfab.scenarios.cli", *args],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    ok = darkfab("check", str(scen))
+    assert ok.returncode == 0, ok.stderr
+    run = darkfab("run", str(scen), "--hours", "7", "--out", str(tmp_path / "run"), "--quiet")
+    assert run.returncode == 0, run.stderr
+    probe = subprocess.run(  # the unit is in the plant a fresh process builds
+        [sys.executable, "-c", "from darkfab.scenarios import load_scenario\n"
+         "from darkfab.scenarios.simulation import Simulation\n"
+         f"sim = Simulation.open(load_scenario({str(scen)!r}), out_dir={str(tmp_path / 'o')!r})\n"
+         "sim.advance_to(3600.0)\n"
+         "print(sim.observe().equipment['cdc.deduster'].values['vibration_hz'].value)\n"
+         "sim.close()\n"], capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)})
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split()[-1] == "50.0"
+    bad = darkfab("check", str(scen), plugin=False)
+    assert bad.returncode == 2
+    assert "unknown unit operation 'deduster'" in bad.stderr and "Traceback" not in bad.stderr

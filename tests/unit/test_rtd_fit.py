@@ -136,3 +136,14 @@ def test_axial_dispersion_override_matches_the_fitted_moments(boundary):
     ad = AxialDispersion(tau, pe, boundary)
     assert ad.mean_s == pytest.approx(mean, rel=1e-9)
     assert ad.variance_s2 == pytest.approx(mean**2 / n, rel=1e-6)
+
+
+@pytest.mark.parametrize("boundary, n", [("closed", 0.9), ("open", 0.45)])
+def test_a_fit_wider_than_any_dispersion_blender_is_refused_not_raised(boundary, n):
+    """n ≤ 1 (closed) or ≤ 0.5 (open): no Péclet number gives that spread; the calibration
+    reports it (CalibrationError, one line on the command line) instead of a root-finder error."""
+    from darkfab.scenarios.calibrate import CalibrationError, peclet_for
+
+    with pytest.raises(CalibrationError, match="wider than any"):
+        peclet_for(1.0 / n, boundary)
+    peclet_for(1.0 / (2 * n), boundary)  # within range: a Pe exists
