@@ -26,7 +26,8 @@ from .observation import Event, LotObs, Observation
 
 __all__ = ["ContainmentPolicy", "CONTAINMENT_TOPICS"]
 
-CONTAINMENT_TOPICS = frozenset({"quality", "lot", "timer", "start"})
+CONTAINMENT_TOPICS = frozenset({"quality", "lot:suspect", "timer", "start"})
+"""``lot`` events matter only once a lot is suspect (none held, none to quarantine before)."""
 _TAG = "containment"
 
 

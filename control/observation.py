@@ -46,7 +46,8 @@ unit; detail ``"<state> <seconds> s"``), once per stall; ``quality``: the qualit
 a raw-material lot (source: the continuous line; detail: the raw-material lot) after an
 out-of-spec PAT excursion the line's model does not explain, or an out-of-spec QC assay of a unit
 containing it; ``lot``: a continuous line added a unit to an output lot (source: the output lot,
-detail: the line), its records are in ``Observation.lots``;
+detail: the line), its records are in ``Observation.lots`` (the topic ``lot:suspect`` wakes a
+controller on ``lot`` events only once the quality system has named a suspect lot in the run);
 ``alarm`` / ``alarm_cleared``: an alarm was raised / returned to normal (source: the alarm's
 source — a unit, robot, charger, line unit or ``plant``; detail ``"<id> <condition>: <text>"``,
 the id to :class:`~darkfab.control.commands.Acknowledge` it); the active alarms are in

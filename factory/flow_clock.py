@@ -188,12 +188,30 @@ class FlowTimePredictor:
         strict: refuse (``ValueError``) an input above :data:`PAUSED_TOLERANCE_KG_S` pushed
             while r = 0: a mass flow into a paused unit would be lost (component flows);
             otherwise such inputs are zeroed (lot flows, which carry only proportions).
+        lookback_s: clock time (s) behind the latest input within which outputs must stay
+            exact (scans, routing lag): the predictor keeps max(its ``retain_s``,
+            θ(t) − θ(t − lookback_s)) of flow time, the flow time that actually passed, not a
+            bound for the highest rate allowed. ``None``: its ``retain_s`` alone.
     """
 
-    def __init__(self, predictor: RTDPredictor, clock: FlowClock, strict: bool = True) -> None:
+    def __init__(self, predictor: RTDPredictor, clock: FlowClock, strict: bool = True,
+                 lookback_s: float | None = None) -> None:
         self.p = predictor
         self.clock = clock
         self.strict = strict
+        self.lookback_s = lookback_s
+        self._floor_s = predictor.retain_s  # the flow-time history kept at the least
+
+    def retain_at(self, t: float) -> float:
+        """Flow time (s) kept behind an input at clock time ``t``."""
+        if self.lookback_s is None:
+            return self._floor_s
+        clock = self.clock
+        return max(self._floor_s, clock.theta(t) - clock.theta(t - self.lookback_s))
+
+    def _retain(self, t: float) -> None:
+        if self.lookback_s is not None:
+            self.p.set_retain(self.retain_at(t))
 
     @property
     def channels(self) -> list[Hashable]:
@@ -227,6 +245,7 @@ class FlowTimePredictor:
         return v / r[:, None]
 
     def push(self, t: float, values: Mapping[Hashable, float] | Sequence[float]) -> None:
+        self._retain(t)
         r = self.clock.rates([t])[0]
         if isinstance(values, Mapping):
             inv = 1.0 / r if r > 0 else 0.0
@@ -239,6 +258,8 @@ class FlowTimePredictor:
 
     def push_many(self, starts: ArrayLike, values) -> None:
         s = np.asarray(starts, dtype=float)
+        if s.size:
+            self._retain(float(s[-1]))
         if isinstance(values, np.ndarray):
             v = values if self.clock.is_identity else self._per_flow_time(s, values)
             self.p.push_many(self.clock.thetas(s), v)

@@ -112,6 +112,11 @@ class RTDPredictor:
         self._cdf_outer, self._cdf_integral_outer = rtd.cdf_outer, rtd.cdf_integral_outer
         self._horizon_lag = rtd.tail_s + self.retain_s
 
+    def set_retain(self, retain_s: float) -> None:
+        """Keep ``retain_s`` of history behind the latest input from the next push on."""
+        self.retain_s = float(retain_s)
+        self._horizon_lag = self.rtd.tail_s + self.retain_s
+
     # --- input ------------------------------------------------------------------------------
     def channel(self, key: Hashable) -> int:
         """The column of channel ``key``, created on first use."""

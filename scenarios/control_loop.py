@@ -19,7 +19,8 @@ with :class:`~darkfab.control.ControllerFault`. The loop measures recovery time:
 fault to the unit back in Execute.
 
 Other events: ``watchdog`` (:mod:`~darkfab.scenarios.watchdog`), ``quality`` and ``lot`` from
-the plant's quality records (:mod:`darkfab.agents.quality`), ``inspection`` of a line with a
+the plant's quality records (:mod:`darkfab.agents.quality`; the topic ``lot:suspect`` passes
+``lot`` events only once a raw-material lot is suspect), ``inspection`` of a line with a
 punch-wear model, order-book events, ``alarm`` / ``alarm_cleared`` from the plant's alarm
 system (ISA-18.2; detail ``"<id> <condition>: <text>"``).
 
@@ -294,7 +295,9 @@ class ControlLoop(CommunicationFaults):
     def _on_quality(self, kind: str, source: str, detail: str) -> None:
         if self.fault is not None or self._halting:
             return
-        if self._wakes is None or kind in self._wakes:
+        wakes = self._wakes
+        if wakes is None or kind in wakes or (
+                kind == "lot" and "lot:suspect" in wakes and self.quality.suspects):
             self._post(Event(self.env.now, kind, source, detail))
 
     def _on_suspended(self, eq: Equipment) -> None:

@@ -52,23 +52,26 @@ class HybridEngine:
         stations: the sources, in a fixed order.
         line_rtd: the line's RTD (its stages in series).
         clock: the line's flow clock (rate set by the line as it flows and stops).
-        retain_s: flow-time history kept behind the present (scans and routing lag).
+        lookback_s: clock time (s) behind the present within which the outputs stay exact
+            (scans and routing lag); the flow time that passed in it is kept, and at least
+            ``lookback_s`` of flow time (a unit of output at the nominal rate).
         on_lot_released: called with a raw-material lot whose predictor channel is reused (it
             has left every hopper and the line).
     """
 
     def __init__(self, stations: Sequence[FeedSource], line_rtd: RTD, clock: FlowClock,
-                 retain_s: float,
+                 lookback_s: float,
                  on_lot_released: Callable[[Hashable], Any] | None = None) -> None:
         self.stations = list(stations)
         self.rtd = line_rtd
         self.flow = clock
-        self.comp = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain_s), clock)
+        self.comp = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=lookback_s), clock,
+                                      lookback_s=lookback_s)
         for c in sorted({st.component for st in self.stations}):
             self.comp.channel(c)  # fixed channel order
         self._comp_col = [self.comp.channels.index(st.component) for st in self.stations]
-        self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=retain_s), clock,
-                                      strict=False)
+        self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=lookback_s), clock,
+                                      strict=False, lookback_s=lookback_s)
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> flow time its lot was last fed
@@ -264,7 +267,7 @@ class HybridEngine:
         th = self.flow.theta(t)  # in flow time: material stays in a paused line
         flows: dict[Hashable, float] = {}
         for (k, lot), x in fractions.items():
-            slot = self._slot(lot, th)
+            slot = self._slot(lot, th, t)
             flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
         self._lot_pushes.append((t, flows))
 
@@ -279,13 +282,14 @@ class HybridEngine:
             self.lots.push_many([t for t, _ in pushes], [f for _, f in pushes])
         pushes.clear()
 
-    def _slot(self, lot: Hashable, now: float) -> int:
-        """Predictor channel for ``lot`` fed at flow time ``now``: channels are reused once
-        their lot has left every hopper and the line (bounded cost over a year of refills)."""
+    def _slot(self, lot: Hashable, now: float, t: float) -> int:
+        """Predictor channel for ``lot`` fed at flow time ``now`` (clock time ``t``): channels
+        are reused once their lot has left every hopper and the line (bounded cost over a year
+        of refills)."""
         s = self._slot_of.get(lot)
         if s is None:
             live = {lt for st in self.stations for lt in st.feeder.lots}
-            horizon = now - self.rtd.tail_s - self.lots.retain_s
+            horizon = now - self.rtd.tail_s - self.lots.retain_at(t)
             for slot, old in sorted(self._slot_lot.items()):
                 if old not in live and self._slot_seen.get(slot, 0.0) < horizon:
                     del self._slot_of[old]

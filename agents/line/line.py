@@ -176,12 +176,10 @@ class ContinuousLine(PressHopper, FeederLogistics, ControlStrategy, LineOutput, 
         self._scan_step_s = line_rtd.std_s / 10.0  # σ/10: scan and audit grids
         self.lag_s = max(quality.margin_s, sensor.p.period_s + sensor.p.delay_s
                          if sensor is not None else 0.0)  # routing behind the present
-        # scans and routing lag behind, in flow time: at the highest line rate allowed
-        top = max(1.0, setpoint_ranges["line_rate_kg_h"][1] / 3600.0 / self.nominal_kg_s) * max(
-            1.0, (setpoint_ranges["blender_speed_rpm"][1] / blender_speed_rpm)
-            ** blender_speed_exponent)
-        retain = (control_interval_s + self.lag_s + 60.0) * top
-        self.engine = HybridEngine(stations, line_rtd, FlowClock(0.0, 1.0), retain,
+        # scans and routing lag behind the present (clock time; the engine keeps the flow time
+        # that passed in it)
+        lookback = control_interval_s + self.lag_s + 60.0
+        self.engine = HybridEngine(stations, line_rtd, FlowClock(0.0, 1.0), lookback,
                                    on_lot_released=self._lot_released)
         self.flow = self.engine.flow  # the feeders start at their set-points: rate 1
         self.comp, self.lots = self.engine.comp, self.engine.lots

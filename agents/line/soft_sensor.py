@@ -38,14 +38,15 @@ class SoftSensor:
         rtd: the nominal line RTD (the model's).
         clock: the plant's flow clock (the line's rate and stops are known to the control
             system: it commands them; :meth:`own_clock` for a model law of its own).
-        retain_s: flow-time history kept behind the present (as the engine's).
+        lookback_s: clock time behind the present within which its outputs stay exact (as
+            the engine's).
         load_cells: one per station.
         ff_multiplier: per station, hopper lot fractions → the true over nominal feed factor of
             that material (lots and bulk density; ``None``: nominal).
         wear_per_day: screw wear, fractional feed-factor loss per day.
     """
 
-    def __init__(self, stations: Sequence[Any], rtd: RTD, clock: FlowClock, retain_s: float,
+    def __init__(self, stations: Sequence[Any], rtd: RTD, clock: FlowClock, lookback_s: float,
                  load_cells: Sequence[LoadCellFlow],
                  ff_multiplier: Sequence[Callable[[dict[Hashable, float]], float] | None],
                  wear_per_day: float = 0.0) -> None:
@@ -53,7 +54,7 @@ class SoftSensor:
         self.rtd = rtd
         self.plant_clock = self.clock = clock
         self.law: FlowLaw | None = None  # the model's own law (own_clock), or the plant's
-        self.retain_s = retain_s
+        self.lookback_s = lookback_s
         self.comp = self._predictor()
         self.api_idx = [i for i, st in enumerate(self.stations) if st.component == "api"]
         self.load_cells = list(load_cells)
@@ -65,19 +66,18 @@ class SoftSensor:
         self._seen = [0] * len(self.stations)  # refill log entries read
 
     def _predictor(self) -> FlowTimePredictor:
-        comp = FlowTimePredictor(RTDPredictor(self.rtd, t0=0.0, retain_s=self.retain_s),
-                                 self.clock)
+        comp = FlowTimePredictor(RTDPredictor(self.rtd, t0=0.0, retain_s=self.lookback_s),
+                                 self.clock, lookback_s=self.lookback_s)
         for st in self.stations:
             comp.channel(st.name)
         return comp
 
-    def own_clock(self, law: FlowLaw, retain_factor: float = 1.0) -> None:
+    def own_clock(self, law: FlowLaw) -> None:
         """Run on a flow clock of its own with the model's ``law`` (before the first push): the
-        plant's true hold-up law differs from it. ``retain_factor``: the flow-time history kept,
-        relative to the plant's (its highest rate over the set-point ranges over the plant's)."""
+        plant's true hold-up law differs from it. The flow-time history kept is the one that
+        passed on that clock in the look-back."""
         self.law = law
         self.clock = FlowClock(self.plant_clock.theta(0.0), self.plant_clock.rate)
-        self.retain_s *= max(1.0, retain_factor)
         self.comp = self._predictor()
 
     def set_flow(self, now: float, flow_ratio: float, speed_ratio: float, flowing: bool) -> None:

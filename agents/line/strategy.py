@@ -56,7 +56,7 @@ class ControlStrategy:
         self._scan_step_s = model_rtd.std_s / 10.0
         self.lot_draws = list(lot_draws)
         self.tablet_rsd = tablet_rsd
-        self.soft = SoftSensor(self.stations, model_rtd, self.flow, self.engine.comp.retain_s,
+        self.soft = SoftSensor(self.stations, model_rtd, self.flow, self.engine.comp.lookback_s,
                                load_cells, [None if d is None else d.ff_multiplier
                                             for d in self.lot_draws], wear_per_day)
         self.engine.observer = self.soft

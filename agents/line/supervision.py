@@ -132,16 +132,7 @@ class LineSupervision:
         sensor's on ``model`` (a clock of its own when they differ)."""
         self.flow_law = plant
         if model != plant and self.soft is not None:
-            self.soft.own_clock(model, self._top_rate(model) / self._top_rate(plant))
-
-    def _top_rate(self, law: FlowLaw) -> float:
-        """The highest flow-time rate of ``law`` over the line rate and blender speed ranges."""
-        lo, hi = self.line_setpoints["line_rate_kg_h"].low, self.line_setpoints[
-            "line_rate_kg_h"].high
-        sp = self.unit_by_name[f"{self.name}.blender"].setpoints["speed_rpm"]
-        return max(law.rate(m / 3600.0 / self.nominal_kg_s, s / self._speed_ref_rpm, True)[0]
-                   for m in (lo, hi, 3600.0 * self.nominal_kg_s)
-                   for s in (sp.low, sp.high, self._speed_ref_rpm))
+            self.soft.own_clock(model)
 
     @property
     def model_flow(self) -> FlowClock:

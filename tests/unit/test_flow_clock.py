@@ -93,3 +93,35 @@ def test_flow_law_holdup_is_the_blender_law(a, b):
     ts = np.linspace(t1, t1 + 40 * tau0, 40001)
     f = (p.output(ts)[:, 0] * clock.rates(ts) - m) / m
     assert np.trapezoid(1.0 - f, ts) == pytest.approx(h / m, rel=1e-5)
+
+
+def test_history_kept_is_the_flow_time_of_the_look_back():
+    """With ``lookback_s`` the predictor keeps the flow time that passed in the last
+    ``lookback_s`` of clock time (at least its ``retain_s``): outputs at clock times within the
+    look-back stay exact at twice the rate, and a slow or paused line keeps the floor."""
+    tau, look = 50.0, 300.0
+    clock, ref_clock = FlowClock(0.0, 1.0), FlowClock(0.0, 1.0)
+    p = FlowTimePredictor(RTDPredictor(TanksInSeries(tau, 2.0), t0=0.0, retain_s=look), clock,
+                          lookback_s=look)
+    ref = FlowTimePredictor(RTDPredictor(TanksInSeries(tau, 2.0), t0=0.0, retain_s=1e9),
+                            ref_clock)
+    rng = np.random.default_rng(1)
+    t = 0.0
+    for rate, until in ((1.0, 2000.0), (2.0, 5000.0), (0.0, 6000.0), (0.5, 9000.0)):
+        for c in (clock, ref_clock):
+            c.set_rate(t, rate)
+        while t < until:
+            v = [float(rng.uniform(0.5, 1.5))] if rate > 0 else [0.0]
+            p.push(t, v)
+            ref.push(t, v)
+            t += 20.0
+            # the flow time kept behind this input: what passed in the look-back, >= the floor
+            want = max(look, clock.theta(t - 20.0) - clock.theta(t - 20.0 - look))
+            assert p.p.retain_s == pytest.approx(want)
+            ts = np.linspace(max(0.0, t - 20.0 - look), t - 20.0, 7)
+            # exact up to the dropped segments' tail: max input × (1 − F) < 1.5 × tail_tol
+            assert np.allclose(p.output(ts), ref.output(ts), rtol=0,
+                               atol=1.5 * p.p.rtd.tail_tol + 1e-12)
+        if rate == 2.0:  # twice the rate: twice the flow time of the look-back kept
+            assert p.p.retain_s == pytest.approx(2 * look)
+    assert p.p.n_segments < ref.p.n_segments  # bounded: the rest was dropped
