@@ -132,16 +132,14 @@ class BatchRelease:
 
     def add_contents(self, contents: np.ndarray) -> None:
         """IPC tablets' API contents (% of label claim) into the reservoir (algorithm R)."""
-        size = self.rules.sample_size
-        for c in contents:
-            i = self.seen
-            if i < size:
-                self._reservoir[i] = c
-            else:
-                j = int(self._rng.integers(0, i + 1))
-                if j < size:
-                    self._reservoir[j] = c
-            self.seen = i + 1
+        size, i0, k = self.rules.sample_size, self.seen, len(contents)
+        fill = max(0, min(k, size - i0))  # the reservoir's free places: taken in order
+        self._reservoir[i0:i0 + fill] = contents[:fill]
+        if fill < k:  # tablet i replaces a uniform j in [0, i] if j < size (one draw each)
+            js = self._rng.integers(0, np.arange(i0 + fill, i0 + k) + 1)
+            for n in np.flatnonzero(js < size).tolist():  # in order: a later one wins
+                self._reservoir[js[n]] = contents[fill + n]
+        self.seen = i0 + k
 
     def add_unit(self, fractions: Mapping[Hashable, float], mass_kg: float) -> None:
         """A unit of ``mass_kg`` of tablets with these raw-material lot mass fractions."""
