@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,15 +50,19 @@ class Uniformity:
         self.n, self.s, self.s2, self.lo, self.hi = 0, 0.0, 0.0, math.inf, -math.inf
         self.k = math.nan  # shift (the first value): sums of x − k, no cancellation
 
-    def add(self, x: np.ndarray) -> None:
+    def add(self, x: Sequence[float]) -> None:
+        """Add the values ``x`` (a short list: plain floats beat numpy calls at IPC sizes)."""
+        if not len(x):
+            return
         if self.n == 0:
             self.k = float(x[0])
-        d = x - self.k
-        self.n += x.size
-        self.s += float(d.sum())
-        self.s2 += float((d * d).sum())
-        self.lo = min(self.lo, float(x.min()))
-        self.hi = max(self.hi, float(x.max()))
+        k = self.k
+        d = [v - k for v in x]
+        self.n += len(d)
+        self.s += sum(d)
+        self.s2 += sum(v * v for v in d)
+        self.lo = min(self.lo, min(x))
+        self.hi = max(self.hi, max(x))
 
     def summary(self) -> dict[str, float]:
         if self.n == 0:
@@ -235,18 +240,21 @@ class Regulation:
         tablets = mass_kg / w_mean
         if self.ipc_tablets <= 0 or self._ipc_rng is None:
             return tablets
-        rng = self._ipc_rng
-        ts = a + (b - a) * rng.random(self.ipc_tablets) if b > a else np.full(
-            self.ipc_tablets, b)
-        idx = np.searchsorted([t for t, _ in self._weights], ts, side="right") - 1
-        base = np.array([w for _, w in self._weights])[np.maximum(idx, 0)]
-        w = base * (1.0 + self.weight_rsd * rng.standard_normal(self.ipc_tablets))
-        c = 100.0 * content * w / self.target_weight_kg
+        rng, n, ws = self._ipc_rng, self.ipc_tablets, self._weights
+        if len(ws) == 1:  # one weight over [a, b] (_mean_weight dropped the earlier ones)
+            base: float | np.ndarray = ws[0][1]
+        else:  # the weight at each tablet's time, uniform over [a, b]
+            ts = a + (b - a) * rng.random(n) if b > a else np.full(n, b)
+            idx = np.searchsorted([t for t, _ in ws], ts, side="right") - 1
+            base = np.array([w for _, w in ws])[np.maximum(idx, 0)]
+        w = base * (1.0 + self.weight_rsd * rng.standard_normal(n))
+        c = w * (100.0 * content / self.target_weight_kg)
+        w_mg, c_pct = (w * 1e6).tolist(), c.tolist()
         wu, cu = Uniformity(), Uniformity()
-        wu.add(w * 1e6)
-        cu.add(c)
-        self.batch_weight.add(w * 1e6)
-        self.batch_content.add(c)
+        wu.add(w_mg)
+        cu.add(c_pct)
+        self.batch_weight.add(w_mg)
+        self.batch_content.add(c_pct)
         if self.release is not None:
             self.release.add_contents(c)
         if self.unit_table is not None:
