@@ -136,7 +136,8 @@ class BatchRelease:
         fill = max(0, min(k, size - i0))  # the reservoir's free places: taken in order
         self._reservoir[i0:i0 + fill] = contents[:fill]
         if fill < k:  # tablet i replaces a uniform j in [0, i] if j < size (one draw each)
-            js = self._rng.integers(0, np.arange(i0 + fill, i0 + k) + 1)
+            js = (self._rng.random(k - fill) * np.arange(i0 + fill + 1, i0 + k + 1)).astype(
+                np.int64)  # ⌊u·(i + 1)⌋: uniform on 0..i
             for n in np.flatnonzero(js < size).tolist():  # in order: a later one wins
                 self._reservoir[js[n]] = contents[fill + n]
         self.seen = i0 + k
