@@ -29,7 +29,7 @@ commanded rate; × r gives kg/s of clock time).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,22 +192,30 @@ class FlowTimePredictor:
             exact (scans, routing lag): the predictor keeps max(its ``retain_s``,
             θ(t) − θ(t − lookback_s)) of flow time, the flow time that actually passed, not a
             bound for the highest rate allowed. ``None``: its ``retain_s`` alone.
+        keep_from: with ``lookback_s``, the earliest clock time whose outputs must also stay
+            exact, asked at each input (e.g. the start of the output not yet made into a unit,
+            however long ago): the history reaches back to it too.
     """
 
     def __init__(self, predictor: RTDPredictor, clock: FlowClock, strict: bool = True,
-                 lookback_s: float | None = None) -> None:
+                 lookback_s: float | None = None,
+                 keep_from: Callable[[], float] | None = None) -> None:
         self.p = predictor
         self.clock = clock
         self.strict = strict
         self.lookback_s = lookback_s
+        self.keep_from = keep_from
         self._floor_s = predictor.retain_s  # the flow-time history kept at the least
 
     def retain_at(self, t: float) -> float:
         """Flow time (s) kept behind an input at clock time ``t``."""
         if self.lookback_s is None:
             return self._floor_s
+        start = t - self.lookback_s
+        if self.keep_from is not None:
+            start = min(start, self.keep_from())
         clock = self.clock
-        return max(self._floor_s, clock.theta(t) - clock.theta(t - self.lookback_s))
+        return max(self._floor_s, clock.theta(t) - clock.theta(start))
 
     def _retain(self, t: float) -> None:
         if self.lookback_s is not None:

@@ -57,11 +57,14 @@ class HybridEngine:
             ``lookback_s`` of flow time (a unit of output at the nominal rate).
         on_lot_released: called with a raw-material lot whose predictor channel is reused (it
             has left every hopper and the line).
+        lots_from: the earliest clock time whose lot fractions must stay exact, asked at each
+            push (the start of the output not yet made into a unit: its genealogy).
     """
 
     def __init__(self, stations: Sequence[FeedSource], line_rtd: RTD, clock: FlowClock,
                  lookback_s: float,
-                 on_lot_released: Callable[[Hashable], Any] | None = None) -> None:
+                 on_lot_released: Callable[[Hashable], Any] | None = None,
+                 lots_from: Callable[[], float] | None = None) -> None:
         self.stations = list(stations)
         self.rtd = line_rtd
         self.flow = clock
@@ -71,10 +74,11 @@ class HybridEngine:
             self.comp.channel(c)  # fixed channel order
         self._comp_col = [self.comp.channels.index(st.component) for st in self.stations]
         self.lots = FlowTimePredictor(RTDPredictor(line_rtd, t0=0.0, retain_s=lookback_s), clock,
-                                      strict=False, lookback_s=lookback_s)
+                                      strict=False, lookback_s=lookback_s, keep_from=lots_from)
         self._slot_of: dict[Hashable, int] = {}
         self._slot_lot: dict[int, Hashable] = {}
         self._slot_seen: dict[int, float] = {}  # slot -> flow time its lot was last fed
+        self._fed_slots: list[int] = []  # the slots of the latest lot push
         self._lot_pushes: list[tuple[float, dict[int, float]]] = []  # by _push_lots
         self._lots_key: tuple[int, ...] = (-1,) * len(self.stations)  # composition per source
         self._one_cell_grid = len({st.feeder.p.noise_period_s for st in self.stations}) == 1
@@ -265,10 +269,13 @@ class HybridEngine:
         """Lot flows = set-point flow × hopper fraction (called when they change), collected
         during a sync and pushed by :meth:`_flush_lots` in one call."""
         th = self.flow.theta(t)  # in flow time: material stays in a paused line
+        for s in self._fed_slots:  # the lots of the segment this push ends were fed until th
+            self._slot_seen[s] = th
         flows: dict[Hashable, float] = {}
         for (k, lot), x in fractions.items():
             slot = self._slot(lot, th, t)
             flows[slot] = flows.get(slot, 0.0) + self.stations[k].setpoint_kg_s * x
+        self._fed_slots = list(flows)
         self._lot_pushes.append((t, flows))
 
     def _flush_lots(self) -> None:

@@ -180,7 +180,8 @@ class ContinuousLine(PressHopper, FeederLogistics, ControlStrategy, LineOutput, 
         # that passed in it)
         lookback = control_interval_s + self.lag_s + 60.0
         self.engine = HybridEngine(stations, line_rtd, FlowClock(0.0, 1.0), lookback,
-                                   on_lot_released=self._lot_released)
+                                   on_lot_released=self._lot_released,
+                                   lots_from=lambda: self._pending_from)
         self.flow = self.engine.flow  # the feeders start at their set-points: rate 1
         self.comp, self.lots = self.engine.comp, self.engine.lots
         self._api_idx = self.engine.channels_of("api")

@@ -125,3 +125,21 @@ def test_history_kept_is_the_flow_time_of_the_look_back():
         if rate == 2.0:  # twice the rate: twice the flow time of the look-back kept
             assert p.p.retain_s == pytest.approx(2 * look)
     assert p.p.n_segments < ref.p.n_segments  # bounded: the rest was dropped
+
+
+def test_history_reaches_back_to_keep_from():
+    """``keep_from``: outputs from that clock time on stay exact however long ago it was (a
+    unit still being made), and the history is dropped once it moves on."""
+    clock = FlowClock(0.0, 1.0)
+    start = [0.0]
+    p = FlowTimePredictor(RTDPredictor(TanksInSeries(20.0, 2.0), t0=0.0, retain_s=50.0), clock,
+                          lookback_s=50.0, keep_from=lambda: start[0])
+    for k in range(100):
+        p.push(10.0 * k, [1.0 + (k % 3)])
+    assert p.valid_from <= 0.0 + 1e-9  # everything since t = 0 kept: still to be attributed
+    p.output_masses(np.array([0.0, 990.0]))  # does not raise
+    start[0] = 900.0  # the unit was made: only the look-back and what follows 900 s
+    p.push(1000.0, [1.0])
+    assert 800.0 < p.valid_from <= 900.0 + 1e-9
+    with pytest.raises(ValueError):
+        p.output(np.array([100.0]))
