@@ -1,7 +1,7 @@
 """Dispatching rules: which waiting operation a free machine takes next.
 
-A rule is a strategy object (ARCHITECTURE.md, "strategies passed as arguments with a named
-default"): :meth:`DispatchingRule.priorities` maps the candidate operations waiting at one machine
+A rule is a strategy object, passed as an argument with a named default:
+:meth:`DispatchingRule.priorities` maps the candidate operations waiting at one machine
 and the current time to priorities; the machine takes the highest, ties going to the operation
 that has waited longest, then the lowest job and operation index (so every rule is
 deterministic). Rules are registered by name in :data:`RULES`; :func:`make_rule` builds one with
