@@ -22,13 +22,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-RUN = """
-import sys, tempfile
-from darkfab.scenarios import load_scenario, run_scenario
-s = load_scenario("cdc-line", ["scenario.horizon_s={horizon}"])
-with tempfile.TemporaryDirectory() as tmp:
-    run_scenario(s, out_dir=tmp)
-"""
+from bench_cdc_compare import RUN  # the same run (its timing and print cancel in the slope)
 
 
 def instructions(python: str, days: float) -> int:
