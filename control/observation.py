@@ -19,7 +19,7 @@ from darkfab.factory.packml import State
 __all__ = ["Event", "EVENT_KINDS", "EquipmentObs", "BufferObs", "RobotObs", "QualityObs",
            "Observation", "PlantInfo", "EquipmentInfo", "LineObs", "OrderObs", "OrderBookInfo",
            "FeederObs", "FeederInfo", "LotObs", "LotView", "AlarmObs", "Reading",
-           "SetPointInfo"]
+           "ProcessValues", "SetPointInfo"]
 
 EVENT_KINDS = frozenset({"start", "state", "fault", "repaired", "starved", "blocked",
                          "command_rejected", "command_lost", "timer", "inspection",
@@ -77,6 +77,32 @@ class Reading:
     value: float
     unit: str
     time_s: float
+
+
+class ProcessValues(Mapping[str, Reading]):
+    """A unit's process values, read-only: name → :class:`Reading`. Holds the values as
+    ``(value, unit, time_s)`` triples taken when the observation was made, and makes each
+    :class:`Reading` when it is looked up (a controller reads a few of the many)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Mapping[str, tuple[float, str, float]]) -> None:
+        self._raw = dict(raw)
+
+    def __getitem__(self, name: str) -> Reading:
+        return Reading(*self._raw[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"ProcessValues({dict(self.items())!r})"
 
 
 @dataclass(frozen=True, slots=True)

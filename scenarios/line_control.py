@@ -18,7 +18,7 @@ from typing import Any
 
 from darkfab.control import EquipmentInfo, EquipmentObs, Event
 from darkfab.control.commands import PackMLCommand, SetPoint
-from darkfab.control.observation import Reading, SetPointInfo
+from darkfab.control.observation import ProcessValues, SetPointInfo
 from darkfab.factory.packml import Command
 
 __all__ = ["LineControl"]
@@ -91,8 +91,7 @@ class LineControl:
                      "stopped" if state.value in ("Stopped", "Idle") else "starved")
         return EquipmentObs(name, state, "Production", condition, None, alarms(name),
                             ln.stops if name == ln.name else 0, units, units,
-                            MappingProxyType({k: Reading(v, u, t)
-                                              for k, (v, u, t) in values.items()}))
+                            ProcessValues(values))
 
     # --- commands -------------------------------------------------------------------------
     def check(self, cmd: PackMLCommand | SetPoint) -> str | None:

@@ -65,12 +65,20 @@ class Observer:
         self.stations = dict(stations)
         self.lots = lots
 
-    def line_alarms(self, unit: str) -> tuple[str, ...]:
-        """Conditions of the active alarms of a line unit (the line's own name: its own and its
-        press's)."""
-        ln = self.loop.line_control.line_of[unit]
-        sources = (ln.name, ln.press_unit.name) if unit == ln.name else (unit,)
-        return tuple(a.condition for s in sources for a in self.loop.model.alarms.active(s))
+    def line_alarms(self, active: tuple) -> Callable[[str], tuple[str, ...]]:
+        """``active``: the active alarms. Returns: line unit → conditions of its active alarms
+        in raising order (the line's own name: its own, then its press's)."""
+        by_source: dict[str, tuple[str, ...]] = {}
+        for a in active:
+            by_source[a.source] = by_source.get(a.source, ()) + (a.condition,)
+        line_of = self.loop.line_control.line_of
+
+        def conditions(unit: str) -> tuple[str, ...]:
+            ln = line_of[unit]
+            if unit == ln.name:
+                return by_source.get(unit, ()) + by_source.get(ln.press_unit.name, ())
+            return by_source.get(unit, ())
+        return conditions
 
     def observe(self) -> Observation:
         """A snapshot of the plant now (through the sensor model, if any)."""
@@ -84,7 +92,8 @@ class Observer:
             eq[n] = EquipmentObs(n, e.sm.state, e.sm.mode, e.condition.state,
                                  lvl(float(e.input.level)), loop.active_faults(n), e.faults,
                                  e.units_out, e.units_good)
-        eq.update(loop.line_control.observe(now, self.line_alarms))
+        active = m.alarms.active()
+        eq.update(loop.line_control.observe(now, self.line_alarms(active)))
         bufs = {n: BufferObs(n, lvl(float(b.level)),
                              None if math.isinf(b.capacity) else int(b.capacity))
                 for n, b in loop.buffers.items()}
@@ -116,7 +125,7 @@ class Observer:
             feeders[fn] = FeederObs(fn, mass, f.p.m_low_kg, f.p.m_high_kg, rate, f.mode,
                                     dock.level + (st.held_unit is not None), coming)
         alarms = {a.id: AlarmObs(a.id, a.source, a.condition, a.priority, a.text, a.raised_s,
-                                 a.acknowledged_s is not None) for a in m.alarms.active()}
+                                 a.acknowledged_s is not None) for a in active}
         return Observation(now, MappingProxyType(eq), MappingProxyType(bufs),
                            MappingProxyType(robots),
                            QualityObs(m.units_completed, m.units_scrapped),
