@@ -86,9 +86,13 @@ class LineOutput:
         self.units_out += 1
         self.batch.units += 1
         m.units_entered(now, 1)
-        for lot, frac in sorted(fractions.items(), key=lambda kv: str(kv[0])):
-            m.genealogy.append(now, unit.id, self.product, -1, str(lot), self.name,
-                               frac * mass, frac)
+        lots = sorted(((str(lot), frac) for lot, frac in fractions.items()),
+                      key=lambda kv: kv[0])
+        if lots:
+            n = len(lots)
+            m.genealogy.extend([now] * n, [unit.id] * n, [self.product] * n, [-1] * n,
+                               [lot for lot, _ in lots], [self.name] * n,
+                               [frac * mass for _, frac in lots], [frac for _, frac in lots])
         if self.release is not None:
             self.release.add_unit(fractions, mass)
         self.tablets_in_units += self._ipc(now, unit.id, a, b, mass, c)
