@@ -15,9 +15,11 @@ Two ways to write, chosen when the writer is made:
   holds :attr:`FlushPolicy.rows` rows, and every table of the run flushes together when
   :attr:`FlushPolicy.every_s` seconds of wall time have passed since the last timed flush (the
   clock is looked at every :data:`CHECK_ROWS` rows a writer takes, and by the runner between
-  slices of simulated time). ``close`` compacts the stream into the ``.parquet`` file (row
-  groups of ``batch_rows`` rows whatever the flush times, so the file's bytes do not depend on
-  the wall clock) and deletes the stream. While a stream is open its writer holds an exclusive
+  slices of simulated time). Each flushed batch also goes on into the ``.parquet`` file, which
+  is written under a temporary name (``.events.parquet.tmp``) in row groups of ``batch_rows``
+  rows whatever the flush times, so the file's bytes do not depend on the wall clock; ``close``
+  moves it into place and deletes the stream. The stream is read back only to recover a run
+  that died (:func:`compact`). While a stream is open its writer holds an exclusive
   ``flock`` on it, so a recovery can tell a live run from a dead one
   (:func:`stage_in_use`).
 * **Direct** (outside :func:`staging`): batches of ``batch_rows`` rows go straight to a
@@ -344,6 +346,44 @@ def read_stage(path: Path | str) -> tuple[pa.Schema | None, Iterator[pa.RecordBa
     return reader.schema, batches(), problems
 
 
+class _RowGroups:
+    """A Parquet file written in row groups of ``rows`` rows whatever the sizes of the batches
+    it is given (so its bytes do not depend on when they came), to a temporary file that
+    :meth:`close` renames to ``final``: the file is complete or absent. Holds fewer than
+    ``rows`` rows plus one batch."""
+
+    def __init__(self, final: Path, schema: pa.Schema, rows: int) -> None:
+        self.final, self.schema, self.rows = final, schema, rows
+        self.tmp = final.with_name(f".{final.name}.tmp")
+        self.writer = _parquet_writer(self.tmp, schema)
+        self.pending: list[pa.RecordBatch] = []
+        self.n = 0  # rows pending
+        self.written = 0
+
+    def add(self, b: pa.RecordBatch) -> None:
+        if b.num_rows == 0:
+            return
+        self.pending.append(b)
+        self.n += b.num_rows
+        while self.n >= self.rows:
+            t = pa.Table.from_batches(self.pending, self.schema).combine_chunks()
+            self.writer.write_table(t.slice(0, self.rows))
+            self.pending = t.slice(self.rows).to_batches()
+            self.n -= self.rows
+            self.written += self.rows
+
+    def close(self) -> int:
+        """Write the rows pending, finish the file and move it into place; returns its rows."""
+        if self.n:
+            self.writer.write_table(
+                pa.Table.from_batches(self.pending, self.schema).combine_chunks())
+            self.written += self.n
+            self.pending, self.n = [], 0
+        self.writer.close()
+        os.replace(self.tmp, self.final)
+        return self.written
+
+
 def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
             schema: pa.Schema | None = None) -> tuple[int, list[str]]:
     """Write the batches of the staging stream ``stage`` to the Parquet file ``final`` (via a
@@ -355,26 +395,14 @@ def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
     schema = found or schema
     if schema is None:
         raise ValueError(f"{stage}: no schema in the stream and none known")
-    tmp = final.with_name(f".{final.name}.tmp")
-    rows = 0
-    with _parquet_writer(tmp, schema) as w:
-        pending: list[pa.RecordBatch] = []
-        n = 0
+    groups = _RowGroups(final, schema, batch_rows)
+    try:
         for b in batches:
-            if b.num_rows == 0:
-                continue
-            pending.append(b)
-            n += b.num_rows
-            while n >= batch_rows:
-                t = pa.Table.from_batches(pending, schema).combine_chunks()
-                w.write_table(t.slice(0, batch_rows))
-                pending = t.slice(batch_rows).to_batches()
-                n -= batch_rows
-                rows += batch_rows
-        if n:
-            w.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
-            rows += n
-    os.replace(tmp, final)
+            groups.add(b)
+    except BaseException:
+        groups.writer.close()
+        raise
+    rows = groups.close()
     stage.unlink()
     return rows, problems
 
@@ -398,12 +426,14 @@ class TableWriter:
         self._group = _GROUP.get()
         self._writer: pq.ParquetWriter | None = None
         self._stage: _Stage | None = None
+        self._groups: _RowGroups | None = None  # staged: the Parquet file, written as it goes
         if self._group is None:
             self._rows = batch_rows
             self._writer = _parquet_writer(self.path, schema)
         else:
             self._rows = self._group.policy.rows
             self._stage = _Stage(stage_path(self.path), schema)
+            self._groups = _RowGroups(self.path, schema, batch_rows)
             self._group.writers.append(self)
         self._first = min(self._rows, CHECK_ROWS) if self._group is not None else self._rows
         self._limit = self._first  # pending rows at which _full() looks (hot path: one compare)
@@ -441,7 +471,7 @@ class TableWriter:
             self._limit = min(self._rows, n + CHECK_ROWS)
 
     def flush(self) -> None:
-        """Write the pending rows (to the stream, or to the Parquet file if direct)."""
+        """Write the pending rows: to the Parquet file, and first to the stream if staged."""
         n = len(self.columns[0])
         self._limit = self._first
         if n == 0 or not self._open:
@@ -451,6 +481,8 @@ class TableWriter:
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         if self._stage is not None:
             self._stage.write(table)
+            for b in table.to_batches():
+                self._groups.add(b)
         else:
             self._writer.write_table(table)
         for fn in self.batch_listeners:
@@ -465,8 +497,8 @@ class TableWriter:
             self._stage.sync()
 
     def close(self) -> None:
-        """Flush, then finish the Parquet file (staged: compact the stream into it). Safe to
-        call twice."""
+        """Flush, then finish the Parquet file (staged: move it into place, then delete the
+        stream). Safe to call twice."""
         if not self._open:
             return
         self.flush()
@@ -474,8 +506,9 @@ class TableWriter:
         if self._stage is not None:
             self._stage.close()
             self._group.writers.remove(self)
-            compact(self._stage.path, self.path, self._batch, self.schema)
-            self._stage = None
+            self._groups.close()
+            self._stage.path.unlink()
+            self._stage = self._groups = None
         else:
             self._writer.close()
             self._writer = None
