@@ -376,7 +376,7 @@ def test_fast_paths_give_the_reference_event_log_byte_for_byte(tmp_path, monkeyp
     sync's general path in Python lists, in-place RTD kernels) against their reference forms
     (the feeders' numpy path, the array form of the sync, ``cdf(t[:, None] − s)``): 10 hours
     with refills give the same event log and genealogy, byte for byte."""
-    import darkfab.factory.feeder as fm
+    import darkfab.factory.feed_cells as fm
     from darkfab.agents.line.engine import HybridEngine
     from darkfab.factory.rtd import GriddedRTD
     _, fast = run_cdc(tmp_path, 10.0, tag="fast")

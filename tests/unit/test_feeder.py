@@ -150,7 +150,7 @@ def test_feed_blocks_are_the_noise_cells():
 def _drive(small_cells: int, monkeypatch, sd: float) -> tuple[list, list]:
     """A feeder driven through random advances, refills, level events and set-point changes
     (including a stop at zero and starving), with ``SMALL_CELLS`` = ``small_cells``."""
-    import darkfab.factory.feeder as fm
+    import darkfab.factory.feed_cells as fm
     monkeypatch.setattr(fm, "SMALL_CELLS", small_cells)
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=sd, noise_corr=0.6,
                      noise_period_s=3.0)
@@ -199,7 +199,7 @@ def _drive_on_grid(small_cells: int, monkeypatch) -> list:
     """A feeder advanced to noise-cell boundaries n·P with P = 0.7 s, where n·P/P rounds off n
     for some n (cells empty by rounding), with level look-aheads near and far, refills and
     set-point changes; ``SMALL_CELLS`` = ``small_cells``. Everything it gives, in exact form."""
-    import darkfab.factory.feeder as fm
+    import darkfab.factory.feed_cells as fm
     monkeypatch.setattr(fm, "SMALL_CELLS", small_cells)
     P = 0.7
     p = FeederParams(0.025, 0.012, 0.5, 1.5, 9.0, noise_sd=0.05, noise_corr=0.6,
