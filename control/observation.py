@@ -87,10 +87,24 @@ class ProcessValues(Mapping[str, Reading]):
     __slots__ = ("_raw",)
 
     def __init__(self, raw: Mapping[str, tuple[float, str, float]]) -> None:
-        self._raw = dict(raw)
+        # unpacked: a value that is not a (value, unit, time) triple fails here, in the plant
+        self._raw = {k: (v, u, t) for k, (v, u, t) in raw.items()}
 
     def __getitem__(self, name: str) -> Reading:
         return Reading(*self._raw[name])
+
+    def copy(self) -> dict[str, Reading]:
+        """A plain dict of the readings (as ``MappingProxyType.copy`` gives)."""
+        return dict(self.items())
+
+    def __or__(self, other: Mapping[str, Reading]) -> dict[str, Reading]:
+        return self.copy() | dict(other)
+
+    def __ror__(self, other: Mapping[str, Reading]) -> dict[str, Reading]:
+        return dict(other) | self.copy()
+
+    def __reversed__(self):
+        return reversed(self._raw)
 
     def __contains__(self, name: object) -> bool:
         return name in self._raw

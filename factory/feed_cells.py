@@ -45,6 +45,8 @@ class CellIntegration:
     mass_kg: float
     setpoint_kg_s: float
     mode: str
+    lots: dict[Hashable, float]
+    composition: int
     refilled_kg: float
     refill_log: list[list[float]]
     _noise: FeedNoise

@@ -16,15 +16,17 @@ Two ways to write, chosen when the writer is made:
   holds :attr:`FlushPolicy.rows` rows, and every table of the run flushes together when
   :attr:`FlushPolicy.every_s` seconds of wall time have passed since the last timed flush (the
   clock is looked at every :data:`CHECK_ROWS` rows a writer takes, and by the runner between
-  slices of simulated time). Each flushed batch also goes on into the ``.parquet`` file, which
-  is written under a temporary name (``.events.parquet.tmp``) in row groups of ``batch_rows``
-  rows whatever the flush times, so the file's bytes do not depend on the wall clock; ``close``
-  moves it into place and deletes the stream. The stream is read back only to recover a run
-  that died (:func:`compact`). While a stream is open its writer holds an exclusive
-  ``flock`` on it, so a recovery can tell a live run from a dead one
-  (:func:`stage_in_use`).
-* **Direct** (outside :func:`staging`): batches of ``batch_rows`` rows go straight to a
-  ``ParquetWriter``; the file has its footer, and is readable, only after ``close``.
+  slices of simulated time). Each flushed batch then goes on into the ``.parquet`` file (below);
+  ``close`` moves the file into place, then deletes the stream. The stream is read back only to
+  recover a run that died, or if writing the file failed (:func:`compact`). While a stream is
+  open its writer holds an exclusive ``flock`` on it, so a recovery can tell a live run from a
+  dead one (:func:`stage_in_use`).
+* **Direct** (outside :func:`staging`): no stream; a process killed leaves nothing readable.
+
+Either way the ``.parquet`` file is written under a temporary name (``.events.parquet.tmp``) in
+row groups of ``batch_rows`` rows whatever the flush times and the sizes of the batches, so its
+bytes do not depend on the wall clock or on the mode; ``close`` renames it into place (complete
+or absent).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ STAGE_SUFFIX = ".arrows"
 
 CHECK_ROWS = 4096
 """A staged writer looks at the wall clock (is a timed flush due?) every this many rows."""
+
+MERGE_BATCHES = 64
+"""A table's batches waiting to fill a Parquet row group are merged into one at this many."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class FlushGroup:
         return True
 
     def flush(self) -> None:
-        """Write every table's pending rows to its stream and ``fsync`` the streams."""
+        """Flush every table (:meth:`TableWriter.flush`) and ``fsync`` the streams."""
         for w in self.writers:
             w.flush()
             w.sync()
@@ -212,7 +217,8 @@ class _RowGroups:
     """A Parquet file written in row groups of ``rows`` rows whatever the sizes of the batches
     it is given (so its bytes do not depend on when they came), to a temporary file that
     :meth:`close` renames to ``final``: the file is complete or absent. Holds fewer than
-    ``rows`` rows plus one batch."""
+    ``rows`` rows plus one batch, in fewer than :data:`MERGE_BATCHES` batches (a table that
+    gets a few rows per timed flush would otherwise keep a batch, and its overhead, per flush)."""
 
     def __init__(self, final: Path, schema: pa.Schema, rows: int) -> None:
         self.final, self.schema, self.rows = final, schema, rows
@@ -222,28 +228,37 @@ class _RowGroups:
         self.n = 0  # rows pending
         self.written = 0
 
+    def _pending_table(self) -> pa.Table:
+        return pa.Table.from_batches(self.pending, self.schema).combine_chunks()
+
     def add(self, b: pa.RecordBatch) -> None:
         if b.num_rows == 0:
             return
         self.pending.append(b)
         self.n += b.num_rows
         while self.n >= self.rows:
-            t = pa.Table.from_batches(self.pending, self.schema).combine_chunks()
+            t = self._pending_table()
             self.writer.write_table(t.slice(0, self.rows))
             self.pending = t.slice(self.rows).to_batches()
             self.n -= self.rows
             self.written += self.rows
+        if len(self.pending) >= MERGE_BATCHES:
+            self.pending = self._pending_table().to_batches()
 
     def close(self) -> int:
         """Write the rows pending, finish the file and move it into place; returns its rows."""
         if self.n:
-            self.writer.write_table(
-                pa.Table.from_batches(self.pending, self.schema).combine_chunks())
+            self.writer.write_table(self._pending_table())
             self.written += self.n
             self.pending, self.n = [], 0
         self.writer.close()
         os.replace(self.tmp, self.final)
         return self.written
+
+    def abandon(self) -> None:
+        """Close the temporary file without moving it into place (a write failed)."""
+        with contextlib.suppress(Exception):
+            self.writer.close()
 
 
 def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
@@ -262,7 +277,7 @@ def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
         for b in batches:
             groups.add(b)
     except BaseException:
-        groups.writer.close()
+        groups.abandon()
         raise
     rows = groups.close()
     stage.unlink()
@@ -286,16 +301,14 @@ class TableWriter:
                              pa.scalar(replication, schema.field(1).type))
         self._batch = batch_rows
         self._group = _GROUP.get()
-        self._writer: pq.ParquetWriter | None = None
         self._stage: _Stage | None = None
-        self._groups: _RowGroups | None = None  # staged: the Parquet file, written as it goes
+        self._groups: _RowGroups | None = _RowGroups(self.path, schema, batch_rows)
+        self._groups_failed = False  # staged: the Parquet side failed; close compacts the stream
         if self._group is None:
             self._rows = batch_rows
-            self._writer = _parquet_writer(self.path, schema)
         else:
             self._rows = self._group.policy.rows
             self._stage = _Stage(stage_path(self.path), schema)
-            self._groups = _RowGroups(self.path, schema, batch_rows)
             self._group.writers.append(self)
         self._first = min(self._rows, CHECK_ROWS) if self._group is not None else self._rows
         self._limit = self._first  # pending rows at which _full() looks (hot path: one compare)
@@ -333,7 +346,8 @@ class TableWriter:
             self._limit = min(self._rows, n + CHECK_ROWS)
 
     def flush(self) -> None:
-        """Write the pending rows: to the Parquet file, and first to the stream if staged."""
+        """Write the pending rows: staged, to the stream (the record a recovery reads), then on
+        towards the Parquet file (whole row groups); direct, towards the Parquet file."""
         n = len(self.columns[0])
         self._limit = self._first
         if n == 0 or not self._open:
@@ -343,15 +357,19 @@ class TableWriter:
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         if self._stage is not None:
             self._stage.write(table)
-            for b in table.to_batches():
-                self._groups.add(b)
-        else:
-            self._writer.write_table(table)
+        self.rows_written += n
+        for c in self.columns:  # written: never flushed twice, whatever fails below
+            c.clear()
+        if not self._groups_failed:
+            try:
+                for b in table.to_batches():
+                    self._groups.add(b)
+            except BaseException:
+                self._groups_failed = True  # staged: the stream still has every row
+                self._groups.abandon()
+                raise
         for fn in self.batch_listeners:
             fn(table)
-        self.rows_written += n
-        for c in self.columns:
-            c.clear()
 
     def sync(self) -> None:
         """Make what was flushed durable (``fsync`` of the stream; direct writers: nothing)."""
@@ -359,21 +377,26 @@ class TableWriter:
             self._stage.sync()
 
     def close(self) -> None:
-        """Flush, then finish the Parquet file (staged: move it into place, then delete the
-        stream). Safe to call twice."""
+        """Flush, then finish the Parquet file and move it into place (staged: then delete the
+        stream; if writing the file failed, it is made from the stream instead). Safe to call
+        twice."""
         if not self._open:
             return
-        self.flush()
+        self.flush()  # if it raises, the stream stays for a recovery (or a second close)
         self._open = False
         if self._stage is not None:
-            self._stage.close()
             self._group.writers.remove(self)
+            if self._groups_failed:
+                self._stage.close()
+                compact(self._stage.path, self.path, self._batch, self.schema)
+            else:  # the file in place before the stream's lock goes (a recovery waits)
+                self._groups.close()
+                self._stage.close()
+                self._stage.path.unlink()
+            self._stage = None
+        elif not self._groups_failed:
             self._groups.close()
-            self._stage.path.unlink()
-            self._stage = self._groups = None
-        else:
-            self._writer.close()
-            self._writer = None
+        self._groups = None
 
 
 class EventLog(TableWriter):

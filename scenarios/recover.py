@@ -1,8 +1,9 @@
 """Recover the results of a run that ended abnormally (SIGKILL, the OOM killer, a power cut).
 
 A crash-safe run (every ``darkfab run``; :func:`darkfab.factory.recorder.staging`) writes each
-table as an Arrow IPC stream ``<table>.parquet.arrows`` and compacts it into ``<table>.parquet``
-when it closes; ``started.json`` holds the head of the summary until ``summary.json`` is
+table as an Arrow IPC stream ``<table>.parquet.arrows`` (and, as it goes, a temporary
+``.<table>.parquet.tmp``), moves ``<table>.parquet`` into place and deletes the stream when it
+closes; ``started.json`` holds the head of the summary until ``summary.json`` is
 written. A folder that still has streams is *unfinished*: the run is going on, or it died.
 
 :func:`recover_run` turns every stream of a dead run into its Parquet table (every complete

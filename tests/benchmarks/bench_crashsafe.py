@@ -1,7 +1,7 @@
 """Cost of crash-safe results: CPU time per simulated day with the default flush policy (every
-5 s of wall time or 65,536 rows, to Arrow IPC streams compacted into Parquet at the end) and
-with tables written straight to Parquet (``flush=None``: footer only at the end, nothing
-readable after a SIGKILL), on ``cdc-line`` and ``amr-warehouse``.
+5 s of wall time or 65,536 rows, to Arrow IPC streams, the rows going on into the Parquet
+files) and with tables written straight to Parquet (``flush=None``: no stream, nothing readable
+after a SIGKILL), on ``cdc-line`` and ``amr-warehouse``.
 
     .venv/bin/python tests/benchmarks/bench_crashsafe.py [--repeat 5] [--days-cdc 3]
         [--days-amr 1] [--flush-s 5]

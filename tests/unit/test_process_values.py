@@ -23,6 +23,14 @@ def test_reads_like_a_mapping_of_readings():
     # equal to the eager form the observation used to carry
     assert v == MappingProxyType({k: Reading(*t) for k, t in raw.items()})
     assert dict(v.items()) == {k: Reading(*t) for k, t in raw.items()}
+    # what the mapping proxy it replaces offers
+    assert v.copy() == dict(v.items()) and list(reversed(v)) == list(reversed(raw))
+    assert v | {"x": Reading(1.0, "", 0.0)} == {**v.copy(), "x": Reading(1.0, "", 0.0)}
+
+
+def test_a_malformed_reading_fails_when_observed():
+    with pytest.raises(ValueError):
+        ProcessValues({"speed_rpm": (250.0, "rpm")})  # a plug-in unit's reading without time
 
 
 def test_is_a_read_only_snapshot():

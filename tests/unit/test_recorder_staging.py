@@ -101,6 +101,79 @@ def test_compacted_file_does_not_depend_on_flushes(tmp_path):
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1024] * 4 + [904]
 
 
+def _states_extended(path, sizes, policy: FlushPolicy | None, batch_rows: int) -> bytes:
+    """States rows appended in columnar chunks of ``sizes`` rows (``extend``, as the line's
+    genealogy and NIR rows are): a chunk may cross a row-group boundary."""
+    with staging(policy):
+        w = TableWriter(path, STATES_SCHEMA, "run-x", 3, batch_rows)
+    k = 0
+    for n in sizes:
+        w.extend([f"m{k + i}" for i in range(n)], ["Execute"] * n,
+                 [float(k + i) for i in range(n)], [k + i + 1.0 for i in range(n)], [1.0] * n)
+        k += n
+    w.close()
+    return path.read_bytes()
+
+
+def test_row_groups_do_not_depend_on_extend_sizes_or_mode(tmp_path):
+    """Columnar appends of any sizes give the same file, direct or staged: row groups of exactly
+    batch_rows rows (a direct writer used to write a chunk that crossed the boundary as one
+    larger group)."""
+    rng = np.random.default_rng(5)
+    sizes = [int(x) for x in rng.integers(1, 9, 400)]
+    by_one = _states_extended(tmp_path / "a.parquet", [1] * sum(sizes), None, 16)
+    assert _states_extended(tmp_path / "b.parquet", sizes, None, 16) == by_one
+    assert _states_extended(tmp_path / "c.parquet", sizes, FlushPolicy(rows=5), 16) == by_one
+    meta = pq.ParquetFile(tmp_path / "b.parquet").metadata
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert groups[:-1] == [16] * (len(groups) - 1) and 0 < groups[-1] <= 16
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_tiny_flushes_keep_few_batches_in_memory(tmp_path):
+    """A table that gets one row per timed flush (alarms, states of a quiet plant): the rows
+    waiting for a row group are merged, not kept as one Arrow batch per flush."""
+    clock = Clock()
+    with staging(FlushPolicy(every_s=1.0, rows=10**9), clock) as group:
+        w = TableWriter(tmp_path / "states.parquet", STATES_SCHEMA, "r", 0)
+    most = 0
+    for i in range(1000):
+        w.append("m1", "Execute", float(i), i + 1.0, 1.0)
+        clock.t += 1.0
+        group.tick()
+        most = max(most, len(w._groups.pending))
+    assert 0 < most <= 64  # not 1,000
+    w.close()
+    t = pq.read_table(tmp_path / "states.parquet")
+    assert t.column("start_s").to_pylist() == [float(i) for i in range(1000)]
+
+
+def test_a_failing_parquet_write_is_made_from_the_stream(tmp_path, monkeypatch):
+    """Writing the Parquet file fails in the middle of a run (disk full, an interrupt): the rows
+    are not written twice, the stream keeps them all, and ``close`` makes the file from it."""
+    from darkfab.factory import recorder
+    expected = _events(tmp_path / "ref.parquet", 300, FlushPolicy(rows=50), 64)
+    with staging(FlushPolicy(every_s=float("inf"), rows=50)):
+        log = EventLog(tmp_path / "events.parquet", "run-x", 3, 64)
+    fill(log, 100)
+    calls = {"n": 0}
+    add = recorder._RowGroups.add
+
+    def failing(self, b):  # interrupted once, right after the batch went into the file
+        add(self, b)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(recorder._RowGroups, "add", failing)
+    with pytest.raises(KeyboardInterrupt):
+        fill(log, 50, start=100)
+    assert stage_rows(log.path) == 150  # the stream got the batch
+    fill(log, 150, start=150)
+    log.close()
+    assert (tmp_path / "events.parquet").read_bytes() == expected
+    assert not stage_path(log.path).exists() and not list(tmp_path.glob(".*"))
+
+
 def test_write_table_matches_the_writer(tmp_path):
     rows = [("m1", "Execute", 0.0, 2.0, 2.0), ("m2", "Idle", 1.0, 4.0, 3.0)]
     write_table(tmp_path / "a.parquet", STATES_SCHEMA, rows, "r", 1)
