@@ -10,9 +10,12 @@ the terminal and template libraries (rich, jinja2); the top-level help lists eve
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
+
+import pytest
 
 from darkfab.scenarios import engines
 from darkfab.scenarios.cli import ENGINES, VERBS, _parser, verb_function
@@ -59,9 +62,14 @@ def test_piped_run_draws_with_no_terminal_library(tmp_path):
     assert "rich" not in imported_after(code)
 
 
+def _verbs(p) -> list[str]:
+    """The verbs the parser's help lists (each at the start of a line, indented 4)."""
+    return re.findall(r"^    (\S+)", p.format_help(), re.M)
+
+
 def test_help_lists_every_verb(capsys):
     p = _parser()
-    verbs = next(a for a in p._actions if a.dest == "cmd").choices
+    verbs = _verbs(p)
     assert set(verbs) == {"run", "check", "list", "experiment", "report", "plot", "compare",
                           "funnel", "jobshop-bench", "view", "verify-records", "recover",
                           "schema", "serve", "supervise", "calibrate"}
@@ -74,8 +82,13 @@ def test_help_lists_every_verb(capsys):
 def test_every_verb_has_its_function():
     """``main`` imports a verb's module only when the verb runs: every verb of the parser names
     a module with its ``cmd_<verb>`` function, and those modules import nothing heavy."""
-    verbs = next(a for a in _parser()._actions if a.dest == "cmd").choices
-    assert set(VERBS) == set(verbs)
+    p = _parser()
+    verbs = _verbs(p)
+    assert set(VERBS) == set(verbs) and len(verbs) == len(VERBS)
+    for v in verbs:  # each is a verb the parser takes: its own help exits 0
+        with pytest.raises(SystemExit) as e:
+            p.parse_args([v, "--help"])
+        assert e.value.code == 0
     for v in verbs:
         fn = verb_function(v)
         assert callable(fn) and fn.__name__ == "cmd_" + v.replace("-", "_")
