@@ -148,10 +148,15 @@ class _Stage:
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
-        self.sink = pa.OSFile(str(path), "wb")
-        self.fd = os.open(path, os.O_RDONLY)
+        # locked before it is truncated: a stream a live run holds is refused, not emptied
+        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         if fcntl is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(self.fd)
+                raise
+        self.sink = pa.OSFile(str(path), "wb")
         self.writer = pa.ipc.new_stream(self.sink, schema,
                                         options=pa.ipc.IpcWriteOptions(compression="lz4"))
         # an empty batch puts the schema on disk now: even a table that never got a row is
@@ -213,6 +218,20 @@ def read_stage(path: Path | str) -> tuple[pa.Schema | None, Iterator[pa.RecordBa
     return reader.schema, batches(), problems
 
 
+def _fsync(path: Path) -> None:
+    """``fsync`` a file, or a folder (its entries: a rename), where the system allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - a folder cannot be opened (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - not supported for folders on some systems
+        pass
+    finally:
+        os.close(fd)
+
+
 class _RowGroups:
     """A Parquet file written in row groups of ``rows`` rows whatever the sizes of the batches
     it is given (so its bytes do not depend on when they came), to a temporary file that
@@ -245,14 +264,20 @@ class _RowGroups:
         if len(self.pending) >= MERGE_BATCHES:
             self.pending = self._pending_table().to_batches()
 
-    def close(self) -> int:
-        """Write the rows pending, finish the file and move it into place; returns its rows."""
+    def close(self, durable: bool = False) -> int:
+        """Write the rows pending, finish the file and move it into place; returns its rows.
+        ``durable``: ``fsync`` the file before the rename and the folder after it (the stream
+        it replaces is deleted next: a power cut must not leave neither)."""
         if self.n:
             self.writer.write_table(self._pending_table())
             self.written += self.n
             self.pending, self.n = [], 0
         self.writer.close()
+        if durable:
+            _fsync(self.tmp)
         os.replace(self.tmp, self.final)
+        if durable:
+            _fsync(self.final.parent)
         return self.written
 
     def abandon(self) -> None:
@@ -279,7 +304,7 @@ def compact(stage: Path | str, final: Path | str, batch_rows: int = 65_536,
     except BaseException:
         groups.abandon()
         raise
-    rows = groups.close()
+    rows = groups.close(durable=True)
     stage.unlink()
     return rows, problems
 
@@ -390,7 +415,7 @@ class TableWriter:
                 self._stage.close()
                 compact(self._stage.path, self.path, self._batch, self.schema)
             else:  # the file in place before the stream's lock goes (a recovery waits)
-                self._groups.close()
+                self._groups.close(durable=True)
                 self._stage.close()
                 self._stage.path.unlink()
             self._stage = None

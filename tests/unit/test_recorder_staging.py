@@ -174,6 +174,21 @@ def test_a_failing_parquet_write_is_made_from_the_stream(tmp_path, monkeypatch):
     assert not stage_path(log.path).exists() and not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
+def test_a_second_writer_cannot_empty_a_live_stream(tmp_path):
+    """Another writer of the same table (a second run into the folder) is refused before it
+    truncates the stream the live run holds."""
+    with staging(FlushPolicy(every_s=float("inf"), rows=10)):
+        log = EventLog(tmp_path / "events.parquet", "r", 0)
+    fill(log, 25)
+    assert stage_rows(log.path) == 20
+    with pytest.raises(BlockingIOError), staging(FlushPolicy()):
+        EventLog(tmp_path / "events.parquet", "r", 1)
+    assert stage_rows(log.path) == 20
+    log.close()
+    assert pq.read_table(log.path).num_rows == 25
+
+
 def test_write_table_matches_the_writer(tmp_path):
     rows = [("m1", "Execute", 0.0, 2.0, 2.0), ("m2", "Idle", 1.0, 4.0, 3.0)]
     write_table(tmp_path / "a.parquet", STATES_SCHEMA, rows, "r", 1)
