@@ -267,7 +267,7 @@ class _RowGroups:
     def close(self, durable: bool = False) -> int:
         """Write the rows pending, finish the file and move it into place; returns its rows.
         ``durable``: ``fsync`` the file before the rename and the folder after it (the stream
-        it replaces is deleted next: a power cut must not leave neither)."""
+        it replaces is deleted next: after a power cut one of the two must be whole)."""
         if self.n:
             self.writer.write_table(self._pending_table())
             self.written += self.n
@@ -327,13 +327,15 @@ class TableWriter:
         self._batch = batch_rows
         self._group = _GROUP.get()
         self._stage: _Stage | None = None
-        self._groups: _RowGroups | None = _RowGroups(self.path, schema, batch_rows)
-        self._groups_failed = False  # staged: the Parquet side failed; close compacts the stream
         if self._group is None:
             self._rows = batch_rows
         else:
             self._rows = self._group.policy.rows
+            # first: its lock refuses a second writer before it touches the live run's files
             self._stage = _Stage(stage_path(self.path), schema)
+        self._groups: _RowGroups | None = _RowGroups(self.path, schema, batch_rows)
+        self._groups_failed = False  # staged: the Parquet side failed; close compacts the stream
+        if self._group is not None:
             self._group.writers.append(self)
         self._first = min(self._rows, CHECK_ROWS) if self._group is not None else self._rows
         self._limit = self._first  # pending rows at which _full() looks (hot path: one compare)

@@ -177,16 +177,18 @@ def test_a_failing_parquet_write_is_made_from_the_stream(tmp_path, monkeypatch):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
 def test_a_second_writer_cannot_empty_a_live_stream(tmp_path):
     """Another writer of the same table (a second run into the folder) is refused before it
-    truncates the stream the live run holds."""
+    touches the live run's files: its stream and its Parquet file being written."""
+    (tmp_path / "ref").mkdir()
+    expected = _events(tmp_path / "ref" / "events.parquet", 25, FlushPolicy(rows=10), 8)
     with staging(FlushPolicy(every_s=float("inf"), rows=10)):
-        log = EventLog(tmp_path / "events.parquet", "r", 0)
+        log = EventLog(tmp_path / "events.parquet", "run-x", 3, 8)  # row groups on disk
     fill(log, 25)
     assert stage_rows(log.path) == 20
     with pytest.raises(BlockingIOError), staging(FlushPolicy()):
-        EventLog(tmp_path / "events.parquet", "r", 1)
+        EventLog(tmp_path / "events.parquet", "run-x", 4)
     assert stage_rows(log.path) == 20
     log.close()
-    assert pq.read_table(log.path).num_rows == 25
+    assert log.path.read_bytes() == expected
 
 
 def test_write_table_matches_the_writer(tmp_path):
