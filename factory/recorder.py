@@ -333,6 +333,9 @@ class TableWriter:
             self._rows = self._group.policy.rows
             # first: its lock refuses a second writer before it touches the live run's files
             self._stage = _Stage(stage_path(self.path), schema)
+            # a previous run's file of this table: gone, so that a recovery after a kill of this
+            # run makes the table from this run's stream
+            self.path.unlink(missing_ok=True)
         self._groups: _RowGroups | None = _RowGroups(self.path, schema, batch_rows)
         self._groups_failed = False  # staged: the Parquet side failed; close compacts the stream
         if self._group is not None:

@@ -44,6 +44,10 @@ from .verification import attach_event_scan, verify
 
 __all__ = ["Simulation", "CommandResult", "RunResult", "darkfab_version", "run_id_for"]
 
+END_FILES = ("summary.json", "verification.json", "kpis.parquet")
+"""Written when a run ends; a crash-safe run into a folder removes those of a previous run there
+(its tables' files go as each table's stream is opened)."""
+
 
 def darkfab_version() -> str:
     try:
@@ -134,6 +138,9 @@ class Simulation:
                 write_json(out / STARTED_FILE, _head(s, seed, replication, run_id))
             plant = build_plant(s, seed, replication, out, run_id, batch_rows,
                                 check_invariants, ctl)
+            if group is not None:  # its streams locked: a previous run's end-of-run files go,
+                for name in END_FILES:  # so a kill of this one is not taken for it
+                    (out / name).unlink(missing_ok=True)
         sim = cls(s, plant, seed, replication, run_id, out, verify_run, live)
         sim._flush_group = group
         if live is not None:
