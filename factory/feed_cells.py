@@ -137,17 +137,7 @@ class CellIntegration:
             fed[-1] = avail - (float(cum[n - 2]) if n > 1 else 0.0)
             total = float(cum[n - 2]) + float(fed[-1]) if n > 1 else float(fed[-1])
         self._emit(a, b, fed, frac)
-        self._take(total, frac)
-        self.mass_kg = (self.mass_kg - total) if k >= cum.size else floor
-        self.t = float(t_stop)
-        if k < cum.size:
-            if kind == "stop":
-                return self.t
-            self.mass_kg = 0.0
-            self.mode = "starved"
-            if stop_level is not None and stop_level <= 0.0:
-                return self.t
-        return None
+        return self._commit(total, frac, k < cum.size, floor, float(t_stop), kind, stop_level)
 
     def _run_gravimetric_small(self, t_end: float, stop_level: float | None, P: float,
                                j0: int, j1: int) -> float | None:
@@ -234,10 +224,17 @@ class CellIntegration:
             fed[-1] = avail - (cum[n - 2] if n > 1 else 0.0)
             total = cum[n - 2] + fed[-1] if n > 1 else fed[-1]
         self._emit_list(a, b, fed, frac)
+        return self._commit(total, frac, k < m, floor, float(t_stop), kind, stop_level)
+
+    def _commit(self, total: float, frac: dict[Hashable, float], reached: bool, floor: float,
+                t_stop: float, kind: str, stop_level: float | None) -> float | None:
+        """End a gravimetric advance: ``total`` kg (composition ``frac``) leave the hopper and
+        the feeder is at ``t_stop``. ``reached``: it stopped at ``floor`` (the stop level,
+        ``kind`` "stop", or empty). Returns the time the level was reached, or None."""
         self._take(total, frac)
-        self.mass_kg = (self.mass_kg - total) if k >= m else floor
-        self.t = float(t_stop)
-        if k < m:
+        self.mass_kg = floor if reached else self.mass_kg - total
+        self.t = t_stop
+        if reached:
             if kind == "stop":
                 return self.t
             self.mass_kg = 0.0
