@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,10 +65,9 @@ def complete(tmp_path_factory) -> Path:
     return out
 
 
-def _kill_at_random(out: Path, delay_s: float) -> int:
+def _start_and_kill(out: Path, delay_s: float) -> int | None:
     """Start a run, wait until its event stream exists, wait ``delay_s``, count the event
-    rows readable in the stream, SIGKILL the run; returns that count (-1: it had finished, or
-    had written all its results and was exiting when the kill came)."""
+    rows readable in the stream, SIGKILL the run; returns that count (None: it had finished)."""
     proc = subprocess.Popen(_run_cmd(out), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     stream = out / "events.parquet.arrows"
@@ -77,10 +77,17 @@ def _kill_at_random(out: Path, delay_s: float) -> int:
     time.sleep(delay_s)
     seen = _rows_in_stream(stream) if stream.exists() else 0
     if proc.poll() is not None:
-        return -1
+        return None
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    if (out / "summary.json").exists():  # killed while exiting, its results complete
+    return seen
+
+
+def _kill_at_random(out: Path, delay_s: float) -> int:
+    """:func:`_start_and_kill`; -1 if the run had finished, or had written all its results and
+    was exiting when the kill came."""
+    seen = _start_and_kill(out, delay_s)
+    if seen is None or (out / "summary.json").exists():  # killed while exiting: complete
         return -1
     return seen
 
@@ -138,24 +145,15 @@ def test_a_killed_rerun_into_a_finished_folder_recovers_its_own_rows(complete, t
     """The same run again into the folder of a finished one (the same run id), killed: the
     previous run's summary and tables are gone from the start, so ``recover`` makes the
     tables from the new run's streams and writes its partial summary, not the old results."""
-    import shutil
     full = pq.read_table(complete / "events.parquet")
     rng = np.random.default_rng(7)
     for attempt in range(3):
         out = tmp_path / f"again{attempt}"
         shutil.copytree(complete, out)
-        proc = subprocess.Popen(_run_cmd(out), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        stream = out / "events.parquet.arrows"
-        t0 = time.monotonic()
-        while not stream.exists() and proc.poll() is None and time.monotonic() - t0 < 300:
-            time.sleep(0.02)
-        time.sleep(float(rng.uniform(0.05, 0.6)))
-        seen = _rows_in_stream(stream) if stream.exists() else 0
-        if proc.poll() is not None:  # finished first: try again
+        # not _kill_at_random: the previous run's summary.json must not pass for this one's
+        seen = _start_and_kill(out, float(rng.uniform(0.05, 0.6)))
+        if seen is None:  # finished first: try again
             continue
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
         assert not (out / "kpis.parquet").exists() and not (out / "verification.json").exists()
         assert main(["recover", str(out)]) == 0
         ev = pq.read_table(out / "events.parquet")
